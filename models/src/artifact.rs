@@ -1,0 +1,80 @@
+//! Model artifacts: the LightGBM model texts plus the metadata that makes a model reproducible
+//! and checkable (feature names and order, categorical levels, training window, row counts,
+//! parameters, metrics, data fingerprint, code version). Storing them is the caller's job.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{CategoricalLevels, ModelError, Result, TrainingSet, UpliftModel, UpliftParams};
+
+/// Everything known about a trained model besides its trees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMetadata {
+    /// Model name, e.g. `conversion_uplift`.
+    pub name: String,
+    /// Version: training time and data fingerprint, unique per trained model.
+    pub version: String,
+    /// Meta-learner, e.g. `t`.
+    pub learner: String,
+    pub feature_names: Vec<String>,
+    pub categorical_levels: CategoricalLevels,
+    /// First and last exposure time of the training data, as `YYYY-MM-DD`.
+    pub training_window: (String, String),
+    pub rows_train: usize,
+    pub rows_valid: usize,
+    pub rows_test: usize,
+    pub params: UpliftParams,
+    /// Named metrics on the held-out test exposures (e.g. `qini_auc`).
+    pub metrics: Vec<(String, f64)>,
+    /// SHA-256 of the training matrix, arms and outcomes.
+    pub data_fingerprint: String,
+    pub code_version: String,
+    pub created_at: String,
+}
+
+/// A model as stored: metadata plus the LightGBM texts of both arms.
+#[derive(Debug, Clone)]
+pub struct ModelArtifact {
+    pub metadata: ModelMetadata,
+    pub treated_model: String,
+    pub control_model: String,
+}
+
+impl ModelArtifact {
+    pub fn new(metadata: ModelMetadata, model: &UpliftModel) -> Result<Self> {
+        let (treated_model, control_model) = model.to_texts()?;
+        Ok(Self {
+            metadata,
+            treated_model,
+            control_model,
+        })
+    }
+
+    /// Rebuilds the scorer, checking that the trees and the metadata agree on the features.
+    pub fn model(&self) -> Result<UpliftModel> {
+        UpliftModel::from_texts(
+            &self.treated_model,
+            &self.control_model,
+            &self.metadata.feature_names,
+        )
+    }
+
+    pub fn metadata_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(&self.metadata)
+            .map_err(|e| ModelError::Artifact(e.to_string()))
+    }
+}
+
+/// SHA-256 over the exact bytes a model was trained on, as lowercase hex.
+pub fn fingerprint(set: &TrainingSet) -> String {
+    let mut h = Sha256::new();
+    h.update((set.n_features as u64).to_le_bytes());
+    for v in &set.x {
+        h.update(v.to_le_bytes());
+    }
+    for (&t, &y) in set.treated.iter().zip(&set.outcome) {
+        h.update([u8::from(t), u8::from(y)]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,240 @@
+//! Training the conversion uplift model from past randomized exposures, and scoring users with it.
+//!
+//! Training rows are the exposures of message-only campaigns (`discount_pct = 0`): features as
+//! of `assigned_at`, outcome = a purchase within the attribution window after it. Users, not
+//! rows, are split into train / validation / test by a seeded hash, so no user's history leaks
+//! from the fit into the evaluation.
+
+use polars::prelude::*;
+
+use crate::artifact::fingerprint;
+use crate::features::{feature_names, featurize, purchased_within, FEATURES};
+use crate::metrics::qini_auc_score;
+use crate::{
+    CategoricalLevels, FeatureFrame, ModelArtifact, ModelError, ModelMetadata, Result,
+    SourceTables, TrainingSet, UpliftModel, UpliftParams,
+};
+
+/// Name of the conversion uplift model in the model store.
+pub const CONVERSION_UPLIFT: &str = "conversion_uplift";
+
+/// What training needs besides the data.
+#[derive(Debug, Clone)]
+pub struct TrainingOptions {
+    pub params: UpliftParams,
+    /// Days after an exposure in which a purchase counts as its outcome.
+    pub attribution_days: i64,
+    /// Training time, `YYYY-MM-DDTHH:MM:SSZ`; part of the version. The caller owns the clock.
+    pub created_at: String,
+    pub code_version: String,
+}
+
+/// Held-out test exposures with the trained model's uplift scores.
+#[derive(Debug, Clone, Default)]
+pub struct HeldOut {
+    pub user_id: Vec<i64>,
+    pub treated: Vec<bool>,
+    pub outcome: Vec<bool>,
+    pub uplift: Vec<f64>,
+}
+
+/// A trained model with its artifact and its held-out evaluation.
+#[derive(Debug)]
+pub struct TrainedUplift {
+    pub model: UpliftModel,
+    pub artifact: ModelArtifact,
+    pub test: HeldOut,
+}
+
+/// Which part of the data a user belongs to: a seeded hash of the user id, so the split is the
+/// same on every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Valid,
+    Test,
+}
+
+pub fn split_of(user_id: i64, seed: u64) -> Split {
+    // splitmix64 finaliser: a well-mixed, platform-independent hash.
+    let mut z = (user_id as u64) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    match (z >> 11) as f64 / (1u64 << 53) as f64 {
+        u if u < 0.60 => Split::Train,
+        u if u < 0.75 => Split::Valid,
+        _ => Split::Test,
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix time.
+pub fn date_of(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// Trains the conversion uplift T-learner on message-only exposures.
+pub fn train_conversion_uplift(
+    src: &SourceTables,
+    opts: &TrainingOptions,
+) -> Result<TrainedUplift> {
+    let exposures = src
+        .campaign_exposures
+        .clone()
+        .lazy()
+        .filter(col("discount_pct").eq(lit(0.0)))
+        .select([
+            col("user_id"),
+            col("assigned_at").alias("cutoff"),
+            col("arm"),
+        ])
+        .with_row_index("row_id", None)
+        .with_column(col("row_id").cast(DataType::Int64))
+        .collect()?;
+    if exposures.height() == 0 {
+        return Err(ModelError::Training {
+            what: CONVERSION_UPLIFT.into(),
+            why: "campaign_exposures has no message-only (discount_pct = 0) rows".into(),
+        });
+    }
+    let levels = CategoricalLevels::from_users(&src.users)?;
+    let features = featurize(src, &exposures, &levels)?;
+    let outcome = purchased_within(src, &exposures, opts.attribution_days)?;
+    let treated: Vec<bool> = exposures
+        .column("arm")?
+        .str()?
+        .iter()
+        .map(|a| a == Some("treatment"))
+        .collect();
+    let names = feature_names();
+    let all = TrainingSet {
+        x: features.matrix(&names)?,
+        n_features: names.len(),
+        treated,
+        outcome,
+    };
+    let users = features.ints("user_id")?;
+    let cutoffs = features.ints("cutoff")?;
+    let part = |want: Split| -> Vec<usize> {
+        (0..users.len())
+            .filter(|&i| split_of(users[i], opts.params.seed) == want)
+            .collect()
+    };
+    let (train_idx, valid_idx, test_idx) =
+        (part(Split::Train), part(Split::Valid), part(Split::Test));
+    let (train, valid, test) = (
+        all.subset(&train_idx),
+        all.subset(&valid_idx),
+        all.subset(&test_idx),
+    );
+    let categorical: Vec<usize> = FEATURES
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.categorical)
+        .map(|(i, _)| i)
+        .collect();
+    let model = UpliftModel::train(&train, &valid, &names, &categorical, &opts.params)?;
+    let scores = model.predict(&test.x, opts.params.num_threads)?;
+    let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
+
+    let data_fingerprint = fingerprint(&all);
+    let stamp: String = opts
+        .created_at
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let metadata = ModelMetadata {
+        name: CONVERSION_UPLIFT.into(),
+        version: format!("{stamp}-{}", &data_fingerprint[..8]),
+        learner: "t".into(),
+        feature_names: names,
+        categorical_levels: levels,
+        training_window: (
+            date_of(cutoffs.iter().copied().min().unwrap_or_default()),
+            date_of(cutoffs.iter().copied().max().unwrap_or_default()),
+        ),
+        rows_train: train.len(),
+        rows_valid: valid.len(),
+        rows_test: test.len(),
+        params: opts.params.clone(),
+        metrics: vec![("qini_auc".into(), qini)],
+        data_fingerprint,
+        code_version: opts.code_version.clone(),
+        created_at: opts.created_at.clone(),
+    };
+    let artifact = ModelArtifact::new(metadata, &model)?;
+    Ok(TrainedUplift {
+        model,
+        artifact,
+        test: HeldOut {
+            user_id: test_idx.iter().map(|&i| users[i]).collect(),
+            treated: test.treated,
+            outcome: test.outcome,
+            uplift: scores.uplift,
+        },
+    })
+}
+
+/// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_treated`,
+/// `p_control`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
+#[derive(Debug, Clone)]
+pub struct ScoredFrame {
+    pub frame: DataFrame,
+}
+
+/// Scores every user of `src.users` with `model` as of `cutoff`.
+pub fn score_users(
+    src: &SourceTables,
+    model: &UpliftModel,
+    levels: &CategoricalLevels,
+    cutoff: i64,
+    num_threads: usize,
+) -> Result<ScoredFrame> {
+    let cutoffs = src
+        .users
+        .clone()
+        .lazy()
+        .select([
+            col("user_id"),
+            lit(cutoff).cast(DataType::Int64).alias("cutoff"),
+        ])
+        .with_row_index("row_id", None)
+        .with_column(col("row_id").cast(DataType::Int64))
+        .collect()?;
+    let features: FeatureFrame = featurize(src, &cutoffs, levels)?;
+    let scores = model.predict(&features.matrix(&model.feature_names)?, num_threads)?;
+    let suppressed = src
+        .suppressions
+        .clone()
+        .lazy()
+        .select([col("user_id")])
+        .unique(None, UniqueKeepStrategy::First)
+        .with_column(lit(1i64).alias("suppressed"));
+    let mut frame = features.frame;
+    frame.with_column(Column::new("uplift".into(), scores.uplift))?;
+    frame.with_column(Column::new("p_treated".into(), scores.p_treated))?;
+    frame.with_column(Column::new("p_control".into(), scores.p_control))?;
+    let frame = frame
+        .lazy()
+        .join(
+            src.users
+                .clone()
+                .lazy()
+                .select([col("user_id"), col("marketing_opt_in")]),
+            [col("user_id")],
+            [col("user_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            suppressed,
+            [col("user_id")],
+            [col("user_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("suppressed").fill_null(lit(0i64)))
+        .sort(["user_id"], SortMultipleOptions::default())
+        .collect()?;
+    Ok(ScoredFrame { frame })
+}

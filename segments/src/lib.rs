@@ -1,0 +1,29 @@
+//! Audience building for campaign targeting: campaign configs and their validation, holdouts by
+//! salted hash, and the per-kind selection of who gets a campaign tonight.
+//!
+//! Pure functions over frames and strings: no network, no disk. The binary reads the files and
+//! the database; this crate decides.
+
+pub mod campaign;
+pub mod holdout;
+pub mod select;
+
+pub use campaign::{Campaign, CampaignKind, ExportFormat, Offer};
+pub use holdout::{bucket, Arm};
+pub use select::{select, Audience, FunnelStep, SelectionContext};
+
+/// Everything that can go wrong while building an audience.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("{origin}: {}", .problems.join("; "))]
+    InvalidCampaign {
+        origin: String,
+        problems: Vec<String>,
+    },
+    #[error("polars: {0}")]
+    Polars(#[from] polars::error::PolarsError),
+    #[error("campaign {campaign}: {why}")]
+    Selection { campaign: String, why: String },
+}
+
+pub type Result<T, E = SegmentError> = std::result::Result<T, E>;
