@@ -1,0 +1,1 @@
+SELECT seed, users, anchor FROM demo_meta

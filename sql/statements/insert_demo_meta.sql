@@ -1,0 +1,1 @@
+INSERT INTO demo_meta (seed, users, anchor) VALUES

@@ -1,0 +1,1 @@
+INSERT INTO friendships (user_id, friend_id, since) VALUES

@@ -1,0 +1,1 @@
+INSERT INTO suppressions (user_id, reason, created_at) VALUES

@@ -1,0 +1,1 @@
+INSERT INTO wishlist (user_id, item_id, added_at) VALUES
