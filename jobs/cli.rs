@@ -1,0 +1,221 @@
+//! The command line: `targeting demo` and `targeting run`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+use crate::db::Db;
+use crate::demo::{self, DemoSpec};
+use crate::pipeline::{self, cutoff_of, RunRequest};
+use crate::report::Summary;
+use crate::settings::{self, Overrides, Settings};
+use crate::telemetry::{self, LogFormat};
+
+/// Nightly campaign targeting: scores users by the purchases a message would cause and
+/// publishes each campaign's target list for CRM tools.
+#[derive(Debug, Parser)]
+#[command(name = "targeting", version)]
+pub struct Cli {
+    /// Settings file. Default: config/targeting.toml when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a synthetic source database and run the whole nightly job on it.
+    Demo(DemoArgs),
+    /// Run the nightly job on the configured source database.
+    Run(RunArgs),
+}
+
+/// Flags shared by the commands that run the job.
+#[derive(Debug, Args)]
+pub struct JobFlags {
+    /// Source database URL (overrides source.database_url).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// State database URL (overrides state.database_url; default: the source database).
+    #[arg(long, value_name = "URL")]
+    pub state_database_url: Option<String>,
+    /// Export destination URI (overrides export.destination).
+    #[arg(long, value_name = "URI")]
+    pub exports: Option<String>,
+    /// Threads for LightGBM and polars (overrides runtime.threads; 0 = one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run date, YYYY-MM-DD (default: today, UTC). Features see only data before it.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+    /// Only this campaign (repeatable; default: all campaigns).
+    #[arg(long = "campaign", value_name = "ID")]
+    pub campaigns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Users to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// Folder of the demo: source.db (SQLite), models/, exports/ and summary.json.
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+    /// Seed of the generated data (the same seed gives the same data).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub job: JobFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobFlags,
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> Result<()> {
+    telemetry::init(cli.log_format);
+    let (overrides, threads_hint) = match &cli.command {
+        Command::Demo(a) => (demo_overrides(a), a.job.threads),
+        Command::Run(a) => (job_overrides(&a.job), a.job.threads),
+    };
+    let settings = settings::load(cli.config.as_deref(), &overrides)?;
+    // Polars reads its thread count once, from the environment, before its pool starts.
+    if std::env::var_os("POLARS_MAX_THREADS").is_none() || threads_hint.is_some() {
+        std::env::set_var("POLARS_MAX_THREADS", settings.threads.to_string());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads.max(2))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Demo(a) => run_demo(&settings, &a).await,
+            Command::Run(a) => run_job(&settings, &a.job).await,
+        }
+    })
+}
+
+fn job_overrides(j: &JobFlags) -> Overrides {
+    Overrides {
+        database_url: j.database_url.clone(),
+        state_database_url: j.state_database_url.clone(),
+        exports: j.exports.clone(),
+        model_store: None,
+        threads: j.threads,
+    }
+}
+
+/// The demo runs on its own folder unless told otherwise: SQLite at DIR/source.db, exports in
+/// DIR/exports, models in DIR/models.
+fn demo_overrides(a: &DemoArgs) -> Overrides {
+    let mut o = job_overrides(&a.job);
+    let dir = a.dir.display().to_string();
+    o.database_url
+        .get_or_insert_with(|| format!("sqlite://{dir}/source.db"));
+    o.exports
+        .get_or_insert_with(|| format!("file://{dir}/exports"));
+    o.model_store = Some(a.dir.join("models"));
+    o
+}
+
+fn run_date(flag: Option<NaiveDate>) -> NaiveDate {
+    flag.unwrap_or_else(|| chrono::Utc::now().date_naive())
+}
+
+async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
+    if a.users < 1_000 {
+        bail!("--users must be at least 1000 for the models to have data to learn from");
+    }
+    let campaigns = crate::campaigns::pick(
+        crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?,
+        &a.job.campaigns,
+    )?;
+    let date = run_date(a.job.date);
+    let source = Db::connect(&settings.source_url, true).await?;
+    let spec = DemoSpec {
+        users: a.users,
+        seed: a.seed,
+        anchor: cutoff_of(date),
+    };
+    let generated = demo::ensure(&source, spec).await?;
+    info!(
+        generated,
+        users = a.users,
+        seed = a.seed,
+        "demo source ready"
+    );
+    let state = state_db(settings, &source).await?;
+    let report = pipeline::run(
+        RunRequest {
+            settings,
+            date,
+            campaigns,
+        },
+        &source,
+        &state,
+    )
+    .await?;
+    let oracle = demo::oracle_qini(&source, &report.test).await?;
+    let summary = Summary::new(&report, Some(oracle));
+    std::fs::create_dir_all(&a.dir)?;
+    summary.write_json(&a.dir.join("summary.json"))?;
+    print!("{}", summary.table());
+    fail_on_campaign_errors(&report)
+}
+
+async fn run_job(settings: &Settings, j: &JobFlags) -> Result<()> {
+    let campaigns = crate::campaigns::pick(
+        crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?,
+        &j.campaigns,
+    )?;
+    let source = Db::connect(&settings.source_url, false).await?;
+    let state = state_db(settings, &source).await?;
+    let report = pipeline::run(
+        RunRequest {
+            settings,
+            date: run_date(j.date),
+            campaigns,
+        },
+        &source,
+        &state,
+    )
+    .await?;
+    print!("{}", Summary::new(&report, None).table());
+    fail_on_campaign_errors(&report)
+}
+
+async fn state_db(settings: &Settings, source: &Db) -> Result<Db> {
+    if settings.state_url == settings.source_url {
+        Ok(source.clone())
+    } else {
+        Db::connect(&settings.state_url, true).await
+    }
+}
+
+fn fail_on_campaign_errors(report: &pipeline::RunReport) -> Result<()> {
+    let failed = report.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let details: Vec<String> = failed
+        .iter()
+        .map(|c| format!("{}: {}", c.campaign_id, c.error.as_deref().unwrap_or("")))
+        .collect();
+    bail!(
+        "{} of {} campaigns failed: {}",
+        failed.len(),
+        report.campaigns.len(),
+        details.join("; ")
+    )
+}

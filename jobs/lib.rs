@@ -1,0 +1,17 @@
+//! The `targeting` binary's library: the only code in the project that does I/O. The CLI,
+//! settings, telemetry, the pipeline stages (extract, featurize, score, select, publish,
+//! record), the run ledger and the export sinks live here; the decisions are the `models` and
+//! `segments` crates'.
+
+pub mod campaigns;
+pub mod cli;
+pub mod db;
+pub mod demo;
+pub mod extract;
+pub mod ledger;
+pub mod model_store;
+pub mod pipeline;
+pub mod publish;
+pub mod report;
+pub mod settings;
+pub mod telemetry;

@@ -1,0 +1,328 @@
+//! The nightly run: `extract → featurize → score → select → publish → record`.
+//!
+//! Every campaign of the run gets a ledger row before any work starts, so a run that dies in an
+//! early stage still says so. Each campaign is then published on its own: its parts and
+//! manifest, its assignments, and only then `_SUCCESS`; a campaign that fails leaves no files
+//! and a `failed` ledger row, and the others still publish.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use chrono::{NaiveDate, Utc};
+use models::training::{score_users, train_conversion_uplift, HeldOut, CONVERSION_UPLIFT};
+use models::{ScoredFrame, SourceTables, TrainingOptions, UpliftParams};
+use polars::prelude::*;
+use rand::Rng;
+use segments::{select, Arm, Audience, Campaign, CampaignKind, FunnelStep, SelectionContext};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::db::Db;
+use crate::extract::extract;
+use crate::ledger::{self, Finish, Status};
+use crate::publish::{self, ExportRequest};
+use crate::settings::Settings;
+
+/// What to run.
+#[derive(Debug)]
+pub struct RunRequest<'a> {
+    pub settings: &'a Settings,
+    pub date: NaiveDate,
+    pub campaigns: Vec<Campaign>,
+}
+
+/// How one campaign of the run ended.
+#[derive(Debug, Clone)]
+pub struct CampaignReport {
+    pub campaign_id: String,
+    pub kind: &'static str,
+    pub funnel: Vec<FunnelStep>,
+    pub eligible: usize,
+    /// Users exported (treatment arm).
+    pub audience: usize,
+    pub holdout: usize,
+    pub export_uri: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    pub run_id: String,
+    pub run_date: NaiveDate,
+    pub users: usize,
+    pub model_version: String,
+    pub qini_auc: f64,
+    /// The held-out exposures the model was evaluated on.
+    pub test: HeldOut,
+    pub campaigns: Vec<CampaignReport>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> Vec<&CampaignReport> {
+        self.campaigns
+            .iter()
+            .filter(|c| c.error.is_some())
+            .collect()
+    }
+}
+
+/// Midnight UTC of a date, as Unix seconds: the cutoff of everything computed for that date.
+pub fn cutoff_of(date: NaiveDate) -> i64 {
+    date.and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .timestamp()
+}
+
+/// A new run id: UTC time and a random suffix, sortable and unique across processes.
+fn new_run_id() -> String {
+    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
+    format!("{}-{suffix:06x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Runs every requested campaign for the date, recording each in the state database.
+pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunReport> {
+    let run_id = new_run_id();
+    let run_date = req.date.format("%Y-%m-%d").to_string();
+    let span =
+        info_span!("run", run_id = %run_id, run_date = %run_date, campaigns = req.campaigns.len());
+    async {
+        state.migrate_state().await?;
+        let started = Utc::now().timestamp();
+        for c in &req.campaigns {
+            ledger::start(state, &run_id, &c.id, &run_date, started).await?;
+        }
+        match prepare(&req, source).await {
+            Ok(prepared) => publish_all(&req, state, &run_id, &run_date, prepared).await,
+            Err(e) => {
+                let error = format!("{e:#}");
+                for c in &req.campaigns {
+                    let failed = Finish {
+                        status: Status::Failed,
+                        finished_at: Utc::now().timestamp(),
+                        audience_size: None,
+                        holdout_size: None,
+                        model_versions: "{}",
+                        export_uri: None,
+                        error: Some(&error),
+                    };
+                    ledger::finish(state, &run_id, &c.id, &failed).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Everything computed before publishing.
+struct Prepared {
+    src: SourceTables,
+    scored: ScoredFrame,
+    model_version: String,
+    qini_auc: f64,
+    test: HeldOut,
+}
+
+async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
+    let s = req.settings;
+    let src = extract(source, s).instrument(info_span!("extract")).await?;
+    let cutoff = cutoff_of(req.date);
+
+    let trained = info_span!("train", model = CONVERSION_UPLIFT).in_scope(|| {
+        let opts = TrainingOptions {
+            params: UpliftParams {
+                num_threads: s.threads,
+                seed: s.seed,
+                ..UpliftParams::default()
+            },
+            attribution_days: s.attribution_days,
+            created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            code_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        tokio::task::block_in_place(|| train_conversion_uplift(&src, &opts))
+    })?;
+    let meta = &trained.artifact.metadata;
+    let qini_auc = meta
+        .metrics
+        .iter()
+        .find(|(k, _)| k == "qini_auc")
+        .map_or(f64::NAN, |(_, v)| *v);
+    info!(
+        version = %meta.version,
+        rows_train = meta.rows_train,
+        rows_test = meta.rows_test,
+        qini_auc,
+        "trained"
+    );
+    let dir = crate::model_store::save(&s.model_store, &trained.artifact)?;
+    info!(path = %dir.display(), "model stored");
+
+    let scored = info_span!("score", users = src.users.height()).in_scope(|| {
+        tokio::task::block_in_place(|| {
+            score_users(
+                &src,
+                &trained.model,
+                &meta.categorical_levels,
+                cutoff,
+                s.threads,
+            )
+        })
+    })?;
+    info!(rows = scored.frame.height(), "scored");
+    Ok(Prepared {
+        model_version: meta.version.clone(),
+        qini_auc,
+        test: trained.test,
+        src,
+        scored,
+    })
+}
+
+/// The frame a campaign selects from: the scored users, plus the affinity to the dropped item
+/// for a drop.
+fn candidates(c: &Campaign, p: &Prepared, cutoff: i64) -> Result<DataFrame> {
+    match c.kind {
+        CampaignKind::Drop { item_id } => {
+            let affinity = models::features::drop_affinity(&p.src, item_id, cutoff)
+                .with_context(|| format!("campaign {}", c.id))?;
+            Ok(p.scored
+                .frame
+                .clone()
+                .lazy()
+                .join(
+                    affinity.lazy(),
+                    [col("user_id")],
+                    [col("user_id")],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .with_column(col("affinity").fill_null(lit(0.0)))
+                .collect()?)
+        }
+        _ => Ok(p.scored.frame.clone()),
+    }
+}
+
+async fn publish_all(
+    req: &RunRequest<'_>,
+    state: &Db,
+    run_id: &str,
+    run_date: &str,
+    p: Prepared,
+) -> Result<RunReport> {
+    let s = req.settings;
+    let ctx = SelectionContext {
+        global_control_share: s.global_control_share,
+        global_control_salt: s.global_control_salt.clone(),
+    };
+    let versions: BTreeMap<String, String> =
+        [(CONVERSION_UPLIFT.to_string(), p.model_version.clone())].into();
+    let versions_json = serde_json::to_string(&versions)?;
+    let cutoff = cutoff_of(req.date);
+    let mut reports = Vec::new();
+    for c in &req.campaigns {
+        let span = info_span!("campaign", campaign = %c.id, kind = c.kind.name());
+        let outcome = async {
+            let audience = info_span!("select").in_scope(|| -> Result<Audience> {
+                let frame = candidates(c, &p, cutoff)?;
+                Ok(select(c, &frame, &ctx)?)
+            })?;
+            info!(
+                eligible = audience.eligible(),
+                rows = audience.count(Arm::Treatment),
+                holdout = audience.count(Arm::Holdout),
+                "selected"
+            );
+            let created_at = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let destination = c.destination.as_deref().unwrap_or(&s.export_destination);
+            let staged = info_span!("publish").in_scope(|| {
+                publish::stage(&ExportRequest {
+                    campaign: c,
+                    audience: &audience,
+                    destination,
+                    run_id,
+                    run_date,
+                    model_versions: &versions,
+                    created_at: &created_at,
+                })
+            })?;
+            // Assignments are recorded before `_SUCCESS`: a list a CRM can see always has its
+            // history.
+            let recorded = async {
+                ledger::record_assignments(state, run_id, &audience, Utc::now().timestamp())
+                    .await?;
+                publish::commit(&staged)
+            }
+            .instrument(info_span!("record", rows = audience.members.len()))
+            .await;
+            if let Err(e) = recorded {
+                publish::discard(&staged);
+                return Err(e);
+            }
+            info!(uri = %staged.uri, rows = staged.manifest.row_count, "published");
+            Ok((audience, staged.uri))
+        }
+        .instrument(span)
+        .await;
+        let finished_at = Utc::now().timestamp();
+        let report = match outcome {
+            Ok((audience, uri)) => {
+                let finish = Finish {
+                    status: Status::Succeeded,
+                    finished_at,
+                    audience_size: Some(audience.count(Arm::Treatment)),
+                    holdout_size: Some(audience.count(Arm::Holdout)),
+                    model_versions: &versions_json,
+                    export_uri: Some(&uri),
+                    error: None,
+                };
+                ledger::finish(state, run_id, &c.id, &finish).await?;
+                CampaignReport {
+                    campaign_id: c.id.clone(),
+                    kind: c.kind.name(),
+                    eligible: audience.eligible(),
+                    audience: audience.count(Arm::Treatment),
+                    holdout: audience.count(Arm::Holdout),
+                    funnel: audience.funnel,
+                    export_uri: Some(uri),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                warn!(campaign = %c.id, error = %error, "campaign failed");
+                let finish = Finish {
+                    status: Status::Failed,
+                    finished_at,
+                    audience_size: None,
+                    holdout_size: None,
+                    model_versions: &versions_json,
+                    export_uri: None,
+                    error: Some(&error),
+                };
+                ledger::finish(state, run_id, &c.id, &finish).await?;
+                CampaignReport {
+                    campaign_id: c.id.clone(),
+                    kind: c.kind.name(),
+                    funnel: vec![],
+                    eligible: 0,
+                    audience: 0,
+                    holdout: 0,
+                    export_uri: None,
+                    error: Some(error),
+                }
+            }
+        };
+        reports.push(report);
+    }
+    Ok(RunReport {
+        run_id: run_id.into(),
+        run_date: req.date,
+        users: p.src.users.height(),
+        model_version: p.model_version,
+        qini_auc: p.qini_auc,
+        test: p.test,
+        campaigns: reports,
+    })
+}

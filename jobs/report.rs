@@ -1,0 +1,116 @@
+//! The run summary: a table for people on stdout and `summary.json` for machines.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::pipeline::RunReport;
+
+/// `summary.json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub run_id: String,
+    pub run_date: String,
+    pub users: usize,
+    pub model: ModelSummary,
+    pub campaigns: Vec<CampaignSummary>,
+}
+
+/// The model's headline figures.
+#[derive(Debug, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub version: String,
+    pub test_exposures: usize,
+    /// Normalized Qini AUC (scikit-uplift's `qini_auc_score`) on held-out exposures.
+    pub qini_auc: f64,
+    /// The same with users ranked by their true uplift (demo only).
+    pub oracle_qini_auc: Option<f64>,
+}
+
+/// One campaign's figures.
+#[derive(Debug, Serialize)]
+pub struct CampaignSummary {
+    pub campaign_id: String,
+    pub kind: String,
+    pub eligible: usize,
+    pub audience: usize,
+    pub holdout: usize,
+    pub export_uri: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Summary {
+    pub fn new(report: &RunReport, oracle_qini_auc: Option<f64>) -> Self {
+        Summary {
+            run_id: report.run_id.clone(),
+            run_date: report.run_date.to_string(),
+            users: report.users,
+            model: ModelSummary {
+                name: models::training::CONVERSION_UPLIFT.into(),
+                version: report.model_version.clone(),
+                test_exposures: report.test.user_id.len(),
+                qini_auc: report.qini_auc,
+                oracle_qini_auc,
+            },
+            campaigns: report
+                .campaigns
+                .iter()
+                .map(|c| CampaignSummary {
+                    campaign_id: c.campaign_id.clone(),
+                    kind: c.kind.into(),
+                    eligible: c.eligible,
+                    audience: c.audience,
+                    holdout: c.holdout,
+                    export_uri: c.export_uri.clone(),
+                    error: c.error.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "run {} for {} over {} users\n\n{:<26} {:<12} {:>9} {:>9} {:>8}  export\n",
+            self.run_id,
+            self.run_date,
+            self.users,
+            "campaign",
+            "kind",
+            "eligible",
+            "audience",
+            "holdout"
+        );
+        for c in &self.campaigns {
+            let export = match (&c.export_uri, &c.error) {
+                (Some(uri), _) => uri.clone(),
+                (None, Some(e)) => format!("FAILED: {e}"),
+                (None, None) => String::new(),
+            };
+            out.push_str(&format!(
+                "{:<26} {:<12} {:>9} {:>9} {:>8}  {}\n",
+                c.campaign_id, c.kind, c.eligible, c.audience, c.holdout, export
+            ));
+        }
+        let m = &self.model;
+        out.push_str(&format!(
+            "\nmodel {} {} — Qini AUC on {} held-out exposures: {:.4}",
+            m.name, m.version, m.test_exposures, m.qini_auc
+        ));
+        if let Some(oracle) = m.oracle_qini_auc {
+            out.push_str(&format!(
+                " (oracle from demo_truth: {oracle:.4}, model/oracle {:.2})",
+                m.qini_auc / oracle
+            ));
+        }
+        out.push('\n');
+        out
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}

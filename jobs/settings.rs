@@ -1,0 +1,324 @@
+//! Runtime settings: `config/targeting.toml`, overridden by `TARGETING__SECTION__KEY` environment
+//! variables, overridden by command-line flags.
+//!
+//! The file is parsed into [`SettingsFile`] (which mirrors it and rejects unknown keys), the
+//! overrides are merged in, and the result is validated into [`Settings`]. Secrets (passwords
+//! in database URLs) never appear in messages: [`redact`] is applied to every URL we print.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Prefix of the environment variables that override settings, e.g.
+/// `TARGETING__SOURCE__DATABASE_URL`.
+pub const ENV_PREFIX: &str = "TARGETING__";
+
+/// The settings file as written. Every section and key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsFile {
+    #[serde(default)]
+    pub source: SourceSection,
+    #[serde(default)]
+    pub state: StateSection,
+    #[serde(default)]
+    pub models: ModelsSection,
+    #[serde(default)]
+    pub export: ExportSection,
+    #[serde(default)]
+    pub targeting: TargetingSection,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+/// `[source]`: where user and commerce data are read from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// sqlx URL of the source database: `sqlite://PATH` or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Default `sqlite://demo/source.db`.
+    pub database_url: Option<String>,
+    /// Folder of the extraction queries (`<table>.sql`, one per contract table). Default: the
+    /// queries built into the binary, identical to `sql/queries/`.
+    pub queries_dir: Option<PathBuf>,
+    /// Rows fetched per batch while streaming a query into a frame. Default 50000.
+    pub batch_rows: Option<usize>,
+}
+
+/// `[state]`: where the project's own tables (run ledger, assignments) live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// sqlx URL of the state database. Default: the source database, so that a deployment can
+    /// point the source at a read-only replica and keep state elsewhere.
+    pub database_url: Option<String>,
+}
+
+/// `[models]`: where trained models are stored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsSection {
+    /// Folder of the model store (`<model>/<version>/…` and `<model>/current`).
+    /// Default `demo/models`.
+    pub store: Option<PathBuf>,
+    /// Days after an exposure in which a purchase counts as its outcome. Default 7.
+    pub attribution_days: Option<i64>,
+    /// Seed of LightGBM and of the train/validation/test split. Default 42.
+    pub seed: Option<u64>,
+}
+
+/// `[export]`: where target lists are published.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    /// Destination URI of the exports, `file:///absolute/path` or `file://relative/path`.
+    /// Default `file://demo/exports`. A campaign's own `export.destination` wins.
+    pub destination: Option<String>,
+}
+
+/// `[targeting]`: rules that hold for every campaign.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetingSection {
+    /// Share of all users that no campaign ever reaches (0 to 0.5), for measuring total lift.
+    /// Default 0.05.
+    pub global_control_share: Option<f64>,
+    /// Salt of the global control hash. Changing it reshuffles the global control group, so
+    /// set it once per deployment. Default `global-control-v1`.
+    pub global_control_salt: Option<String>,
+    /// Folder of the campaign files (`*.toml`). Default `config/campaigns`.
+    pub campaigns_dir: Option<PathBuf>,
+}
+
+/// `[runtime]`: how the job uses the machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Threads for LightGBM and polars; 0 = one per core. Default 0.
+    pub threads: Option<usize>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source_url: String,
+    pub state_url: String,
+    pub queries_dir: Option<PathBuf>,
+    pub batch_rows: usize,
+    pub model_store: PathBuf,
+    pub attribution_days: i64,
+    pub seed: u64,
+    pub export_destination: String,
+    pub global_control_share: f64,
+    pub global_control_salt: String,
+    pub campaigns_dir: PathBuf,
+    pub threads: usize,
+}
+
+/// Overrides given on the command line; `None` leaves the setting alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub state_database_url: Option<String>,
+    pub exports: Option<String>,
+    pub model_store: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+/// The settings file used when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "config/targeting.toml";
+
+/// Loads settings: the file (`--config`, or `config/targeting.toml` when it exists), then the
+/// environment, then the flags.
+pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings> {
+    let (path, explicit) = match config {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => bail!("cannot read settings file {}: {e}", path.display()),
+    };
+    let origin = path.display().to_string();
+    let mut table: toml::Table = parse_located(&origin, &text)?;
+    // Check the file alone first, so that its errors carry a line and column.
+    parse_located::<SettingsFile>(&origin, &text)?;
+    for (key, value) in std::env::vars() {
+        if let Some(path) = key.strip_prefix(ENV_PREFIX) {
+            apply_env(&mut table, &key, path, &value)?;
+        }
+    }
+    let file: SettingsFile = table
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("environment override: {}", e.message()))?;
+    file.validate(overrides)
+        .with_context(|| format!("invalid settings ({origin} and {ENV_PREFIX}* variables)"))
+}
+
+/// Parses TOML, reporting errors as `origin:line:column: message` on one line.
+pub fn parse_located<T: serde::de::DeserializeOwned>(origin: &str, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let at = segments::campaign::locate(origin, text, e.span());
+        anyhow::anyhow!("{at}: {}", e.message().trim())
+    })
+}
+
+/// Sets `section.key` from `TARGETING__SECTION__KEY`. The value is read as a TOML value when it
+/// is one (numbers, booleans), else as a string.
+fn apply_env(table: &mut toml::Table, var: &str, path: &str, value: &str) -> Result<()> {
+    let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+    let [section, key] = parts.as_slice() else {
+        bail!("environment variable {var} must look like {ENV_PREFIX}SECTION__KEY");
+    };
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let section = table
+        .entry(section.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(section) = section.as_table_mut() else {
+        bail!("environment variable {var}: {} is not a section", parts[0]);
+    };
+    section.insert(key.clone(), parsed);
+    Ok(())
+}
+
+impl SettingsFile {
+    fn validate(self, o: &Overrides) -> Result<Settings> {
+        let source_url = o
+            .database_url
+            .clone()
+            .or(self.source.database_url)
+            .unwrap_or_else(|| "sqlite://demo/source.db".into());
+        let state_url = o
+            .state_database_url
+            .clone()
+            .or(self.state.database_url)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| source_url.clone());
+        for (field, url) in [
+            ("source.database_url", &source_url),
+            ("state.database_url", &state_url),
+        ] {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                bail!(
+                    "{field} {} must start with sqlite: or postgres://",
+                    redact(url)
+                );
+            }
+        }
+        let export_destination = o
+            .exports
+            .clone()
+            .or(self.export.destination)
+            .unwrap_or_else(|| "file://demo/exports".into());
+        if !export_destination.starts_with("file://") {
+            bail!("export.destination {export_destination:?} must be a file:// URI");
+        }
+        let share = self.targeting.global_control_share.unwrap_or(0.05);
+        if !(0.0..=0.5).contains(&share) {
+            bail!("targeting.global_control_share must be between 0 and 0.5, got {share}");
+        }
+        let batch_rows = self.source.batch_rows.unwrap_or(50_000);
+        if batch_rows == 0 {
+            bail!("source.batch_rows must be at least 1");
+        }
+        let attribution_days = self.models.attribution_days.unwrap_or(7);
+        if !(1..=90).contains(&attribution_days) {
+            bail!("models.attribution_days must be between 1 and 90, got {attribution_days}");
+        }
+        let threads = match o.threads.or(self.runtime.threads).unwrap_or(0) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Ok(Settings {
+            source_url,
+            state_url,
+            queries_dir: self.source.queries_dir,
+            batch_rows,
+            model_store: o
+                .model_store
+                .clone()
+                .or(self.models.store)
+                .unwrap_or_else(|| PathBuf::from("demo/models")),
+            attribution_days,
+            seed: self.models.seed.unwrap_or(42),
+            export_destination,
+            global_control_share: share,
+            global_control_salt: self
+                .targeting
+                .global_control_salt
+                .unwrap_or_else(|| "global-control-v1".into()),
+            campaigns_dir: self
+                .targeting
+                .campaigns_dir
+                .unwrap_or_else(|| PathBuf::from("config/campaigns")),
+            threads,
+        })
+    }
+}
+
+/// The URL with any password (user-info or `password=` parameter) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        // Not a URL we can take apart: print nothing after the scheme rather than a secret.
+        return match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***"),
+            None => "***".into(),
+        };
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let secret =
+                k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+            (
+                k.into_owned(),
+                if secret { "***".into() } else { v.into_owned() },
+            )
+        })
+        .collect();
+    if !pairs.is_empty() {
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/shop"),
+            "postgres://app:***@db:5432/shop"
+        );
+        assert_eq!(
+            redact("postgres://db/shop?user=app&password=s3cret"),
+            "postgres://db/shop?user=app&password=***"
+        );
+        assert_eq!(redact("sqlite://demo/source.db"), "sqlite://demo/source.db");
+    }
+
+    #[test]
+    fn env_values_are_typed() {
+        let mut t = toml::Table::new();
+        apply_env(&mut t, "TARGETING__SHARE", "SHARE", "0.1").unwrap_err();
+        apply_env(&mut t, "V", "TARGETING__GLOBAL_CONTROL_SHARE", "0.1").unwrap();
+        apply_env(&mut t, "V", "SOURCE__DATABASE_URL", "postgres://x/y").unwrap();
+        let f: SettingsFile = t.try_into().unwrap();
+        assert_eq!(f.targeting.global_control_share, Some(0.1));
+        assert_eq!(f.source.database_url.as_deref(), Some("postgres://x/y"));
+    }
+}
