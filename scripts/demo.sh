@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the demo: the whole nightly job on a generated SQLite source, publishing to local files.
+#   bash scripts/demo.sh [--users N] [--dir DIR] [--seed S] [--date YYYY-MM-DD] ...
+# Installs what the build needs when it is missing, builds the release binary, then runs
+# `targeting demo` with the given flags (see `targeting demo --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+install_build_tools
+cargo build --release --quiet --bin targeting
+target_dir="${CARGO_TARGET_DIR:-target}"
+exec "$target_dir/release/targeting" demo "$@"

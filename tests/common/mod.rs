@@ -1,0 +1,259 @@
+//! Helpers for the end-to-end tests: run the real `targeting` binary, read back what it
+//! published, and query the databases it wrote.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+/// The run date of every test: fixed, so that runs are comparable.
+pub const DATE: &str = "2026-11-20";
+
+/// A fresh folder under the system temp dir.
+pub fn tempdir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "targeting-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the binary from the repository root (where `config/` is), without inherited
+/// `TARGETING__*` overrides.
+pub fn targeting(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_targeting"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TARGETING__") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("the binary runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success, showing stderr when not.
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        stderr(o)
+    );
+}
+
+/// A campaign's holdout share as configured in `config/campaigns/`.
+pub fn configured_holdouts() -> BTreeMap<String, f64> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/campaigns");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let v: toml::Table = text.parse().unwrap();
+        out.insert(
+            v["id"].as_str().unwrap().to_string(),
+            v["holdout"].as_float().unwrap(),
+        );
+    }
+    out
+}
+
+/// One published run folder of a campaign, read back and verified against its manifest.
+#[derive(Debug)]
+pub struct Export {
+    pub dir: PathBuf,
+    pub manifest: serde_json::Value,
+    /// `external_id` of every row, in file order.
+    pub ids: Vec<i64>,
+    pub part_hashes: Vec<String>,
+}
+
+/// Every run folder of a campaign for a date, oldest first.
+pub fn run_folders(exports: &Path, campaign: &str, date: &str) -> Vec<PathBuf> {
+    let day = exports.join(campaign).join(format!("dt={date}"));
+    let mut runs: Vec<PathBuf> = match std::fs::read_dir(&day) {
+        Ok(r) => r.map(|e| e.unwrap().path()).collect(),
+        Err(_) => vec![],
+    };
+    runs.sort();
+    runs
+}
+
+/// Reads a completed run folder, checking the layout: `_SUCCESS`, the manifest's parts with
+/// their row counts and SHA-256, the generic header.
+pub fn read_export(dir: &Path) -> Export {
+    assert!(
+        dir.join("_SUCCESS").exists(),
+        "no _SUCCESS in {}",
+        dir.display()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut ids = Vec::new();
+    let mut part_hashes = Vec::new();
+    let mut total = 0;
+    for part in manifest["parts"].as_array().unwrap() {
+        let name = part["path"].as_str().unwrap();
+        assert!(
+            name.starts_with("part-") && name.ends_with(".csv.gz"),
+            "{name}"
+        );
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let sha = hex(&Sha256::digest(&bytes));
+        assert_eq!(part["sha256"].as_str().unwrap(), sha, "sha256 of {name}");
+        part_hashes.push(sha);
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header,
+            [
+                "external_id",
+                "campaign_id",
+                "variant",
+                "offer",
+                "score",
+                "rank"
+            ]
+        );
+        let mut rows = 0;
+        for rec in reader.records() {
+            let rec = rec.unwrap();
+            assert_eq!(&rec[1], manifest["campaign_id"].as_str().unwrap());
+            assert_eq!(&rec[2], "treatment");
+            ids.push(rec[0].parse::<i64>().unwrap());
+            rows += 1;
+        }
+        assert_eq!(
+            part["rows"].as_u64().unwrap() as usize,
+            rows,
+            "rows of {name}"
+        );
+        total += rows;
+    }
+    assert_eq!(manifest["row_count"].as_u64().unwrap() as usize, total);
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "duplicate users in {}",
+        dir.display()
+    );
+    Export {
+        dir: dir.to_path_buf(),
+        manifest,
+        ids,
+        part_hashes,
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+/// Users no list may contain: without consent, or suppressed.
+pub async fn forbidden_users(url: &str) -> HashSet<i64> {
+    let pool = pool(url).await;
+    let rows = sqlx::query(
+        "SELECT user_id FROM users WHERE (CASE WHEN marketing_opt_in THEN 1 ELSE 0 END) = 0 \
+         UNION SELECT user_id FROM suppressions",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    rows.iter().map(|r| r.get::<i64, _>(0)).collect()
+}
+
+/// A ledger row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRow {
+    pub campaign_id: String,
+    pub status: String,
+    pub audience_size: Option<i64>,
+    pub holdout_size: Option<i64>,
+    pub export_uri: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn ledger(url: &str) -> Vec<LedgerRow> {
+    let pool = pool(url).await;
+    sqlx::query(
+        "SELECT campaign_id, status, audience_size, holdout_size, export_uri, error \
+         FROM targeting_runs ORDER BY started_at, run_id, campaign_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| LedgerRow {
+        campaign_id: r.get(0),
+        status: r.get(1),
+        audience_size: r.get(2),
+        holdout_size: r.get(3),
+        export_uri: r.get(4),
+        error: r.get(5),
+    })
+    .collect()
+}
+
+/// Users recorded for a run and campaign in one arm.
+pub async fn assigned(url: &str, run_id: &str, campaign: &str, arm: &str) -> HashSet<i64> {
+    let pool = pool(url).await;
+    sqlx::query(
+        "SELECT user_id FROM targeting_assignments WHERE run_id = $1 AND campaign_id = $2 AND arm = $3",
+    )
+    .bind(run_id)
+    .bind(campaign)
+    .bind(arm)
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<i64, _>(0))
+    .collect()
+}
+
+/// A new, empty PostgreSQL database on the server of `DATABASE_URL`; returns its URL.
+pub async fn fresh_postgres_db(name: &str) -> String {
+    let base = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must name a PostgreSQL server: run the tests with `bash scripts/test.sh`, \
+         which starts a throwaway one",
+    );
+    let db = format!("targeting_{name}_{}", std::process::id());
+    let admin = pool(&base).await;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&db);
+    url.to_string()
+}
