@@ -10,6 +10,12 @@ use segments::Campaign;
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Campaign>> {
     let mut files = Vec::new();
     for path in paths {
+        if !path.exists() {
+            bail!(
+                "campaigns folder or file {} does not exist (set targeting.campaigns_dir)",
+                path.display()
+            );
+        }
         if path.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("cannot read campaigns folder {}", path.display()))?

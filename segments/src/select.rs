@@ -128,7 +128,7 @@ pub fn select(campaign: &Campaign, scored: &DataFrame, ctx: &SelectionContext) -
         CampaignKind::WeeklyDeal { max_discount_share } => {
             // Missing share = no orders last year: not a deal hunter.
             step(&mut keep, "not deal-conditioned", &|i| {
-                !(discount_share[i] > *max_discount_share)
+                discount_share[i].is_nan() || discount_share[i] <= *max_discount_share
             });
             step(&mut keep, "positive uplift", &|i| uplift[i] > 0.0);
             &uplift
