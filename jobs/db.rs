@@ -127,6 +127,12 @@ impl Db {
         batch_rows: usize,
     ) -> Result<DataFrame> {
         let mut rows = sqlx::query(sql).fetch(&self.pool);
+        // Drawn only on a terminal; a scheduler's log gets the stage spans instead.
+        let progress = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("extracting {msg}: {human_pos} rows {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        progress.set_message(spec.name);
         let mut batch = Batch::new(spec);
         let mut frame: Option<DataFrame> = None;
         let mut checked = false;
@@ -141,10 +147,12 @@ impl Db {
             }
             batch.push(&row, origin)?;
             if batch.len >= batch_rows {
+                progress.inc(batch.len as u64);
                 append(&mut frame, batch.take()?)?;
             }
         }
         append(&mut frame, batch.take()?)?;
+        progress.finish_and_clear();
         Ok(frame.expect("append always leaves a frame"))
     }
 
