@@ -1,8 +1,9 @@
 //! Evaluation metrics for classifiers and uplift models.
 //!
 //! The uplift curves follow scikit-uplift's definitions (`qini_curve`, `perfect_qini_curve`,
-//! `qini_auc_score`) so that our numbers can be put next to theirs: rows are ranked by score,
-//! ties are grouped, and the curve is evaluated at the end of each group of equal scores.
+//! `qini_auc_score`, `uplift_curve`, `perfect_uplift_curve`, `uplift_auc_score`, `uplift_at_k`)
+//! so that our numbers can be put next to theirs: rows are ranked by score, ties are grouped, and
+//! a curve is evaluated at the end of each group of equal scores.
 
 /// A curve as `(x, y)` points: x = rows targeted, y = incremental outcomes.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,37 +23,286 @@ impl Curve {
     }
 }
 
-/// Qini curve: after the top-k rows, treated conversions minus control conversions scaled to the
-/// treated count, `y_t(k) − y_c(k) · n_t(k) / n_c(k)`.
-pub fn qini_curve(outcome: &[bool], score: &[f64], treated: &[bool]) -> Curve {
-    let n = outcome.len();
-    // Descending by score; equal scores form one group, so their order is irrelevant.
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
-    let (mut n_t, mut y_t, mut y_c) = (0.0, 0.0, 0.0);
+/// Cumulative counts after the top rows: treated, treated buyers, control buyers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    all: f64,
+    n_t: f64,
+    y_t: f64,
+    y_c: f64,
+}
+
+impl Counts {
+    fn n_c(&self) -> f64 {
+        self.all - self.n_t
+    }
+}
+
+/// Rows in descending score order, ties broken as numpy's reversed stable argsort does (later
+/// rows first), so that top-k cuts through ties select the same rows as scikit-uplift.
+fn descending(score: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..score.len()).collect();
+    order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(b.cmp(&a)));
+    order
+}
+
+/// A curve evaluated at the end of each group of equal scores, starting at (0, 0).
+fn ranked_curve(
+    outcome: &[bool],
+    score: &[f64],
+    treated: &[bool],
+    value: impl Fn(&Counts) -> f64,
+) -> Curve {
+    let order = descending(score);
+    let mut c = Counts::default();
     let mut curve = Curve {
         x: vec![0.0],
         y: vec![0.0],
     };
     for (pos, &i) in order.iter().enumerate() {
+        c.all += 1.0;
         if treated[i] {
-            n_t += 1.0;
-            if outcome[i] {
-                y_t += 1.0;
-            }
-        } else if outcome[i] {
-            y_c += 1.0;
+            c.n_t += 1.0;
+            c.y_t += f64::from(u8::from(outcome[i]));
+        } else {
+            c.y_c += f64::from(u8::from(outcome[i]));
         }
-        let group_ends = pos + 1 == n || score[order[pos + 1]] != score[i];
+        let group_ends = pos + 1 == order.len() || score[order[pos + 1]] != score[i];
         if group_ends {
-            let all = (pos + 1) as f64;
-            let n_c = all - n_t;
-            let scaled = if n_c > 0.0 { y_c * n_t / n_c } else { 0.0 };
-            curve.x.push(all);
-            curve.y.push(y_t - scaled);
+            curve.x.push(c.all);
+            curve.y.push(value(&c));
         }
     }
     curve
+}
+
+fn ratio(num: f64, den: f64) -> f64 {
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// Qini curve: after the top-k rows, treated conversions minus control conversions scaled to the
+/// treated count, `y_t(k) − y_c(k) · n_t(k) / n_c(k)`.
+pub fn qini_curve(outcome: &[bool], score: &[f64], treated: &[bool]) -> Curve {
+    ranked_curve(outcome, score, treated, |c| {
+        c.y_t - c.y_c * ratio(c.n_t, c.n_c())
+    })
+}
+
+/// Uplift curve: after the top-k rows, the difference in conversion rates times k,
+/// `(y_t(k) / n_t(k) − y_c(k) / n_c(k)) · k`.
+pub fn uplift_curve(outcome: &[bool], score: &[f64], treated: &[bool]) -> Curve {
+    ranked_curve(outcome, score, treated, |c| {
+        (ratio(c.y_t, c.n_t) - ratio(c.y_c, c.n_c())) * c.all
+    })
+}
+
+/// The uplift curve of the best ranking, as scikit-uplift's `perfect_uplift_curve`.
+pub fn perfect_uplift_curve(outcome: &[bool], treated: &[bool]) -> Curve {
+    let control_responders = outcome
+        .iter()
+        .zip(treated)
+        .filter(|(&y, &t)| y && !t)
+        .count();
+    let treated_non_responders = outcome
+        .iter()
+        .zip(treated)
+        .filter(|(&y, &t)| !y && t)
+        .count();
+    let ideal: Vec<f64> = outcome
+        .iter()
+        .zip(treated)
+        .map(|(&y, &t)| {
+            let summand = if control_responders > treated_non_responders {
+                y
+            } else {
+                t
+            };
+            2.0 * f64::from(u8::from(y == t)) + f64::from(u8::from(summand))
+        })
+        .collect();
+    uplift_curve(outcome, &ideal, treated)
+}
+
+/// `(actual − random) / (perfect − random)` areas, the normalisation of both AUC scores.
+fn normalized_area(actual: &Curve, perfect: &Curve) -> f64 {
+    let baseline = Curve {
+        x: vec![0.0, *perfect.x.last().unwrap_or(&0.0)],
+        y: vec![0.0, *perfect.y.last().unwrap_or(&0.0)],
+    };
+    let base = baseline.area();
+    let best = perfect.area() - base;
+    if best == 0.0 {
+        return 0.0;
+    }
+    (actual.area() - base) / best
+}
+
+/// Normalized area under the uplift curve (AUUC), as scikit-uplift's `uplift_auc_score`.
+pub fn uplift_auc_score(outcome: &[bool], score: &[f64], treated: &[bool]) -> f64 {
+    normalized_area(
+        &uplift_curve(outcome, score, treated),
+        &perfect_uplift_curve(outcome, treated),
+    )
+}
+
+/// How scikit-uplift's `uplift_at_k` picks the top rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopK {
+    /// The top k share of all rows.
+    Overall,
+    /// The top k share of each arm separately.
+    ByGroup,
+}
+
+/// Conversion rate of the treated minus that of the control among the top `k` share (0 to 1)
+/// of rows by score, as scikit-uplift's `uplift_at_k`. NaN when an arm has no row in the top.
+pub fn uplift_at_k(
+    outcome: &[bool],
+    score: &[f64],
+    treated: &[bool],
+    k: f64,
+    strategy: TopK,
+) -> f64 {
+    let order = descending(score);
+    let rate = |rows: &mut dyn Iterator<Item = usize>| -> f64 {
+        let (mut n, mut y) = (0.0, 0.0);
+        for i in rows {
+            n += 1.0;
+            y += f64::from(u8::from(outcome[i]));
+        }
+        if n > 0.0 {
+            y / n
+        } else {
+            f64::NAN
+        }
+    };
+    match strategy {
+        TopK::Overall => {
+            let top = &order[..((order.len() as f64 * k) as usize).min(order.len())];
+            rate(&mut top.iter().copied().filter(|&i| treated[i]))
+                - rate(&mut top.iter().copied().filter(|&i| !treated[i]))
+        }
+        TopK::ByGroup => {
+            let n_t = treated.iter().filter(|&&t| t).count();
+            let n_c = treated.len() - n_t;
+            rate(
+                &mut order
+                    .iter()
+                    .copied()
+                    .filter(|&i| treated[i])
+                    .take((n_t as f64 * k) as usize),
+            ) - rate(
+                &mut order
+                    .iter()
+                    .copied()
+                    .filter(|&i| !treated[i])
+                    .take((n_c as f64 * k) as usize),
+            )
+        }
+    }
+}
+
+/// Predicted and observed uplift in one score decile (decile 1 = highest scores).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DecileRow {
+    pub decile: usize,
+    pub rows: usize,
+    pub predicted: f64,
+    /// Treated minus control conversion rate in the decile (NaN when an arm is empty).
+    pub observed: f64,
+}
+
+/// Calibration of uplift by decile of the score: mean predicted uplift next to the observed
+/// difference in conversion rates.
+pub fn uplift_by_decile(outcome: &[bool], score: &[f64], treated: &[bool]) -> Vec<DecileRow> {
+    let order = descending(score);
+    let n = order.len();
+    (0..10)
+        .filter_map(|d| {
+            let rows = &order[d * n / 10..(d + 1) * n / 10];
+            if rows.is_empty() {
+                return None;
+            }
+            let idx: Vec<usize> = rows.to_vec();
+            let predicted = idx.iter().map(|&i| score[i]).sum::<f64>() / idx.len() as f64;
+            let o: Vec<bool> = idx.iter().map(|&i| outcome[i]).collect();
+            let t: Vec<bool> = idx.iter().map(|&i| treated[i]).collect();
+            let all: Vec<f64> = vec![0.0; idx.len()];
+            Some(DecileRow {
+                decile: d + 1,
+                rows: idx.len(),
+                predicted,
+                observed: uplift_at_k(&o, &all, &t, 1.0, TopK::Overall),
+            })
+        })
+        .collect()
+}
+
+/// Mean binary log loss, probabilities clipped to [1e-15, 1 − 1e-15] as scikit-learn does.
+pub fn log_loss(label: &[bool], p: &[f64]) -> f64 {
+    let eps = 1e-15;
+    let total: f64 = label
+        .iter()
+        .zip(p)
+        .map(|(&y, &p)| {
+            let p = p.clamp(eps, 1.0 - eps);
+            if y {
+                -p.ln()
+            } else {
+                -(1.0 - p).ln()
+            }
+        })
+        .sum();
+    total / label.len().max(1) as f64
+}
+
+/// A point estimate with a seeded percentile bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Interval {
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// 95 % percentile bootstrap interval of an uplift metric: `rounds` resamples of the rows with
+/// replacement, drawn from a generator seeded with `seed` (the same seed gives the same interval).
+pub fn bootstrap(
+    outcome: &[bool],
+    score: &[f64],
+    treated: &[bool],
+    metric: impl Fn(&[bool], &[f64], &[bool]) -> f64,
+    rounds: usize,
+    seed: u64,
+) -> Interval {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = outcome.len();
+    let mut values: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            let o: Vec<bool> = idx.iter().map(|&i| outcome[i]).collect();
+            let s: Vec<f64> = idx.iter().map(|&i| score[i]).collect();
+            let t: Vec<bool> = idx.iter().map(|&i| treated[i]).collect();
+            metric(&o, &s, &t)
+        })
+        .filter(|v| v.is_finite())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| -> f64 {
+        if values.is_empty() {
+            return f64::NAN;
+        }
+        values[((values.len() - 1) as f64 * q).round() as usize]
+    };
+    Interval {
+        estimate: metric(outcome, score, treated),
+        low: at(0.025),
+        high: at(0.975),
+    }
 }
 
 /// The Qini curve of the best possible ranking (scikit-uplift's `perfect_qini_curve` with
@@ -74,18 +324,10 @@ pub fn perfect_qini_curve(outcome: &[bool], treated: &[bool]) -> Curve {
 /// the model's curve and the random line, divided by the same for the perfect ranking. 0 is
 /// random, 1 is perfect.
 pub fn qini_auc_score(outcome: &[bool], score: &[f64], treated: &[bool]) -> f64 {
-    let actual = qini_curve(outcome, score, treated);
-    let perfect = perfect_qini_curve(outcome, treated);
-    let baseline = Curve {
-        x: vec![0.0, *perfect.x.last().unwrap_or(&0.0)],
-        y: vec![0.0, *perfect.y.last().unwrap_or(&0.0)],
-    };
-    let base = baseline.area();
-    let best = perfect.area() - base;
-    if best == 0.0 {
-        return 0.0;
-    }
-    (actual.area() - base) / best
+    normalized_area(
+        &qini_curve(outcome, score, treated),
+        &perfect_qini_curve(outcome, treated),
+    )
 }
 
 /// Area under the ROC curve (ties count one half), as scikit-learn's `roc_auc_score`.
@@ -147,6 +389,83 @@ mod tests {
         let c = qini_curve(&Y, &[0.5, 0.5, 0.5, 0.5], &T);
         assert_eq!(c.x, vec![0.0, 4.0]);
         assert_eq!(c.y, vec![0.0, 0.0]);
+    }
+
+    // Same rows: uplift curve points are (rate_t − rate_c) · k:
+    // k=1: (1/1 − 0) · 1 = 1; k=2: (1/2 − 0) · 2 = 1; k=3: (1/2 − 1/1) · 3 = −1.5;
+    // k=4: (1/2 − 1/2) · 4 = 0. Area 0.5 + 1 − 0.25 − 0.75 = 0.5.
+    #[test]
+    fn uplift_curve_matches_hand_computation() {
+        let c = uplift_curve(&Y, &[0.4, 0.3, 0.2, 0.1], &T);
+        assert_eq!(c.y, vec![0.0, 1.0, 1.0, -1.5, 0.0]);
+        assert_eq!(c.area(), 0.5);
+    }
+
+    #[test]
+    fn uplift_at_k_matches_hand_computation() {
+        let s = [0.4, 0.3, 0.2, 0.1];
+        // Top half overall: rows 0 and 1, both treated, one buyer: 0.5 − NaN.
+        assert!(uplift_at_k(&Y, &s, &T, 0.5, TopK::Overall).is_nan());
+        // Top 3 of 4 (int(4 · 0.75) = 3): treated 1/2, control 1/1.
+        assert_eq!(uplift_at_k(&Y, &s, &T, 0.75, TopK::Overall), -0.5);
+        // By group, top half of each arm: treated row 0 (bought), control row 2 (bought).
+        assert_eq!(uplift_at_k(&Y, &s, &T, 0.5, TopK::ByGroup), 0.0);
+    }
+
+    #[test]
+    fn log_loss_matches_hand_computation() {
+        let l = log_loss(&[true, false], &[0.8, 0.4]);
+        assert!((l - (-(0.8f64.ln()) - 0.6f64.ln()) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_brackets_the_estimate() {
+        let y: Vec<bool> = (0..400).map(|i| i % 3 == 0).collect();
+        let t: Vec<bool> = (0..400).map(|i| i % 2 == 0).collect();
+        let s: Vec<f64> = (0..400).map(|i| ((i * 7919) % 400) as f64).collect();
+        let a = bootstrap(&y, &s, &t, qini_auc_score, 50, 1);
+        let b = bootstrap(&y, &s, &t, qini_auc_score, 50, 1);
+        assert_eq!(a, b);
+        assert!(a.low <= a.high);
+    }
+
+    /// `scripts/sklift/metrics_fixture.py` wrote the rows and scikit-uplift 0.5.1's values.
+    #[test]
+    fn reproduces_scikit_uplift() {
+        let rows = include_str!("../tests/fixtures/sklift_metrics.csv");
+        let expected: std::collections::BTreeMap<String, f64> =
+            serde_json::from_str(include_str!("../tests/fixtures/sklift_expected.json")).unwrap();
+        let (mut y, mut t, mut s) = (vec![], vec![], vec![]);
+        for line in rows.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            y.push(f[0] == "1");
+            t.push(f[1] == "1");
+            s.push(f[2].parse::<f64>().unwrap());
+        }
+        assert_eq!(y.len(), 2000);
+        let ours = [
+            ("qini_auc_score", qini_auc_score(&y, &s, &t)),
+            ("uplift_auc_score", uplift_auc_score(&y, &s, &t)),
+            (
+                "uplift_at_k_by_group_0.3",
+                uplift_at_k(&y, &s, &t, 0.3, TopK::ByGroup),
+            ),
+            (
+                "uplift_at_k_overall_0.3",
+                uplift_at_k(&y, &s, &t, 0.3, TopK::Overall),
+            ),
+            (
+                "uplift_at_k_overall_0.1",
+                uplift_at_k(&y, &s, &t, 0.1, TopK::Overall),
+            ),
+        ];
+        for (name, value) in ours {
+            let want = expected[name];
+            assert!(
+                (value - want).abs() < 1e-12,
+                "{name}: ours {value}, scikit-uplift {want}"
+            );
+        }
     }
 
     #[test]
