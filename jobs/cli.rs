@@ -35,6 +35,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the nightly job on the configured source database.
     Run(RunArgs),
+    /// Evaluate the uplift learners on a CSV (held-out Qini, AUUC, uplift@30%).
+    Evaluate(crate::evaluate::EvaluateArgs),
 }
 
 /// Flags shared by the commands that run the job.
@@ -87,6 +89,13 @@ pub fn main(cli: Cli) -> Result<()> {
     let (overrides, threads_hint) = match &cli.command {
         Command::Demo(a) => (demo_overrides(a), a.job.threads),
         Command::Run(a) => (job_overrides(&a.job), a.job.threads),
+        Command::Evaluate(a) => (
+            Overrides {
+                threads: a.threads,
+                ..Overrides::default()
+            },
+            a.threads,
+        ),
     };
     let settings = settings::load(cli.config.as_deref(), &overrides)?;
     // Polars reads its thread count once, from the environment, before its pool starts.
@@ -102,6 +111,17 @@ pub fn main(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
             Command::Run(a) => run_job(&settings, &a.job).await,
+            Command::Evaluate(a) => {
+                let result = tokio::task::block_in_place(|| {
+                    crate::evaluate::evaluate(&a, settings.threads)
+                })?;
+                if a.json {
+                    println!("{}", serde_json::to_string(&result)?);
+                } else {
+                    print!("{}", result.table());
+                }
+                Ok(())
+            }
         }
     })
 }

@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod db;
 pub mod demo;
+pub mod evaluate;
 pub mod extract;
 pub mod ledger;
 pub mod model_store;

@@ -1,5 +1,5 @@
-//! The model store on the local disk: `<store>/<model>/<version>/` holds the LightGBM texts of
-//! both arms and `metadata.json`; `<store>/<model>/current` names the version in use.
+//! The model store on the local disk: `<store>/<model>/<version>/` holds the LightGBM text of
+//! each of the learner's models (`<role>.txt`) and `metadata.json`; `<store>/<model>/current` names the version in use.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,9 @@ pub fn save(store: &Path, artifact: &ModelArtifact) -> Result<PathBuf> {
     let dir = store.join(&meta.name).join(&meta.version);
     let write = || -> Result<()> {
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("treated.txt"), &artifact.treated_model)?;
-        std::fs::write(dir.join("control.txt"), &artifact.control_model)?;
+        for (role, text) in &artifact.models {
+            std::fs::write(dir.join(format!("{role}.txt")), text)?;
+        }
         std::fs::write(dir.join("metadata.json"), artifact.metadata_json()?)?;
         // The pointer moves last, by rename, so readers see the old or the new version.
         let current = store.join(&meta.name).join("current");

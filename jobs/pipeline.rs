@@ -137,6 +137,7 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
                 seed: s.seed,
                 ..UpliftParams::default()
             },
+            learner: None,
             attribution_days: s.attribution_days,
             created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             code_version: env!("CARGO_PKG_VERSION").into(),

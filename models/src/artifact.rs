@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::uplift::Learner;
 use crate::{CategoricalLevels, ModelError, Result, TrainingSet, UpliftModel, UpliftParams};
 
 /// Everything known about a trained model besides its trees.
@@ -15,8 +16,8 @@ pub struct ModelMetadata {
     pub name: String,
     /// Version: training time and data fingerprint, unique per trained model.
     pub version: String,
-    /// Meta-learner, e.g. `t`.
-    pub learner: String,
+    /// Meta-learner: `t`, `s`, `x` or `ct`.
+    pub learner: Learner,
     pub feature_names: Vec<String>,
     pub categorical_levels: CategoricalLevels,
     /// First and last exposure time of the training data, as `YYYY-MM-DD`.
@@ -33,29 +34,27 @@ pub struct ModelMetadata {
     pub created_at: String,
 }
 
-/// A model as stored: metadata plus the LightGBM texts of both arms.
+/// A model as stored: metadata plus the LightGBM text of each of the learner's models, by role
+/// (e.g. `treated`, `control`).
 #[derive(Debug, Clone)]
 pub struct ModelArtifact {
     pub metadata: ModelMetadata,
-    pub treated_model: String,
-    pub control_model: String,
+    pub models: Vec<(String, String)>,
 }
 
 impl ModelArtifact {
     pub fn new(metadata: ModelMetadata, model: &UpliftModel) -> Result<Self> {
-        let (treated_model, control_model) = model.to_texts()?;
         Ok(Self {
             metadata,
-            treated_model,
-            control_model,
+            models: model.to_texts()?,
         })
     }
 
     /// Rebuilds the scorer, checking that the trees and the metadata agree on the features.
     pub fn model(&self) -> Result<UpliftModel> {
         UpliftModel::from_texts(
-            &self.treated_model,
-            &self.control_model,
+            self.metadata.learner,
+            &self.models,
             &self.metadata.feature_names,
         )
     }

@@ -14,7 +14,7 @@ pub mod uplift;
 pub use artifact::{ModelArtifact, ModelMetadata};
 pub use features::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
 pub use training::{ScoredFrame, TrainedUplift, TrainingOptions};
-pub use uplift::{TrainingSet, UpliftModel, UpliftParams, UpliftScores};
+pub use uplift::{Learner, TrainingSet, UpliftModel, UpliftParams, UpliftScores};
 
 /// Everything that can go wrong inside the models crate.
 #[derive(Debug, thiserror::Error)]

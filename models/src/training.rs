@@ -10,6 +10,7 @@ use polars::prelude::*;
 use crate::artifact::fingerprint;
 use crate::features::{feature_names, featurize, purchased_within, FEATURES};
 use crate::metrics::qini_auc_score;
+use crate::uplift::Learner;
 use crate::{
     CategoricalLevels, FeatureFrame, ModelArtifact, ModelError, ModelMetadata, Result,
     SourceTables, TrainingSet, UpliftModel, UpliftParams,
@@ -22,6 +23,8 @@ pub const CONVERSION_UPLIFT: &str = "conversion_uplift";
 #[derive(Debug, Clone)]
 pub struct TrainingOptions {
     pub params: UpliftParams,
+    /// The meta-learner; `None` trains all four and keeps the best on validation Qini.
+    pub learner: Option<Learner>,
     /// Days after an exposure in which a purchase counts as its outcome.
     pub attribution_days: i64,
     /// Training time, `YYYY-MM-DDTHH:MM:SSZ`; part of the version. The caller owns the clock.
@@ -135,9 +138,21 @@ pub fn train_conversion_uplift(
         .filter(|(_, f)| f.categorical)
         .map(|(i, _)| i)
         .collect();
-    let model = UpliftModel::train(&train, &valid, &names, &categorical, &opts.params)?;
+    let (model, selection) = match opts.learner {
+        Some(l) => (
+            UpliftModel::train(l, &train, &valid, &names, &categorical, &opts.params)?,
+            vec![],
+        ),
+        None => UpliftModel::train_auto(&train, &valid, &names, &categorical, &opts.params)?,
+    };
     let scores = model.predict(&test.x, opts.params.num_threads)?;
     let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
+    let mut metrics = vec![("qini_auc".to_string(), qini)];
+    metrics.extend(
+        selection
+            .iter()
+            .map(|(l, q)| (format!("valid_qini_auc_{}", l.name()), *q)),
+    );
 
     let data_fingerprint = fingerprint(&all);
     let stamp: String = opts
@@ -148,7 +163,7 @@ pub fn train_conversion_uplift(
     let metadata = ModelMetadata {
         name: CONVERSION_UPLIFT.into(),
         version: format!("{stamp}-{}", &data_fingerprint[..8]),
-        learner: "t".into(),
+        learner: model.learner,
         feature_names: names,
         categorical_levels: levels,
         training_window: (
@@ -159,7 +174,7 @@ pub fn train_conversion_uplift(
         rows_valid: valid.len(),
         rows_test: test.len(),
         params: opts.params.clone(),
-        metrics: vec![("qini_auc".into(), qini)],
+        metrics,
         data_fingerprint,
         code_version: opts.code_version.clone(),
         created_at: opts.created_at.clone(),
@@ -177,8 +192,7 @@ pub fn train_conversion_uplift(
     })
 }
 
-/// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_treated`,
-/// `p_control`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
+/// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
 #[derive(Debug, Clone)]
 pub struct ScoredFrame {
     pub frame: DataFrame,
@@ -214,7 +228,6 @@ pub fn score_users(
         .with_column(lit(1i64).alias("suppressed"));
     let mut frame = features.frame;
     frame.with_column(Column::new("uplift".into(), scores.uplift))?;
-    frame.with_column(Column::new("p_treated".into(), scores.p_treated))?;
     frame.with_column(Column::new("p_control".into(), scores.p_control))?;
     let frame = frame
         .lazy()
@@ -237,4 +250,55 @@ pub fn score_users(
         .sort(["user_id"], SortMultipleOptions::default())
         .collect()?;
     Ok(ScoredFrame { frame })
+}
+
+/// Splits rows into `(rest, held_out)`, holding out `share` of every (arm, outcome) stratum,
+/// drawn by a generator seeded with `seed`. Both index lists are sorted.
+pub fn stratified_split(
+    treated: &[bool],
+    outcome: &[bool],
+    share: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut rest, mut held) = (Vec::new(), Vec::new());
+    for (t, y) in [(false, false), (false, true), (true, false), (true, true)] {
+        let mut stratum: Vec<usize> = (0..treated.len())
+            .filter(|&i| treated[i] == t && outcome[i] == y)
+            .collect();
+        stratum.shuffle(&mut rng);
+        let n_held = (stratum.len() as f64 * share).round() as usize;
+        held.extend_from_slice(&stratum[..n_held]);
+        rest.extend_from_slice(&stratum[n_held..]);
+    }
+    rest.sort_unstable();
+    held.sort_unstable();
+    (rest, held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_keeps_every_stratum_share() {
+        let treated: Vec<bool> = (0..1000).map(|i| i % 4 != 0).collect();
+        let outcome: Vec<bool> = (0..1000).map(|i| i % 10 == 0).collect();
+        let (rest, held) = stratified_split(&treated, &outcome, 0.3, 7);
+        assert_eq!(rest.len() + held.len(), 1000);
+        for (t, y) in [(false, false), (false, true), (true, false), (true, true)] {
+            let all = (0..1000)
+                .filter(|&i| treated[i] == t && outcome[i] == y)
+                .count();
+            let h = held
+                .iter()
+                .filter(|&&i| treated[i] == t && outcome[i] == y)
+                .count();
+            assert_eq!(h, (all as f64 * 0.3).round() as usize);
+        }
+        assert_eq!(stratified_split(&treated, &outcome, 0.3, 7).1, held);
+        assert_ne!(stratified_split(&treated, &outcome, 0.3, 8).1, held);
+    }
 }

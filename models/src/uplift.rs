@@ -1,14 +1,22 @@
-//! Uplift learners on LightGBM.
+//! Uplift meta-learners on LightGBM.
 //!
-//! The first learner is the T-learner: one classifier on treated exposures, one on control
-//! exposures, uplift = P(buy | treated) − P(buy | control). It is honest (each model sees only
-//! its own arm), needs no assumed treatment propensity, and its two probabilities are reused as
-//! the baseline purchase probability ("would buy anyway").
+//! - **T**: one classifier per arm; uplift = P(buy | treated) − P(buy | control).
+//! - **S**: one classifier with the arm as a feature; uplift = f(x, 1) − f(x, 0).
+//! - **X**: the T-learner's arm models impute each row's individual effect; two regressors learn
+//!   those effects per arm and are blended by the estimated treatment propensity e(x).
+//! - **CT** (class transformation): one classifier of Z = 1 when (treated and bought) or
+//!   (control and did not buy); rows are weighted by the estimated propensity so that the arms
+//!   count equally, and uplift = 2·P(Z = 1) − 1.
+//!
+//! The treatment propensity is estimated from the data (a regularised LightGBM classifier of the
+//! arm), never assumed to be 0.5. Every learner also carries a *baseline*: the purchase
+//! probability without treatment, which selection uses to spot users who would buy anyway.
 
 use lightgbm3::{Booster, Dataset};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::metrics::qini_auc_score;
 use crate::{ModelError, Result};
 
 /// LightGBM settings for small, noisy uplift signals: shallow trees, large leaves, L2
@@ -44,15 +52,15 @@ impl Default for UpliftParams {
 }
 
 impl UpliftParams {
-    fn lightgbm(&self, categorical: &[usize]) -> serde_json::Value {
-        let categorical = categorical
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+    fn lightgbm(&self, objective: &str, categorical: &[usize]) -> serde_json::Value {
+        let metric = if objective == "binary" {
+            "binary_logloss"
+        } else {
+            "l2"
+        };
         let mut p = json!({
-            "objective": "binary",
-            "metric": "binary_logloss",
+            "objective": objective,
+            "metric": metric,
             "num_iterations": self.max_rounds,
             "early_stopping_rounds": self.early_stopping_rounds,
             "learning_rate": self.learning_rate,
@@ -70,9 +78,38 @@ impl UpliftParams {
             "verbosity": -1,
         });
         if !categorical.is_empty() {
-            p["categorical_feature"] = json!(categorical);
+            let list: Vec<String> = categorical.iter().map(usize::to_string).collect();
+            p["categorical_feature"] = json!(list.join(","));
         }
         p
+    }
+}
+
+/// The meta-learners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Learner {
+    T,
+    S,
+    X,
+    Ct,
+}
+
+impl Learner {
+    pub const ALL: [Learner; 4] = [Learner::T, Learner::S, Learner::X, Learner::Ct];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Learner::T => "t",
+            Learner::S => "s",
+            Learner::X => "x",
+            Learner::Ct => "ct",
+        }
+    }
+
+    /// Parses `t`, `s`, `x` or `ct`.
+    pub fn parse(s: &str) -> Option<Learner> {
+        Learner::ALL.into_iter().find(|l| l.name() == s)
     }
 }
 
@@ -109,76 +146,188 @@ impl TrainingSet {
         }
     }
 
-    /// The rows of one arm: features and 0/1 labels.
-    fn arm(&self, treated: bool) -> (Vec<f64>, Vec<f32>) {
+    fn arm(&self, treated: bool) -> TrainingSet {
         let idx: Vec<usize> = (0..self.len())
             .filter(|&i| self.treated[i] == treated)
             .collect();
-        let s = self.subset(&idx);
-        let labels = s.outcome.iter().map(|&y| f32::from(u8::from(y))).collect();
-        (s.x, labels)
+        self.subset(&idx)
+    }
+
+    /// The matrix with one more column holding `value` (the arm, for the S-learner).
+    fn with_column(&self, value: impl Fn(usize) -> f64) -> Vec<f64> {
+        let n = self.n_features;
+        let mut x = Vec::with_capacity(self.len() * (n + 1));
+        for r in 0..self.len() {
+            x.extend_from_slice(&self.x[r * n..(r + 1) * n]);
+            x.push(value(r));
+        }
+        x
     }
 }
 
-/// Scores of a T-learner for a set of rows.
+fn labels(v: &[bool]) -> Vec<f32> {
+    v.iter().map(|&b| f32::from(u8::from(b))).collect()
+}
+
+/// Scores of an uplift model for a set of rows.
 #[derive(Debug, Clone, Default)]
 pub struct UpliftScores {
-    /// P(buy | treated) − P(buy | control): the purchase probability a message adds.
+    /// The purchase probability a message adds (negative: the message costs purchases).
     pub uplift: Vec<f64>,
-    pub p_treated: Vec<f64>,
     /// Baseline purchase probability without a message: the "sure things" score high here.
     pub p_control: Vec<f64>,
 }
 
-/// A trained T-learner: two LightGBM classifiers over the same features.
+/// One LightGBM model of a learner, with the role it plays.
+struct Part {
+    role: &'static str,
+    booster: Booster,
+}
+
+/// A trained uplift model: its learner and LightGBM models by role.
 pub struct UpliftModel {
-    treated: Booster,
-    control: Booster,
+    pub learner: Learner,
+    parts: Vec<Part>,
     pub feature_names: Vec<String>,
 }
 
 impl std::fmt::Debug for UpliftModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpliftModel")
+            .field("learner", &self.learner)
+            .field("roles", &self.roles())
             .field("feature_names", &self.feature_names)
-            .field("treated_iterations", &self.treated.num_iterations())
-            .field("control_iterations", &self.control.num_iterations())
             .finish()
     }
 }
 
-fn train_arm(
-    train: &TrainingSet,
-    valid: &TrainingSet,
-    treated: bool,
-    names: &[String],
-    params: &serde_json::Value,
-) -> Result<Booster> {
-    let arm = if treated { "treated" } else { "control" };
-    let (x, y) = train.arm(treated);
-    let (vx, vy) = valid.arm(treated);
-    for (set, labels) in [("training", &y), ("validation", &vy)] {
-        let positives = labels.iter().filter(|&&l| l > 0.5).count();
-        if positives == 0 || positives == labels.len() {
-            return Err(ModelError::Training {
-                what: format!("the {arm} model"),
-                why: format!(
-                    "its {set} rows ({}) need both purchases and non-purchases",
-                    labels.len()
-                ),
-            });
-        }
+/// The column the S-learner appends for the arm.
+pub const TREATMENT_FEATURE: &str = "treatment";
+
+/// The roles of a learner's models, in storage order.
+fn roles(learner: Learner) -> &'static [&'static str] {
+    match learner {
+        Learner::T => &["treated", "control"],
+        Learner::S => &["single"],
+        Learner::X => &[
+            "treated",
+            "control",
+            "tau_treated",
+            "tau_control",
+            "propensity",
+        ],
+        Learner::Ct => &["transformed", "control"],
     }
-    let n = train.n_features as i32;
-    let mut ds = Dataset::from_slice(&x, &y, n, true)?;
-    ds.set_feature_names(names)?;
-    let vds = Dataset::from_slice_with_reference(&vx, &vy, n, true, Some(&ds))?;
-    Ok(Booster::train_with_valid(ds, Some(vds), params)?)
+}
+
+/// Features a role's model was trained on.
+fn role_features(role: &str, names: &[String]) -> Vec<String> {
+    let mut v = names.to_vec();
+    if role == "single" {
+        v.push(TREATMENT_FEATURE.into());
+    }
+    v
+}
+
+/// Everything one LightGBM fit needs.
+struct Fit<'a> {
+    params: &'a UpliftParams,
+    names: &'a [String],
+    categorical: &'a [usize],
+}
+
+impl Fit<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        what: &str,
+        objective: &str,
+        x: &[f64],
+        y: &[f32],
+        weights: Option<&[f32]>,
+        vx: &[f64],
+        vy: &[f32],
+        names: &[String],
+    ) -> Result<Booster> {
+        if objective == "binary" {
+            for (set, l) in [("training", y), ("validation", vy)] {
+                let positives = l.iter().filter(|&&v| v > 0.5).count();
+                if positives == 0 || positives == l.len() {
+                    return Err(ModelError::Training {
+                        what: what.into(),
+                        why: format!("its {set} rows ({}) need both classes", l.len()),
+                    });
+                }
+            }
+        }
+        let n = names.len() as i32;
+        let mut ds = Dataset::from_slice(x, y, n, true)?;
+        ds.set_feature_names(names)?;
+        if let Some(w) = weights {
+            ds.set_weights(w)?;
+        }
+        let vds = Dataset::from_slice_with_reference(vx, vy, n, true, Some(&ds))?;
+        Ok(Booster::train_with_valid(
+            ds,
+            Some(vds),
+            &self.params.lightgbm(objective, self.categorical),
+        )?)
+    }
+
+    /// A classifier of the outcome on one arm's rows.
+    fn arm_model(
+        &self,
+        train: &TrainingSet,
+        valid: &TrainingSet,
+        treated: bool,
+    ) -> Result<Booster> {
+        let (t, v) = (train.arm(treated), valid.arm(treated));
+        let what = if treated { "treated" } else { "control" };
+        self.run(
+            &format!("the {what}-arm model"),
+            "binary",
+            &t.x,
+            &labels(&t.outcome),
+            None,
+            &v.x,
+            &labels(&v.outcome),
+            self.names,
+        )
+    }
+
+    /// A classifier of the arm itself: the treatment propensity e(x).
+    fn propensity(&self, train: &TrainingSet, valid: &TrainingSet) -> Result<Booster> {
+        self.run(
+            "the propensity model",
+            "binary",
+            &train.x,
+            &labels(&train.treated),
+            None,
+            &valid.x,
+            &labels(&valid.treated),
+            self.names,
+        )
+    }
+}
+
+fn predict(b: &Booster, x: &[f64], n_features: usize, threads: usize) -> Result<Vec<f64>> {
+    Ok(b.predict_with_params(
+        x,
+        n_features as i32,
+        true,
+        &format!("num_threads={threads}"),
+    )?)
+}
+
+/// Propensities kept away from 0 and 1 so that weights and blends stay finite.
+fn clip(e: f64) -> f64 {
+    e.clamp(0.05, 0.95)
 }
 
 impl UpliftModel {
-    /// Trains the T-learner; `valid` drives early stopping of both arms' models.
+    /// Trains one learner; `valid` drives early stopping of every LightGBM model.
     pub fn train(
+        learner: Learner,
         train: &TrainingSet,
         valid: &TrainingSet,
         feature_names: &[String],
@@ -195,62 +344,262 @@ impl UpliftModel {
                 ),
             });
         }
-        let p = params.lightgbm(categorical);
+        for (set, s) in [("training", train), ("validation", valid)] {
+            let treated = s.treated.iter().filter(|&&t| t).count();
+            if treated == 0 || treated == s.len() {
+                return Err(ModelError::Training {
+                    what: "the uplift model".into(),
+                    why: format!("its {set} rows need both treated and control rows"),
+                });
+            }
+        }
+        let fit = Fit {
+            params,
+            names: feature_names,
+            categorical,
+        };
+        let threads = params.num_threads;
+        let n = train.n_features;
+        let parts = match learner {
+            Learner::T => vec![
+                ("treated", fit.arm_model(train, valid, true)?),
+                ("control", fit.arm_model(train, valid, false)?),
+            ],
+            Learner::S => {
+                let names = role_features("single", feature_names);
+                let x = train.with_column(|r| f64::from(u8::from(train.treated[r])));
+                let vx = valid.with_column(|r| f64::from(u8::from(valid.treated[r])));
+                let single = fit.run(
+                    "the S-learner model",
+                    "binary",
+                    &x,
+                    &labels(&train.outcome),
+                    None,
+                    &vx,
+                    &labels(&valid.outcome),
+                    &names,
+                )?;
+                vec![("single", single)]
+            }
+            Learner::X => {
+                let treated = fit.arm_model(train, valid, true)?;
+                let control = fit.arm_model(train, valid, false)?;
+                // Imputed individual effects: treated rows against the control model, control
+                // rows against the treated model.
+                let imputed = |set: &TrainingSet, arm: bool| -> Result<(Vec<f64>, Vec<f32>)> {
+                    let s = set.arm(arm);
+                    let other = predict(if arm { &control } else { &treated }, &s.x, n, threads)?;
+                    let d = s
+                        .outcome
+                        .iter()
+                        .zip(&other)
+                        .map(|(&y, &p)| {
+                            let y = f64::from(u8::from(y));
+                            (if arm { y - p } else { p - y }) as f32
+                        })
+                        .collect();
+                    Ok((s.x, d))
+                };
+                let (tx, td) = imputed(train, true)?;
+                let (vtx, vtd) = imputed(valid, true)?;
+                let tau_treated = fit.run(
+                    "the X-learner treated effect",
+                    "regression",
+                    &tx,
+                    &td,
+                    None,
+                    &vtx,
+                    &vtd,
+                    feature_names,
+                )?;
+                let (cx, cd) = imputed(train, false)?;
+                let (vcx, vcd) = imputed(valid, false)?;
+                let tau_control = fit.run(
+                    "the X-learner control effect",
+                    "regression",
+                    &cx,
+                    &cd,
+                    None,
+                    &vcx,
+                    &vcd,
+                    feature_names,
+                )?;
+                vec![
+                    ("treated", treated),
+                    ("control", control),
+                    ("tau_treated", tau_treated),
+                    ("tau_control", tau_control),
+                    ("propensity", fit.propensity(train, valid)?),
+                ]
+            }
+            Learner::Ct => {
+                let propensity = fit.propensity(train, valid)?;
+                let z = |s: &TrainingSet| -> Vec<f32> {
+                    s.treated
+                        .iter()
+                        .zip(&s.outcome)
+                        .map(|(&t, &y)| f32::from(u8::from(t == y)))
+                        .collect()
+                };
+                // Weight each arm to half the total mass: the transformation is only unbiased
+                // when both arms count equally.
+                let e = predict(&propensity, &train.x, n, threads)?;
+                let w: Vec<f32> = train
+                    .treated
+                    .iter()
+                    .zip(&e)
+                    .map(|(&t, &e)| {
+                        let e = clip(e);
+                        (if t { 0.5 / e } else { 0.5 / (1.0 - e) }) as f32
+                    })
+                    .collect();
+                let transformed = fit.run(
+                    "the class-transformation model",
+                    "binary",
+                    &train.x,
+                    &z(train),
+                    Some(&w),
+                    &valid.x,
+                    &z(valid),
+                    feature_names,
+                )?;
+                vec![
+                    ("transformed", transformed),
+                    ("control", fit.arm_model(train, valid, false)?),
+                ]
+            }
+        };
         Ok(Self {
-            treated: train_arm(train, valid, true, feature_names, &p)?,
-            control: train_arm(train, valid, false, feature_names, &p)?,
+            learner,
+            parts: parts
+                .into_iter()
+                .map(|(role, booster)| Part { role, booster })
+                .collect(),
             feature_names: feature_names.to_vec(),
         })
     }
 
+    /// Trains every learner and keeps the one with the best Qini on `valid`.
+    pub fn train_auto(
+        train: &TrainingSet,
+        valid: &TrainingSet,
+        feature_names: &[String],
+        categorical: &[usize],
+        params: &UpliftParams,
+    ) -> Result<(Self, Vec<(Learner, f64)>)> {
+        let mut best: Option<(Self, f64)> = None;
+        let mut scores = Vec::new();
+        for learner in Learner::ALL {
+            let model = Self::train(learner, train, valid, feature_names, categorical, params)?;
+            let s = model.predict(&valid.x, params.num_threads)?;
+            let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
+            scores.push((learner, q));
+            if best.as_ref().is_none_or(|(_, b)| q > *b) {
+                best = Some((model, q));
+            }
+        }
+        let (model, _) = best.expect("four learners were trained");
+        Ok((model, scores))
+    }
+
+    fn part(&self, role: &str) -> Result<&Booster> {
+        self.parts
+            .iter()
+            .find(|p| p.role == role)
+            .map(|p| &p.booster)
+            .ok_or_else(|| ModelError::Artifact(format!("the {role} model is missing")))
+    }
+
+    pub fn roles(&self) -> Vec<&'static str> {
+        self.parts.iter().map(|p| p.role).collect()
+    }
+
     /// Scores a row-major matrix whose columns are [`Self::feature_names`].
     pub fn predict(&self, x: &[f64], num_threads: usize) -> Result<UpliftScores> {
-        let n = self.feature_names.len() as i32;
-        let threads = format!("num_threads={num_threads}");
-        let p_treated = self.treated.predict_with_params(x, n, true, &threads)?;
-        let p_control = self.control.predict_with_params(x, n, true, &threads)?;
-        let uplift = p_treated
+        let n = self.feature_names.len();
+        let p = |role: &str| -> Result<Vec<f64>> { predict(self.part(role)?, x, n, num_threads) };
+        let (uplift, p_control) = match self.learner {
+            Learner::T => {
+                let (t, c) = (p("treated")?, p("control")?);
+                (t.iter().zip(&c).map(|(t, c)| t - c).collect(), c)
+            }
+            Learner::S => {
+                let set = TrainingSet {
+                    x: x.to_vec(),
+                    n_features: n,
+                    treated: vec![false; x.len() / n.max(1)],
+                    outcome: vec![],
+                };
+                let single = self.part("single")?;
+                let on = predict(single, &set.with_column(|_| 1.0), n + 1, num_threads)?;
+                let off = predict(single, &set.with_column(|_| 0.0), n + 1, num_threads)?;
+                (on.iter().zip(&off).map(|(a, b)| a - b).collect(), off)
+            }
+            Learner::X => {
+                let (t1, t0, e) = (p("tau_treated")?, p("tau_control")?, p("propensity")?);
+                let uplift = t1
+                    .iter()
+                    .zip(&t0)
+                    .zip(&e)
+                    .map(|((t1, t0), e)| {
+                        let e = clip(*e);
+                        e * t0 + (1.0 - e) * t1
+                    })
+                    .collect();
+                (uplift, p("control")?)
+            }
+            Learner::Ct => {
+                let z = p("transformed")?;
+                (z.iter().map(|z| 2.0 * z - 1.0).collect(), p("control")?)
+            }
+        };
+        Ok(UpliftScores { uplift, p_control })
+    }
+
+    /// The LightGBM model texts by role.
+    pub fn to_texts(&self) -> Result<Vec<(String, String)>> {
+        self.parts
             .iter()
-            .zip(&p_control)
-            .map(|(t, c)| t - c)
-            .collect();
-        Ok(UpliftScores {
-            uplift,
-            p_treated,
-            p_control,
-        })
+            .map(|p| Ok((p.role.to_string(), p.booster.save_string()?)))
+            .collect()
     }
 
-    /// The two LightGBM model texts, `(treated, control)`.
-    pub fn to_texts(&self) -> Result<(String, String)> {
-        Ok((self.treated.save_string()?, self.control.save_string()?))
-    }
-
-    /// Loads a model from its two LightGBM texts, refusing one whose stored feature names differ
-    /// from `feature_names`.
-    pub fn from_texts(treated: &str, control: &str, feature_names: &[String]) -> Result<Self> {
-        let treated = Booster::from_string(treated)?;
-        let control = Booster::from_string(control)?;
-        for booster in [&treated, &control] {
+    /// Loads a model from its LightGBM texts by role, refusing one whose stored feature names
+    /// differ from `feature_names` (naming the missing and unexpected ones).
+    pub fn from_texts(
+        learner: Learner,
+        texts: &[(String, String)],
+        feature_names: &[String],
+    ) -> Result<Self> {
+        let mut parts = Vec::new();
+        for role in roles(learner) {
+            let text = texts
+                .iter()
+                .find(|(r, _)| r == role)
+                .map(|(_, t)| t)
+                .ok_or_else(|| ModelError::Artifact(format!("the {role} model is missing")))?;
+            let booster = Booster::from_string(text)?;
+            let expected = role_features(role, feature_names);
             let stored = booster.feature_name()?;
-            if stored != feature_names {
+            if stored != expected {
                 return Err(ModelError::FeatureMismatch {
-                    missing: feature_names
+                    missing: expected
                         .iter()
                         .filter(|n| !stored.contains(n))
                         .cloned()
                         .collect(),
                     extra: stored
                         .iter()
-                        .filter(|n| !feature_names.contains(n))
+                        .filter(|n| !expected.contains(n))
                         .cloned()
                         .collect(),
                 });
             }
+            parts.push(Part { role, booster });
         }
         Ok(Self {
-            treated,
-            control,
+            learner,
+            parts,
             feature_names: feature_names.to_vec(),
         })
     }

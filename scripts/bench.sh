@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Benchmark: the nightly job on generated data of fixed sizes and seed, timed per stage from the
+# job's own JSON span logs, plus wall time and peak memory.
+#   bash scripts/bench.sh [USERS ...]        (default: 100000 1000000)
+# Prints one line per size: generation, extract, train (rows, s), score (users/s), total, peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+install_build_tools
+cargo build --release --quiet --bin targeting
+bin="${CARGO_TARGET_DIR:-target}/release/targeting"
+work="$(mktemp -d -t targeting-bench.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(100000 1000000)
+threads="$(nproc)"
+printf '%-9s %7s %8s %9s %10s %12s %9s %9s %10s\n' users gen_s extract_s train_s train_rows score_users/s total_s rerun_s peak_MB
+for n in "${sizes[@]}"; do
+  dir="$work/demo-$n"
+  # First run generates the data; the second, on the same data, is the nightly job alone.
+  /usr/bin/time -f '%e %M' -o "$work/time1" "$bin" demo --users "$n" --seed 7 --date 2026-11-20 \
+    --dir "$dir" --threads "$threads" --log-format json >/dev/null 2>"$work/log1"
+  /usr/bin/time -f '%e %M' -o "$work/time2" "$bin" demo --users "$n" --seed 7 --date 2026-11-20 \
+    --dir "$dir" --threads "$threads" --log-format json >/dev/null 2>"$work/log2"
+  python3 - "$n" "$work" <<'PY'
+import json, sys
+n, work = int(sys.argv[1]), sys.argv[2]
+def spans(path):
+    out, first, ready = {}, None, None
+    for line in open(path):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        ts = e.get("timestamp")
+        first = first or ts
+        if e.get("message") == "demo source ready":
+            ready = ts
+        if e.get("message") == "trained":
+            out["rows_train"] = e.get("rows_train")
+        if e.get("message") == "close":
+            busy = e.get("time.busy", "0s")
+            secs = float(busy[:-2]) / 1000 if busy.endswith("ms") else float(busy[:-2]) / 1e6 if busy.endswith("µs") else float(busy[:-1])
+            name = e.get("span", {}).get("name")
+            if name in ("extract", "train", "score"):
+                out[name] = secs
+    return out, first, ready
+from datetime import datetime
+def t(s): return datetime.fromisoformat(s.replace("Z", "+00:00"))
+s1, first, ready = spans(f"{work}/log1")
+s2, _, _ = spans(f"{work}/log2")
+wall1, rss1 = open(f"{work}/time1").read().split()
+wall2, rss2 = open(f"{work}/time2").read().split()
+gen = (t(ready) - t(first)).total_seconds() if ready and first else float("nan")
+print(f"{n:<9d} {gen:7.1f} {s2['extract']:8.1f} {s2['train']:9.1f} {s2.get('rows_train', 0):10d} "
+      f"{n / s2['score']:12.0f} {float(wall1):9.1f} {float(wall2):9.1f} {max(int(rss1), int(rss2)) / 1024:10.0f}")
+PY
+done

@@ -1,0 +1,140 @@
+//! `targeting evaluate` on the real uplift samples in `../shared/eval_data`: every learner on the
+//! Lenta sample, a reproducible split, and clear errors for bad columns and data.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+fn eval_data(file: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/eval_data")
+        .join(file);
+    assert!(
+        p.exists(),
+        "{} is missing: the tests need ../shared beside the clone",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn lenta(extra: &[&str]) -> std::process::Output {
+    lenta_arms("1", "0", extra)
+}
+
+fn lenta_arms(treated: &str, control: &str, extra: &[&str]) -> std::process::Output {
+    let csv = eval_data("lenta_sample_50k.csv");
+    let mut args = vec![
+        "evaluate",
+        "--csv",
+        &csv,
+        "--treatment",
+        "is_treatment",
+        "--treated",
+        treated,
+        "--control",
+        control,
+        "--outcome",
+        "response_att",
+        "--threads",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    targeting(&args)
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert_ok(out);
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+#[test]
+fn every_learner_on_lenta() {
+    for learner in ["t", "s", "x", "ct", "auto"] {
+        let v = json(&lenta(&["--learner", learner, "--json"]));
+        let name = v["learner"].as_str().unwrap();
+        if learner == "auto" {
+            assert!(["t", "s", "x", "ct"].contains(&name), "{v}");
+            assert_eq!(v["validation_qini"].as_array().unwrap().len(), 4, "{v}");
+        } else {
+            assert_eq!(name, learner);
+        }
+        let (n_train, n_test) = (
+            v["n_train"].as_u64().unwrap(),
+            v["n_test"].as_u64().unwrap(),
+        );
+        assert_eq!(n_train + n_test, 50_000, "{v}");
+        // 30 % of each (arm, outcome) stratum, rounded per stratum.
+        assert!((n_test as i64 - 15_000).abs() <= 2, "{v}");
+        for key in ["qini_auc", "uplift_auc", "uplift_at_30"] {
+            let x = v[key].as_f64().unwrap();
+            assert!(x.is_finite() && x.abs() < 1.0, "{key} = {x} for {learner}");
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_numbers() {
+    let a = json(&lenta(&["--learner", "t", "--json", "--seed", "3"]));
+    let b = json(&lenta(&["--learner", "t", "--json", "--seed", "3"]));
+    assert_eq!(a, b);
+    let c = json(&lenta(&["--learner", "t", "--json", "--seed", "4"]));
+    assert_ne!(a["qini_auc"], c["qini_auc"], "another seed, another split");
+}
+
+#[test]
+fn rows_of_other_arms_are_dropped() {
+    // Only the control rows match "0"; treating them as the treated arm and a value that does not
+    // occur as control leaves a single arm: a clear error rather than a meaningless score.
+    let out = lenta_arms("0", "7", &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("needs both arms") && err.contains("0 control"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_column_is_named() {
+    let out = lenta(&["--drop", "no_such_column"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no column \"no_such_column\" (given by --drop)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("food_share_15d"),
+        "the known columns are listed: {err}"
+    );
+}
+
+#[test]
+fn non_binary_outcome_is_refused() {
+    let csv = eval_data("criteo_uplift_sample_1k.csv");
+    let out = targeting(&[
+        "evaluate",
+        "--csv",
+        &csv,
+        "--treatment",
+        "treatment",
+        "--treated",
+        "1",
+        "--control",
+        "0",
+        "--outcome",
+        "f0",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("outcome column \"f0\" must be binary"),
+        "{err}"
+    );
+    assert!(
+        err.contains("criteo_uplift_sample_1k.csv:2:"),
+        "the line is named: {err}"
+    );
+}
