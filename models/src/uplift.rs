@@ -11,6 +11,10 @@
 //! The treatment propensity is estimated from the data (a regularised LightGBM classifier of the
 //! arm), never assumed to be 0.5. Every learner also carries a *baseline*: the purchase
 //! probability without treatment, which selection uses to spot users who would buy anyway.
+//!
+//! Training runs twice: a first pass with early stopping on the validation rows finds how many
+//! rounds each model needs (and lets `auto` compare learners); the final model is refit on the
+//! training and validation rows together with those round counts, so no labelled row is wasted.
 
 use lightgbm3::{Booster, Dataset};
 use serde::{Deserialize, Serialize};
@@ -40,13 +44,13 @@ impl Default for UpliftParams {
         Self {
             num_threads: 2,
             seed: 42,
-            learning_rate: 0.05,
-            num_leaves: 15,
-            min_data_in_leaf: 100,
+            learning_rate: 0.03,
+            num_leaves: 5,
+            min_data_in_leaf: 400,
             lambda_l2: 10.0,
             feature_fraction: 0.8,
-            max_rounds: 400,
-            early_stopping_rounds: 30,
+            max_rounds: 800,
+            early_stopping_rounds: 50,
         }
     }
 }
@@ -146,6 +150,15 @@ impl TrainingSet {
         }
     }
 
+    /// These rows followed by `other`'s.
+    pub fn concat(&self, other: &TrainingSet) -> TrainingSet {
+        let mut out = self.clone();
+        out.x.extend_from_slice(&other.x);
+        out.treated.extend_from_slice(&other.treated);
+        out.outcome.extend_from_slice(&other.outcome);
+        out
+    }
+
     fn arm(&self, treated: bool) -> TrainingSet {
         let idx: Vec<usize> = (0..self.len())
             .filter(|&i| self.treated[i] == treated)
@@ -216,7 +229,7 @@ fn roles(learner: Learner) -> &'static [&'static str] {
             "tau_control",
             "propensity",
         ],
-        Learner::Ct => &["transformed", "control"],
+        Learner::Ct => &["transformed", "control", "propensity"],
     }
 }
 
@@ -229,82 +242,120 @@ fn role_features(role: &str, names: &[String]) -> Vec<String> {
     v
 }
 
-/// Everything one LightGBM fit needs.
+/// Rounds each role's model trained for.
+type Rounds = Vec<(&'static str, i32)>;
+
+/// Everything one LightGBM fit needs. Without `rounds`, models stop early on the validation
+/// rows; with it, each role trains for exactly its recorded rounds on the given rows.
 struct Fit<'a> {
     params: &'a UpliftParams,
     names: &'a [String],
     categorical: &'a [usize],
+    rounds: Option<&'a Rounds>,
+}
+
+/// Rows a model learns from: features (row-major), labels, optional weights.
+struct Rows<'a> {
+    x: &'a [f64],
+    y: &'a [f32],
+    weights: Option<&'a [f32]>,
 }
 
 impl Fit<'_> {
-    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
-        what: &str,
+        role: &'static str,
         objective: &str,
-        x: &[f64],
-        y: &[f32],
-        weights: Option<&[f32]>,
-        vx: &[f64],
-        vy: &[f32],
+        train: Rows,
+        valid: Option<Rows>,
         names: &[String],
     ) -> Result<Booster> {
         if objective == "binary" {
-            for (set, l) in [("training", y), ("validation", vy)] {
+            let sets = [
+                Some(("training", train.y)),
+                valid.as_ref().map(|v| ("validation", v.y)),
+            ];
+            for (set, l) in sets.into_iter().flatten() {
                 let positives = l.iter().filter(|&&v| v > 0.5).count();
                 if positives == 0 || positives == l.len() {
                     return Err(ModelError::Training {
-                        what: what.into(),
+                        what: format!("the {role} model"),
                         why: format!("its {set} rows ({}) need both classes", l.len()),
                     });
                 }
             }
         }
         let n = names.len() as i32;
-        let mut ds = Dataset::from_slice(x, y, n, true)?;
+        let mut ds = Dataset::from_slice(train.x, train.y, n, true)?;
         ds.set_feature_names(names)?;
-        if let Some(w) = weights {
+        if let Some(w) = train.weights {
             ds.set_weights(w)?;
         }
-        let vds = Dataset::from_slice_with_reference(vx, vy, n, true, Some(&ds))?;
-        Ok(Booster::train_with_valid(
-            ds,
-            Some(vds),
-            &self.params.lightgbm(objective, self.categorical),
-        )?)
+        let mut params = self.params.lightgbm(objective, self.categorical);
+        match (self.rounds, valid) {
+            (Some(rounds), _) => {
+                let n = rounds
+                    .iter()
+                    .find(|(r, _)| *r == role)
+                    .map_or(1, |(_, n)| *n);
+                params["num_iterations"] = json!(n.max(1));
+                if let Some(p) = params.as_object_mut() {
+                    p.remove("early_stopping_rounds");
+                }
+                Ok(Booster::train(ds, &params)?)
+            }
+            (None, Some(v)) => {
+                let vds = Dataset::from_slice_with_reference(v.x, v.y, n, true, Some(&ds))?;
+                Ok(Booster::train_with_valid(ds, Some(vds), &params)?)
+            }
+            (None, None) => Ok(Booster::train(ds, &params)?),
+        }
     }
 
     /// A classifier of the outcome on one arm's rows.
     fn arm_model(
         &self,
         train: &TrainingSet,
-        valid: &TrainingSet,
+        valid: Option<&TrainingSet>,
         treated: bool,
     ) -> Result<Booster> {
-        let (t, v) = (train.arm(treated), valid.arm(treated));
-        let what = if treated { "treated" } else { "control" };
+        let t = train.arm(treated);
+        let v = valid.map(|v| v.arm(treated));
+        let (ty, vy) = (labels(&t.outcome), v.as_ref().map(|v| labels(&v.outcome)));
         self.run(
-            &format!("the {what}-arm model"),
+            if treated { "treated" } else { "control" },
             "binary",
-            &t.x,
-            &labels(&t.outcome),
-            None,
-            &v.x,
-            &labels(&v.outcome),
+            Rows {
+                x: &t.x,
+                y: &ty,
+                weights: None,
+            },
+            v.as_ref().zip(vy.as_deref()).map(|(v, y)| Rows {
+                x: &v.x,
+                y,
+                weights: None,
+            }),
             self.names,
         )
     }
 
     /// A classifier of the arm itself: the treatment propensity e(x).
-    fn propensity(&self, train: &TrainingSet, valid: &TrainingSet) -> Result<Booster> {
+    fn propensity(&self, train: &TrainingSet, valid: Option<&TrainingSet>) -> Result<Booster> {
+        let ty = labels(&train.treated);
+        let vy = valid.map(|v| labels(&v.treated));
         self.run(
-            "the propensity model",
+            "propensity",
             "binary",
-            &train.x,
-            &labels(&train.treated),
-            None,
-            &valid.x,
-            &labels(&valid.treated),
+            Rows {
+                x: &train.x,
+                y: &ty,
+                weights: None,
+            },
+            valid.zip(vy.as_deref()).map(|(v, y)| Rows {
+                x: &v.x,
+                y,
+                weights: None,
+            }),
             self.names,
         )
     }
@@ -325,11 +376,59 @@ fn clip(e: f64) -> f64 {
 }
 
 impl UpliftModel {
-    /// Trains one learner; `valid` drives early stopping of every LightGBM model.
+    /// Trains one learner: early stopping on `valid` finds each model's rounds, then the final
+    /// model is refit on `train` and `valid` together.
     pub fn train(
         learner: Learner,
         train: &TrainingSet,
         valid: &TrainingSet,
+        feature_names: &[String],
+        categorical: &[usize],
+        params: &UpliftParams,
+    ) -> Result<Self> {
+        let first = Self::fit_pass(
+            learner,
+            train,
+            Some(valid),
+            None,
+            feature_names,
+            categorical,
+            params,
+        )?;
+        first.refit(train, valid, categorical, params)
+    }
+
+    /// The same learner refit on `train` and `valid` together with this model's round counts.
+    fn refit(
+        &self,
+        train: &TrainingSet,
+        valid: &TrainingSet,
+        categorical: &[usize],
+        params: &UpliftParams,
+    ) -> Result<Self> {
+        let rounds: Rounds = self
+            .parts
+            .iter()
+            .map(|p| (p.role, p.booster.num_iterations()))
+            .collect();
+        Self::fit_pass(
+            self.learner,
+            &train.concat(valid),
+            None,
+            Some(&rounds),
+            &self.feature_names,
+            categorical,
+            params,
+        )
+    }
+
+    /// One fit of every model of a learner: with `valid` for early stopping, or with fixed
+    /// `rounds`.
+    fn fit_pass(
+        learner: Learner,
+        train: &TrainingSet,
+        valid: Option<&TrainingSet>,
+        rounds: Option<&Rounds>,
         feature_names: &[String],
         categorical: &[usize],
         params: &UpliftParams,
@@ -344,7 +443,8 @@ impl UpliftModel {
                 ),
             });
         }
-        for (set, s) in [("training", train), ("validation", valid)] {
+        for (set, s) in [("training", Some(train)), ("validation", valid)] {
+            let Some(s) = s else { continue };
             let treated = s.treated.iter().filter(|&&t| t).count();
             if treated == 0 || treated == s.len() {
                 return Err(ModelError::Training {
@@ -357,6 +457,7 @@ impl UpliftModel {
             params,
             names: feature_names,
             categorical,
+            rounds,
         };
         let threads = params.num_threads;
         let n = train.n_features;
@@ -367,16 +468,22 @@ impl UpliftModel {
             ],
             Learner::S => {
                 let names = role_features("single", feature_names);
-                let x = train.with_column(|r| f64::from(u8::from(train.treated[r])));
-                let vx = valid.with_column(|r| f64::from(u8::from(valid.treated[r])));
+                let arm = |s: &TrainingSet| s.with_column(|r| f64::from(u8::from(s.treated[r])));
+                let (x, y) = (arm(train), labels(&train.outcome));
+                let v = valid.map(|v| (arm(v), labels(&v.outcome)));
                 let single = fit.run(
-                    "the S-learner model",
+                    "single",
                     "binary",
-                    &x,
-                    &labels(&train.outcome),
-                    None,
-                    &vx,
-                    &labels(&valid.outcome),
+                    Rows {
+                        x: &x,
+                        y: &y,
+                        weights: None,
+                    },
+                    v.as_ref().map(|(x, y)| Rows {
+                        x,
+                        y,
+                        weights: None,
+                    }),
                     &names,
                 )?;
                 vec![("single", single)]
@@ -400,30 +507,28 @@ impl UpliftModel {
                         .collect();
                     Ok((s.x, d))
                 };
-                let (tx, td) = imputed(train, true)?;
-                let (vtx, vtd) = imputed(valid, true)?;
-                let tau_treated = fit.run(
-                    "the X-learner treated effect",
-                    "regression",
-                    &tx,
-                    &td,
-                    None,
-                    &vtx,
-                    &vtd,
-                    feature_names,
-                )?;
-                let (cx, cd) = imputed(train, false)?;
-                let (vcx, vcd) = imputed(valid, false)?;
-                let tau_control = fit.run(
-                    "the X-learner control effect",
-                    "regression",
-                    &cx,
-                    &cd,
-                    None,
-                    &vcx,
-                    &vcd,
-                    feature_names,
-                )?;
+                let mut taus = Vec::new();
+                for (role, arm) in [("tau_treated", true), ("tau_control", false)] {
+                    let (x, d) = imputed(train, arm)?;
+                    let v = valid.map(|v| imputed(v, arm)).transpose()?;
+                    taus.push(fit.run(
+                        role,
+                        "regression",
+                        Rows {
+                            x: &x,
+                            y: &d,
+                            weights: None,
+                        },
+                        v.as_ref().map(|(x, y)| Rows {
+                            x,
+                            y,
+                            weights: None,
+                        }),
+                        feature_names,
+                    )?);
+                }
+                let tau_control = taus.pop().expect("two effect models");
+                let tau_treated = taus.pop().expect("two effect models");
                 vec![
                     ("treated", treated),
                     ("control", control),
@@ -453,19 +558,26 @@ impl UpliftModel {
                         (if t { 0.5 / e } else { 0.5 / (1.0 - e) }) as f32
                     })
                     .collect();
+                let (zy, vz) = (z(train), valid.map(z));
                 let transformed = fit.run(
-                    "the class-transformation model",
+                    "transformed",
                     "binary",
-                    &train.x,
-                    &z(train),
-                    Some(&w),
-                    &valid.x,
-                    &z(valid),
+                    Rows {
+                        x: &train.x,
+                        y: &zy,
+                        weights: Some(&w),
+                    },
+                    valid.zip(vz.as_deref()).map(|(v, y)| Rows {
+                        x: &v.x,
+                        y,
+                        weights: None,
+                    }),
                     feature_names,
                 )?;
                 vec![
                     ("transformed", transformed),
                     ("control", fit.arm_model(train, valid, false)?),
+                    ("propensity", propensity),
                 ]
             }
         };
@@ -479,7 +591,8 @@ impl UpliftModel {
         })
     }
 
-    /// Trains every learner and keeps the one with the best Qini on `valid`.
+    /// Trains every learner, keeps the one with the best Qini on `valid`, and refits it on
+    /// `train` and `valid` together.
     pub fn train_auto(
         train: &TrainingSet,
         valid: &TrainingSet,
@@ -490,16 +603,24 @@ impl UpliftModel {
         let mut best: Option<(Self, f64)> = None;
         let mut scores = Vec::new();
         for learner in Learner::ALL {
-            let model = Self::train(learner, train, valid, feature_names, categorical, params)?;
-            let s = model.predict(&valid.x, params.num_threads)?;
+            let first = Self::fit_pass(
+                learner,
+                train,
+                Some(valid),
+                None,
+                feature_names,
+                categorical,
+                params,
+            )?;
+            let s = first.predict(&valid.x, params.num_threads)?;
             let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
             scores.push((learner, q));
             if best.as_ref().is_none_or(|(_, b)| q > *b) {
-                best = Some((model, q));
+                best = Some((first, q));
             }
         }
-        let (model, _) = best.expect("four learners were trained");
-        Ok((model, scores))
+        let (first, _) = best.expect("four learners were trained");
+        Ok((first.refit(train, valid, categorical, params)?, scores))
     }
 
     fn part(&self, role: &str) -> Result<&Booster> {
