@@ -236,6 +236,15 @@ pub const FEATURES: &[FeatureDef] = &[
         "active_days_30d",
         "days with at least one session in the last 30 days",
     ),
+    num(
+        "active_days_90d",
+        "days with at least one session in the last 90 days",
+    ),
+    num("shop_views_90d", "shop page views in the last 90 days"),
+    opt(
+        "orders_per_year",
+        "orders in the last 365 days per year of account age (young accounts scaled up)",
+    ),
     num("wishlist_items", "items on the wishlist"),
     num("friends", "friends on the platform"),
     num(
@@ -495,6 +504,11 @@ pub fn featurize(
             within(30).and(col("sessions").gt(lit(0i64))),
             "active_days_30d",
         ),
+        count_if(
+            within(90).and(col("sessions").gt(lit(0i64))),
+            "active_days_90d",
+        ),
+        sum_if(within(90), col("shop_views"), "shop_views_90d"),
     ]);
 
     let wishlist = visible(
@@ -596,6 +610,25 @@ pub fn featurize(
             JoinArgs::new(JoinType::Left),
         );
     }
+
+    // A rate rather than a count, so that a young account's buying compares with an old one's.
+    let observed_days = when(col("tenure_days").gt(lit(365.0)))
+        .then(lit(365.0))
+        .when(col("tenure_days").lt(lit(1.0)))
+        .then(lit(1.0))
+        .otherwise(col("tenure_days"));
+    joined = joined.with_column(
+        when(col("tenure_days").is_not_null())
+            .then(
+                col("orders_365d")
+                    .cast(DataType::Float64)
+                    .fill_null(lit(0.0))
+                    * lit(365.0)
+                    / observed_days,
+            )
+            .otherwise(lit(NULL).cast(DataType::Float64))
+            .alias("orders_per_year"),
+    );
 
     // Counts are zero, not missing, for users without events; recency and shares stay missing.
     let mut select = vec![col("row_id"), col("user_id"), col("cutoff")];
