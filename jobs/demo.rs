@@ -32,17 +32,22 @@ pub const DROP_ITEM_ID: i64 = 100;
 /// Game of the dropped item.
 const DROP_GAME: i64 = 3;
 /// How far back purchase history goes.
-const HISTORY_DAYS: i64 = 400;
+const HISTORY_DAYS: i64 = 730;
 /// How far back engagement rows go (the earliest exposure plus the longest window).
-const ENGAGEMENT_DAYS: i64 = 260;
+const ENGAGEMENT_DAYS: i64 = 330;
 /// Attribution window of the past campaigns' outcomes.
 const OUTCOME_DAYS: i64 = 7;
 
-/// Past randomized campaigns: id, days before the anchor, discount.
+/// Past randomized campaigns: id, days before the anchor, discount. A campaign every few weeks,
+/// as a marketing team runs them: the history uplift models learn from.
 const PAST_CAMPAIGNS: &[(&str, i64, f64)] = &[
-    ("spring-newsletter", 150, 0.0),
-    ("summer-newsletter", 90, 0.0),
-    ("autumn-deal", 45, 20.0),
+    ("winter-newsletter", 240, 0.0),
+    ("spring-newsletter", 200, 0.0),
+    ("spring-deal", 165, 20.0),
+    ("summer-newsletter", 130, 0.0),
+    ("summer-drop", 95, 0.0),
+    ("autumn-newsletter", 60, 0.0),
+    ("autumn-deal", 30, 20.0),
 ];
 /// Share of eligible users each past campaign exposed (half treatment, half control).
 const EXPOSED_SHARE: f64 = 0.35;
@@ -102,6 +107,7 @@ pub async fn ensure(db: &Db, spec: DemoSpec) -> Result<bool> {
         .execute(&db.pool)
         .await
         .context("cannot clear the demo tables")?;
+    info!(users = spec.users, seed = spec.seed, "generating demo data");
     generate(db, spec).await?;
     db.insert(
         INSERT_META,
