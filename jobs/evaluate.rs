@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use models::metrics::{qini_auc_score, uplift_at_k, uplift_auc_score, TopK};
+use models::metrics::{bootstrap, qini_auc_score, uplift_at_k, uplift_auc_score, TopK};
 use models::training::stratified_split;
 use models::{Learner, TrainingSet, UpliftModel, UpliftParams};
 use serde::Serialize;
@@ -65,6 +65,8 @@ pub struct Evaluation {
     pub learner: String,
     /// Normalized Qini AUC (scikit-uplift `qini_auc_score`) on the test part.
     pub qini_auc: f64,
+    /// 95 % bootstrap interval of the Qini AUC (200 resamples of the test part, seeded).
+    pub qini_auc_ci95: (f64, f64),
     /// Normalized AUUC (scikit-uplift `uplift_auc_score`) on the test part.
     pub uplift_auc: f64,
     /// scikit-uplift `uplift_at_k(k=0.3, strategy="by_group")` on the test part.
@@ -282,9 +284,18 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize) -> Result<Evaluation> {
         )?,
     };
     let uplift = model.predict(&test.x, threads)?.uplift;
+    let qini = bootstrap(
+        &test.outcome,
+        &uplift,
+        &test.treated,
+        qini_auc_score,
+        200,
+        a.seed,
+    );
     Ok(Evaluation {
         learner: model.learner.name().into(),
-        qini_auc: qini_auc_score(&test.outcome, &uplift, &test.treated),
+        qini_auc: qini.estimate,
+        qini_auc_ci95: (qini.low, qini.high),
         uplift_auc: uplift_auc_score(&test.outcome, &uplift, &test.treated),
         uplift_at_30: uplift_at_k(&test.outcome, &uplift, &test.treated, 0.3, TopK::ByGroup),
         n_train: rest.len(),
@@ -321,8 +332,15 @@ impl Evaluation {
     /// The human-readable report.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "learner {}  (train {} rows, test {} rows)\n  Qini AUC      {:.4}\n  uplift AUC    {:.4}\n  uplift@30%    {:.4}\n",
-            self.learner, self.n_train, self.n_test, self.qini_auc, self.uplift_auc, self.uplift_at_30
+            "learner {}  (train {} rows, test {} rows)\n  Qini AUC      {:.4}  (95% CI {:.4} to {:.4})\n  uplift AUC    {:.4}\n  uplift@30%    {:.4}\n",
+            self.learner,
+            self.n_train,
+            self.n_test,
+            self.qini_auc,
+            self.qini_auc_ci95.0,
+            self.qini_auc_ci95.1,
+            self.uplift_auc,
+            self.uplift_at_30
         );
         for (l, q) in &self.validation_qini {
             s.push_str(&format!("  validation Qini of {l}: {q:.4}\n"));

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
+use models::metrics::{bootstrap, qini_auc_score, Interval};
 use models::training::{score_users, train_conversion_uplift, HeldOut, CONVERSION_UPLIFT};
 use models::{ScoredFrame, SourceTables, TrainingOptions, UpliftParams};
 use polars::prelude::*;
@@ -51,7 +52,9 @@ pub struct RunReport {
     pub run_date: NaiveDate,
     pub users: usize,
     pub model_version: String,
-    pub qini_auc: f64,
+    pub learner: &'static str,
+    /// Qini AUC on the held-out exposures, with its seeded 95 % bootstrap interval.
+    pub qini_auc: Interval,
     /// The held-out exposures the model was evaluated on.
     pub test: HeldOut,
     pub campaigns: Vec<CampaignReport>,
@@ -121,7 +124,8 @@ struct Prepared {
     src: SourceTables,
     scored: ScoredFrame,
     model_version: String,
-    qini_auc: f64,
+    learner: &'static str,
+    qini_auc: Interval,
     test: HeldOut,
 }
 
@@ -145,16 +149,21 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
         tokio::task::block_in_place(|| train_conversion_uplift(&src, &opts))
     })?;
     let meta = &trained.artifact.metadata;
-    let qini_auc = meta
-        .metrics
-        .iter()
-        .find(|(k, _)| k == "qini_auc")
-        .map_or(f64::NAN, |(_, v)| *v);
+    let t = &trained.test;
+    let qini_auc = bootstrap(
+        &t.outcome,
+        &t.uplift,
+        &t.treated,
+        qini_auc_score,
+        200,
+        s.seed,
+    );
     info!(
         version = %meta.version,
+        learner = meta.learner.name(),
         rows_train = meta.rows_train,
         rows_test = meta.rows_test,
-        qini_auc,
+        qini_auc = qini_auc.estimate,
         "trained"
     );
     let dir = crate::model_store::save(&s.model_store, &trained.artifact)?;
@@ -174,6 +183,7 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
     info!(rows = scored.frame.height(), "scored");
     Ok(Prepared {
         model_version: meta.version.clone(),
+        learner: meta.learner.name(),
         qini_auc,
         test: trained.test,
         src,
@@ -322,6 +332,7 @@ async fn publish_all(
         run_date: req.date,
         users: p.src.users.height(),
         model_version: p.model_version,
+        learner: p.learner,
         qini_auc: p.qini_auc,
         test: p.test,
         campaigns: reports,

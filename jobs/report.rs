@@ -22,9 +22,13 @@ pub struct Summary {
 pub struct ModelSummary {
     pub name: String,
     pub version: String,
+    /// The meta-learner chosen on validation Qini (`t`, `s`, `x`, `ct`).
+    pub learner: String,
     pub test_exposures: usize,
     /// Normalized Qini AUC (scikit-uplift's `qini_auc_score`) on held-out exposures.
     pub qini_auc: f64,
+    /// Its 95 % bootstrap interval (200 seeded resamples of the held-out exposures).
+    pub qini_auc_ci95: (f64, f64),
     /// The same with users ranked by their true uplift (demo only).
     pub oracle_qini_auc: Option<f64>,
 }
@@ -50,8 +54,10 @@ impl Summary {
             model: ModelSummary {
                 name: models::training::CONVERSION_UPLIFT.into(),
                 version: report.model_version.clone(),
+                learner: report.learner.into(),
                 test_exposures: report.test.user_id.len(),
-                qini_auc: report.qini_auc,
+                qini_auc: report.qini_auc.estimate,
+                qini_auc_ci95: (report.qini_auc.low, report.qini_auc.high),
                 oracle_qini_auc,
             },
             campaigns: report
@@ -96,8 +102,14 @@ impl Summary {
         }
         let m = &self.model;
         out.push_str(&format!(
-            "\nmodel {} {} — Qini AUC on {} held-out exposures: {:.4}",
-            m.name, m.version, m.test_exposures, m.qini_auc
+            "\nmodel {} {} ({}-learner) — Qini AUC on {} held-out exposures: {:.4} (95% CI {:.4} to {:.4})",
+            m.name,
+            m.version,
+            m.learner,
+            m.test_exposures,
+            m.qini_auc,
+            m.qini_auc_ci95.0,
+            m.qini_auc_ci95.1
         ));
         if let Some(oracle) = m.oracle_qini_auc {
             out.push_str(&format!(

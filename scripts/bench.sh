@@ -33,7 +33,8 @@ def spans(path):
         except ValueError:
             continue
         ts = e.get("timestamp")
-        first = first or ts
+        if e.get("message") == "generating demo data":
+            first = ts
         if e.get("message") == "demo source ready":
             ready = ts
         if e.get("message") == "trained":

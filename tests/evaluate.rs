@@ -71,6 +71,13 @@ fn every_learner_on_lenta() {
             let x = v[key].as_f64().unwrap();
             assert!(x.is_finite() && x.abs() < 1.0, "{key} = {x} for {learner}");
         }
+        let q = v["qini_auc"].as_f64().unwrap();
+        let ci = v["qini_auc_ci95"].as_array().unwrap();
+        let (low, high) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+        assert!(
+            low < high && low - 0.02 <= q && q <= high + 0.02,
+            "{q} outside [{low}, {high}]"
+        );
     }
 }
 
