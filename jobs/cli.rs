@@ -37,6 +37,36 @@ pub enum Command {
     Run(RunArgs),
     /// Evaluate the uplift learners on a CSV (held-out Qini, AUUC, uplift@30%).
     Evaluate(crate::evaluate::EvaluateArgs),
+    /// Train the models on the configured source and store them as the new `current`.
+    Train(TrainArgs),
+    /// The model store.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every stored version with its headline metrics; `*` marks `current`.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Train as of this date (default: today, UTC): only exposures whose attribution window
+    /// closed before it are used.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<NaiveDate>,
+    /// The model to train (default: all; today the one model is conversion_uplift).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Source database URL (overrides source.database_url).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Threads for LightGBM and polars (overrides runtime.threads; 0 = one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Flags shared by the commands that run the job.
@@ -81,6 +111,10 @@ pub struct DemoArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub job: JobFlags,
+    /// Train a new model instead of scoring with the store's `current` one (a run trains
+    /// anyway when the store has none).
+    #[arg(long)]
+    pub retrain: bool,
 }
 
 /// Runs the parsed command line.
@@ -96,6 +130,15 @@ pub fn main(cli: Cli) -> Result<()> {
             },
             a.threads,
         ),
+        Command::Train(a) => (
+            Overrides {
+                database_url: a.database_url.clone(),
+                threads: a.threads,
+                ..Overrides::default()
+            },
+            a.threads,
+        ),
+        Command::Models { .. } => (Overrides::default(), None),
     };
     let settings = settings::load(cli.config.as_deref(), &overrides)?;
     // Polars reads its thread count once, from the environment, before its pool starts.
@@ -110,7 +153,11 @@ pub fn main(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
-            Command::Run(a) => run_job(&settings, &a.job).await,
+            Command::Run(a) => run_job(&settings, &a.job, a.retrain).await,
+            Command::Train(a) => run_train(&settings, &a).await,
+            Command::Models {
+                command: ModelsCommand::List,
+            } => list_models(&settings),
             Command::Evaluate(a) => {
                 let result = tokio::task::block_in_place(|| {
                     crate::evaluate::evaluate(&a, settings.threads)
@@ -181,12 +228,14 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
             settings,
             date,
             campaigns,
+            // The demo shows what a model learns: it always trains.
+            retrain: true,
         },
         &source,
         &state,
     )
     .await?;
-    let oracle = demo::oracle_qini(&source, &report.test).await?;
+    let oracle = demo::oracle_qini(&source, &report.model.test).await?;
     let summary = Summary::new(&report, Some(oracle));
     std::fs::create_dir_all(&a.dir)?;
     summary.write_json(&a.dir.join("summary.json"))?;
@@ -194,7 +243,7 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     fail_on_campaign_errors(&report)
 }
 
-async fn run_job(settings: &Settings, j: &JobFlags) -> Result<()> {
+async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool) -> Result<()> {
     let campaigns = crate::campaigns::pick(
         crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?,
         &j.campaigns,
@@ -206,6 +255,7 @@ async fn run_job(settings: &Settings, j: &JobFlags) -> Result<()> {
             settings,
             date: run_date(j.date),
             campaigns,
+            retrain,
         },
         &source,
         &state,
@@ -238,4 +288,61 @@ fn fail_on_campaign_errors(report: &pipeline::RunReport) -> Result<()> {
         report.campaigns.len(),
         details.join("; ")
     )
+}
+
+async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
+    use models::training::CONVERSION_UPLIFT;
+    if let Some(name) = a.model.as_deref().filter(|m| *m != CONVERSION_UPLIFT) {
+        bail!("unknown model {name:?} (known: {CONVERSION_UPLIFT})");
+    }
+    let as_of = run_date(a.as_of);
+    let source = Db::connect(&settings.source_url, false).await?;
+    let src = crate::extract::extract(&source, settings).await?;
+    let (trained, used) = pipeline::train_and_store(settings, &src, cutoff_of(as_of))?;
+    let meta = &trained.artifact.metadata;
+    println!(
+        "trained {} {} ({}-learner) as of {as_of} on {} exposures ({} to {}): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4}), stored in {}",
+        meta.name,
+        meta.version,
+        used.learner,
+        meta.rows_train + meta.rows_valid,
+        meta.training_window.0,
+        meta.training_window.1,
+        used.qini_auc.estimate,
+        used.qini_auc.low,
+        used.qini_auc.high,
+        settings.model_store.display()
+    );
+    Ok(())
+}
+
+fn list_models(settings: &Settings) -> Result<()> {
+    let listed = crate::model_store::list(&settings.model_store)?;
+    if listed.is_empty() {
+        println!("no models in {}", settings.model_store.display());
+        return Ok(());
+    }
+    println!(
+        "  {:<20} {:<26} {:<8} {:<21} {:>10} {:>9}",
+        "model", "version", "learner", "created", "rows", "qini_auc"
+    );
+    for l in listed {
+        let m = &l.metadata;
+        let qini = m
+            .metrics
+            .iter()
+            .find(|(k, _)| k == "qini_auc")
+            .map_or(f64::NAN, |(_, v)| *v);
+        println!(
+            "{} {:<20} {:<26} {:<8} {:<21} {:>10} {:>9.4}",
+            if l.current { "*" } else { " " },
+            m.name,
+            m.version,
+            m.learner.name(),
+            m.created_at,
+            m.rows_train + m.rows_valid,
+            qini
+        );
+    }
+    Ok(())
 }

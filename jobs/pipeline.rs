@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 use models::metrics::{bootstrap, qini_auc_score, Interval};
 use models::training::{score_users, train_conversion_uplift, HeldOut, CONVERSION_UPLIFT};
-use models::{ScoredFrame, SourceTables, TrainingOptions, UpliftParams};
+use models::{ScoredFrame, SourceTables, TrainedUplift, TrainingOptions, UpliftParams};
 use polars::prelude::*;
 use rand::Rng;
 use segments::{select, Arm, Audience, Campaign, CampaignKind, FunnelStep, SelectionContext};
@@ -29,6 +29,22 @@ pub struct RunRequest<'a> {
     pub settings: &'a Settings,
     pub date: NaiveDate,
     pub campaigns: Vec<Campaign>,
+    /// Train a new model instead of scoring with the store's `current` one.
+    pub retrain: bool,
+}
+
+/// The model a run scored with.
+#[derive(Debug, Clone)]
+pub struct ModelUsed {
+    pub version: String,
+    pub learner: &'static str,
+    /// Trained by this run (else loaded from the store).
+    pub trained: bool,
+    /// Held-out Qini AUC: with its bootstrap interval when trained now, from the metadata (no
+    /// interval) when loaded.
+    pub qini_auc: Interval,
+    /// The held-out exposures, when trained now.
+    pub test: HeldOut,
 }
 
 /// How one campaign of the run ended.
@@ -51,12 +67,7 @@ pub struct RunReport {
     pub run_id: String,
     pub run_date: NaiveDate,
     pub users: usize,
-    pub model_version: String,
-    pub learner: &'static str,
-    /// Qini AUC on the held-out exposures, with its seeded 95 % bootstrap interval.
-    pub qini_auc: Interval,
-    /// The held-out exposures the model was evaluated on.
-    pub test: HeldOut,
+    pub model: ModelUsed,
     pub campaigns: Vec<CampaignReport>,
 }
 
@@ -123,31 +134,29 @@ pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunRepo
 struct Prepared {
     src: SourceTables,
     scored: ScoredFrame,
-    model_version: String,
-    learner: &'static str,
-    qini_auc: Interval,
-    test: HeldOut,
+    model: ModelUsed,
 }
 
-async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
-    let s = req.settings;
-    let src = extract(source, s).instrument(info_span!("extract")).await?;
-    let cutoff = cutoff_of(req.date);
-
-    let trained = info_span!("train", model = CONVERSION_UPLIFT).in_scope(|| {
-        let opts = TrainingOptions {
-            params: UpliftParams {
-                num_threads: s.threads,
-                seed: s.seed,
-                ..UpliftParams::default()
-            },
-            learner: None,
-            attribution_days: s.attribution_days,
-            created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            code_version: env!("CARGO_PKG_VERSION").into(),
-        };
-        tokio::task::block_in_place(|| train_conversion_uplift(&src, &opts))
-    })?;
+/// Trains the conversion uplift model as of `as_of` and stores it as the new `current`.
+pub fn train_and_store(
+    s: &Settings,
+    src: &SourceTables,
+    as_of: i64,
+) -> Result<(TrainedUplift, ModelUsed)> {
+    let opts = TrainingOptions {
+        params: UpliftParams {
+            num_threads: s.threads,
+            seed: s.seed,
+            ..UpliftParams::default()
+        },
+        learner: None,
+        attribution_days: s.attribution_days,
+        as_of,
+        created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        code_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let trained = info_span!("train", model = CONVERSION_UPLIFT)
+        .in_scope(|| tokio::task::block_in_place(|| train_conversion_uplift(src, &opts)))?;
     let meta = &trained.artifact.metadata;
     let t = &trained.test;
     let qini_auc = bootstrap(
@@ -168,24 +177,67 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
     );
     let dir = crate::model_store::save(&s.model_store, &trained.artifact)?;
     info!(path = %dir.display(), "model stored");
+    let used = ModelUsed {
+        version: meta.version.clone(),
+        learner: meta.learner.name(),
+        trained: true,
+        qini_auc,
+        test: trained.test.clone(),
+    };
+    Ok((trained, used))
+}
 
+async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
+    let s = req.settings;
+    let src = extract(source, s).instrument(info_span!("extract")).await?;
+    let cutoff = cutoff_of(req.date);
+
+    let stored = if req.retrain {
+        None
+    } else {
+        crate::model_store::load_current(&s.model_store, CONVERSION_UPLIFT)?
+    };
+    let (model, levels, used) = match stored {
+        Some(artifact) => {
+            let meta = &artifact.metadata;
+            let model = artifact.model().with_context(|| {
+                format!(
+                    "model {CONVERSION_UPLIFT} {} in {}",
+                    meta.version,
+                    s.model_store.display()
+                )
+            })?;
+            let estimate = meta
+                .metrics
+                .iter()
+                .find(|(k, _)| k == "qini_auc")
+                .map_or(f64::NAN, |(_, v)| *v);
+            info!(version = %meta.version, learner = meta.learner.name(), "using the stored model");
+            let used = ModelUsed {
+                version: meta.version.clone(),
+                learner: meta.learner.name(),
+                trained: false,
+                qini_auc: Interval {
+                    estimate,
+                    low: f64::NAN,
+                    high: f64::NAN,
+                },
+                test: HeldOut::default(),
+            };
+            (model, meta.categorical_levels.clone(), used)
+        }
+        None => {
+            let (trained, used) = train_and_store(s, &src, cutoff)?;
+            let levels = trained.artifact.metadata.categorical_levels.clone();
+            (trained.model, levels, used)
+        }
+    };
     let scored = info_span!("score", users = src.users.height()).in_scope(|| {
-        tokio::task::block_in_place(|| {
-            score_users(
-                &src,
-                &trained.model,
-                &meta.categorical_levels,
-                cutoff,
-                s.threads,
-            )
-        })
+        tokio::task::block_in_place(|| score_users(&src, &model, &levels, cutoff, s.threads))
     })?;
     info!(rows = scored.frame.height(), "scored");
     Ok(Prepared {
-        model_version: meta.version.clone(),
-        learner: meta.learner.name(),
-        qini_auc,
-        test: trained.test,
+        model: used,
         src,
         scored,
     })
@@ -228,7 +280,7 @@ async fn publish_all(
         global_control_salt: s.global_control_salt.clone(),
     };
     let versions: BTreeMap<String, String> =
-        [(CONVERSION_UPLIFT.to_string(), p.model_version.clone())].into();
+        [(CONVERSION_UPLIFT.to_string(), p.model.version.clone())].into();
     let versions_json = serde_json::to_string(&versions)?;
     let cutoff = cutoff_of(req.date);
     let mut reports = Vec::new();
@@ -331,10 +383,7 @@ async fn publish_all(
         run_id: run_id.into(),
         run_date: req.date,
         users: p.src.users.height(),
-        model_version: p.model_version,
-        learner: p.learner,
-        qini_auc: p.qini_auc,
-        test: p.test,
+        model: p.model,
         campaigns: reports,
     })
 }

@@ -24,6 +24,8 @@ pub struct ModelSummary {
     pub version: String,
     /// The meta-learner chosen on validation Qini (`t`, `s`, `x`, `ct`).
     pub learner: String,
+    /// Trained by this run (false: the store's `current` model was used).
+    pub trained: bool,
     pub test_exposures: usize,
     /// Normalized Qini AUC (scikit-uplift's `qini_auc_score`) on held-out exposures.
     pub qini_auc: f64,
@@ -53,11 +55,12 @@ impl Summary {
             users: report.users,
             model: ModelSummary {
                 name: models::training::CONVERSION_UPLIFT.into(),
-                version: report.model_version.clone(),
-                learner: report.learner.into(),
-                test_exposures: report.test.user_id.len(),
-                qini_auc: report.qini_auc.estimate,
-                qini_auc_ci95: (report.qini_auc.low, report.qini_auc.high),
+                version: report.model.version.clone(),
+                learner: report.model.learner.into(),
+                trained: report.model.trained,
+                test_exposures: report.model.test.user_id.len(),
+                qini_auc: report.model.qini_auc.estimate,
+                qini_auc_ci95: (report.model.qini_auc.low, report.model.qini_auc.high),
                 oracle_qini_auc,
             },
             campaigns: report
@@ -101,6 +104,13 @@ impl Summary {
             ));
         }
         let m = &self.model;
+        if !m.trained {
+            out.push_str(&format!(
+                "\nmodel {} {} ({}-learner, from the store) — held-out Qini AUC at training: {:.4}\n",
+                m.name, m.version, m.learner, m.qini_auc
+            ));
+            return out;
+        }
         out.push_str(&format!(
             "\nmodel {} {} ({}-learner) — Qini AUC on {} held-out exposures: {:.4} (95% CI {:.4} to {:.4})",
             m.name,

@@ -27,6 +27,9 @@ pub struct TrainingOptions {
     pub learner: Option<Learner>,
     /// Days after an exposure in which a purchase counts as its outcome.
     pub attribution_days: i64,
+    /// Train as of this time (UTC Unix seconds): only exposures whose attribution window closed
+    /// before it are used, so a model trained later on the same data is the same.
+    pub as_of: i64,
     /// Training time, `YYYY-MM-DDTHH:MM:SSZ`; part of the version. The caller owns the clock.
     pub created_at: String,
     pub code_version: String,
@@ -88,6 +91,10 @@ pub fn train_conversion_uplift(
         .clone()
         .lazy()
         .filter(col("discount_pct").eq(lit(0.0)))
+        .filter(
+            (col("assigned_at") + lit(opts.attribution_days * crate::DAY))
+                .lt_eq(lit(opts.as_of).cast(DataType::Int64)),
+        )
         .select([
             col("user_id"),
             col("assigned_at").alias("cutoff"),
@@ -99,7 +106,9 @@ pub fn train_conversion_uplift(
     if exposures.height() == 0 {
         return Err(ModelError::Training {
             what: CONVERSION_UPLIFT.into(),
-            why: "campaign_exposures has no message-only (discount_pct = 0) rows".into(),
+            why: "campaign_exposures has no message-only (discount_pct = 0) rows whose \
+                  attribution window closed before the training date"
+                .into(),
         });
     }
     let levels = CategoricalLevels::from_users(&src.users)?;
@@ -198,6 +207,26 @@ pub struct ScoredFrame {
     pub frame: DataFrame,
 }
 
+/// Refuses a model whose features differ from the catalogue this build computes, naming the
+/// features the frame lacks (`missing`) and those the model does not know (`extra`).
+pub fn check_schema(model: &[String], frame: &[String]) -> Result<()> {
+    if model == frame {
+        return Ok(());
+    }
+    Err(ModelError::FeatureMismatch {
+        missing: model
+            .iter()
+            .filter(|n| !frame.contains(n))
+            .cloned()
+            .collect(),
+        extra: frame
+            .iter()
+            .filter(|n| !model.contains(n))
+            .cloned()
+            .collect(),
+    })
+}
+
 /// Scores every user of `src.users` with `model` as of `cutoff`.
 pub fn score_users(
     src: &SourceTables,
@@ -217,6 +246,7 @@ pub fn score_users(
         .with_row_index("row_id", None)
         .with_column(col("row_id").cast(DataType::Int64))
         .collect()?;
+    check_schema(&model.feature_names, &feature_names())?;
     let features: FeatureFrame = featurize(src, &cutoffs, levels)?;
     let scores = model.predict(&features.matrix(&model.feature_names)?, num_threads)?;
     let suppressed = src
@@ -281,6 +311,19 @@ pub fn stratified_split(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_mismatch_names_missing_and_extra_features() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        check_schema(&names(&["a", "b"]), &names(&["a", "b"])).unwrap();
+        let err = check_schema(&names(&["a", "old"]), &names(&["a", "new"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "feature schema mismatch: missing [\"old\"], unexpected [\"new\"]"
+        );
+        // Same names in another order would shift every column: refused too.
+        check_schema(&names(&["a", "b"]), &names(&["b", "a"])).unwrap_err();
+    }
 
     #[test]
     fn stratified_split_keeps_every_stratum_share() {

@@ -218,7 +218,7 @@ impl std::fmt::Debug for UpliftModel {
 pub const TREATMENT_FEATURE: &str = "treatment";
 
 /// The roles of a learner's models, in storage order.
-fn roles(learner: Learner) -> &'static [&'static str] {
+pub fn roles(learner: Learner) -> &'static [&'static str] {
     match learner {
         Learner::T => &["treated", "control"],
         Learner::S => &["single"],

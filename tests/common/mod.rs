@@ -30,6 +30,11 @@ pub fn tempdir(name: &str) -> PathBuf {
 /// Runs the binary from the repository root (where `config/` is), without inherited
 /// `TARGETING__*` overrides.
 pub fn targeting(args: &[&str]) -> Output {
+    targeting_env(args, &[])
+}
+
+/// Runs the binary with extra environment variables (e.g. `TARGETING__MODELS__STORE`).
+pub fn targeting_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_targeting"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
     for (k, _) in std::env::vars() {
@@ -37,6 +42,7 @@ pub fn targeting(args: &[&str]) -> Output {
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().copied());
     cmd.output().expect("the binary runs")
 }
 

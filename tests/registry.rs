@@ -1,0 +1,111 @@
+//! The model registry: `train` stores versions with a `current` pointer, `models list` shows
+//! them, a nightly `run` scores with `current`, and a model whose features do not match is
+//! refused with nothing published.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
+    let dir = tempdir("registry");
+    let d = dir.display().to_string();
+    assert_ok(&targeting(&[
+        "demo",
+        "--users",
+        "20000",
+        "--dir",
+        &d,
+        "--date",
+        DATE,
+        "--threads",
+        "2",
+    ]));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let demo_version = summary["model"]["version"].as_str().unwrap().to_string();
+
+    let store = format!("{d}/models");
+    let env = [("TARGETING__MODELS__STORE", store.as_str())];
+    let db = format!("sqlite://{d}/source.db");
+    let exports = format!("file://{d}/exports");
+    let run = [
+        "run",
+        "--database-url",
+        &db,
+        "--exports",
+        &exports,
+        "--date",
+        DATE,
+        "--threads",
+        "2",
+    ];
+
+    // The nightly run scores with the stored model: same data, model and date give the same rows.
+    let out = targeting_env(&run, &env);
+    assert_ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.contains(&format!("{demo_version} (")) && table.contains("from the store"),
+        "{table}"
+    );
+    let runs = run_folders(&dir.join("exports"), "weekly-deal", DATE);
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        read_export(&runs[0]).part_hashes,
+        read_export(&runs[1]).part_hashes
+    );
+
+    // train adds a version and moves `current`; list marks it.
+    let out = targeting_env(
+        &[
+            "train",
+            "--database-url",
+            &db,
+            "--as-of",
+            DATE,
+            "--threads",
+            "2",
+        ],
+        &env,
+    );
+    assert_ok(&out);
+    let listing =
+        String::from_utf8_lossy(&targeting_env(&["models", "list"], &env).stdout).into_owned();
+    let rows: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("conversion_uplift"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{listing}");
+    assert!(
+        rows[0].starts_with(' ') && rows[1].starts_with('*'),
+        "{listing}"
+    );
+    assert!(rows[0].contains(&demo_version), "{listing}");
+
+    // A model trained on other features is refused by name, and nothing is published.
+    let current = std::fs::read_to_string(dir.join("models/conversion_uplift/current")).unwrap();
+    let meta_path = dir
+        .join("models/conversion_uplift")
+        .join(current.trim())
+        .join("metadata.json");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+    std::fs::write(
+        &meta_path,
+        meta.replace("\"orders_per_year\"", "\"orders_per_decade\""),
+    )
+    .unwrap();
+    let out = targeting_env(&run, &env);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("feature schema mismatch") && err.contains("orders_per_decade"),
+        "{err}"
+    );
+    assert_eq!(
+        run_folders(&dir.join("exports"), "weekly-deal", DATE).len(),
+        2,
+        "nothing new published"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
