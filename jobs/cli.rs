@@ -235,8 +235,8 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         &state,
     )
     .await?;
-    let oracle = demo::oracle_qini(&source, &report.model.test).await?;
-    let summary = Summary::new(&report, Some(oracle));
+    let truth = demo::against_truth(&source, &report).await?;
+    let summary = Summary::new(&report, Some(truth));
     std::fs::create_dir_all(&a.dir)?;
     summary.write_json(&a.dir.join("summary.json"))?;
     print!("{}", summary.table());
@@ -292,26 +292,31 @@ fn fail_on_campaign_errors(report: &pipeline::RunReport) -> Result<()> {
 
 async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     use models::training::CONVERSION_UPLIFT;
-    if let Some(name) = a.model.as_deref().filter(|m| *m != CONVERSION_UPLIFT) {
-        bail!("unknown model {name:?} (known: {CONVERSION_UPLIFT})");
+    use models::training::DISCOUNT_SENSITIVITY;
+    // The models are trained together: they share the extraction and the features.
+    if let Some(name) = a
+        .model
+        .as_deref()
+        .filter(|m| ![CONVERSION_UPLIFT, DISCOUNT_SENSITIVITY].contains(m))
+    {
+        bail!("unknown model {name:?} (known: {CONVERSION_UPLIFT}, {DISCOUNT_SENSITIVITY})");
     }
     let as_of = run_date(a.as_of);
     let source = Db::connect(&settings.source_url, false).await?;
     let src = crate::extract::extract(&source, settings).await?;
-    let (trained, used) = pipeline::train_and_store(settings, &src, cutoff_of(as_of))?;
-    let meta = &trained.artifact.metadata;
+    let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of))?;
+    let u = &m.used;
     println!(
-        "trained {} {} ({}-learner) as of {as_of} on {} exposures ({} to {}): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4}), stored in {}",
-        meta.name,
-        meta.version,
-        used.learner,
-        meta.rows_train + meta.rows_valid,
-        meta.training_window.0,
-        meta.training_window.1,
-        used.qini_auc.estimate,
-        used.qini_auc.low,
-        used.qini_auc.high,
-        settings.model_store.display()
+        "trained as of {as_of}, stored in {}:\n  {CONVERSION_UPLIFT} {} ({}-learner): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4})\n  {} {}: held-out AUC {:.4}",
+        settings.model_store.display(),
+        u.version,
+        u.learner,
+        u.qini_auc.estimate,
+        u.qini_auc.low,
+        u.qini_auc.high,
+        models::training::DISCOUNT_SENSITIVITY,
+        u.sensitivity_version,
+        u.sensitivity_auc,
     );
     Ok(())
 }

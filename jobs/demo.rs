@@ -510,28 +510,59 @@ const TRUTH_SPEC: models::features::TableSpec = models::features::TableSpec {
     ],
 };
 
-/// The Qini of the best possible model: the held-out exposures ranked by their users' *true*
-/// uplift, on the same observed outcomes the model was evaluated on.
-pub async fn oracle_qini(db: &Db, test: &models::training::HeldOut) -> Result<f64> {
+/// The demo's figures against `demo_truth`.
+#[derive(Debug, Clone, Copy)]
+pub struct AgainstTruth {
+    /// The Qini of the best possible model: the held-out exposures ranked by their users' *true*
+    /// uplift, on the same observed outcomes the model was evaluated on.
+    pub oracle_qini_auc: f64,
+    /// How well the predicted discount sensitivity picks out the true deal hunters (true
+    /// sensitivity above 0.5): ROC AUC over all users.
+    pub sensitivity_auc: f64,
+}
+
+/// Compares a run's models with the demo's truth.
+pub async fn against_truth(db: &Db, report: &crate::pipeline::RunReport) -> Result<AgainstTruth> {
     let sql = include_str!("../sql/queries/demo_truth.sql");
     let truth = db
         .fetch_frame(&TRUTH_SPEC, sql, "sql/queries/demo_truth.sql", 100_000)
         .await?;
-    let users = truth.column("user_id")?.i64()?;
-    let uplift = truth.column("true_uplift")?.f64()?;
-    let by_user: std::collections::HashMap<i64, f64> = users
-        .iter()
-        .zip(uplift.iter())
-        .filter_map(|(u, t)| Some((u?, t?)))
-        .collect();
+    let ints = |name: &str| -> Result<Vec<i64>> {
+        Ok(truth
+            .column(name)?
+            .i64()?
+            .iter()
+            .map(|v| v.unwrap_or_default())
+            .collect())
+    };
+    let floats = |name: &str| -> Result<Vec<f64>> {
+        Ok(truth
+            .column(name)?
+            .f64()?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    };
+    let (users, uplift, sensitivity) = (
+        ints("user_id")?,
+        floats("true_uplift")?,
+        floats("true_discount_sensitivity")?,
+    );
+    let index: std::collections::HashMap<i64, usize> =
+        users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
+    let test = &report.model.test;
     let score: Vec<f64> = test
         .user_id
         .iter()
-        .map(|u| by_user.get(u).copied().unwrap_or(0.0))
+        .map(|u| index.get(u).map_or(0.0, |&i| uplift[i]))
         .collect();
-    Ok(models::metrics::qini_auc_score(
-        &test.outcome,
-        &score,
-        &test.treated,
-    ))
+    let (scored_users, predicted) = &report.sensitivity;
+    let deal_hunter: Vec<bool> = scored_users
+        .iter()
+        .map(|u| index.get(u).is_some_and(|&i| sensitivity[i] > 0.5))
+        .collect();
+    Ok(AgainstTruth {
+        oracle_qini_auc: models::metrics::qini_auc_score(&test.outcome, &score, &test.treated),
+        sensitivity_auc: models::metrics::roc_auc(&deal_hunter, predicted),
+    })
 }

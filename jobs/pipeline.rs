@@ -10,8 +10,14 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 use models::metrics::{bootstrap, qini_auc_score, Interval};
-use models::training::{score_users, train_conversion_uplift, HeldOut, CONVERSION_UPLIFT};
-use models::{ScoredFrame, SourceTables, TrainedUplift, TrainingOptions, UpliftParams};
+use models::training::{
+    score_users, train_conversion_uplift, train_discount_sensitivity, HeldOut, CONVERSION_UPLIFT,
+    DISCOUNT_SENSITIVITY,
+};
+use models::uplift::Classifier;
+use models::{
+    CategoricalLevels, ScoredFrame, SourceTables, TrainingOptions, UpliftModel, UpliftParams,
+};
 use polars::prelude::*;
 use rand::Rng;
 use segments::{select, Arm, Audience, Campaign, CampaignKind, FunnelStep, SelectionContext};
@@ -45,6 +51,9 @@ pub struct ModelUsed {
     pub qini_auc: Interval,
     /// The held-out exposures, when trained now.
     pub test: HeldOut,
+    /// Version and held-out AUC of the discount-sensitivity model.
+    pub sensitivity_version: String,
+    pub sensitivity_auc: f64,
 }
 
 /// How one campaign of the run ended.
@@ -68,6 +77,8 @@ pub struct RunReport {
     pub run_date: NaiveDate,
     pub users: usize,
     pub model: ModelUsed,
+    /// Every user's predicted discount sensitivity, by user id.
+    pub sensitivity: (Vec<i64>, Vec<f64>),
     pub campaigns: Vec<CampaignReport>,
 }
 
@@ -137,12 +148,23 @@ struct Prepared {
     model: ModelUsed,
 }
 
-/// Trains the conversion uplift model as of `as_of` and stores it as the new `current`.
-pub fn train_and_store(
-    s: &Settings,
-    src: &SourceTables,
-    as_of: i64,
-) -> Result<(TrainedUplift, ModelUsed)> {
+/// The models a run scores with.
+pub struct Models {
+    pub uplift: UpliftModel,
+    pub sensitivity: Classifier,
+    pub levels: CategoricalLevels,
+    pub used: ModelUsed,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models").field("used", &self.used).finish()
+    }
+}
+
+/// Trains the conversion uplift and discount-sensitivity models as of `as_of` and stores them
+/// as the new `current` versions.
+pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<Models> {
     let opts = TrainingOptions {
         params: UpliftParams {
             num_threads: s.threads,
@@ -175,16 +197,74 @@ pub fn train_and_store(
         qini_auc = qini_auc.estimate,
         "trained"
     );
-    let dir = crate::model_store::save(&s.model_store, &trained.artifact)?;
-    info!(path = %dir.display(), "model stored");
+    let sensitivity = info_span!("train", model = DISCOUNT_SENSITIVITY)
+        .in_scope(|| tokio::task::block_in_place(|| train_discount_sensitivity(src, &opts)))?;
+    let smeta = &sensitivity.artifact.metadata;
+    info!(
+        version = %smeta.version,
+        rows_train = smeta.rows_train,
+        auc = sensitivity.test_auc,
+        "trained"
+    );
+    for artifact in [&trained.artifact, &sensitivity.artifact] {
+        let dir = crate::model_store::save(&s.model_store, artifact)?;
+        info!(path = %dir.display(), "model stored");
+    }
     let used = ModelUsed {
         version: meta.version.clone(),
         learner: meta.learner.name(),
         trained: true,
         qini_auc,
-        test: trained.test.clone(),
+        test: trained.test,
+        sensitivity_version: smeta.version.clone(),
+        sensitivity_auc: sensitivity.test_auc,
     };
-    Ok((trained, used))
+    Ok(Models {
+        levels: meta.categorical_levels.clone(),
+        uplift: trained.model,
+        sensitivity: sensitivity.classifier,
+        used,
+    })
+}
+
+/// The store's `current` models, or `None` when one of them is missing.
+fn load_models(s: &Settings) -> Result<Option<Models>> {
+    let store = &s.model_store;
+    let (Some(uplift), Some(sensitivity)) = (
+        crate::model_store::load_current(store, CONVERSION_UPLIFT)?,
+        crate::model_store::load_current(store, DISCOUNT_SENSITIVITY)?,
+    ) else {
+        return Ok(None);
+    };
+    let metric = |m: &models::ModelMetadata, key: &str| {
+        m.metrics
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(f64::NAN, |(_, v)| *v)
+    };
+    let (um, sm) = (&uplift.metadata, &sensitivity.metadata);
+    let context = |m: &models::ModelMetadata| {
+        format!("model {} {} in {}", m.name, m.version, store.display())
+    };
+    info!(version = %um.version, learner = um.learner.name(), "using the stored model");
+    Ok(Some(Models {
+        uplift: uplift.model().with_context(|| context(um))?,
+        sensitivity: sensitivity.classifier().with_context(|| context(sm))?,
+        levels: um.categorical_levels.clone(),
+        used: ModelUsed {
+            version: um.version.clone(),
+            learner: um.learner.name(),
+            trained: false,
+            qini_auc: Interval {
+                estimate: metric(um, "qini_auc"),
+                low: f64::NAN,
+                high: f64::NAN,
+            },
+            test: HeldOut::default(),
+            sensitivity_version: sm.version.clone(),
+            sensitivity_auc: metric(sm, "auc"),
+        },
+    }))
 }
 
 async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
@@ -192,52 +272,26 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
     let src = extract(source, s).instrument(info_span!("extract")).await?;
     let cutoff = cutoff_of(req.date);
 
-    let stored = if req.retrain {
-        None
-    } else {
-        crate::model_store::load_current(&s.model_store, CONVERSION_UPLIFT)?
-    };
-    let (model, levels, used) = match stored {
-        Some(artifact) => {
-            let meta = &artifact.metadata;
-            let model = artifact.model().with_context(|| {
-                format!(
-                    "model {CONVERSION_UPLIFT} {} in {}",
-                    meta.version,
-                    s.model_store.display()
-                )
-            })?;
-            let estimate = meta
-                .metrics
-                .iter()
-                .find(|(k, _)| k == "qini_auc")
-                .map_or(f64::NAN, |(_, v)| *v);
-            info!(version = %meta.version, learner = meta.learner.name(), "using the stored model");
-            let used = ModelUsed {
-                version: meta.version.clone(),
-                learner: meta.learner.name(),
-                trained: false,
-                qini_auc: Interval {
-                    estimate,
-                    low: f64::NAN,
-                    high: f64::NAN,
-                },
-                test: HeldOut::default(),
-            };
-            (model, meta.categorical_levels.clone(), used)
-        }
-        None => {
-            let (trained, used) = train_and_store(s, &src, cutoff)?;
-            let levels = trained.artifact.metadata.categorical_levels.clone();
-            (trained.model, levels, used)
-        }
+    let stored = if req.retrain { None } else { load_models(s)? };
+    let m = match stored {
+        Some(m) => m,
+        None => train_and_store(s, &src, cutoff)?,
     };
     let scored = info_span!("score", users = src.users.height()).in_scope(|| {
-        tokio::task::block_in_place(|| score_users(&src, &model, &levels, cutoff, s.threads))
+        tokio::task::block_in_place(|| {
+            score_users(
+                &src,
+                &m.uplift,
+                &m.sensitivity,
+                &m.levels,
+                cutoff,
+                s.threads,
+            )
+        })
     })?;
     info!(rows = scored.frame.height(), "scored");
     Ok(Prepared {
-        model: used,
+        model: m.used,
         src,
         scored,
     })
@@ -279,8 +333,14 @@ async fn publish_all(
         global_control_share: s.global_control_share,
         global_control_salt: s.global_control_salt.clone(),
     };
-    let versions: BTreeMap<String, String> =
-        [(CONVERSION_UPLIFT.to_string(), p.model.version.clone())].into();
+    let versions: BTreeMap<String, String> = [
+        (CONVERSION_UPLIFT.to_string(), p.model.version.clone()),
+        (
+            DISCOUNT_SENSITIVITY.to_string(),
+            p.model.sensitivity_version.clone(),
+        ),
+    ]
+    .into();
     let versions_json = serde_json::to_string(&versions)?;
     let cutoff = cutoff_of(req.date);
     let mut reports = Vec::new();
@@ -383,6 +443,22 @@ async fn publish_all(
         run_id: run_id.into(),
         run_date: req.date,
         users: p.src.users.height(),
+        sensitivity: (
+            p.scored
+                .frame
+                .column("user_id")?
+                .i64()?
+                .iter()
+                .map(|v| v.unwrap_or_default())
+                .collect(),
+            p.scored
+                .frame
+                .column("discount_sensitivity")?
+                .f64()?
+                .iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect(),
+        ),
         model: p.model,
         campaigns: reports,
     })

@@ -33,6 +33,11 @@ pub struct ModelSummary {
     pub qini_auc_ci95: (f64, f64),
     /// The same with users ranked by their true uplift (demo only).
     pub oracle_qini_auc: Option<f64>,
+    pub discount_sensitivity_version: String,
+    /// Held-out AUC of the discount-sensitivity model on its own labels.
+    pub discount_sensitivity_auc: f64,
+    /// ROC AUC of the predicted sensitivity for the true deal hunters (demo only).
+    pub discount_sensitivity_truth_auc: Option<f64>,
 }
 
 /// One campaign's figures.
@@ -48,7 +53,7 @@ pub struct CampaignSummary {
 }
 
 impl Summary {
-    pub fn new(report: &RunReport, oracle_qini_auc: Option<f64>) -> Self {
+    pub fn new(report: &RunReport, truth: Option<crate::demo::AgainstTruth>) -> Self {
         Summary {
             run_id: report.run_id.clone(),
             run_date: report.run_date.to_string(),
@@ -61,7 +66,10 @@ impl Summary {
                 test_exposures: report.model.test.user_id.len(),
                 qini_auc: report.model.qini_auc.estimate,
                 qini_auc_ci95: (report.model.qini_auc.low, report.model.qini_auc.high),
-                oracle_qini_auc,
+                oracle_qini_auc: truth.map(|t| t.oracle_qini_auc),
+                discount_sensitivity_version: report.model.sensitivity_version.clone(),
+                discount_sensitivity_auc: report.model.sensitivity_auc,
+                discount_sensitivity_truth_auc: truth.map(|t| t.sensitivity_auc),
             },
             campaigns: report
                 .campaigns
@@ -126,6 +134,13 @@ impl Summary {
                 " (oracle from demo_truth: {oracle:.4}, model/oracle {:.2})",
                 m.qini_auc / oracle
             ));
+        }
+        out.push_str(&format!(
+            "\nmodel discount_sensitivity {} — held-out AUC {:.4}",
+            m.discount_sensitivity_version, m.discount_sensitivity_auc
+        ));
+        if let Some(auc) = m.discount_sensitivity_truth_auc {
+            out.push_str(&format!(" (AUC for the true deal hunters: {auc:.4})"));
         }
         out.push('\n');
         out

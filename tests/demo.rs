@@ -40,6 +40,19 @@ async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
     let oracle = summary["model"]["oracle_qini_auc"].as_f64().unwrap();
     assert!(qini > 0.1, "model Qini {qini} (oracle {oracle})");
     assert!(oracle > qini * 0.9, "oracle {oracle} vs model {qini}");
+    let ci = summary["model"]["qini_auc_ci95"].as_array().unwrap();
+    assert!(
+        ci[0].as_f64().unwrap() <= qini && qini <= ci[1].as_f64().unwrap(),
+        "{ci:?}"
+    );
+    // The discount-sensitivity model picks out the true deal hunters clearly better than chance.
+    let truth_auc = summary["model"]["discount_sensitivity_truth_auc"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        truth_auc > 0.7,
+        "discount sensitivity AUC against the truth: {truth_auc}"
+    );
 
     let forbidden = forbidden_users(db_url).await;
     assert!(
@@ -93,6 +106,11 @@ async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
         }
     }
     assert_eq!(ledger.len(), 8, "two runs of four campaigns");
+    let manifest = read_export(&run_folders(&exports, "weekly-deal", DATE)[0]).manifest;
+    let versions = manifest["model_versions"].as_object().unwrap();
+    assert!(
+        versions.contains_key("conversion_uplift") && versions.contains_key("discount_sensitivity")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

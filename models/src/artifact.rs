@@ -16,7 +16,7 @@ pub struct ModelMetadata {
     pub name: String,
     /// Version: training time and data fingerprint, unique per trained model.
     pub version: String,
-    /// Meta-learner: `t`, `s`, `x` or `ct`.
+    /// Meta-learner (`t`, `s`, `x`, `ct`) of an uplift model, or `classifier`.
     pub learner: Learner,
     pub feature_names: Vec<String>,
     pub categorical_levels: CategoricalLevels,
@@ -57,6 +57,11 @@ impl ModelArtifact {
             &self.models,
             &self.metadata.feature_names,
         )
+    }
+
+    /// Rebuilds a classifier artifact (the discount-sensitivity model).
+    pub fn classifier(&self) -> Result<crate::uplift::Classifier> {
+        crate::uplift::Classifier::from_texts(&self.models, &self.metadata.feature_names)
     }
 
     pub fn metadata_json(&self) -> Result<String> {

@@ -9,8 +9,8 @@ use polars::prelude::*;
 
 use crate::artifact::fingerprint;
 use crate::features::{feature_names, featurize, purchased_within, FEATURES};
-use crate::metrics::qini_auc_score;
-use crate::uplift::Learner;
+use crate::metrics::{log_loss, qini_auc_score, roc_auc};
+use crate::uplift::{Classifier, Learner};
 use crate::{
     CategoricalLevels, FeatureFrame, ModelArtifact, ModelError, ModelMetadata, Result,
     SourceTables, TrainingSet, UpliftModel, UpliftParams,
@@ -81,7 +81,46 @@ pub fn date_of(ts: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Trains the conversion uplift T-learner on message-only exposures.
+/// The metadata of a model trained on `set`, whose rows had `cutoffs`.
+#[allow(clippy::too_many_arguments)]
+fn metadata(
+    name: &str,
+    learner: Learner,
+    opts: &TrainingOptions,
+    set: &TrainingSet,
+    levels: CategoricalLevels,
+    cutoffs: &[i64],
+    [rows_train, rows_valid, rows_test]: [usize; 3],
+    metrics: Vec<(String, f64)>,
+) -> ModelMetadata {
+    let data_fingerprint = fingerprint(set);
+    let stamp: String = opts
+        .created_at
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    ModelMetadata {
+        name: name.into(),
+        version: format!("{stamp}-{}", &data_fingerprint[..8]),
+        learner,
+        feature_names: feature_names(),
+        categorical_levels: levels,
+        training_window: (
+            date_of(cutoffs.iter().copied().min().unwrap_or_default()),
+            date_of(cutoffs.iter().copied().max().unwrap_or_default()),
+        ),
+        rows_train,
+        rows_valid,
+        rows_test,
+        params: opts.params.clone(),
+        metrics,
+        data_fingerprint,
+        code_version: opts.code_version.clone(),
+        created_at: opts.created_at.clone(),
+    }
+}
+
+/// Trains the conversion uplift model on message-only exposures.
 pub fn train_conversion_uplift(
     src: &SourceTables,
     opts: &TrainingOptions,
@@ -201,7 +240,131 @@ pub fn train_conversion_uplift(
     })
 }
 
-/// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
+/// Name of the discount-sensitivity model in the model store.
+pub const DISCOUNT_SENSITIVITY: &str = "discount_sensitivity";
+/// Days after a cutoff whose purchases say whether a user buys at a discount.
+const SENSITIVITY_HORIZON_DAYS: i64 = 60;
+
+/// A trained classifier with its artifact and held-out AUC.
+#[derive(Debug)]
+pub struct TrainedClassifier {
+    pub classifier: Classifier,
+    pub artifact: ModelArtifact,
+    pub test_auc: f64,
+}
+
+/// Trains the discount-sensitivity model: the probability that at least half of a user's
+/// purchases in the next 60 days are discounted. Rows are (user, cutoff) for three cutoffs 60,
+/// 120 and 180 days before `as_of` and every user who bought in the 60 days after the cutoff;
+/// features are as of the cutoff.
+pub fn train_discount_sensitivity(
+    src: &SourceTables,
+    opts: &TrainingOptions,
+) -> Result<TrainedClassifier> {
+    let h = SENSITIVITY_HORIZON_DAYS * crate::DAY;
+    let mut rows: Option<DataFrame> = None;
+    for k in 1..=3 {
+        let c = opts.as_of - k * h;
+        let part = src
+            .purchases
+            .clone()
+            .lazy()
+            .filter(col("purchased_at").gt_eq(lit(c).cast(DataType::Int64)))
+            .filter(col("purchased_at").lt(lit(c + h).cast(DataType::Int64)))
+            .group_by([col("user_id")])
+            .agg([col("paid_cents")
+                .lt(col("list_price_cents"))
+                .cast(DataType::Float64)
+                .mean()
+                .alias("discounted_share")])
+            .with_column(lit(c).cast(DataType::Int64).alias("cutoff"))
+            .collect()?;
+        match &mut rows {
+            Some(r) => {
+                r.vstack_mut_owned(part)?;
+            }
+            None => rows = Some(part),
+        }
+    }
+    let cutoffs = rows
+        .unwrap_or_default()
+        .lazy()
+        .sort(["cutoff", "user_id"], SortMultipleOptions::default())
+        .with_row_index("row_id", None)
+        .with_column(col("row_id").cast(DataType::Int64))
+        .collect()?;
+    if cutoffs.height() == 0 {
+        return Err(ModelError::Training {
+            what: DISCOUNT_SENSITIVITY.into(),
+            why: "no purchases in the 180 days before the training date".into(),
+        });
+    }
+    let label: Vec<bool> = cutoffs
+        .column("discounted_share")?
+        .f64()?
+        .iter()
+        .map(|v| v.unwrap_or(0.0) >= 0.5)
+        .collect();
+    let levels = CategoricalLevels::from_users(&src.users)?;
+    let features = featurize(src, &cutoffs, &levels)?;
+    let names = feature_names();
+    let all = TrainingSet {
+        x: features.matrix(&names)?,
+        n_features: names.len(),
+        treated: vec![false; label.len()],
+        outcome: label,
+    };
+    let users = features.ints("user_id")?;
+    let part = |want: Split| -> Vec<usize> {
+        (0..users.len())
+            .filter(|&i| split_of(users[i], opts.params.seed) == want)
+            .collect()
+    };
+    let (train, valid, test) = (
+        all.subset(&part(Split::Train)),
+        all.subset(&part(Split::Valid)),
+        all.subset(&part(Split::Test)),
+    );
+    let categorical: Vec<usize> = FEATURES
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.categorical)
+        .map(|(i, _)| i)
+        .collect();
+    let classifier = Classifier::train(
+        (&train.x, &train.outcome),
+        (&valid.x, &valid.outcome),
+        &names,
+        &categorical,
+        &opts.params,
+    )?;
+    let predicted = classifier.predict(&test.x, opts.params.num_threads)?;
+    let test_auc = roc_auc(&test.outcome, &predicted);
+    let metadata = metadata(
+        DISCOUNT_SENSITIVITY,
+        Learner::Classifier,
+        opts,
+        &all,
+        levels,
+        &features.ints("cutoff")?,
+        [train.len(), valid.len(), test.len()],
+        vec![
+            ("auc".into(), test_auc),
+            ("log_loss".into(), log_loss(&test.outcome, &predicted)),
+        ],
+    );
+    Ok(TrainedClassifier {
+        artifact: ModelArtifact {
+            models: classifier.to_texts()?,
+            metadata,
+        },
+        classifier,
+        test_auc,
+    })
+}
+
+/// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`,
+/// `discount_sensitivity`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
 #[derive(Debug, Clone)]
 pub struct ScoredFrame {
     pub frame: DataFrame,
@@ -231,6 +394,7 @@ pub fn check_schema(model: &[String], frame: &[String]) -> Result<()> {
 pub fn score_users(
     src: &SourceTables,
     model: &UpliftModel,
+    sensitivity: &Classifier,
     levels: &CategoricalLevels,
     cutoff: i64,
     num_threads: usize,
@@ -247,8 +411,11 @@ pub fn score_users(
         .with_column(col("row_id").cast(DataType::Int64))
         .collect()?;
     check_schema(&model.feature_names, &feature_names())?;
+    check_schema(&sensitivity.feature_names, &feature_names())?;
     let features: FeatureFrame = featurize(src, &cutoffs, levels)?;
-    let scores = model.predict(&features.matrix(&model.feature_names)?, num_threads)?;
+    let x = features.matrix(&model.feature_names)?;
+    let scores = model.predict(&x, num_threads)?;
+    let discount_sensitivity = sensitivity.predict(&x, num_threads)?;
     let suppressed = src
         .suppressions
         .clone()
@@ -259,6 +426,10 @@ pub fn score_users(
     let mut frame = features.frame;
     frame.with_column(Column::new("uplift".into(), scores.uplift))?;
     frame.with_column(Column::new("p_control".into(), scores.p_control))?;
+    frame.with_column(Column::new(
+        "discount_sensitivity".into(),
+        discount_sensitivity,
+    ))?;
     let frame = frame
         .lazy()
         .join(

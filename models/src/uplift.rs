@@ -89,7 +89,8 @@ impl UpliftParams {
     }
 }
 
-/// The meta-learners.
+/// How a stored model learns: one of the uplift meta-learners, or a plain classifier (the
+/// discount-sensitivity model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Learner {
@@ -97,9 +98,11 @@ pub enum Learner {
     S,
     X,
     Ct,
+    Classifier,
 }
 
 impl Learner {
+    /// The uplift meta-learners (what `auto` chooses from).
     pub const ALL: [Learner; 4] = [Learner::T, Learner::S, Learner::X, Learner::Ct];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +111,7 @@ impl Learner {
             Learner::S => "s",
             Learner::X => "x",
             Learner::Ct => "ct",
+            Learner::Classifier => "classifier",
         }
     }
 
@@ -230,6 +234,7 @@ pub fn roles(learner: Learner) -> &'static [&'static str] {
             "propensity",
         ],
         Learner::Ct => &["transformed", "control", "propensity"],
+        Learner::Classifier => &["classifier"],
     }
 }
 
@@ -462,6 +467,12 @@ impl UpliftModel {
         let threads = params.num_threads;
         let n = train.n_features;
         let parts = match learner {
+            Learner::Classifier => {
+                return Err(ModelError::Training {
+                    what: "the uplift model".into(),
+                    why: "a classifier is not an uplift learner".into(),
+                })
+            }
             Learner::T => vec![
                 ("treated", fit.arm_model(train, valid, true)?),
                 ("control", fit.arm_model(train, valid, false)?),
@@ -673,6 +684,9 @@ impl UpliftModel {
                 let z = p("transformed")?;
                 (z.iter().map(|z| 2.0 * z - 1.0).collect(), p("control")?)
             }
+            Learner::Classifier => {
+                return Err(ModelError::Artifact("a classifier has no uplift".into()))
+            }
         };
         Ok(UpliftScores { uplift, p_control })
     }
@@ -721,6 +735,100 @@ impl UpliftModel {
         Ok(Self {
             learner,
             parts,
+            feature_names: feature_names.to_vec(),
+        })
+    }
+}
+
+/// A plain LightGBM binary classifier over the feature catalogue (e.g. discount sensitivity).
+pub struct Classifier {
+    booster: Booster,
+    pub feature_names: Vec<String>,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("feature_names", &self.feature_names)
+            .finish()
+    }
+}
+
+impl Classifier {
+    /// Trains with early stopping on `valid`, then refits on both with the rounds found.
+    pub fn train(
+        train: (&[f64], &[bool]),
+        valid: (&[f64], &[bool]),
+        feature_names: &[String],
+        categorical: &[usize],
+        params: &UpliftParams,
+    ) -> Result<Self> {
+        let (ty, vy) = (labels(train.1), labels(valid.1));
+        let mut fit = Fit {
+            params,
+            names: feature_names,
+            categorical,
+            rounds: None,
+        };
+        let first = fit.run(
+            "classifier",
+            "binary",
+            Rows {
+                x: train.0,
+                y: &ty,
+                weights: None,
+            },
+            Some(Rows {
+                x: valid.0,
+                y: &vy,
+                weights: None,
+            }),
+            feature_names,
+        )?;
+        let rounds: Rounds = vec![("classifier", first.num_iterations())];
+        fit.rounds = Some(&rounds);
+        let mut x = train.0.to_vec();
+        x.extend_from_slice(valid.0);
+        let mut y = ty;
+        y.extend_from_slice(&vy);
+        let booster = fit.run(
+            "classifier",
+            "binary",
+            Rows {
+                x: &x,
+                y: &y,
+                weights: None,
+            },
+            None,
+            feature_names,
+        )?;
+        Ok(Self {
+            booster,
+            feature_names: feature_names.to_vec(),
+        })
+    }
+
+    /// Probabilities for a row-major matrix whose columns are [`Self::feature_names`].
+    pub fn predict(&self, x: &[f64], num_threads: usize) -> Result<Vec<f64>> {
+        predict(&self.booster, x, self.feature_names.len(), num_threads)
+    }
+
+    pub fn to_texts(&self) -> Result<Vec<(String, String)>> {
+        Ok(vec![("classifier".into(), self.booster.save_string()?)])
+    }
+
+    /// Loads a classifier, refusing one whose stored features differ from `feature_names`.
+    pub fn from_texts(texts: &[(String, String)], feature_names: &[String]) -> Result<Self> {
+        let text = texts
+            .iter()
+            .find(|(r, _)| r == "classifier")
+            .map(|(_, t)| t)
+            .ok_or_else(|| ModelError::Artifact("the classifier model is missing".into()))?;
+        let booster = Booster::from_string(text)?;
+        let stored = booster.feature_name()?;
+        crate::training::check_schema(&stored, feature_names)?;
+        Ok(Self {
+            booster,
             feature_names: feature_names.to_vec(),
         })
     }
