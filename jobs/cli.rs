@@ -292,14 +292,11 @@ fn fail_on_campaign_errors(report: &pipeline::RunReport) -> Result<()> {
 
 async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     use models::training::CONVERSION_UPLIFT;
-    use models::training::DISCOUNT_SENSITIVITY;
+    use models::training::{DISCOUNT_SENSITIVITY, DISCOUNT_UPLIFT};
     // The models are trained together: they share the extraction and the features.
-    if let Some(name) = a
-        .model
-        .as_deref()
-        .filter(|m| ![CONVERSION_UPLIFT, DISCOUNT_SENSITIVITY].contains(m))
-    {
-        bail!("unknown model {name:?} (known: {CONVERSION_UPLIFT}, {DISCOUNT_SENSITIVITY})");
+    let known = [CONVERSION_UPLIFT, DISCOUNT_UPLIFT, DISCOUNT_SENSITIVITY];
+    if let Some(name) = a.model.as_deref().filter(|m| !known.contains(m)) {
+        bail!("unknown model {name:?} (known: {})", known.join(", "));
     }
     let as_of = run_date(a.as_of);
     let source = Db::connect(&settings.source_url, false).await?;
@@ -307,14 +304,15 @@ async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of))?;
     let u = &m.used;
     println!(
-        "trained as of {as_of}, stored in {}:\n  {CONVERSION_UPLIFT} {} ({}-learner): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4})\n  {} {}: held-out AUC {:.4}",
+        "trained as of {as_of}, stored in {}:\n  {CONVERSION_UPLIFT} {} ({}-learner): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4})\n  {DISCOUNT_UPLIFT} {}: held-out Qini AUC {:.4}\n  {DISCOUNT_SENSITIVITY} {}: held-out AUC {:.4}",
         settings.model_store.display(),
         u.version,
         u.learner,
         u.qini_auc.estimate,
         u.qini_auc.low,
         u.qini_auc.high,
-        models::training::DISCOUNT_SENSITIVITY,
+        u.discount_version,
+        u.discount_qini_auc,
         u.sensitivity_version,
         u.sensitivity_auc,
     );

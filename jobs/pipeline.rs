@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 use models::metrics::{bootstrap, qini_auc_score, Interval};
 use models::training::{
-    score_users, train_conversion_uplift, train_discount_sensitivity, HeldOut, CONVERSION_UPLIFT,
-    DISCOUNT_SENSITIVITY,
+    score_users, train_discount_sensitivity, train_uplift, HeldOut, Scorers, UpliftTarget,
+    CONVERSION_UPLIFT, DISCOUNT_SENSITIVITY, DISCOUNT_UPLIFT,
 };
 use models::uplift::Classifier;
 use models::{
@@ -51,6 +51,9 @@ pub struct ModelUsed {
     pub qini_auc: Interval,
     /// The held-out exposures, when trained now.
     pub test: HeldOut,
+    /// Version and held-out Qini AUC of the discount uplift model.
+    pub discount_version: String,
+    pub discount_qini_auc: f64,
     /// Version and held-out AUC of the discount-sensitivity model.
     pub sensitivity_version: String,
     pub sensitivity_auc: f64,
@@ -151,6 +154,7 @@ struct Prepared {
 /// The models a run scores with.
 pub struct Models {
     pub uplift: UpliftModel,
+    pub discount_uplift: UpliftModel,
     pub sensitivity: Classifier,
     pub levels: CategoricalLevels,
     pub used: ModelUsed,
@@ -162,8 +166,8 @@ impl std::fmt::Debug for Models {
     }
 }
 
-/// Trains the conversion uplift and discount-sensitivity models as of `as_of` and stores them
-/// as the new `current` versions.
+/// Trains the conversion uplift, discount uplift and discount-sensitivity models as of `as_of`
+/// and stores them as the new `current` versions.
 pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<Models> {
     let opts = TrainingOptions {
         params: UpliftParams {
@@ -177,8 +181,11 @@ pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<M
         created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         code_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let trained = info_span!("train", model = CONVERSION_UPLIFT)
-        .in_scope(|| tokio::task::block_in_place(|| train_conversion_uplift(src, &opts)))?;
+    let uplift = |target: UpliftTarget| {
+        info_span!("train", model = target.name())
+            .in_scope(|| tokio::task::block_in_place(|| train_uplift(src, target, &opts)))
+    };
+    let trained = uplift(UpliftTarget::Conversion)?;
     let meta = &trained.artifact.metadata;
     let t = &trained.test;
     let qini_auc = bootstrap(
@@ -197,6 +204,10 @@ pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<M
         qini_auc = qini_auc.estimate,
         "trained"
     );
+    let discount = uplift(UpliftTarget::Discount)?;
+    let dmeta = &discount.artifact.metadata;
+    let discount_qini = metric(dmeta, "qini_auc");
+    info!(version = %dmeta.version, learner = dmeta.learner.name(), qini_auc = discount_qini, "trained");
     let sensitivity = info_span!("train", model = DISCOUNT_SENSITIVITY)
         .in_scope(|| tokio::task::block_in_place(|| train_discount_sensitivity(src, &opts)))?;
     let smeta = &sensitivity.artifact.metadata;
@@ -206,7 +217,7 @@ pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<M
         auc = sensitivity.test_auc,
         "trained"
     );
-    for artifact in [&trained.artifact, &sensitivity.artifact] {
+    for artifact in [&trained.artifact, &discount.artifact, &sensitivity.artifact] {
         let dir = crate::model_store::save(&s.model_store, artifact)?;
         info!(path = %dir.display(), "model stored");
     }
@@ -216,39 +227,46 @@ pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<M
         trained: true,
         qini_auc,
         test: trained.test,
+        discount_version: dmeta.version.clone(),
+        discount_qini_auc: discount_qini,
         sensitivity_version: smeta.version.clone(),
         sensitivity_auc: sensitivity.test_auc,
     };
     Ok(Models {
         levels: meta.categorical_levels.clone(),
         uplift: trained.model,
+        discount_uplift: discount.model,
         sensitivity: sensitivity.classifier,
         used,
     })
 }
 
+/// A named metric of a model's metadata (NaN when absent).
+fn metric(m: &models::ModelMetadata, key: &str) -> f64 {
+    m.metrics
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or(f64::NAN, |(_, v)| *v)
+}
+
 /// The store's `current` models, or `None` when one of them is missing.
 fn load_models(s: &Settings) -> Result<Option<Models>> {
     let store = &s.model_store;
-    let (Some(uplift), Some(sensitivity)) = (
+    let (Some(uplift), Some(discount), Some(sensitivity)) = (
         crate::model_store::load_current(store, CONVERSION_UPLIFT)?,
+        crate::model_store::load_current(store, DISCOUNT_UPLIFT)?,
         crate::model_store::load_current(store, DISCOUNT_SENSITIVITY)?,
     ) else {
         return Ok(None);
     };
-    let metric = |m: &models::ModelMetadata, key: &str| {
-        m.metrics
-            .iter()
-            .find(|(k, _)| k == key)
-            .map_or(f64::NAN, |(_, v)| *v)
-    };
-    let (um, sm) = (&uplift.metadata, &sensitivity.metadata);
+    let (um, dm, sm) = (&uplift.metadata, &discount.metadata, &sensitivity.metadata);
     let context = |m: &models::ModelMetadata| {
         format!("model {} {} in {}", m.name, m.version, store.display())
     };
     info!(version = %um.version, learner = um.learner.name(), "using the stored model");
     Ok(Some(Models {
         uplift: uplift.model().with_context(|| context(um))?,
+        discount_uplift: discount.model().with_context(|| context(dm))?,
         sensitivity: sensitivity.classifier().with_context(|| context(sm))?,
         levels: um.categorical_levels.clone(),
         used: ModelUsed {
@@ -261,6 +279,8 @@ fn load_models(s: &Settings) -> Result<Option<Models>> {
                 high: f64::NAN,
             },
             test: HeldOut::default(),
+            discount_version: dm.version.clone(),
+            discount_qini_auc: metric(dm, "qini_auc"),
             sensitivity_version: sm.version.clone(),
             sensitivity_auc: metric(sm, "auc"),
         },
@@ -279,14 +299,12 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
     };
     let scored = info_span!("score", users = src.users.height()).in_scope(|| {
         tokio::task::block_in_place(|| {
-            score_users(
-                &src,
-                &m.uplift,
-                &m.sensitivity,
-                &m.levels,
-                cutoff,
-                s.threads,
-            )
+            let scorers = Scorers {
+                uplift: &m.uplift,
+                discount_uplift: &m.discount_uplift,
+                sensitivity: &m.sensitivity,
+            };
+            score_users(&src, scorers, &m.levels, cutoff, s.threads)
         })
     })?;
     info!(rows = scored.frame.height(), "scored");
@@ -335,6 +353,10 @@ async fn publish_all(
     };
     let versions: BTreeMap<String, String> = [
         (CONVERSION_UPLIFT.to_string(), p.model.version.clone()),
+        (
+            DISCOUNT_UPLIFT.to_string(),
+            p.model.discount_version.clone(),
+        ),
         (
             DISCOUNT_SENSITIVITY.to_string(),
             p.model.sensitivity_version.clone(),

@@ -33,6 +33,9 @@ pub struct ModelSummary {
     pub qini_auc_ci95: (f64, f64),
     /// The same with users ranked by their true uplift (demo only).
     pub oracle_qini_auc: Option<f64>,
+    pub discount_uplift_version: String,
+    /// Held-out Qini AUC of the discount uplift model.
+    pub discount_uplift_qini_auc: f64,
     pub discount_sensitivity_version: String,
     /// Held-out AUC of the discount-sensitivity model on its own labels.
     pub discount_sensitivity_auc: f64,
@@ -67,6 +70,8 @@ impl Summary {
                 qini_auc: report.model.qini_auc.estimate,
                 qini_auc_ci95: (report.model.qini_auc.low, report.model.qini_auc.high),
                 oracle_qini_auc: truth.map(|t| t.oracle_qini_auc),
+                discount_uplift_version: report.model.discount_version.clone(),
+                discount_uplift_qini_auc: report.model.discount_qini_auc,
                 discount_sensitivity_version: report.model.sensitivity_version.clone(),
                 discount_sensitivity_auc: report.model.sensitivity_auc,
                 discount_sensitivity_truth_auc: truth.map(|t| t.sensitivity_auc),
@@ -135,6 +140,10 @@ impl Summary {
                 m.qini_auc / oracle
             ));
         }
+        out.push_str(&format!(
+            "\nmodel discount_uplift {} — held-out Qini AUC {:.4}",
+            m.discount_uplift_version, m.discount_uplift_qini_auc
+        ));
         out.push_str(&format!(
             "\nmodel discount_sensitivity {} — held-out AUC {:.4}",
             m.discount_sensitivity_version, m.discount_sensitivity_auc

@@ -120,16 +120,54 @@ fn metadata(
     }
 }
 
-/// Trains the conversion uplift model on message-only exposures.
-pub fn train_conversion_uplift(
+/// Which exposures an uplift model learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpliftTarget {
+    /// Message-only campaigns (`discount_pct = 0`): the effect of being messaged.
+    Conversion,
+    /// Discount campaigns (`discount_pct > 0`): the effect of a discount offer.
+    Discount,
+}
+
+impl UpliftTarget {
+    /// The model's name in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpliftTarget::Conversion => CONVERSION_UPLIFT,
+            UpliftTarget::Discount => DISCOUNT_UPLIFT,
+        }
+    }
+
+    fn exposures(self) -> (Expr, &'static str) {
+        match self {
+            UpliftTarget::Conversion => (
+                col("discount_pct").eq(lit(0.0)),
+                "message-only (discount_pct = 0)",
+            ),
+            UpliftTarget::Discount => (
+                col("discount_pct").gt(lit(0.0)),
+                "discount (discount_pct > 0)",
+            ),
+        }
+    }
+}
+
+/// Name of the discount uplift model in the model store.
+pub const DISCOUNT_UPLIFT: &str = "discount_uplift";
+
+/// Trains an uplift model on the exposures of its target.
+pub fn train_uplift(
     src: &SourceTables,
+    target: UpliftTarget,
     opts: &TrainingOptions,
 ) -> Result<TrainedUplift> {
+    let name = target.name();
+    let (which, described) = target.exposures();
     let exposures = src
         .campaign_exposures
         .clone()
         .lazy()
-        .filter(col("discount_pct").eq(lit(0.0)))
+        .filter(which)
         .filter(
             (col("assigned_at") + lit(opts.attribution_days * crate::DAY))
                 .lt_eq(lit(opts.as_of).cast(DataType::Int64)),
@@ -144,10 +182,11 @@ pub fn train_conversion_uplift(
         .collect()?;
     if exposures.height() == 0 {
         return Err(ModelError::Training {
-            what: CONVERSION_UPLIFT.into(),
-            why: "campaign_exposures has no message-only (discount_pct = 0) rows whose \
-                  attribution window closed before the training date"
-                .into(),
+            what: name.into(),
+            why: format!(
+                "campaign_exposures has no {described} rows whose attribution window closed \
+                 before the training date"
+            ),
         });
     }
     let levels = CategoricalLevels::from_users(&src.users)?;
@@ -202,31 +241,16 @@ pub fn train_conversion_uplift(
             .map(|(l, q)| (format!("valid_qini_auc_{}", l.name()), *q)),
     );
 
-    let data_fingerprint = fingerprint(&all);
-    let stamp: String = opts
-        .created_at
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let metadata = ModelMetadata {
-        name: CONVERSION_UPLIFT.into(),
-        version: format!("{stamp}-{}", &data_fingerprint[..8]),
-        learner: model.learner,
-        feature_names: names,
-        categorical_levels: levels,
-        training_window: (
-            date_of(cutoffs.iter().copied().min().unwrap_or_default()),
-            date_of(cutoffs.iter().copied().max().unwrap_or_default()),
-        ),
-        rows_train: train.len(),
-        rows_valid: valid.len(),
-        rows_test: test.len(),
-        params: opts.params.clone(),
+    let metadata = metadata(
+        name,
+        model.learner,
+        opts,
+        &all,
+        levels,
+        &cutoffs,
+        [train.len(), valid.len(), test.len()],
         metrics,
-        data_fingerprint,
-        code_version: opts.code_version.clone(),
-        created_at: opts.created_at.clone(),
-    };
+    );
     let artifact = ModelArtifact::new(metadata, &model)?;
     Ok(TrainedUplift {
         model,
@@ -363,8 +387,18 @@ pub fn train_discount_sensitivity(
     })
 }
 
+/// The models every user is scored with.
+#[derive(Debug, Clone, Copy)]
+pub struct Scorers<'a> {
+    /// Conversion uplift: the purchase probability a message adds.
+    pub uplift: &'a UpliftModel,
+    /// Discount uplift: the purchase probability a discount offer adds.
+    pub discount_uplift: &'a UpliftModel,
+    pub sensitivity: &'a Classifier,
+}
+
 /// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`,
-/// `discount_sensitivity`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
+/// `discount_uplift`, `discount_sensitivity`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
 #[derive(Debug, Clone)]
 pub struct ScoredFrame {
     pub frame: DataFrame,
@@ -393,8 +427,7 @@ pub fn check_schema(model: &[String], frame: &[String]) -> Result<()> {
 /// Scores every user of `src.users` with `model` as of `cutoff`.
 pub fn score_users(
     src: &SourceTables,
-    model: &UpliftModel,
-    sensitivity: &Classifier,
+    scorers: Scorers,
     levels: &CategoricalLevels,
     cutoff: i64,
     num_threads: usize,
@@ -410,12 +443,15 @@ pub fn score_users(
         .with_row_index("row_id", None)
         .with_column(col("row_id").cast(DataType::Int64))
         .collect()?;
-    check_schema(&model.feature_names, &feature_names())?;
-    check_schema(&sensitivity.feature_names, &feature_names())?;
+    let catalogue = feature_names();
+    check_schema(&scorers.uplift.feature_names, &catalogue)?;
+    check_schema(&scorers.discount_uplift.feature_names, &catalogue)?;
+    check_schema(&scorers.sensitivity.feature_names, &catalogue)?;
     let features: FeatureFrame = featurize(src, &cutoffs, levels)?;
-    let x = features.matrix(&model.feature_names)?;
-    let scores = model.predict(&x, num_threads)?;
-    let discount_sensitivity = sensitivity.predict(&x, num_threads)?;
+    let x = features.matrix(&catalogue)?;
+    let scores = scorers.uplift.predict(&x, num_threads)?;
+    let discount_uplift = scorers.discount_uplift.predict(&x, num_threads)?.uplift;
+    let discount_sensitivity = scorers.sensitivity.predict(&x, num_threads)?;
     let suppressed = src
         .suppressions
         .clone()
@@ -426,6 +462,7 @@ pub fn score_users(
     let mut frame = features.frame;
     frame.with_column(Column::new("uplift".into(), scores.uplift))?;
     frame.with_column(Column::new("p_control".into(), scores.p_control))?;
+    frame.with_column(Column::new("discount_uplift".into(), discount_uplift))?;
     frame.with_column(Column::new(
         "discount_sensitivity".into(),
         discount_sensitivity,
