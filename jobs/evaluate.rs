@@ -73,8 +73,7 @@ pub struct Evaluation {
     pub uplift_at_30: f64,
     pub n_train: usize,
     pub n_test: usize,
-    /// Validation Qini of every learner tried by `auto`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Validation Qini of every learner tried (all four with `auto`).
     pub validation_qini: Vec<(String, f64)>,
 }
 
@@ -263,26 +262,14 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize) -> Result<Evaluation> {
         seed: a.seed,
         ..UpliftParams::default()
     };
-    let (model, tried) = match learner {
-        Some(l) => (
-            UpliftModel::train(
-                l,
-                &fit,
-                &valid,
-                &data.feature_names,
-                &data.categorical,
-                &params,
-            )?,
-            vec![],
-        ),
-        None => UpliftModel::train_auto(
-            &fit,
-            &valid,
-            &data.feature_names,
-            &data.categorical,
-            &params,
-        )?,
-    };
+    let (model, tried) = UpliftModel::fit(
+        learner,
+        &fit,
+        &valid,
+        &data.feature_names,
+        &data.categorical,
+        &params,
+    )?;
     let uplift = model.predict(&test.x, threads)?.uplift;
     let qini = bootstrap(
         &test.outcome,

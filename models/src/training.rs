@@ -52,6 +52,14 @@ pub struct TrainedUplift {
     pub test: HeldOut,
 }
 
+/// Numbers the rows of a frame `0..n` in an `Int64` column `row_id`, the key features and
+/// outcomes are joined back on.
+fn numbered(frame: LazyFrame) -> LazyFrame {
+    frame
+        .with_row_index("row_id", None)
+        .with_column(col("row_id").cast(DataType::Int64))
+}
+
 /// Which part of the data a user belongs to: a seeded hash of the user id, so the split is the
 /// same on every run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,10 +184,8 @@ pub fn train_uplift(
             col("user_id"),
             col("assigned_at").alias("cutoff"),
             col("arm"),
-        ])
-        .with_row_index("row_id", None)
-        .with_column(col("row_id").cast(DataType::Int64))
-        .collect()?;
+        ]);
+    let exposures = numbered(exposures).collect()?;
     if exposures.height() == 0 {
         return Err(ModelError::Training {
             what: name.into(),
@@ -225,13 +231,14 @@ pub fn train_uplift(
         .filter(|(_, f)| f.categorical)
         .map(|(i, _)| i)
         .collect();
-    let (model, selection) = match opts.learner {
-        Some(l) => (
-            UpliftModel::train(l, &train, &valid, &names, &categorical, &opts.params)?,
-            vec![],
-        ),
-        None => UpliftModel::train_auto(&train, &valid, &names, &categorical, &opts.params)?,
-    };
+    let (model, selection) = UpliftModel::fit(
+        opts.learner,
+        &train,
+        &valid,
+        &names,
+        &categorical,
+        &opts.params,
+    )?;
     let scores = model.predict(&test.x, opts.params.num_threads)?;
     let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
     let mut metrics = vec![("qini_auc".to_string(), qini)];
@@ -310,13 +317,12 @@ pub fn train_discount_sensitivity(
             None => rows = Some(part),
         }
     }
-    let cutoffs = rows
-        .unwrap_or_default()
-        .lazy()
-        .sort(["cutoff", "user_id"], SortMultipleOptions::default())
-        .with_row_index("row_id", None)
-        .with_column(col("row_id").cast(DataType::Int64))
-        .collect()?;
+    let cutoffs = numbered(
+        rows.unwrap_or_default()
+            .lazy()
+            .sort(["cutoff", "user_id"], SortMultipleOptions::default()),
+    )
+    .collect()?;
     if cutoffs.height() == 0 {
         return Err(ModelError::Training {
             what: DISCOUNT_SENSITIVITY.into(),
@@ -432,17 +438,11 @@ pub fn score_users(
     cutoff: i64,
     num_threads: usize,
 ) -> Result<ScoredFrame> {
-    let cutoffs = src
-        .users
-        .clone()
-        .lazy()
-        .select([
-            col("user_id"),
-            lit(cutoff).cast(DataType::Int64).alias("cutoff"),
-        ])
-        .with_row_index("row_id", None)
-        .with_column(col("row_id").cast(DataType::Int64))
-        .collect()?;
+    let cutoffs = numbered(src.users.clone().lazy().select([
+        col("user_id"),
+        lit(cutoff).cast(DataType::Int64).alias("cutoff"),
+    ]))
+    .collect()?;
     let catalogue = feature_names();
     check_schema(&scorers.uplift.feature_names, &catalogue)?;
     check_schema(&scorers.discount_uplift.feature_names, &catalogue)?;

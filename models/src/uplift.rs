@@ -381,26 +381,43 @@ fn clip(e: f64) -> f64 {
 }
 
 impl UpliftModel {
-    /// Trains one learner: early stopping on `valid` finds each model's rounds, then the final
-    /// model is refit on `train` and `valid` together.
-    pub fn train(
-        learner: Learner,
+    /// Trains `learner`, or with `None` every learner and keeps the best Qini on `valid`.
+    /// Early stopping on `valid` finds each model's rounds; the chosen learner is then refit on
+    /// `train` and `valid` together. Returns the model and the validation Qini of each learner
+    /// tried.
+    pub fn fit(
+        learner: Option<Learner>,
         train: &TrainingSet,
         valid: &TrainingSet,
         feature_names: &[String],
         categorical: &[usize],
         params: &UpliftParams,
-    ) -> Result<Self> {
-        let first = Self::fit_pass(
-            learner,
-            train,
-            Some(valid),
-            None,
-            feature_names,
-            categorical,
-            params,
-        )?;
-        first.refit(train, valid, categorical, params)
+    ) -> Result<(Self, Vec<(Learner, f64)>)> {
+        let candidates = learner.map_or(Learner::ALL.to_vec(), |l| vec![l]);
+        let mut best: Option<(Self, f64)> = None;
+        let mut tried = Vec::new();
+        for learner in candidates {
+            let first = Self::fit_pass(
+                learner,
+                train,
+                Some(valid),
+                None,
+                feature_names,
+                categorical,
+                params,
+            )?;
+            let s = first.predict(&valid.x, params.num_threads)?;
+            let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
+            tried.push((learner, q));
+            if best.as_ref().is_none_or(|(_, b)| q > *b) {
+                best = Some((first, q));
+            }
+        }
+        let (first, _) = best.ok_or_else(|| ModelError::Training {
+            what: "the uplift model".into(),
+            why: "no learner to train".into(),
+        })?;
+        Ok((first.refit(train, valid, categorical, params)?, tried))
     }
 
     /// The same learner refit on `train` and `valid` together with this model's round counts.
@@ -600,38 +617,6 @@ impl UpliftModel {
                 .collect(),
             feature_names: feature_names.to_vec(),
         })
-    }
-
-    /// Trains every learner, keeps the one with the best Qini on `valid`, and refits it on
-    /// `train` and `valid` together.
-    pub fn train_auto(
-        train: &TrainingSet,
-        valid: &TrainingSet,
-        feature_names: &[String],
-        categorical: &[usize],
-        params: &UpliftParams,
-    ) -> Result<(Self, Vec<(Learner, f64)>)> {
-        let mut best: Option<(Self, f64)> = None;
-        let mut scores = Vec::new();
-        for learner in Learner::ALL {
-            let first = Self::fit_pass(
-                learner,
-                train,
-                Some(valid),
-                None,
-                feature_names,
-                categorical,
-                params,
-            )?;
-            let s = first.predict(&valid.x, params.num_threads)?;
-            let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
-            scores.push((learner, q));
-            if best.as_ref().is_none_or(|(_, b)| q > *b) {
-                best = Some((first, q));
-            }
-        }
-        let (first, _) = best.expect("four learners were trained");
-        Ok((first.refit(train, valid, categorical, params)?, scores))
     }
 
     fn part(&self, role: &str) -> Result<&Booster> {
