@@ -28,6 +28,11 @@ pub struct ModelMetadata {
     pub params: UpliftParams,
     /// Named metrics on the held-out test exposures (e.g. `qini_auc`).
     pub metrics: Vec<(String, f64)>,
+    /// Held-out calibration by decile of the probability that feeds expected value: the
+    /// baseline purchase probability of an uplift model (on control rows), the predicted
+    /// probability of a classifier.
+    #[serde(default)]
+    pub calibration: Vec<crate::metrics::CalibrationRow>,
     /// SHA-256 of the training matrix, arms and outcomes.
     pub data_fingerprint: String,
     pub code_version: String,

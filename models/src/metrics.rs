@@ -242,6 +242,43 @@ pub fn uplift_by_decile(outcome: &[bool], score: &[f64], treated: &[bool]) -> Ve
         .collect()
 }
 
+/// Predicted and observed rate in one decile of a probability (decile 1 = highest).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CalibrationRow {
+    pub decile: usize,
+    pub rows: usize,
+    pub predicted: f64,
+    pub observed: f64,
+}
+
+/// Calibration of a probability by decile: mean prediction next to the observed rate.
+pub fn calibration_by_decile(label: &[bool], p: &[f64]) -> Vec<CalibrationRow> {
+    let order = descending(p);
+    let n = order.len();
+    (0..10)
+        .filter_map(|d| {
+            let rows = &order[d * n / 10..(d + 1) * n / 10];
+            if rows.is_empty() {
+                return None;
+            }
+            let k = rows.len() as f64;
+            Some(CalibrationRow {
+                decile: d + 1,
+                rows: rows.len(),
+                predicted: rows.iter().map(|&i| p[i]).sum::<f64>() / k,
+                observed: rows.iter().filter(|&&i| label[i]).count() as f64 / k,
+            })
+        })
+        .collect()
+}
+
+/// The largest gap between predicted and observed rate over the deciles.
+pub fn max_calibration_gap(rows: &[CalibrationRow]) -> f64 {
+    rows.iter()
+        .map(|r| (r.predicted - r.observed).abs())
+        .fold(0.0, f64::max)
+}
+
 /// Mean binary log loss, probabilities clipped to [1e-15, 1 − 1e-15] as scikit-learn does.
 pub fn log_loss(label: &[bool], p: &[f64]) -> f64 {
     let eps = 1e-15;
@@ -410,6 +447,37 @@ mod tests {
         assert_eq!(uplift_at_k(&Y, &s, &T, 0.75, TopK::Overall), -0.5);
         // By group, top half of each arm: treated row 0 (bought), control row 2 (bought).
         assert_eq!(uplift_at_k(&Y, &s, &T, 0.5, TopK::ByGroup), 0.0);
+    }
+
+    // 20 rows with scores 20, 19, …, 1: decile d holds a treated row (score 20 − 2d) and a
+    // control row (19 − 2d). Treated rows in deciles 1–5 bought, no control row did: observed
+    // uplift 1 there and 0 below; predicted is the mean score of the pair, 19.5 − 2d.
+    #[test]
+    fn uplift_by_decile_matches_hand_computation() {
+        let score: Vec<f64> = (0..20).map(|i| f64::from(20 - i)).collect();
+        let treated: Vec<bool> = (0..20).map(|i| i % 2 == 0).collect();
+        let outcome: Vec<bool> = (0..20).map(|i| i % 2 == 0 && i < 10).collect();
+        let rows = uplift_by_decile(&outcome, &score, &treated);
+        assert_eq!(rows.len(), 10);
+        for (d, row) in rows.iter().enumerate() {
+            assert_eq!(row.decile, d + 1);
+            assert_eq!(row.rows, 2);
+            assert_eq!(row.predicted, 19.5 - 2.0 * d as f64);
+            assert_eq!(row.observed, if d < 5 { 1.0 } else { 0.0 });
+        }
+    }
+
+    // 10 rows, one per decile: p = 0.9, 0.8, …, 0.0; labels true for the top three.
+    #[test]
+    fn calibration_by_decile_matches_hand_computation() {
+        let p: Vec<f64> = (0..10).map(|i| f64::from(9 - i) / 10.0).collect();
+        let y: Vec<bool> = (0..10).map(|i| i < 3).collect();
+        let rows = calibration_by_decile(&y, &p);
+        assert_eq!(rows.len(), 10);
+        assert_eq!((rows[0].predicted, rows[0].observed), (0.9, 1.0));
+        assert_eq!((rows[9].predicted, rows[9].observed), (0.0, 0.0));
+        // The largest gap: decile 4 predicts 0.6 and observes 0.
+        assert!((max_calibration_gap(&rows) - 0.6).abs() < 1e-12);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use polars::prelude::*;
 
 use crate::artifact::fingerprint;
 use crate::features::{feature_names, featurize, purchased_within, FEATURES};
-use crate::metrics::{log_loss, qini_auc_score, roc_auc};
+use crate::metrics::{
+    calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, CalibrationRow,
+};
 use crate::uplift::{Classifier, Learner};
 use crate::{
     CategoricalLevels, FeatureFrame, ModelArtifact, ModelError, ModelMetadata, Result,
@@ -100,6 +102,7 @@ fn metadata(
     cutoffs: &[i64],
     [rows_train, rows_valid, rows_test]: [usize; 3],
     metrics: Vec<(String, f64)>,
+    calibration: Vec<CalibrationRow>,
 ) -> ModelMetadata {
     let data_fingerprint = fingerprint(set);
     let stamp: String = opts
@@ -122,6 +125,7 @@ fn metadata(
         rows_test,
         params: opts.params.clone(),
         metrics,
+        calibration,
         data_fingerprint,
         code_version: opts.code_version.clone(),
         created_at: opts.created_at.clone(),
@@ -241,7 +245,22 @@ pub fn train_uplift(
     )?;
     let scores = model.predict(&test.x, opts.params.num_threads)?;
     let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
-    let mut metrics = vec![("qini_auc".to_string(), qini)];
+    // The baseline is the probability of buying without a message: check it on control rows.
+    let control: Vec<usize> = (0..test.len()).filter(|&i| !test.treated[i]).collect();
+    let calibration = calibration_by_decile(
+        &control.iter().map(|&i| test.outcome[i]).collect::<Vec<_>>(),
+        &control
+            .iter()
+            .map(|&i| scores.p_control[i])
+            .collect::<Vec<_>>(),
+    );
+    let mut metrics = vec![
+        ("qini_auc".to_string(), qini),
+        (
+            "baseline_calibration_max_gap".to_string(),
+            max_calibration_gap(&calibration),
+        ),
+    ];
     metrics.extend(
         selection
             .iter()
@@ -257,6 +276,7 @@ pub fn train_uplift(
         &cutoffs,
         [train.len(), valid.len(), test.len()],
         metrics,
+        calibration,
     );
     let artifact = ModelArtifact::new(metadata, &model)?;
     Ok(TrainedUplift {
@@ -370,6 +390,7 @@ pub fn train_discount_sensitivity(
     )?;
     let predicted = classifier.predict(&test.x, opts.params.num_threads)?;
     let test_auc = roc_auc(&test.outcome, &predicted);
+    let calibration = calibration_by_decile(&test.outcome, &predicted);
     let metadata = metadata(
         DISCOUNT_SENSITIVITY,
         Learner::Classifier,
@@ -381,7 +402,12 @@ pub fn train_discount_sensitivity(
         vec![
             ("auc".into(), test_auc),
             ("log_loss".into(), log_loss(&test.outcome, &predicted)),
+            (
+                "calibration_max_gap".into(),
+                max_calibration_gap(&calibration),
+            ),
         ],
+        calibration,
     );
     Ok(TrainedClassifier {
         artifact: ModelArtifact {
