@@ -32,7 +32,7 @@ pub struct ModelMetadata {
     /// baseline purchase probability of an uplift model (on control rows), the predicted
     /// probability of a classifier.
     #[serde(default)]
-    pub calibration: Vec<crate::metrics::CalibrationRow>,
+    pub calibration: Vec<crate::metrics::DecileRow>,
     /// SHA-256 of the training matrix, arms and outcomes.
     pub data_fingerprint: String,
     pub code_version: String,

@@ -266,6 +266,16 @@ pub fn feature_names() -> Vec<String> {
     FEATURES.iter().map(|f| f.name.to_string()).collect()
 }
 
+/// Column indices of the categorical features, for LightGBM's `categorical_feature`.
+pub fn categorical_indices() -> Vec<usize> {
+    FEATURES
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.categorical)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// The levels of the categorical features, fixed at training time and stored with the model so
 /// that scoring encodes them identically (an unseen level becomes missing).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

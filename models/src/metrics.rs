@@ -206,19 +206,20 @@ pub fn uplift_at_k(
     }
 }
 
-/// Predicted and observed uplift in one score decile (decile 1 = highest scores).
+/// Predicted next to observed in one decile of a score (decile 1 = highest scores).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecileRow {
     pub decile: usize,
     pub rows: usize,
+    /// Mean score of the decile.
     pub predicted: f64,
-    /// Treated minus control conversion rate in the decile (NaN when an arm is empty).
+    /// What the score predicts, as observed in the decile (NaN when it cannot be).
     pub observed: f64,
 }
 
-/// Calibration of uplift by decile of the score: mean predicted uplift next to the observed
-/// difference in conversion rates.
-pub fn uplift_by_decile(outcome: &[bool], score: &[f64], treated: &[bool]) -> Vec<DecileRow> {
+/// Rows in ten equal parts by descending score, each with its mean score and `observe` of its
+/// rows.
+fn by_decile(score: &[f64], observe: impl Fn(&[usize]) -> f64) -> Vec<DecileRow> {
     let order = descending(score);
     let n = order.len();
     (0..10)
@@ -227,53 +228,35 @@ pub fn uplift_by_decile(outcome: &[bool], score: &[f64], treated: &[bool]) -> Ve
             if rows.is_empty() {
                 return None;
             }
-            let idx: Vec<usize> = rows.to_vec();
-            let predicted = idx.iter().map(|&i| score[i]).sum::<f64>() / idx.len() as f64;
-            let o: Vec<bool> = idx.iter().map(|&i| outcome[i]).collect();
-            let t: Vec<bool> = idx.iter().map(|&i| treated[i]).collect();
-            let all: Vec<f64> = vec![0.0; idx.len()];
             Some(DecileRow {
                 decile: d + 1,
-                rows: idx.len(),
-                predicted,
-                observed: uplift_at_k(&o, &all, &t, 1.0, TopK::Overall),
+                rows: rows.len(),
+                predicted: rows.iter().map(|&i| score[i]).sum::<f64>() / rows.len() as f64,
+                observed: observe(rows),
             })
         })
         .collect()
 }
 
-/// Predicted and observed rate in one decile of a probability (decile 1 = highest).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CalibrationRow {
-    pub decile: usize,
-    pub rows: usize,
-    pub predicted: f64,
-    pub observed: f64,
+/// Uplift by decile of the score: mean predicted uplift next to the observed difference in
+/// conversion rates (treated minus control; NaN when an arm is empty).
+pub fn uplift_by_decile(outcome: &[bool], score: &[f64], treated: &[bool]) -> Vec<DecileRow> {
+    by_decile(score, |rows| {
+        let o: Vec<bool> = rows.iter().map(|&i| outcome[i]).collect();
+        let t: Vec<bool> = rows.iter().map(|&i| treated[i]).collect();
+        uplift_at_k(&o, &vec![0.0; rows.len()], &t, 1.0, TopK::Overall)
+    })
 }
 
 /// Calibration of a probability by decile: mean prediction next to the observed rate.
-pub fn calibration_by_decile(label: &[bool], p: &[f64]) -> Vec<CalibrationRow> {
-    let order = descending(p);
-    let n = order.len();
-    (0..10)
-        .filter_map(|d| {
-            let rows = &order[d * n / 10..(d + 1) * n / 10];
-            if rows.is_empty() {
-                return None;
-            }
-            let k = rows.len() as f64;
-            Some(CalibrationRow {
-                decile: d + 1,
-                rows: rows.len(),
-                predicted: rows.iter().map(|&i| p[i]).sum::<f64>() / k,
-                observed: rows.iter().filter(|&&i| label[i]).count() as f64 / k,
-            })
-        })
-        .collect()
+pub fn calibration_by_decile(label: &[bool], p: &[f64]) -> Vec<DecileRow> {
+    by_decile(p, |rows| {
+        rows.iter().filter(|&&i| label[i]).count() as f64 / rows.len() as f64
+    })
 }
 
 /// The largest gap between predicted and observed rate over the deciles.
-pub fn max_calibration_gap(rows: &[CalibrationRow]) -> f64 {
+pub fn max_calibration_gap(rows: &[DecileRow]) -> f64 {
     rows.iter()
         .map(|r| (r.predicted - r.observed).abs())
         .fold(0.0, f64::max)

@@ -8,9 +8,9 @@
 use polars::prelude::*;
 
 use crate::artifact::fingerprint;
-use crate::features::{feature_names, featurize, purchased_within, FEATURES};
+use crate::features::{categorical_indices, feature_names, featurize, purchased_within};
 use crate::metrics::{
-    calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, CalibrationRow,
+    calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, DecileRow,
 };
 use crate::uplift::{Classifier, Learner};
 use crate::{
@@ -102,7 +102,7 @@ fn metadata(
     cutoffs: &[i64],
     [rows_train, rows_valid, rows_test]: [usize; 3],
     metrics: Vec<(String, f64)>,
-    calibration: Vec<CalibrationRow>,
+    calibration: Vec<DecileRow>,
 ) -> ModelMetadata {
     let data_fingerprint = fingerprint(set);
     let stamp: String = opts
@@ -229,12 +229,7 @@ pub fn train_uplift(
         all.subset(&valid_idx),
         all.subset(&test_idx),
     );
-    let categorical: Vec<usize> = FEATURES
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.categorical)
-        .map(|(i, _)| i)
-        .collect();
+    let categorical = categorical_indices();
     let (model, selection) = UpliftModel::fit(
         opts.learner,
         &train,
@@ -375,12 +370,7 @@ pub fn train_discount_sensitivity(
         all.subset(&part(Split::Valid)),
         all.subset(&part(Split::Test)),
     );
-    let categorical: Vec<usize> = FEATURES
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.categorical)
-        .map(|(i, _)| i)
-        .collect();
+    let categorical = categorical_indices();
     let classifier = Classifier::train(
         (&train.x, &train.outcome),
         (&valid.x, &valid.outcome),
