@@ -7,9 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-install_build_tools
-cargo build --release --quiet --bin targeting
-bin="${CARGO_TARGET_DIR:-target}/release/targeting"
+bin="$(build_targeting)"
 work="$(mktemp -d -t targeting-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 sizes=("$@")

@@ -6,7 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-install_build_tools
-cargo build --release --quiet --bin targeting
-target_dir="${CARGO_TARGET_DIR:-target}"
-exec "$target_dir/release/targeting" demo "$@"
+bin="$(build_targeting)"
+exec "$bin" demo "$@"

@@ -49,6 +49,13 @@ install_test_tools() {
   fi
 }
 
+# Builds the release binary (installing the build tools first) and prints its path.
+build_targeting() {
+  install_build_tools
+  cargo build --release --quiet --bin targeting
+  echo "${CARGO_TARGET_DIR:-target}/release/targeting"
+}
+
 # A free TCP port on the loopback interface.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

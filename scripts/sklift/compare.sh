@@ -5,10 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
-install_build_tools
 source scripts/sklift/setup.sh
-cargo build --release --quiet --bin targeting
-bin="${CARGO_TARGET_DIR:-target}/release/targeting"
+bin="$(build_targeting)"
 csv="${CSV:-../shared/eval_data/lenta_sample_50k.csv}"
 flags=(--csv "$csv" --treatment is_treatment --treated 1 --control 0 --outcome response_att --seed 42)
 split="$(mktemp)"
