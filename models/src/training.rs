@@ -84,6 +84,20 @@ pub fn split_of(user_id: i64, seed: u64) -> Split {
     }
 }
 
+/// Row indices of the train, validation and test parts, by each row's user.
+fn split_by_user(users: &[i64], seed: u64) -> [Vec<usize>; 3] {
+    let mut parts: [Vec<usize>; 3] = Default::default();
+    for (i, &u) in users.iter().enumerate() {
+        let k = match split_of(u, seed) {
+            Split::Train => 0,
+            Split::Valid => 1,
+            Split::Test => 2,
+        };
+        parts[k].push(i);
+    }
+    parts
+}
+
 /// `YYYY-MM-DD` of a Unix time.
 pub fn date_of(ts: i64) -> String {
     chrono::DateTime::from_timestamp(ts, 0)
@@ -217,13 +231,7 @@ pub fn train_uplift(
     };
     let users = features.ints("user_id")?;
     let cutoffs = features.ints("cutoff")?;
-    let part = |want: Split| -> Vec<usize> {
-        (0..users.len())
-            .filter(|&i| split_of(users[i], opts.params.seed) == want)
-            .collect()
-    };
-    let (train_idx, valid_idx, test_idx) =
-        (part(Split::Train), part(Split::Valid), part(Split::Test));
+    let [train_idx, valid_idx, test_idx] = split_by_user(&users, opts.params.seed);
     let (train, valid, test) = (
         all.subset(&train_idx),
         all.subset(&valid_idx),
@@ -360,15 +368,11 @@ pub fn train_discount_sensitivity(
         outcome: label,
     };
     let users = features.ints("user_id")?;
-    let part = |want: Split| -> Vec<usize> {
-        (0..users.len())
-            .filter(|&i| split_of(users[i], opts.params.seed) == want)
-            .collect()
-    };
+    let [train_idx, valid_idx, test_idx] = split_by_user(&users, opts.params.seed);
     let (train, valid, test) = (
-        all.subset(&part(Split::Train)),
-        all.subset(&part(Split::Valid)),
-        all.subset(&part(Split::Test)),
+        all.subset(&train_idx),
+        all.subset(&valid_idx),
+        all.subset(&test_idx),
     );
     let categorical = categorical_indices();
     let classifier = Classifier::train(

@@ -169,17 +169,18 @@ impl TrainingSet {
             .collect();
         self.subset(&idx)
     }
+}
 
-    /// The matrix with one more column holding `value` (the arm, for the S-learner).
-    fn with_column(&self, value: impl Fn(usize) -> f64) -> Vec<f64> {
-        let n = self.n_features;
-        let mut x = Vec::with_capacity(self.len() * (n + 1));
-        for r in 0..self.len() {
-            x.extend_from_slice(&self.x[r * n..(r + 1) * n]);
-            x.push(value(r));
-        }
-        x
+/// A row-major matrix of `n` columns with one more column holding `value(row)` (the arm, for
+/// the S-learner).
+fn with_column(x: &[f64], n: usize, value: impl Fn(usize) -> f64) -> Vec<f64> {
+    let rows = x.len() / n.max(1);
+    let mut out = Vec::with_capacity(rows * (n + 1));
+    for r in 0..rows {
+        out.extend_from_slice(&x[r * n..(r + 1) * n]);
+        out.push(value(r));
     }
+    out
 }
 
 fn labels(v: &[bool]) -> Vec<f32> {
@@ -496,7 +497,9 @@ impl UpliftModel {
             ],
             Learner::S => {
                 let names = role_features("single", feature_names);
-                let arm = |s: &TrainingSet| s.with_column(|r| f64::from(u8::from(s.treated[r])));
+                let arm = |s: &TrainingSet| {
+                    with_column(&s.x, s.n_features, |r| f64::from(u8::from(s.treated[r])))
+                };
                 let (x, y) = (arm(train), labels(&train.outcome));
                 let v = valid.map(|v| (arm(v), labels(&v.outcome)));
                 let single = fit.run(
@@ -641,15 +644,9 @@ impl UpliftModel {
                 (t.iter().zip(&c).map(|(t, c)| t - c).collect(), c)
             }
             Learner::S => {
-                let set = TrainingSet {
-                    x: x.to_vec(),
-                    n_features: n,
-                    treated: vec![false; x.len() / n.max(1)],
-                    outcome: vec![],
-                };
                 let single = self.part("single")?;
-                let on = predict(single, &set.with_column(|_| 1.0), n + 1, num_threads)?;
-                let off = predict(single, &set.with_column(|_| 0.0), n + 1, num_threads)?;
+                let on = predict(single, &with_column(x, n, |_| 1.0), n + 1, num_threads)?;
+                let off = predict(single, &with_column(x, n, |_| 0.0), n + 1, num_threads)?;
                 (on.iter().zip(&off).map(|(a, b)| a - b).collect(), off)
             }
             Learner::X => {
