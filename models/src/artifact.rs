@@ -33,6 +33,10 @@ pub struct ModelMetadata {
     /// probability of a classifier.
     #[serde(default)]
     pub calibration: Vec<crate::metrics::DecileRow>,
+    /// The Platt map applied to that probability (fitted on the validation rows); the identity
+    /// for models stored before calibration existed.
+    #[serde(default)]
+    pub probability_calibration: crate::calibration::Platt,
     /// SHA-256 of the training matrix, arms and outcomes.
     pub data_fingerprint: String,
     pub code_version: String,
@@ -57,16 +61,21 @@ impl ModelArtifact {
 
     /// Rebuilds the scorer, checking that the trees and the metadata agree on the features.
     pub fn model(&self) -> Result<UpliftModel> {
-        UpliftModel::from_texts(
+        let mut model = UpliftModel::from_texts(
             self.metadata.learner,
             &self.models,
             &self.metadata.feature_names,
-        )
+        )?;
+        model.baseline_calibration = self.metadata.probability_calibration;
+        Ok(model)
     }
 
     /// Rebuilds a classifier artifact (the discount-sensitivity model).
     pub fn classifier(&self) -> Result<crate::uplift::Classifier> {
-        crate::uplift::Classifier::from_texts(&self.models, &self.metadata.feature_names)
+        let mut c =
+            crate::uplift::Classifier::from_texts(&self.models, &self.metadata.feature_names)?;
+        c.calibration = self.metadata.probability_calibration;
+        Ok(c)
     }
 
     pub fn metadata_json(&self) -> Result<String> {

@@ -6,6 +6,7 @@
 //! the disk, so every function here can be tested on fixtures alone.
 
 pub mod artifact;
+pub mod calibration;
 pub mod features;
 pub mod metrics;
 pub mod training;

@@ -117,6 +117,7 @@ fn metadata(
     [rows_train, rows_valid, rows_test]: [usize; 3],
     metrics: Vec<(String, f64)>,
     calibration: Vec<DecileRow>,
+    probability_calibration: crate::calibration::Platt,
 ) -> ModelMetadata {
     let data_fingerprint = fingerprint(set);
     let stamp: String = opts
@@ -140,6 +141,7 @@ fn metadata(
         params: opts.params.clone(),
         metrics,
         calibration,
+        probability_calibration,
         data_fingerprint,
         code_version: opts.code_version.clone(),
         created_at: opts.created_at.clone(),
@@ -280,6 +282,7 @@ pub fn train_uplift(
         [train.len(), valid.len(), test.len()],
         metrics,
         calibration,
+        model.baseline_calibration,
     );
     let artifact = ModelArtifact::new(metadata, &model)?;
     Ok(TrainedUplift {
@@ -402,6 +405,7 @@ pub fn train_discount_sensitivity(
             ),
         ],
         calibration,
+        classifier.calibration,
     );
     Ok(TrainedClassifier {
         artifact: ModelArtifact {

@@ -20,6 +20,7 @@ use lightgbm3::{Booster, Dataset};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::calibration::Platt;
 use crate::metrics::qini_auc_score;
 use crate::{ModelError, Result};
 
@@ -207,6 +208,8 @@ pub struct UpliftModel {
     pub learner: Learner,
     parts: Vec<Part>,
     pub feature_names: Vec<String>,
+    /// Platt map of the baseline purchase probability, fitted on the validation control rows.
+    pub baseline_calibration: Platt,
 }
 
 impl std::fmt::Debug for UpliftModel {
@@ -215,6 +218,7 @@ impl std::fmt::Debug for UpliftModel {
             .field("learner", &self.learner)
             .field("roles", &self.roles())
             .field("feature_names", &self.feature_names)
+            .field("baseline_calibration", &self.baseline_calibration)
             .finish()
     }
 }
@@ -395,7 +399,7 @@ impl UpliftModel {
         params: &UpliftParams,
     ) -> Result<(Self, Vec<(Learner, f64)>)> {
         let candidates = learner.map_or(Learner::ALL.to_vec(), |l| vec![l]);
-        let mut best: Option<(Self, f64)> = None;
+        let mut best: Option<(Self, f64, Vec<f64>)> = None;
         let mut tried = Vec::new();
         for learner in candidates {
             let first = Self::fit_pass(
@@ -410,15 +414,27 @@ impl UpliftModel {
             let s = first.predict(&valid.x, params.num_threads)?;
             let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
             tried.push((learner, q));
-            if best.as_ref().is_none_or(|(_, b)| q > *b) {
-                best = Some((first, q));
+            if best.as_ref().is_none_or(|(_, b, _)| q > *b) {
+                best = Some((first, q, s.p_control));
             }
         }
-        let (first, _) = best.ok_or_else(|| ModelError::Training {
+        let (first, _, p_control) = best.ok_or_else(|| ModelError::Training {
             what: "the uplift model".into(),
             why: "no learner to train".into(),
         })?;
-        Ok((first.refit(train, valid, categorical, params)?, tried))
+        // The baseline is calibrated on validation rows without a message, which the refit
+        // model has not seen at this stage of its fit either (same rounds, more rows).
+        let control: Vec<usize> = (0..valid.len()).filter(|&i| !valid.treated[i]).collect();
+        let calibration = Platt::fit(
+            &control
+                .iter()
+                .map(|&i| valid.outcome[i])
+                .collect::<Vec<_>>(),
+            &control.iter().map(|&i| p_control[i]).collect::<Vec<_>>(),
+        );
+        let mut model = first.refit(train, valid, categorical, params)?;
+        model.baseline_calibration = calibration;
+        Ok((model, tried))
     }
 
     /// The same learner refit on `train` and `valid` together with this model's round counts.
@@ -619,6 +635,7 @@ impl UpliftModel {
                 .map(|(role, booster)| Part { role, booster })
                 .collect(),
             feature_names: feature_names.to_vec(),
+            baseline_calibration: Platt::default(),
         })
     }
 
@@ -670,6 +687,8 @@ impl UpliftModel {
                 return Err(ModelError::Artifact("a classifier has no uplift".into()))
             }
         };
+        let mut p_control = p_control;
+        self.baseline_calibration.apply_all(&mut p_control);
         Ok(UpliftScores { uplift, p_control })
     }
 
@@ -718,6 +737,7 @@ impl UpliftModel {
             learner,
             parts,
             feature_names: feature_names.to_vec(),
+            baseline_calibration: Platt::default(),
         })
     }
 }
@@ -726,6 +746,8 @@ impl UpliftModel {
 pub struct Classifier {
     booster: Booster,
     pub feature_names: Vec<String>,
+    /// Platt map of the output, fitted on the validation rows.
+    pub calibration: Platt,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -767,6 +789,10 @@ impl Classifier {
             }),
             feature_names,
         )?;
+        let calibration = Platt::fit(
+            valid.1,
+            &predict(&first, valid.0, feature_names.len(), params.num_threads)?,
+        );
         let rounds: Rounds = vec![("classifier", first.num_iterations())];
         fit.rounds = Some(&rounds);
         let mut x = train.0.to_vec();
@@ -787,12 +813,16 @@ impl Classifier {
         Ok(Self {
             booster,
             feature_names: feature_names.to_vec(),
+            calibration,
         })
     }
 
-    /// Probabilities for a row-major matrix whose columns are [`Self::feature_names`].
+    /// Calibrated probabilities for a row-major matrix whose columns are
+    /// [`Self::feature_names`].
     pub fn predict(&self, x: &[f64], num_threads: usize) -> Result<Vec<f64>> {
-        predict(&self.booster, x, self.feature_names.len(), num_threads)
+        let mut p = predict(&self.booster, x, self.feature_names.len(), num_threads)?;
+        self.calibration.apply_all(&mut p);
+        Ok(p)
     }
 
     pub fn to_texts(&self) -> Result<Vec<(String, String)>> {
@@ -812,6 +842,7 @@ impl Classifier {
         Ok(Self {
             booster,
             feature_names: feature_names.to_vec(),
+            calibration: Platt::default(),
         })
     }
 }
