@@ -223,6 +223,7 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         "demo source ready"
     );
     let state = state_db(settings, &source).await?;
+    let truth = demo::truth(&source).await?;
     let report = pipeline::run(
         RunRequest {
             settings,
@@ -230,13 +231,13 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
             campaigns,
             // The demo shows what a model learns: it always trains.
             retrain: true,
+            known_effects: Some(truth.uplift.clone()),
         },
         &source,
         &state,
     )
     .await?;
-    let truth = demo::against_truth(&source, &report).await?;
-    let summary = Summary::new(&report, Some(truth));
+    let summary = Summary::new(&report, Some(demo::against_truth(&truth, &report)));
     std::fs::create_dir_all(&a.dir)?;
     summary.write_json(&a.dir.join("summary.json"))?;
     print!("{}", summary.table());
@@ -256,6 +257,7 @@ async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool) -> Result<()>
             date: run_date(j.date),
             campaigns,
             retrain,
+            known_effects: None,
         },
         &source,
         &state,
@@ -301,7 +303,7 @@ async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     let as_of = run_date(a.as_of);
     let source = Db::connect(&settings.source_url, false).await?;
     let src = crate::extract::extract(&source, settings).await?;
-    let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of))?;
+    let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of), None)?;
     let u = &m.used;
     println!(
         "trained as of {as_of}, stored in {}:\n  {CONVERSION_UPLIFT} {} ({}-learner): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4})\n  {DISCOUNT_UPLIFT} {}: held-out Qini AUC {:.4}\n  {DISCOUNT_SENSITIVITY} {}: held-out AUC {:.4}",

@@ -34,7 +34,7 @@ const DROP_GAME: i64 = 3;
 /// How far back purchase history goes.
 const HISTORY_DAYS: i64 = 730;
 /// How far back engagement rows go (the earliest exposure plus the longest window).
-const ENGAGEMENT_DAYS: i64 = 330;
+const ENGAGEMENT_DAYS: i64 = 605;
 /// Attribution window of the past campaigns' outcomes.
 const OUTCOME_DAYS: i64 = 7;
 
@@ -510,59 +510,70 @@ const TRUTH_SPEC: models::features::TableSpec = models::features::TableSpec {
     ],
 };
 
+/// The demo's truth, by user.
+#[derive(Debug, Clone)]
+pub struct Truth {
+    pub uplift: crate::pipeline::KnownEffects,
+    pub sensitivity: std::collections::HashMap<i64, f64>,
+}
+
+/// Reads `demo_truth`.
+pub async fn truth(db: &Db) -> Result<Truth> {
+    let sql = include_str!("../sql/queries/demo_truth.sql");
+    let truth = db
+        .fetch_frame(&TRUTH_SPEC, sql, "sql/queries/demo_truth.sql", 100_000)
+        .await?;
+    let users: Vec<i64> = truth
+        .column("user_id")?
+        .i64()?
+        .iter()
+        .map(|v| v.unwrap_or_default())
+        .collect();
+    let by_user = |name: &str| -> Result<std::collections::HashMap<i64, f64>> {
+        Ok(users
+            .iter()
+            .copied()
+            .zip(truth.column(name)?.f64()?.iter())
+            .map(|(u, v)| (u, v.unwrap_or(f64::NAN)))
+            .collect())
+    };
+    Ok(Truth {
+        uplift: std::sync::Arc::new(by_user("true_uplift")?),
+        sensitivity: by_user("true_discount_sensitivity")?,
+    })
+}
+
 /// The demo's figures against `demo_truth`.
 #[derive(Debug, Clone, Copy)]
 pub struct AgainstTruth {
     /// The Qini of the best possible model: the held-out exposures ranked by their users' *true*
     /// uplift, on the same observed outcomes the model was evaluated on.
     pub oracle_qini_auc: f64,
+    /// The Qini of a regressor that learned the training users' true uplift from the features
+    /// (see `HeldOut::feature_ceiling`): the most any model can reach with these features.
+    pub feature_ceiling_qini_auc: Option<f64>,
     /// How well the predicted discount sensitivity picks out the true deal hunters (true
     /// sensitivity above 0.5): ROC AUC over all users.
     pub sensitivity_auc: f64,
 }
 
 /// Compares a run's models with the demo's truth.
-pub async fn against_truth(db: &Db, report: &crate::pipeline::RunReport) -> Result<AgainstTruth> {
-    let sql = include_str!("../sql/queries/demo_truth.sql");
-    let truth = db
-        .fetch_frame(&TRUTH_SPEC, sql, "sql/queries/demo_truth.sql", 100_000)
-        .await?;
-    let ints = |name: &str| -> Result<Vec<i64>> {
-        Ok(truth
-            .column(name)?
-            .i64()?
-            .iter()
-            .map(|v| v.unwrap_or_default())
-            .collect())
-    };
-    let floats = |name: &str| -> Result<Vec<f64>> {
-        Ok(truth
-            .column(name)?
-            .f64()?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect())
-    };
-    let (users, uplift, sensitivity) = (
-        ints("user_id")?,
-        floats("true_uplift")?,
-        floats("true_discount_sensitivity")?,
-    );
-    let index: std::collections::HashMap<i64, usize> =
-        users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
+pub fn against_truth(truth: &Truth, report: &crate::pipeline::RunReport) -> AgainstTruth {
     let test = &report.model.test;
     let score: Vec<f64> = test
         .user_id
         .iter()
-        .map(|u| index.get(u).map_or(0.0, |&i| uplift[i]))
+        .map(|u| truth.uplift.get(u).copied().unwrap_or(0.0))
         .collect();
     let (scored_users, predicted) = &report.sensitivity;
     let deal_hunter: Vec<bool> = scored_users
         .iter()
-        .map(|u| index.get(u).is_some_and(|&i| sensitivity[i] > 0.5))
+        .map(|u| truth.sensitivity.get(u).is_some_and(|&s| s > 0.5))
         .collect();
-    Ok(AgainstTruth {
-        oracle_qini_auc: models::metrics::qini_auc_score(&test.outcome, &score, &test.treated),
+    let qini = |s: &[f64]| models::metrics::qini_auc_score(&test.outcome, s, &test.treated);
+    AgainstTruth {
+        oracle_qini_auc: qini(&score),
+        feature_ceiling_qini_auc: test.feature_ceiling.as_deref().map(qini),
         sensitivity_auc: models::metrics::roc_auc(&deal_hunter, predicted),
-    })
+    }
 }

@@ -37,7 +37,12 @@ pub struct RunRequest<'a> {
     pub campaigns: Vec<Campaign>,
     /// Train a new model instead of scoring with the store's `current` one.
     pub retrain: bool,
+    /// True effects by user (the demo's truth), for the feature-ceiling diagnostic of training.
+    pub known_effects: Option<KnownEffects>,
 }
+
+/// True individual effects by user: see [`TrainingOptions::known_effects`].
+pub type KnownEffects = std::sync::Arc<std::collections::HashMap<i64, f64>>;
 
 /// The model a run scored with.
 #[derive(Debug, Clone)]
@@ -168,7 +173,12 @@ impl std::fmt::Debug for Models {
 
 /// Trains the conversion uplift, discount uplift and discount-sensitivity models as of `as_of`
 /// and stores them as the new `current` versions.
-pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<Models> {
+pub fn train_and_store(
+    s: &Settings,
+    src: &SourceTables,
+    as_of: i64,
+    known_effects: Option<KnownEffects>,
+) -> Result<Models> {
     let opts = TrainingOptions {
         params: UpliftParams {
             num_threads: s.threads,
@@ -180,6 +190,7 @@ pub fn train_and_store(s: &Settings, src: &SourceTables, as_of: i64) -> Result<M
         as_of,
         created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         code_version: env!("CARGO_PKG_VERSION").into(),
+        known_effects,
     };
     let uplift = |target: UpliftTarget| {
         info_span!("train", model = target.name())
@@ -295,7 +306,7 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
     let stored = if req.retrain { None } else { load_models(s)? };
     let m = match stored {
         Some(m) => m,
-        None => train_and_store(s, &src, cutoff)?,
+        None => train_and_store(s, &src, cutoff, req.known_effects.clone())?,
     };
     let scored = info_span!("score", users = src.users.height()).in_scope(|| {
         tokio::task::block_in_place(|| {

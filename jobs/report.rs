@@ -33,6 +33,9 @@ pub struct ModelSummary {
     pub qini_auc_ci95: (f64, f64),
     /// The same with users ranked by their true uplift (demo only).
     pub oracle_qini_auc: Option<f64>,
+    /// The same for a regressor of the training users' true uplift on the features: the most
+    /// these features allow (demo only).
+    pub feature_ceiling_qini_auc: Option<f64>,
     pub discount_uplift_version: String,
     /// Held-out Qini AUC of the discount uplift model.
     pub discount_uplift_qini_auc: f64,
@@ -70,6 +73,7 @@ impl Summary {
                 qini_auc: report.model.qini_auc.estimate,
                 qini_auc_ci95: (report.model.qini_auc.low, report.model.qini_auc.high),
                 oracle_qini_auc: truth.map(|t| t.oracle_qini_auc),
+                feature_ceiling_qini_auc: truth.and_then(|t| t.feature_ceiling_qini_auc),
                 discount_uplift_version: report.model.discount_version.clone(),
                 discount_uplift_qini_auc: report.model.discount_qini_auc,
                 discount_sensitivity_version: report.model.sensitivity_version.clone(),
@@ -139,6 +143,14 @@ impl Summary {
                 " (oracle from demo_truth: {oracle:.4}, model/oracle {:.2})",
                 m.qini_auc / oracle
             ));
+            if let Some(ceiling) = m.feature_ceiling_qini_auc {
+                out.push_str(&format!(
+                    "\n  feature ceiling (true uplift learned from the features): {ceiling:.4}, \
+                     ceiling/oracle {:.2}, model/ceiling {:.2}",
+                    ceiling / oracle,
+                    m.qini_auc / ceiling
+                ));
+            }
         }
         out.push_str(&format!(
             "\nmodel discount_uplift {} — held-out Qini AUC {:.4}",

@@ -241,6 +241,15 @@ pub const FEATURES: &[FeatureDef] = &[
         "days with at least one session in the last 90 days",
     ),
     num("shop_views_90d", "shop page views in the last 90 days"),
+    num(
+        "active_days_365d",
+        "days with at least one session in the last 365 days",
+    ),
+    num("sessions_365d", "sessions in the last 365 days"),
+    opt(
+        "discount_share_orders_total",
+        "share of all orders ever placed that were discounted (missing when none)",
+    ),
     opt(
         "orders_per_year",
         "orders in the last 365 days per year of account age (young accounts scaled up)",
@@ -458,6 +467,7 @@ pub fn featurize(
         count_if(within(90), "orders_90d"),
         count_if(within(365), "orders_365d"),
         count_if(within(365).and(col("discounted")), "discounted_orders_365d"),
+        count_if(col("discounted"), "discounted_orders_total"),
         sum_if(within(365), col("paid_cents"), "spend_cents_365d"),
         sum_if(
             within(365).and(col("discounted")),
@@ -476,6 +486,7 @@ pub fn featurize(
             .alias("days_since_last_purchase"),
         ratio("discounted_orders_365d", "orders_365d").alias("discount_share_orders_365d"),
         ratio("discounted_spend_cents_365d", "spend_cents_365d").alias("discount_share_spend_365d"),
+        ratio("discounted_orders_total", "orders_total").alias("discount_share_orders_total"),
     ]);
 
     let gifts_received = visible(
@@ -497,7 +508,7 @@ pub fn featurize(
         src.engagement_daily
             .clone()
             .lazy()
-            .filter(col("day").gt_eq(lit(min_cut - 91 * DAY)))
+            .filter(col("day").gt_eq(lit(min_cut - 366 * DAY)))
             .filter(col("day").lt(lit(max_cut))),
         "user_id",
         "day",
@@ -519,6 +530,11 @@ pub fn featurize(
             "active_days_90d",
         ),
         sum_if(within(90), col("shop_views"), "shop_views_90d"),
+        count_if(
+            within(365).and(col("sessions").gt(lit(0i64))),
+            "active_days_365d",
+        ),
+        sum_if(within(365), col("sessions"), "sessions_365d"),
     ]);
 
     let wishlist = visible(

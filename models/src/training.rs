@@ -35,6 +35,9 @@ pub struct TrainingOptions {
     /// Training time, `YYYY-MM-DDTHH:MM:SSZ`; part of the version. The caller owns the clock.
     pub created_at: String,
     pub code_version: String,
+    /// True individual effects by user, known only for synthetic data (the demo). When given,
+    /// training also measures the *feature ceiling*: see [`HeldOut::feature_ceiling`].
+    pub known_effects: Option<std::sync::Arc<std::collections::HashMap<i64, f64>>>,
 }
 
 /// Held-out test exposures with the trained model's uplift scores.
@@ -44,6 +47,11 @@ pub struct HeldOut {
     pub treated: Vec<bool>,
     pub outcome: Vec<bool>,
     pub uplift: Vec<f64>,
+    /// With known effects: the test scores of a regressor fitted on the training rows' *true*
+    /// effects instead of their outcomes. No model that learns from outcomes can rank better
+    /// with these features, so its Qini tells how much of the oracle's Qini the features can
+    /// reach at all.
+    pub feature_ceiling: Option<Vec<f64>>,
 }
 
 /// A trained model with its artifact and its held-out evaluation.
@@ -250,6 +258,24 @@ pub fn train_uplift(
     )?;
     let scores = model.predict(&test.x, opts.params.num_threads)?;
     let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
+    let feature_ceiling = match &opts.known_effects {
+        Some(effects) => {
+            let known = |idx: &[usize]| -> Vec<f64> {
+                idx.iter()
+                    .map(|&i| effects.get(&users[i]).copied().unwrap_or(0.0))
+                    .collect()
+            };
+            Some(crate::uplift::regress(
+                (&train.x, &known(&train_idx)),
+                (&valid.x, &known(&valid_idx)),
+                &test.x,
+                &names,
+                &categorical,
+                &opts.params,
+            )?)
+        }
+        None => None,
+    };
     // The baseline is the probability of buying without a message: check it on control rows.
     let control: Vec<usize> = (0..test.len()).filter(|&i| !test.treated[i]).collect();
     let calibration = calibration_by_decile(
@@ -293,6 +319,7 @@ pub fn train_uplift(
             treated: test.treated,
             outcome: test.outcome,
             uplift: scores.uplift,
+            feature_ceiling,
         },
     })
 }
