@@ -6,6 +6,7 @@
 
 pub mod campaign;
 pub mod holdout;
+pub mod rules;
 pub mod select;
 
 pub use campaign::{Campaign, CampaignKind, ExportFormat, Offer};
