@@ -44,6 +44,28 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Check campaign files and report every problem at once (default: targeting.campaigns_dir).
+    Validate(ValidateArgs),
+    /// What campaign files may contain.
+    Campaigns {
+        #[command(subcommand)]
+        command: CampaignsCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Campaign files or folders of them.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignsCommand {
+    /// Print the JSON Schema of a campaign file (for editors).
+    Schema,
+    /// List the names eligibility rules may use, with their types.
+    Fields,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,9 +109,13 @@ pub struct JobFlags {
     /// Run date, YYYY-MM-DD (default: today, UTC). Features see only data before it.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: Option<NaiveDate>,
-    /// Only this campaign (repeatable; default: all campaigns).
-    #[arg(long = "campaign", value_name = "ID")]
+    /// Only publish this campaign (repeatable; default: all campaigns). Every campaign of the
+    /// night still takes part in arbitration, so the audience is the one a full night gives.
+    #[arg(long = "campaign", value_name = "ID", conflicts_with = "all")]
     pub campaigns: Vec<String>,
+    /// Every campaign (the default when no --campaign is given).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +141,11 @@ pub struct RunArgs {
     /// anyway when the store has none).
     #[arg(long)]
     pub retrain: bool,
+    /// Preview: the funnel, audience and holdout sizes, expected incremental conversions and
+    /// discount cost, and the overlap with the night's other campaigns. Publishes and records
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs the parsed command line.
@@ -138,7 +169,9 @@ pub fn main(cli: Cli) -> Result<()> {
             },
             a.threads,
         ),
-        Command::Models { .. } => (Overrides::default(), None),
+        Command::Models { .. } | Command::Validate(_) | Command::Campaigns { .. } => {
+            (Overrides::default(), None)
+        }
     };
     let settings = settings::load(cli.config.as_deref(), &overrides)?;
     // Polars reads its thread count once, from the environment, before its pool starts.
@@ -153,11 +186,27 @@ pub fn main(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
-            Command::Run(a) => run_job(&settings, &a.job, a.retrain).await,
+            Command::Run(a) => run_job(&settings, &a.job, a.retrain, a.dry_run).await,
             Command::Train(a) => run_train(&settings, &a).await,
             Command::Models {
                 command: ModelsCommand::List,
             } => list_models(&settings),
+            Command::Validate(a) => validate(&settings, &a),
+            Command::Campaigns {
+                command: CampaignsCommand::Schema,
+            } => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&segments::campaign::schema())?
+                );
+                Ok(())
+            }
+            Command::Campaigns {
+                command: CampaignsCommand::Fields,
+            } => {
+                print!("{}", crate::campaigns::fields_table());
+                Ok(())
+            }
             Command::Evaluate(a) => {
                 let result = tokio::task::block_in_place(|| {
                     crate::evaluate::evaluate(&a, settings.threads)
@@ -171,6 +220,30 @@ pub fn main(cli: Cli) -> Result<()> {
             }
         }
     })
+}
+
+/// `targeting validate`: every campaign file checked, every problem reported; a summary line
+/// per valid campaign.
+fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
+    let paths = if a.paths.is_empty() {
+        vec![settings.campaigns_dir.clone()]
+    } else {
+        a.paths.clone()
+    };
+    let campaigns = crate::campaigns::load(&paths)?;
+    for c in &campaigns {
+        println!(
+            "ok  {:<28} {:<12} priority {:<4} holdout {:<5} max_audience {:<8} rules {}",
+            c.id,
+            c.kind.name(),
+            c.priority,
+            c.holdout,
+            c.max_audience,
+            c.eligibility.len()
+        );
+    }
+    println!("{} campaign files valid", campaigns.len());
+    Ok(())
 }
 
 fn job_overrides(j: &JobFlags) -> Overrides {
@@ -204,10 +277,8 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     if a.users < 1_000 {
         bail!("--users must be at least 1000 for the models to have data to learn from");
     }
-    let campaigns = crate::campaigns::pick(
-        crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?,
-        &a.job.campaigns,
-    )?;
+    let campaigns = crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?;
+    crate::campaigns::check_ids(&campaigns, &a.job.campaigns)?;
     let date = run_date(a.job.date);
     let source = Db::connect(&settings.source_url, true).await?;
     let spec = DemoSpec {
@@ -229,6 +300,8 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
             settings,
             date,
             campaigns,
+            only: a.job.campaigns.clone(),
+            dry_run: false,
             // The demo shows what a model learns: it always trains.
             retrain: true,
             known_effects: Some(truth.uplift.clone()),
@@ -244,11 +317,9 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     fail_on_campaign_errors(&report)
 }
 
-async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool) -> Result<()> {
-    let campaigns = crate::campaigns::pick(
-        crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?,
-        &j.campaigns,
-    )?;
+async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool, dry_run: bool) -> Result<()> {
+    let campaigns = crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?;
+    crate::campaigns::check_ids(&campaigns, &j.campaigns)?;
     let source = Db::connect(&settings.source_url, false).await?;
     let state = state_db(settings, &source).await?;
     let report = pipeline::run(
@@ -256,6 +327,8 @@ async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool) -> Result<()>
             settings,
             date: run_date(j.date),
             campaigns,
+            only: j.campaigns.clone(),
+            dry_run,
             retrain,
             known_effects: None,
         },
@@ -263,7 +336,12 @@ async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool) -> Result<()>
         &state,
     )
     .await?;
-    print!("{}", Summary::new(&report, None).table());
+    let summary = Summary::new(&report, None);
+    if dry_run {
+        print!("{}", summary.preview());
+    } else {
+        print!("{}", summary.table());
+    }
     fail_on_campaign_errors(&report)
 }
 

@@ -3,13 +3,16 @@
 //! history; it is also how an operator sees what ran.
 
 use anyhow::{Context, Result};
-use segments::Audience;
+use futures::TryStreamExt;
+use segments::{Audience, History, PastMessage};
+use sqlx::Row;
 
 use crate::db::{Db, Value};
 
 const INSERT_RUN: &str = include_str!("../sql/statements/insert_run.sql");
 const FINISH_RUN: &str = include_str!("../sql/statements/finish_run.sql");
 const INSERT_ASSIGNMENTS: &str = include_str!("../sql/statements/insert_assignments.sql");
+const MESSAGE_HISTORY: &str = include_str!("../sql/queries/message_history.sql");
 
 /// How a campaign's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +79,15 @@ pub async fn finish(db: &Db, run_id: &str, campaign_id: &str, f: &Finish<'_>) ->
     Ok(())
 }
 
-/// Records every selected user of a campaign (both arms) with their scores.
-pub async fn record_assignments(db: &Db, run_id: &str, audience: &Audience, at: i64) -> Result<()> {
+/// Records every selected user of a campaign (both arms) with their scores and the offer's
+/// discount.
+pub async fn record_assignments(
+    db: &Db,
+    run_id: &str,
+    audience: &Audience,
+    discount_pct: f64,
+    at: i64,
+) -> Result<()> {
     let rows: Vec<Vec<Value>> = audience
         .members
         .iter()
@@ -95,8 +105,37 @@ pub async fn record_assignments(db: &Db, run_id: &str, audience: &Audience, at: 
                 Value::Text(m.arm.as_str().into()),
                 Value::Text(scores.to_string()),
                 Value::Int(at),
+                Value::Float(discount_pct),
             ]
         })
         .collect();
     db.insert(INSERT_ASSIGNMENTS, &rows).await
+}
+
+/// The assignments (both arms) users got in the `days` days before `run_date`, from the
+/// assignment history: what the frequency cap and the discount cooldown read.
+pub async fn history(db: &Db, run_date: chrono::NaiveDate, days: i64) -> Result<History> {
+    let from = (run_date - chrono::Duration::days(days.max(0)))
+        .format("%Y-%m-%d")
+        .to_string();
+    let to = run_date.format("%Y-%m-%d").to_string();
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let mut history = History::default();
+    let mut rows = sqlx::query(MESSAGE_HISTORY)
+        .bind(from)
+        .bind(to)
+        .fetch(&db.pool);
+    let context = || format!("cannot read the message history in {}", db.display);
+    while let Some(row) = rows.try_next().await.with_context(context)? {
+        let user: i64 = row.try_get(0).with_context(context)?;
+        let date: String = row.try_get(1).with_context(context)?;
+        let discount: f64 = row.try_get(2).with_context(context)?;
+        let day = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+            .with_context(|| format!("run_date {date:?} in targeting_runs is not YYYY-MM-DD"))?;
+        history.by_user.entry(user).or_default().push(PastMessage {
+            day: (day - epoch).num_days(),
+            discounted: discount > 0.0,
+        });
+    }
+    Ok(history)
 }

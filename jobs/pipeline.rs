@@ -20,7 +20,7 @@ use models::{
 };
 use polars::prelude::*;
 use rand::Rng;
-use segments::{select, Arm, Audience, Campaign, CampaignKind, FunnelStep, SelectionContext};
+use segments::{select_night, Arm, Audience, Campaign, CampaignKind, FunnelStep, SelectionContext};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::db::Db;
@@ -34,7 +34,13 @@ use crate::settings::Settings;
 pub struct RunRequest<'a> {
     pub settings: &'a Settings,
     pub date: NaiveDate,
+    /// The night's campaigns: all of them take part in arbitration, so a user's campaign for a
+    /// night does not depend on how the night is split into runs.
     pub campaigns: Vec<Campaign>,
+    /// The campaigns this run publishes (ids); empty: all of them.
+    pub only: Vec<String>,
+    /// Preview only: select and report, but publish and record nothing.
+    pub dry_run: bool,
     /// Train a new model instead of scoring with the store's `current` one.
     pub retrain: bool,
     /// True effects by user (the demo's truth), for the feature-ceiling diagnostic of training.
@@ -74,8 +80,38 @@ pub struct CampaignReport {
     /// Users exported (treatment arm).
     pub audience: usize,
     pub holdout: usize,
+    /// Expected incremental purchases from the exported users (the sum of their uplift).
+    pub expected_conversions: f64,
+    /// Expected discount given to the exported users, in list prices of a purchase.
+    pub expected_discount_cost: f64,
+    /// For each other campaign of the night, how many eligible users both wanted.
+    pub overlap: Vec<(String, usize)>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
+}
+
+impl CampaignReport {
+    fn new(c: &Campaign, audience: Option<Audience>, export_uri: Option<String>) -> Self {
+        let a = audience.unwrap_or_else(|| Audience {
+            campaign_id: c.id.clone(),
+            funnel: vec![],
+            members: vec![],
+            overlap: vec![],
+        });
+        CampaignReport {
+            campaign_id: c.id.clone(),
+            kind: c.kind.name(),
+            eligible: a.eligible(),
+            audience: a.count(Arm::Treatment),
+            holdout: a.count(Arm::Holdout),
+            expected_conversions: a.expected_conversions(),
+            expected_discount_cost: a.expected_discount_cost(),
+            overlap: a.overlap,
+            funnel: a.funnel,
+            export_uri,
+            error: None,
+        }
+    }
 }
 
 /// What a run did.
@@ -113,23 +149,42 @@ fn new_run_id() -> String {
     format!("{}-{suffix:06x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
 }
 
-/// Runs every requested campaign for the date, recording each in the state database.
+impl RunRequest<'_> {
+    /// The campaigns this run publishes.
+    fn published(&self) -> impl Iterator<Item = &Campaign> {
+        self.campaigns
+            .iter()
+            .filter(|c| self.only.is_empty() || self.only.contains(&c.id))
+    }
+}
+
+/// Runs every requested campaign for the date, recording each in the state database (or, for
+/// a dry run, only reporting what it would do).
 pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunReport> {
     let run_id = new_run_id();
     let run_date = req.date.format("%Y-%m-%d").to_string();
-    let span =
-        info_span!("run", run_id = %run_id, run_date = %run_date, campaigns = req.campaigns.len());
+    let span = info_span!(
+        "run",
+        run_id = %run_id,
+        run_date = %run_date,
+        campaigns = req.published().count(),
+        dry_run = req.dry_run
+    );
     async {
         state.migrate_state().await?;
         let started = Utc::now().timestamp();
-        for c in &req.campaigns {
+        if req.dry_run {
+            let prepared = prepare(&req, source).await?;
+            return publish_all(&req, state, &run_id, &run_date, prepared).await;
+        }
+        for c in req.published() {
             ledger::start(state, &run_id, &c.id, &run_date, started).await?;
         }
         match prepare(&req, source).await {
             Ok(prepared) => publish_all(&req, state, &run_id, &run_date, prepared).await,
             Err(e) => {
                 let error = format!("{e:#}");
-                for c in &req.campaigns {
+                for c in req.published() {
                     let failed = Finish {
                         status: Status::Failed,
                         finished_at: Utc::now().timestamp(),
@@ -154,6 +209,8 @@ struct Prepared {
     src: SourceTables,
     scored: ScoredFrame,
     model: ModelUsed,
+    /// Categorical levels of the scoring model: text values in rules compile to its codes.
+    levels: CategoricalLevels,
 }
 
 /// The models a run scores with.
@@ -321,6 +378,7 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
     info!(rows = scored.frame.height(), "scored");
     Ok(Prepared {
         model: m.used,
+        levels: m.levels,
         src,
         scored,
     })
@@ -329,14 +387,18 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
 /// The frame a campaign selects from: the scored users, plus the affinity to the dropped item
 /// for a drop.
 fn candidates(c: &Campaign, p: &Prepared, cutoff: i64) -> Result<DataFrame> {
+    // Derived names of the rule catalogue (see `campaigns::catalog`).
+    let scored = p.scored.frame.clone().lazy().with_column(
+        col("orders_total")
+            .eq(lit(0.0))
+            .cast(DataType::Float64)
+            .alias(crate::campaigns::NEW_BUYER_COLUMN),
+    );
     match c.kind {
         CampaignKind::Drop { item_id } => {
             let affinity = models::features::drop_affinity(&p.src, item_id, cutoff)
                 .with_context(|| format!("campaign {}", c.id))?;
-            Ok(p.scored
-                .frame
-                .clone()
-                .lazy()
+            Ok(scored
                 .join(
                     affinity.lazy(),
                     [col("user_id")],
@@ -346,7 +408,7 @@ fn candidates(c: &Campaign, p: &Prepared, cutoff: i64) -> Result<DataFrame> {
                 .with_column(col("affinity").fill_null(lit(0.0)))
                 .collect()?)
         }
-        _ => Ok(p.scored.frame.clone()),
+        _ => Ok(scored.collect()?),
     }
 }
 
@@ -358,9 +420,13 @@ async fn publish_all(
     p: Prepared,
 ) -> Result<RunReport> {
     let s = req.settings;
+    let cutoff = cutoff_of(req.date);
     let ctx = SelectionContext {
         global_control_share: s.global_control_share,
         global_control_salt: s.global_control_salt.clone(),
+        catalog: crate::campaigns::catalog(Some(&p.levels)),
+        run_day: cutoff.div_euclid(models::DAY),
+        limits: s.limits,
     };
     let versions: BTreeMap<String, String> = [
         (CONVERSION_UPLIFT.to_string(), p.model.version.clone()),
@@ -375,21 +441,65 @@ async fn publish_all(
     ]
     .into();
     let versions_json = serde_json::to_string(&versions)?;
-    let cutoff = cutoff_of(req.date);
-    let mut reports = Vec::new();
+
+    // Select the whole night at once: arbitration, caps and cooldowns span campaigns.
+    let window = s.limits.cap_days.max(s.limits.discount_cooldown_days);
+    let history = ledger::history(state, req.date, window).await?;
+    let mut selected: BTreeMap<String, Result<Audience, String>> = BTreeMap::new();
+    let mut frames = Vec::new();
     for c in &req.campaigns {
+        match candidates(c, &p, cutoff) {
+            Ok(f) => frames.push((c, f)),
+            Err(e) => {
+                selected.insert(c.id.clone(), Err(format!("{e:#}")));
+            }
+        }
+    }
+    let pairs: Vec<(&Campaign, &DataFrame)> = frames.iter().map(|(c, f)| (*c, f)).collect();
+    let night = info_span!(
+        "select",
+        campaigns = pairs.len(),
+        history_users = history.by_user.len()
+    )
+    .in_scope(|| select_night(&pairs, &ctx, &history));
+    match night {
+        Ok(audiences) => {
+            for a in audiences {
+                info!(
+                    campaign = %a.campaign_id,
+                    eligible = a.eligible(),
+                    rows = a.count(Arm::Treatment),
+                    holdout = a.count(Arm::Holdout),
+                    "selected"
+                );
+                selected.insert(a.campaign_id.clone(), Ok(a));
+            }
+        }
+        Err(e) => {
+            for (c, _) in &pairs {
+                selected.insert(c.id.clone(), Err(format!("selection failed: {e}")));
+            }
+        }
+    }
+
+    let mut reports = Vec::new();
+    for c in req.published() {
+        let audience = selected
+            .remove(&c.id)
+            .unwrap_or_else(|| Err("not selected".into()));
+        if req.dry_run {
+            reports.push(match audience {
+                Ok(a) => CampaignReport::new(c, Some(a), None),
+                Err(e) => CampaignReport {
+                    error: Some(e),
+                    ..CampaignReport::new(c, None, None)
+                },
+            });
+            continue;
+        }
         let span = info_span!("campaign", campaign = %c.id, kind = c.kind.name());
         let outcome = async {
-            let audience = info_span!("select").in_scope(|| -> Result<Audience> {
-                let frame = candidates(c, &p, cutoff)?;
-                Ok(select(c, &frame, &ctx)?)
-            })?;
-            info!(
-                eligible = audience.eligible(),
-                rows = audience.count(Arm::Treatment),
-                holdout = audience.count(Arm::Holdout),
-                "selected"
-            );
+            let audience = audience.map_err(|e| anyhow::anyhow!(e))?;
             let created_at = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
             let destination = c.destination.as_deref().unwrap_or(&s.export_destination);
             let staged = info_span!("publish").in_scope(|| {
@@ -406,8 +516,14 @@ async fn publish_all(
             // Assignments are recorded before `_SUCCESS`: a list a CRM can see always has its
             // history.
             let recorded = async {
-                ledger::record_assignments(state, run_id, &audience, Utc::now().timestamp())
-                    .await?;
+                ledger::record_assignments(
+                    state,
+                    run_id,
+                    &audience,
+                    c.offer.discount_pct,
+                    Utc::now().timestamp(),
+                )
+                .await?;
                 publish::commit(&staged)
             }
             .instrument(info_span!("record", rows = audience.members.len()))
@@ -434,16 +550,7 @@ async fn publish_all(
                     error: None,
                 };
                 ledger::finish(state, run_id, &c.id, &finish).await?;
-                CampaignReport {
-                    campaign_id: c.id.clone(),
-                    kind: c.kind.name(),
-                    eligible: audience.eligible(),
-                    audience: audience.count(Arm::Treatment),
-                    holdout: audience.count(Arm::Holdout),
-                    funnel: audience.funnel,
-                    export_uri: Some(uri),
-                    error: None,
-                }
+                CampaignReport::new(c, Some(audience), Some(uri))
             }
             Err(e) => {
                 let error = format!("{e:#}");
@@ -459,14 +566,8 @@ async fn publish_all(
                 };
                 ledger::finish(state, run_id, &c.id, &finish).await?;
                 CampaignReport {
-                    campaign_id: c.id.clone(),
-                    kind: c.kind.name(),
-                    funnel: vec![],
-                    eligible: 0,
-                    audience: 0,
-                    holdout: 0,
-                    export_uri: None,
                     error: Some(error),
+                    ..CampaignReport::new(c, None, None)
                 }
             }
         };

@@ -54,6 +54,14 @@ pub struct CampaignSummary {
     pub eligible: usize,
     pub audience: usize,
     pub holdout: usize,
+    /// Expected incremental purchases from the exported users.
+    pub expected_conversions: f64,
+    /// Expected discount given to the exported users, in list prices of a purchase.
+    pub expected_discount_cost: f64,
+    /// Users left after each selection step.
+    pub funnel: Vec<(String, usize)>,
+    /// Eligible users each other campaign of the night wanted too.
+    pub overlap: Vec<(String, usize)>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
 }
@@ -89,11 +97,51 @@ impl Summary {
                     eligible: c.eligible,
                     audience: c.audience,
                     holdout: c.holdout,
+                    expected_conversions: c.expected_conversions,
+                    expected_discount_cost: c.expected_discount_cost,
+                    funnel: c.funnel.iter().map(|s| (s.step.clone(), s.users)).collect(),
+                    overlap: c.overlap.clone(),
                     export_uri: c.export_uri.clone(),
                     error: c.error.clone(),
                 })
                 .collect(),
         }
+    }
+
+    /// The dry-run preview: per campaign, the funnel, the sizes, the expected effect and cost,
+    /// and the overlap with the night's other campaigns.
+    pub fn preview(&self) -> String {
+        let mut out = format!(
+            "dry run for {} over {} users: nothing published, nothing recorded\n",
+            self.run_date, self.users
+        );
+        for c in &self.campaigns {
+            out.push_str(&format!("\n{} ({})\n", c.campaign_id, c.kind));
+            if let Some(e) = &c.error {
+                out.push_str(&format!("  FAILED: {e}\n"));
+                continue;
+            }
+            for (step, users) in &c.funnel {
+                out.push_str(&format!("  {users:>10}  {step}\n"));
+            }
+            out.push_str(&format!(
+                "  audience {} + holdout {}; expected incremental conversions {:.1}; \
+                 expected discount cost {:.1} list prices\n",
+                c.audience, c.holdout, c.expected_conversions, c.expected_discount_cost
+            ));
+            let overlap: Vec<String> = c
+                .overlap
+                .iter()
+                .map(|(id, n)| format!("{id} {n}"))
+                .collect();
+            if !overlap.is_empty() {
+                out.push_str(&format!(
+                    "  eligible users other campaigns want too: {}\n",
+                    overlap.join(", ")
+                ));
+            }
+        }
+        out
     }
 
     /// The table printed at the end of a run.

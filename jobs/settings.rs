@@ -89,6 +89,18 @@ pub struct TargetingSection {
     pub global_control_salt: Option<String>,
     /// Folder of the campaign files (`*.toml`). Default `config/campaigns`.
     pub campaigns_dir: Option<PathBuf>,
+    /// Frequency cap: at most this many messages per user in any window of `cap_days` days,
+    /// across all campaigns (0: no cap). Default 3.
+    pub max_messages: Option<usize>,
+    /// Length of the frequency-cap window, in days (1 to 365). Default 7.
+    pub cap_days: Option<i64>,
+    /// No discount to a user who got one in the last this many days (0: none), so users are
+    /// not trained to wait for deals. Default 14.
+    pub discount_cooldown_days: Option<i64>,
+    /// Who gets a user wanted by several campaigns on the same night: `priority` (the
+    /// campaign's `priority`, default) or `expected_value` (the campaign with the highest
+    /// expected incremental profit for that user).
+    pub arbitration: Option<String>,
 }
 
 /// `[runtime]`: how the job uses the machine.
@@ -113,6 +125,8 @@ pub struct Settings {
     pub global_control_share: f64,
     pub global_control_salt: String,
     pub campaigns_dir: PathBuf,
+    /// Frequency cap, discount cooldown and arbitration across campaigns.
+    pub limits: segments::Limits,
     pub threads: usize,
 }
 
@@ -234,6 +248,27 @@ impl SettingsFile {
         if !(1..=90).contains(&attribution_days) {
             bail!("models.attribution_days must be between 1 and 90, got {attribution_days}");
         }
+        let cap_days = self.targeting.cap_days.unwrap_or(7);
+        if !(1..=365).contains(&cap_days) {
+            bail!("targeting.cap_days must be between 1 and 365, got {cap_days}");
+        }
+        let cooldown = self.targeting.discount_cooldown_days.unwrap_or(14);
+        if !(0..=365).contains(&cooldown) {
+            bail!("targeting.discount_cooldown_days must be between 0 and 365, got {cooldown}");
+        }
+        let arbitration = match self.targeting.arbitration.as_deref() {
+            None | Some("priority") => segments::Arbitration::Priority,
+            Some("expected_value") => segments::Arbitration::ExpectedValue,
+            Some(other) => bail!(
+                "targeting.arbitration {other:?} is not one of \"priority\", \"expected_value\""
+            ),
+        };
+        let limits = segments::Limits {
+            max_messages: self.targeting.max_messages.unwrap_or(3),
+            cap_days,
+            discount_cooldown_days: cooldown,
+            arbitration,
+        };
         let threads = match o.threads.or(self.runtime.threads).unwrap_or(0) {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -260,6 +295,7 @@ impl SettingsFile {
                 .targeting
                 .campaigns_dir
                 .unwrap_or_else(|| PathBuf::from("config/campaigns")),
+            limits,
             threads,
         })
     }

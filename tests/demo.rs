@@ -106,6 +106,60 @@ async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
         }
     }
     assert_eq!(ledger.len(), 8, "two runs of four campaigns");
+
+    // A dry run for the same night previews exactly what was published, and leaves no trace.
+    let models = dir.join("models").display().to_string();
+    let exports_uri = format!("file://{}", exports.display());
+    let preview = targeting_env(
+        &[
+            "run",
+            "--dry-run",
+            "--date",
+            DATE,
+            "--database-url",
+            db_url,
+            "--exports",
+            &exports_uri,
+            "--threads",
+            "2",
+        ],
+        &[("TARGETING__MODELS__STORE", models.as_str())],
+    );
+    assert_ok(&preview);
+    let text = String::from_utf8_lossy(&preview.stdout).into_owned();
+    assert!(
+        text.contains("nothing published, nothing recorded"),
+        "{text}"
+    );
+    let mut campaign = String::new();
+    let mut previewed = 0;
+    for line in text.lines() {
+        if let Some((id, _)) = line.split_once(" (") {
+            if !line.starts_with(' ') {
+                campaign = id.to_string();
+            }
+        }
+        if let Some(rest) = line.trim().strip_prefix("audience ") {
+            let mut numbers = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty());
+            let audience: usize = numbers.next().unwrap().parse().unwrap();
+            let holdout: usize = numbers.next().unwrap().parse().unwrap();
+            let published = read_export(&run_folders(&exports, &campaign, DATE)[0]);
+            assert_eq!(audience, published.ids.len(), "{campaign}: {text}");
+            assert_eq!(
+                holdout as u64,
+                published.manifest["holdout_count"].as_u64().unwrap(),
+                "{campaign}"
+            );
+            previewed += 1;
+        }
+    }
+    assert_eq!(previewed, 4, "{text}");
+    assert_eq!(common::ledger(db_url).await.len(), 8, "a dry run records nothing");
+    for campaign in holdouts.keys() {
+        assert_eq!(run_folders(&exports, campaign, DATE).len(), 2, "{campaign}");
+    }
     let manifest = read_export(&run_folders(&exports, "weekly-deal", DATE)[0]).manifest;
     let versions = manifest["model_versions"].as_object().unwrap();
     assert!(

@@ -314,7 +314,8 @@ impl CategoricalLevels {
         })
     }
 
-    fn levels(&self, feature: &str) -> &[String] {
+    /// The levels of a categorical feature (`platform` or `country`).
+    pub fn levels(&self, feature: &str) -> &[String] {
         match feature {
             "platform" => &self.platform,
             _ => &self.country,

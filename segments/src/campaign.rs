@@ -2,17 +2,26 @@
 //!
 //! A campaign file (TOML, one per campaign) is parsed into [`CampaignFile`], which mirrors the
 //! file and rejects unknown fields, then validated into [`Campaign`], which the rest of the
-//! system uses and which cannot hold an invalid value. Validation reports every problem at once.
+//! system uses and which cannot hold an invalid value. Validation reports every problem at once,
+//! each with its `file:line:column`; unknown fields come with the closest known name as a hint.
+//! The JSON Schema of the file ([`schema`]) is generated from these types, so editors validate
+//! exactly what this module accepts.
 
+use std::ops::Range;
+
+use schemars::JsonSchema;
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
+use crate::rules::{check, closest, Catalog, CheckedRule};
 use crate::{Result, SegmentError};
 
 /// The campaign file format this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// A campaign file as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignFile {
     /// Version of this file format; must be 1.
@@ -35,6 +44,13 @@ pub struct CampaignFile {
     /// Salt of the holdout hash. Default: the campaign id. Change it only to reshuffle who is
     /// held out.
     pub salt: Option<String>,
+    /// Who may receive the campaign: rules that must all hold, e.g.
+    /// `"days_since_last_purchase >= 14"`, `"country in [\"US\", \"CA\"]"`,
+    /// `"not is_new_buyer"`. Each rule is a step of the dry-run funnel. Names come from the
+    /// feature catalogue (`targeting campaigns fields`); see the README for the language.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub eligibility: Vec<Spanned<String>>,
     /// What the message offers.
     #[serde(default)]
     pub offer: OfferFile,
@@ -50,7 +66,7 @@ pub struct CampaignFile {
 }
 
 /// Campaign kinds as written in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KindName {
     Drop,
@@ -60,7 +76,7 @@ pub enum KindName {
 }
 
 /// The `[offer]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfferFile {
     /// Discount in percent (0 to 90). 0 or absent means no discount.
@@ -68,10 +84,14 @@ pub struct OfferFile {
     pub discount_pct: f64,
     /// Text placed in the export's `offer` column for the CRM template, e.g. `"20% off"`.
     pub label: Option<String>,
+    /// Profit on a purchase at full price, as a share of the price (0 to 1). Expected profit
+    /// (for weekly deals and expected-value arbitration) is
+    /// `uplift × (margin − discount) − P(buy anyway) × discount`. Default 0.3.
+    pub margin: Option<f64>,
 }
 
 /// The `[drop]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropFile {
     /// The dropped item (`items.item_id`); its game, publisher and category drive affinity.
@@ -79,16 +99,26 @@ pub struct DropFile {
 }
 
 /// The `[weekly_deal]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeeklyDealFile {
     /// Users whose share of discounted orders over the last year is above this (0 to 1) are
     /// left out: they are already waiting for deals. Default 0.6.
     pub max_discount_share: Option<f64>,
+    /// Users whose predicted discount sensitivity (the probability that most of their next
+    /// purchases are discounted) is above this (0 to 1) are left out. Default 0.5.
+    pub max_sensitivity: Option<f64>,
+    /// Most the discount may cost tonight, in currency units: the expected discount given to
+    /// the messaged users (those who would buy anyway and those the offer converts). Users are
+    /// then taken by expected profit per unit of cost. Default: no budget.
+    pub budget: Option<f64>,
+    /// Average list price of a purchase the offer applies to, in currency units; turns the
+    /// expected discount into money for the budget. Default 30.
+    pub average_price: Option<f64>,
 }
 
 /// The `[seasonal]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeasonalFile {
     /// Only users whose predicted uplift is at least this are selected. Default 0.
@@ -96,7 +126,7 @@ pub struct SeasonalFile {
 }
 
 /// The `[export]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportFile {
     /// File format: `csv_gzip` (default) or `csv`.
@@ -113,6 +143,8 @@ pub struct Campaign {
     pub id: String,
     pub name: String,
     pub kind: CampaignKind,
+    /// Eligibility rules, checked against the catalogue; all must hold.
+    pub eligibility: Vec<CheckedRule>,
     pub priority: i32,
     pub holdout: f64,
     pub max_audience: usize,
@@ -127,8 +159,14 @@ pub struct Campaign {
 pub enum CampaignKind {
     /// A new item release: no discount; ranked by affinity to the item, then uplift.
     Drop { item_id: i64 },
-    /// A discount: ranked by uplift, leaving out users already conditioned to wait for deals.
-    WeeklyDeal { max_discount_share: f64 },
+    /// A discount: ranked by expected incremental profit, leaving out users already
+    /// conditioned to wait for deals; optionally under a budget.
+    WeeklyDeal {
+        max_discount_share: f64,
+        max_sensitivity: f64,
+        budget: Option<f64>,
+        average_price: f64,
+    },
     /// Users with no purchase yet, ranked by uplift.
     NewBuyer,
     /// A broad promotion: everyone above an uplift floor.
@@ -151,6 +189,8 @@ impl CampaignKind {
 pub struct Offer {
     pub discount_pct: f64,
     pub label: String,
+    /// Profit on a purchase at full price, as a share of the price.
+    pub margin: f64,
 }
 
 /// Export file formats.
@@ -177,42 +217,182 @@ impl ExportFormat {
     }
 }
 
-/// Parses and validates one campaign file; `origin` (the path) prefixes every message.
-pub fn parse(origin: &str, text: &str) -> Result<Campaign> {
-    let file: CampaignFile = toml::from_str(text).map_err(|e| SegmentError::InvalidCampaign {
-        origin: locate(origin, text, e.span()),
-        problems: vec![e.message().to_string()],
-    })?;
-    file.validate(origin)
+/// The JSON Schema of a campaign file, generated from [`CampaignFile`].
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(CampaignFile)).unwrap_or_default()
 }
 
-/// `origin:line:column` of a byte span's start (as TOML errors give them), or `origin` alone.
-pub fn locate(origin: &str, text: &str, span: Option<std::ops::Range<usize>>) -> String {
+/// Problems found in one file, each with the byte range it is about (when known).
+struct Problems<'a> {
+    origin: &'a str,
+    text: &'a str,
+    list: Vec<(Option<Range<usize>>, String)>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
+        self.list.push((at, message.into()));
+    }
+
+    fn into_error(self) -> SegmentError {
+        SegmentError::InvalidCampaign {
+            problems: self
+                .list
+                .into_iter()
+                .map(|(at, m)| format!("{}: {m}", locate(self.origin, self.text, at)))
+                .collect(),
+        }
+    }
+}
+
+/// Parses and validates one campaign file against the rule catalogue; `origin` (the path)
+/// prefixes every message. Reports unknown fields, wrong types and invalid values all at once.
+pub fn parse(origin: &str, text: &str, catalog: &Catalog) -> Result<Campaign> {
+    let mut problems = Problems {
+        origin,
+        text,
+        list: Vec::new(),
+    };
+    let table = match DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.add(e.span(), e.message().to_string());
+            return Err(problems.into_error());
+        }
+    };
+    let schema = schema();
+    unknown_fields(&schema, &schema, table.get_ref(), "", &mut problems);
+    let file: CampaignFile = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            // Unknown fields are already reported, with hints, and all of them.
+            if problems.list.is_empty() || !e.message().starts_with("unknown field") {
+                problems.add(e.span(), e.message().trim().to_string());
+            }
+            return Err(problems.into_error());
+        }
+    };
+    if !problems.list.is_empty() {
+        return Err(problems.into_error());
+    }
+    file.validate(table.get_ref(), catalog, problems)
+}
+
+/// `origin:line:column` of a byte range's start, or `origin` alone.
+pub fn locate(origin: &str, text: &str, span: Option<Range<usize>>) -> String {
     match span {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+            let column = before.chars().count()
+                - before
+                    .rfind('\n')
+                    .map_or(0, |p| before[..=p].chars().count())
+                + 1;
             format!("{origin}:{line}:{column}")
         }
         None => origin.to_string(),
     }
 }
 
-fn share(problems: &mut Vec<String>, field: &str, value: f64, max: f64) {
+/// The schema node `node` points to, following `$ref` and skipping the `null` branch of an
+/// optional field.
+fn resolve<'a>(root: &'a serde_json::Value, node: &'a serde_json::Value) -> &'a serde_json::Value {
+    if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        if let Some(def) = root.get("$defs").and_then(|d| d.get(name)) {
+            return resolve(root, def);
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(branches) = node.get(key).and_then(|b| b.as_array()) {
+            if let Some(b) = branches
+                .iter()
+                .map(|b| resolve(root, b))
+                .find(|b| b.get("properties").is_some())
+            {
+                return b;
+            }
+        }
+    }
+    node
+}
+
+/// Reports every key of `table` that the schema `node` does not allow, with a hint.
+fn unknown_fields(
+    root: &serde_json::Value,
+    node: &serde_json::Value,
+    table: &DeTable<'_>,
+    prefix: &str,
+    problems: &mut Problems<'_>,
+) {
+    let node = resolve(root, node);
+    let Some(props) = node.get("properties").and_then(|p| p.as_object()) else {
+        return;
+    };
+    for (key, value) in table.iter() {
+        let name = key.get_ref().as_ref();
+        match props.get(name) {
+            Some(sub) => {
+                if let DeValue::Table(t) = value.get_ref() {
+                    unknown_fields(root, sub, t, &format!("{prefix}{name}."), problems);
+                }
+            }
+            None => {
+                let hint = closest(name, props.keys().map(String::as_str))
+                    .map(|s| format!(", did you mean \"{s}\"?"))
+                    .unwrap_or_else(|| {
+                        let mut known: Vec<&str> = props.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        format!(" (known: {})", known.join(", "))
+                    });
+                problems.add(
+                    Some(key.span()),
+                    format!("unknown field \"{prefix}{name}\"{hint}"),
+                );
+            }
+        }
+    }
+}
+
+/// The byte range of the value at a dotted `path` (e.g. `offer.discount_pct`), if present.
+fn span_of(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+    let (_, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == head)?;
+    match (rest.is_empty(), value.get_ref()) {
+        (true, _) => Some(value.span()),
+        (false, DeValue::Table(t)) => span_of(t, rest),
+        _ => None,
+    }
+}
+
+fn share(problems: &mut Vec<(&'static str, String)>, field: &'static str, value: f64, max: f64) {
     if !(0.0..=max).contains(&value) {
-        problems.push(format!("{field} must be between 0 and {max}, got {value}"));
+        problems.push((
+            field,
+            format!("{field} must be between 0 and {max}, got {value}"),
+        ));
     }
 }
 
 impl CampaignFile {
-    /// Checks every field and returns the validated campaign, or all problems at once.
-    pub fn validate(self, origin: &str) -> Result<Campaign> {
-        let mut problems = Vec::new();
+    /// Checks every field and returns the validated campaign, or all problems at once, each
+    /// located in `table` (the file as parsed).
+    fn validate(
+        self,
+        table: &DeTable<'_>,
+        catalog: &Catalog,
+        mut located: Problems<'_>,
+    ) -> Result<Campaign> {
+        // (field path, message): the path locates the message in the file.
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
         if self.format_version != FORMAT_VERSION {
-            problems.push(format!(
-                "format_version {} is not supported (this build reads {FORMAT_VERSION})",
-                self.format_version
+            problems.push((
+                "format_version",
+                format!(
+                    "format_version {} is not supported (this build reads {FORMAT_VERSION})",
+                    self.format_version
+                ),
             ));
         }
         let id_ok = !self.id.is_empty()
@@ -221,14 +401,17 @@ impl CampaignFile {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !id_ok {
-            problems.push(format!(
-                "id {:?} must be non-empty lowercase letters, digits and '-'",
-                self.id
+            problems.push((
+                "id",
+                format!(
+                    "id {:?} must be non-empty lowercase letters, digits and '-'",
+                    self.id
+                ),
             ));
         }
         share(&mut problems, "holdout", self.holdout, 0.5);
         if self.max_audience == 0 {
-            problems.push("max_audience must be at least 1".into());
+            problems.push(("max_audience", "max_audience must be at least 1".into()));
         }
         share(
             &mut problems,
@@ -236,9 +419,11 @@ impl CampaignFile {
             self.offer.discount_pct,
             90.0,
         );
+        let margin = self.offer.margin.unwrap_or(0.3);
+        share(&mut problems, "offer.margin", margin, 1.0);
 
         let kind_name = self.kind;
-        let mut sections = vec![
+        let sections = [
             ("drop", self.drop.is_some(), KindName::Drop),
             (
                 "weekly_deal",
@@ -247,32 +432,64 @@ impl CampaignFile {
             ),
             ("seasonal", self.seasonal.is_some(), KindName::Seasonal),
         ];
-        sections.retain(|(_, present, kind)| *present && *kind != kind_name);
-        for (section, _, _) in sections {
-            problems.push(format!(
-                "[{section}] does not apply to a {kind_name:?} campaign"
-            ));
+        for (section, present, kind) in sections {
+            if present && kind != kind_name {
+                problems.push((
+                    section,
+                    format!("[{section}] does not apply to a {kind_name:?} campaign"),
+                ));
+            }
         }
         let kind = match kind_name {
             KindName::Drop => match &self.drop {
                 Some(d) => CampaignKind::Drop { item_id: d.item_id },
                 None => {
-                    problems.push("a drop campaign needs [drop] item_id".into());
+                    problems.push(("kind", "a drop campaign needs [drop] item_id".into()));
                     CampaignKind::Drop { item_id: 0 }
                 }
             },
             KindName::WeeklyDeal => {
-                let max = self
-                    .weekly_deal
-                    .as_ref()
-                    .and_then(|w| w.max_discount_share)
-                    .unwrap_or(0.6);
+                let w = self.weekly_deal.clone().unwrap_or(WeeklyDealFile {
+                    max_discount_share: None,
+                    max_sensitivity: None,
+                    budget: None,
+                    average_price: None,
+                });
+                let max = w.max_discount_share.unwrap_or(0.6);
                 share(&mut problems, "weekly_deal.max_discount_share", max, 1.0);
+                let max_sensitivity = w.max_sensitivity.unwrap_or(0.5);
+                share(
+                    &mut problems,
+                    "weekly_deal.max_sensitivity",
+                    max_sensitivity,
+                    1.0,
+                );
+                if let Some(b) = w.budget {
+                    if !(b >= 0.0 && b.is_finite()) {
+                        problems.push((
+                            "weekly_deal.budget",
+                            format!("weekly_deal.budget must be a non-negative amount, got {b}"),
+                        ));
+                    }
+                }
+                let average_price = w.average_price.unwrap_or(30.0);
+                if !(average_price > 0.0 && average_price.is_finite()) {
+                    problems.push((
+                        "weekly_deal.average_price",
+                        format!("weekly_deal.average_price must be above 0, got {average_price}"),
+                    ));
+                }
                 if self.offer.discount_pct <= 0.0 {
-                    problems.push("a weekly_deal needs offer.discount_pct above 0".into());
+                    problems.push((
+                        "offer.discount_pct",
+                        "a weekly_deal needs offer.discount_pct above 0".into(),
+                    ));
                 }
                 CampaignKind::WeeklyDeal {
                     max_discount_share: max,
+                    max_sensitivity,
+                    budget: w.budget,
+                    average_price,
                 }
             }
             KindName::NewBuyer => CampaignKind::NewBuyer,
@@ -283,43 +500,59 @@ impl CampaignFile {
                     .and_then(|s| s.min_uplift)
                     .unwrap_or(0.0);
                 if !(-1.0..=1.0).contains(&min_uplift) {
-                    problems.push(format!(
-                        "seasonal.min_uplift must be between -1 and 1, got {min_uplift}"
+                    problems.push((
+                        "seasonal.min_uplift",
+                        format!("seasonal.min_uplift must be between -1 and 1, got {min_uplift}"),
                     ));
                 }
                 CampaignKind::Seasonal { min_uplift }
             }
         };
         if kind_name == KindName::Drop && self.offer.discount_pct > 0.0 {
-            problems.push("a drop carries no discount: remove offer.discount_pct".into());
+            problems.push((
+                "offer.discount_pct",
+                "a drop carries no discount: remove offer.discount_pct".into(),
+            ));
         }
 
         let format = match self.export.format.as_deref() {
             None | Some("csv_gzip") => ExportFormat::CsvGzip,
             Some("csv") => ExportFormat::Csv,
             Some(other) => {
-                problems.push(format!(
-                    "export.format {other:?} is not one of \"csv_gzip\", \"csv\""
+                problems.push((
+                    "export.format",
+                    format!("export.format {other:?} is not one of \"csv_gzip\", \"csv\""),
                 ));
                 ExportFormat::CsvGzip
             }
         };
         match self.export.columns.as_deref() {
             None | Some("generic") => {}
-            Some(other) => problems.push(format!(
-                "export.columns {other:?} is not a known preset (\"generic\")"
+            Some(other) => problems.push((
+                "export.columns",
+                format!("export.columns {other:?} is not a known preset (\"generic\")"),
             )),
         }
         if let Some(dest) = &self.export.destination {
             if !dest.starts_with("file://") {
-                problems.push(format!("export.destination {dest:?} must be a file:// URI"));
+                problems.push((
+                    "export.destination",
+                    format!("export.destination {dest:?} must be a file:// URI"),
+                ));
             }
         }
-        if !problems.is_empty() {
-            return Err(SegmentError::InvalidCampaign {
-                origin: origin.to_string(),
-                problems,
-            });
+        for (path, message) in problems {
+            located.add(span_of(table, path), message);
+        }
+        let mut eligibility = Vec::new();
+        for (i, rule) in self.eligibility.iter().enumerate() {
+            match check(rule.get_ref(), catalog) {
+                Ok(r) => eligibility.push(r),
+                Err(e) => located.add(Some(rule.span()), format!("eligibility[{i}]: {e}")),
+            }
+        }
+        if !located.list.is_empty() {
+            return Err(located.into_error());
         }
         let label = self.offer.label.unwrap_or_else(|| {
             if self.offer.discount_pct > 0.0 {
@@ -333,12 +566,14 @@ impl CampaignFile {
             salt: self.salt.unwrap_or_else(|| self.id.clone()),
             id: self.id,
             kind,
+            eligibility,
             priority: self.priority,
             holdout: self.holdout,
             max_audience: self.max_audience as usize,
             offer: Offer {
                 discount_pct: self.offer.discount_pct,
                 label,
+                margin,
             },
             format,
             destination: self.export.destination,
@@ -349,6 +584,7 @@ impl CampaignFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::{Field, FieldKind};
 
     const DEAL: &str = r#"
 format_version = 1
@@ -356,46 +592,111 @@ id = "weekly-deal"
 kind = "weekly_deal"
 holdout = 0.1
 max_audience = 1000
+eligibility = ["orders_total >= 1"]
 [offer]
 discount_pct = 20
 "#;
 
+    fn catalog() -> Catalog {
+        Catalog {
+            fields: vec![Field {
+                name: "orders_total".into(),
+                kind: FieldKind::Number,
+                column: "orders_total".into(),
+                description: String::new(),
+            }],
+        }
+    }
+
+    fn error(text: &str) -> String {
+        parse("deal.toml", text, &catalog())
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn valid_file_gets_defaults() {
-        let c = parse("deal.toml", DEAL).unwrap();
+        let c = parse("deal.toml", DEAL, &catalog()).unwrap();
         assert_eq!(c.salt, "weekly-deal");
         assert_eq!(c.offer.label, "20% off");
         assert_eq!(
             c.kind,
             CampaignKind::WeeklyDeal {
-                max_discount_share: 0.6
+                max_discount_share: 0.6,
+                max_sensitivity: 0.5,
+                budget: None,
+                average_price: 30.0,
             }
         );
+        assert_eq!(c.offer.margin, 0.3);
         assert_eq!(c.format, ExportFormat::CsvGzip);
+        assert_eq!(c.eligibility.len(), 1);
+        assert_eq!(c.eligibility[0].text, "orders_total >= 1");
     }
 
     #[test]
-    fn unknown_field_is_located() {
-        let text = DEAL.replace("holdout = 0.1", "holdot = 0.1");
-        let err = parse("deal.toml", &text).unwrap_err().to_string();
-        assert!(err.starts_with("deal.toml:5:1: "), "{err}");
-        assert!(err.contains("holdot"), "{err}");
+    fn unknown_fields_are_located_with_a_hint() {
+        let text = DEAL
+            .replace("holdout = 0.1", "holdot = 0.1")
+            .replace("discount_pct = 20", "discount_pct = 20\nlabl = \"x\"");
+        assert_eq!(
+            error(&text),
+            "deal.toml:5:1: unknown field \"holdot\", did you mean \"holdout\"?\n\
+             deal.toml:10:1: unknown field \"offer.labl\", did you mean \"label\"?"
+        );
+        let text = DEAL.replace("holdout = 0.1", "holdout = 0.1\ncolour = 3");
+        let err = error(&text);
+        assert!(
+            err.starts_with("deal.toml:6:1: unknown field \"colour\" (known: drop, eligibility,"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn all_problems_are_reported_at_once() {
+    fn wrong_type_and_syntax_are_located() {
+        let err = error(&DEAL.replace("max_audience = 1000", "max_audience = \"lots\""));
+        assert!(
+            err.starts_with("deal.toml:6:16: invalid type: string"),
+            "{err}"
+        );
+        let err = error(&DEAL.replace("max_audience = 1000", "max_audience = "));
+        assert!(err.starts_with("deal.toml:6:"), "{err}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once_each_with_its_place() {
         let text = DEAL
             .replace("holdout = 0.1", "holdout = 1.5")
-            .replace("discount_pct = 20", "discount_pct = -5");
-        let err = parse("deal.toml", &text).unwrap_err().to_string();
-        assert!(
-            err.contains("holdout must be between 0 and 0.5, got 1.5"),
-            "{err}"
+            .replace("discount_pct = 20", "discount_pct = -5")
+            .replace("orders_total >= 1", "orders_totl >= 1");
+        assert_eq!(
+            error(&text),
+            "deal.toml:5:11: holdout must be between 0 and 0.5, got 1.5\n\
+             deal.toml:9:16: offer.discount_pct must be between 0 and 90, got -5\n\
+             deal.toml:9:16: a weekly_deal needs offer.discount_pct above 0\n\
+             deal.toml:7:16: eligibility[0]: unknown name \"orders_totl\", did you mean \"orders_total\"?\n    \
+             orders_totl >= 1\n    ^^^^^^^^^^^"
         );
-        assert!(
-            err.contains("offer.discount_pct must be between 0 and 90"),
-            "{err}"
-        );
-        assert!(err.contains("needs offer.discount_pct above 0"), "{err}");
+    }
+
+    #[test]
+    fn the_schema_describes_every_field() {
+        let s = schema();
+        let props = s["properties"].as_object().unwrap();
+        for key in [
+            "format_version",
+            "id",
+            "kind",
+            "holdout",
+            "eligibility",
+            "offer",
+        ] {
+            assert!(props.contains_key(key), "{key}");
+        }
+        assert_eq!(s["additionalProperties"], serde_json::json!(false));
+        assert!(props["holdout"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Share of the selected audience"));
     }
 }

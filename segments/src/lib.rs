@@ -11,16 +11,17 @@ pub mod select;
 
 pub use campaign::{Campaign, CampaignKind, ExportFormat, Offer};
 pub use holdout::{bucket, Arm};
-pub use select::{select, Audience, FunnelStep, SelectionContext};
+pub use select::{
+    select, select_night, Arbitration, Audience, FunnelStep, History, Limits, PastMessage,
+    SelectionContext,
+};
 
 /// Everything that can go wrong while building an audience.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
-    #[error("{origin}: {}", .problems.join("; "))]
-    InvalidCampaign {
-        origin: String,
-        problems: Vec<String>,
-    },
+    /// Every problem of a campaign file, each as `file:line:column: message`.
+    #[error("{}", .problems.join("\n"))]
+    InvalidCampaign { problems: Vec<String> },
     #[error("polars: {0}")]
     Polars(#[from] polars::error::PolarsError),
     #[error("campaign {campaign}: {why}")]
