@@ -109,11 +109,12 @@ pub struct JobFlags {
     /// Run date, YYYY-MM-DD (default: today, UTC). Features see only data before it.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: Option<NaiveDate>,
-    /// Only publish this campaign (repeatable; default: all campaigns). Every campaign of the
-    /// night still takes part in arbitration, so the audience is the one a full night gives.
+    /// Only publish this campaign, due or not (repeatable; default: every campaign due on the
+    /// date). The night's other campaigns still take part in arbitration, so the audience is
+    /// the one a full night gives.
     #[arg(long = "campaign", value_name = "ID", conflicts_with = "all")]
     pub campaigns: Vec<String>,
-    /// Every campaign (the default when no --campaign is given).
+    /// Every campaign due on the date (the default when no --campaign is given).
     #[arg(long)]
     pub all: bool,
 }
@@ -232,14 +233,18 @@ fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
     };
     let campaigns = crate::campaigns::load(&paths)?;
     for c in &campaigns {
+        let schedule = c.schedule.as_ref().map_or("every night".to_string(), |s| {
+            format!("{} ({})", s.cron, s.timezone)
+        });
         println!(
-            "ok  {:<28} {:<12} priority {:<4} holdout {:<5} max_audience {:<8} rules {}",
+            "ok  {:<28} {:<12} priority {:<4} holdout {:<5} max_audience {:<8} rules {}  {}",
             c.id,
             c.kind.name(),
             c.priority,
             c.holdout,
             c.max_audience,
-            c.eligibility.len()
+            c.eligibility.len(),
+            schedule
         );
     }
     println!("{} campaign files valid", campaigns.len());
@@ -320,12 +325,24 @@ async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
 async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool, dry_run: bool) -> Result<()> {
     let campaigns = crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?;
     crate::campaigns::check_ids(&campaigns, &j.campaigns)?;
+    let date = run_date(j.date);
+    // The night: every campaign due on the date, and any named with --campaign.
+    let campaigns: Vec<_> = campaigns
+        .into_iter()
+        .filter(|c| {
+            j.campaigns.contains(&c.id) || c.schedule.as_ref().is_none_or(|s| s.due_on(date))
+        })
+        .collect();
+    if campaigns.is_empty() {
+        println!("no campaign is due on {date}");
+        return Ok(());
+    }
     let source = Db::connect(&settings.source_url, false).await?;
     let state = state_db(settings, &source).await?;
     let report = pipeline::run(
         RunRequest {
             settings,
-            date: run_date(j.date),
+            date,
             campaigns,
             only: j.campaigns.clone(),
             dry_run,

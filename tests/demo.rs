@@ -156,7 +156,11 @@ async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
         }
     }
     assert_eq!(previewed, 4, "{text}");
-    assert_eq!(common::ledger(db_url).await.len(), 8, "a dry run records nothing");
+    assert_eq!(
+        common::ledger(db_url).await.len(),
+        8,
+        "a dry run records nothing"
+    );
     for campaign in holdouts.keys() {
         assert_eq!(run_folders(&exports, campaign, DATE).len(), 2, "{campaign}");
     }

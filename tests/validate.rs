@@ -20,12 +20,25 @@ fn every_broken_file_gets_its_own_located_error() {
     let out = targeting(&["validate", dir]);
     assert!(!out.status.success());
     let err = stderr(&out);
+    assert!(
+        err.starts_with("error: 7 problem(s) in campaign files:\n"),
+        "{err}"
+    );
     let expect = [
+        (
+            "bad-cron.toml:8:8: schedule.cron \"0 25 * * *\": Component error: Number out of \
+             bounds. (fields: [second] minute hour day-of-month month day-of-week)",
+            "",
+        ),
         (
             "bad-rule.toml:6:16: eligibility[0]: expected ')'",
             "    orders_total >= 1 and (country == \"US\"\n                                          ^",
         ),
         ("holdout-too-large.toml:4:11: holdout must be between 0 and 0.5, got 1.5", ""),
+        (
+            "negative-budget.toml:11:10: weekly_deal.budget must be a non-negative amount, got -500",
+            "",
+        ),
         (
             "unknown-feature.toml:6:16: eligibility[0]: unknown name \"days_since_purchase\", \
              did you mean \"days_since_last_purchase\"?",

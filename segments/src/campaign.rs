@@ -33,6 +33,8 @@ pub struct CampaignFile {
     pub name: Option<String>,
     /// What the campaign is: `drop`, `weekly_deal`, `new_buyer` or `seasonal`.
     pub kind: KindName,
+    /// When the campaign runs. Default: every night.
+    pub schedule: Option<ScheduleFile>,
     /// Higher wins when several campaigns want the same user on the same night. Default 0.
     #[serde(default)]
     pub priority: i32,
@@ -73,6 +75,18 @@ pub enum KindName {
     WeeklyDeal,
     NewBuyer,
     Seasonal,
+}
+
+/// The `[schedule]` table.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    /// Cron expression in the campaign's time zone: `minute hour day-of-month month
+    /// day-of-week`, optionally with a leading seconds field. E.g. `"0 3 * * MON"` (Mondays at
+    /// 03:00) or `"0 0 4 1 12 *"` (December 1st at 04:00:00).
+    pub cron: String,
+    /// IANA time zone of the expression, e.g. `"Europe/Berlin"`. Default `"UTC"`.
+    pub timezone: Option<String>,
 }
 
 /// The `[offer]` table.
@@ -143,6 +157,8 @@ pub struct Campaign {
     pub id: String,
     pub name: String,
     pub kind: CampaignKind,
+    /// When it runs; `None`: every night.
+    pub schedule: Option<Schedule>,
     /// Eligibility rules, checked against the catalogue; all must hold.
     pub eligibility: Vec<CheckedRule>,
     pub priority: i32,
@@ -152,6 +168,72 @@ pub struct Campaign {
     pub offer: Offer,
     pub format: ExportFormat,
     pub destination: Option<String>,
+}
+
+/// A validated schedule: a cron expression and its time zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub cron: String,
+    pub timezone: chrono_tz::Tz,
+}
+
+impl Schedule {
+    fn parse(
+        cron: &str,
+        timezone: Option<&str>,
+    ) -> std::result::Result<Self, (&'static str, String)> {
+        let timezone = match timezone {
+            None => chrono_tz::Tz::UTC,
+            Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+                (
+                    "schedule.timezone",
+                    format!("schedule.timezone {name:?} is not an IANA time zone (e.g. \"Europe/Berlin\")"),
+                )
+            })?,
+        };
+        croner::Cron::new(cron)
+            .with_seconds_optional()
+            .parse()
+            .map_err(|e| {
+                (
+                    "schedule.cron",
+                    format!(
+                        "schedule.cron {cron:?}: {e} (fields: [second] minute hour \
+                         day-of-month month day-of-week)"
+                    ),
+                )
+            })?;
+        Ok(Schedule {
+            cron: cron.to_string(),
+            timezone,
+        })
+    }
+
+    /// The parsed expression (validated when the campaign was).
+    pub fn expression(&self) -> Option<croner::Cron> {
+        croner::Cron::new(&self.cron)
+            .with_seconds_optional()
+            .parse()
+            .ok()
+    }
+
+    /// Whether the schedule fires during `date` in its time zone.
+    pub fn due_on(&self, date: chrono::NaiveDate) -> bool {
+        use chrono::TimeZone;
+        let Some(cron) = self.expression() else {
+            return false;
+        };
+        let midnight = |d: chrono::NaiveDate| {
+            self.timezone
+                .from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                .earliest()
+        };
+        let (Some(start), Some(end)) = (midnight(date), date.succ_opt().and_then(midnight)) else {
+            return false;
+        };
+        cron.find_next_occurrence(&start, true)
+            .is_ok_and(|next| next < end)
+    }
 }
 
 /// The kind of a campaign, with the settings that only that kind has.
@@ -541,6 +623,16 @@ impl CampaignFile {
                 ));
             }
         }
+        let schedule = match &self.schedule {
+            None => None,
+            Some(s) => match Schedule::parse(&s.cron, s.timezone.as_deref()) {
+                Ok(s) => Some(s),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
+        };
         for (path, message) in problems {
             located.add(span_of(table, path), message);
         }
@@ -566,6 +658,7 @@ impl CampaignFile {
             salt: self.salt.unwrap_or_else(|| self.id.clone()),
             id: self.id,
             kind,
+            schedule,
             eligibility,
             priority: self.priority,
             holdout: self.holdout,
@@ -676,6 +769,46 @@ discount_pct = 20
              deal.toml:9:16: a weekly_deal needs offer.discount_pct above 0\n\
              deal.toml:7:16: eligibility[0]: unknown name \"orders_totl\", did you mean \"orders_total\"?\n    \
              orders_totl >= 1\n    ^^^^^^^^^^^"
+        );
+    }
+
+    #[test]
+    fn schedules_are_validated_and_know_their_days() {
+        let with = |schedule: &str| DEAL.replace("[offer]", &format!("{schedule}\n[offer]"));
+        let c = parse(
+            "deal.toml",
+            &with("[schedule]\ncron = \"30 23 * * MON\"\ntimezone = \"America/New_York\""),
+            &catalog(),
+        )
+        .unwrap();
+        let s = c.schedule.unwrap();
+        let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        // 2026-11-23 is a Monday; 23:30 in New York is already Tuesday in UTC, but the day is
+        // the campaign's own.
+        assert!(s.due_on(day("2026-11-23")));
+        assert!(!s.due_on(day("2026-11-24")));
+        assert!(!s.due_on(day("2026-11-22")));
+        // Six fields: seconds first.
+        let c = parse(
+            "deal.toml",
+            &with("[schedule]\ncron = \"0 0 4 1 12 *\""),
+            &catalog(),
+        )
+        .unwrap();
+        assert!(c.schedule.as_ref().unwrap().due_on(day("2026-12-01")));
+        assert!(!c.schedule.unwrap().due_on(day("2026-12-02")));
+
+        let err = error(&with("[schedule]\ncron = \"0 25 * * *\""));
+        assert!(
+            err.starts_with("deal.toml:9:8: schedule.cron \"0 25 * * *\": "),
+            "{err}"
+        );
+        let err = error(&with(
+            "[schedule]\ncron = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"",
+        ));
+        assert!(
+            err.starts_with("deal.toml:10:12: schedule.timezone \"Mars/Olympus\" is not an IANA"),
+            "{err}"
         );
     }
 
