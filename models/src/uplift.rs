@@ -322,6 +322,24 @@ impl Fit<'_> {
         }
     }
 
+    /// One model on unweighted rows with early stopping on `valid`, over the fit's features.
+    fn early_stopped(
+        &self,
+        role: &'static str,
+        objective: &str,
+        train: (&[f64], &[f32]),
+        valid: (&[f64], &[f32]),
+    ) -> Result<Booster> {
+        fn rows<'a>((x, y): (&'a [f64], &'a [f32])) -> Rows<'a> {
+            Rows {
+                x,
+                y,
+                weights: None,
+            }
+        }
+        self.run(role, objective, rows(train), Some(rows(valid)), self.names)
+    }
+
     /// A classifier of the outcome on one arm's rows.
     fn arm_model(
         &self,
@@ -753,27 +771,17 @@ pub fn regress(
     params: &UpliftParams,
 ) -> Result<Vec<f64>> {
     let as_f32 = |v: &[f64]| -> Vec<f32> { v.iter().map(|&y| y as f32).collect() };
-    let (ty, vy) = (as_f32(train.1), as_f32(valid.1));
     let fit = Fit {
         params,
         names: feature_names,
         categorical,
         rounds: None,
     };
-    let booster = fit.run(
+    let booster = fit.early_stopped(
         "ceiling",
         "regression",
-        Rows {
-            x: train.0,
-            y: &ty,
-            weights: None,
-        },
-        Some(Rows {
-            x: valid.0,
-            y: &vy,
-            weights: None,
-        }),
-        feature_names,
+        (train.0, &as_f32(train.1)),
+        (valid.0, &as_f32(valid.1)),
     )?;
     predict(&booster, test_x, feature_names.len(), params.num_threads)
 }
@@ -810,21 +818,7 @@ impl Classifier {
             categorical,
             rounds: None,
         };
-        let first = fit.run(
-            "classifier",
-            "binary",
-            Rows {
-                x: train.0,
-                y: &ty,
-                weights: None,
-            },
-            Some(Rows {
-                x: valid.0,
-                y: &vy,
-                weights: None,
-            }),
-            feature_names,
-        )?;
+        let first = fit.early_stopped("classifier", "binary", (train.0, &ty), (valid.0, &vy))?;
         let calibration = Platt::fit(
             valid.1,
             &predict(&first, valid.0, feature_names.len(), params.num_threads)?,

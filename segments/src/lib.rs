@@ -8,6 +8,8 @@ pub mod campaign;
 pub mod holdout;
 pub mod rules;
 pub mod select;
+#[cfg(test)]
+mod testgen;
 
 pub use campaign::{Campaign, CampaignKind, ExportFormat, Offer};
 pub use holdout::{bucket, Arm};

@@ -828,6 +828,7 @@ fn compile(r: &Rule, catalog: &Catalog, run_day: i64) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testgen::Gen;
 
     fn catalog() -> Catalog {
         let f = |name: &str, kind: FieldKind, column: &str| Field {
@@ -1015,20 +1016,6 @@ mod tests {
             closest("holdot", ["holdout", "id", "kind"].into_iter()),
             Some("holdout")
         );
-    }
-
-    /// Tiny deterministic generator (xorshift) so the property test needs no extra crate.
-    struct Gen(u64);
-    impl Gen {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-            v[(self.next() % v.len() as u64) as usize]
-        }
     }
 
     #[test]

@@ -546,6 +546,7 @@ mod tests {
     use super::*;
     use crate::campaign::parse;
     use crate::rules::{Field, FieldKind};
+    use crate::testgen::Gen;
 
     fn frame() -> DataFrame {
         df! {
@@ -790,23 +791,6 @@ mod tests {
         };
         let a = select(&campaign("new_buyer", ""), &frame(), &ctx).unwrap();
         assert!(a.members.is_empty());
-    }
-
-    /// Deterministic xorshift generator, so the property tests need no extra crate.
-    struct Gen(u64);
-    impl Gen {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     fn random_frame(g: &mut Gen, n: usize) -> DataFrame {
