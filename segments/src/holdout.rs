@@ -66,4 +66,64 @@ mod tests {
         // Binomial sd at n = 100k and p = 0.1 is 0.095 pp; 0.5 pp is over 5 sd.
         assert!((share - 0.1).abs() < 0.005, "{share}");
     }
+
+    /// Pearson's chi-square statistic of observed counts against expected ones.
+    fn chi_square(observed: &[f64], expected: &[f64]) -> f64 {
+        observed
+            .iter()
+            .zip(expected)
+            .map(|(o, e)| (o - e) * (o - e) / e)
+            .sum()
+    }
+
+    #[test]
+    fn arms_are_balanced_by_chi_square() {
+        // 100k users, 20% held out. Critical values at p = 0.001: 10.83 for 1 degree of
+        // freedom, 18.47 for 4.
+        let n = 100_000usize;
+        let share = 0.2;
+        let arms: Vec<Arm> = (0..n as i64).map(|u| arm("balance", share, u)).collect();
+        let held = arms.iter().filter(|&&a| a == Arm::Holdout).count() as f64;
+        let shares = chi_square(
+            &[held, n as f64 - held],
+            &[n as f64 * share, n as f64 * (1.0 - share)],
+        );
+        assert!(shares < 10.83, "arm shares: chi-square {shares}");
+
+        // A covariate with five levels (as a country or a platform would be): the arm must
+        // not depend on it. Contingency table arm × level, (2 − 1) × (5 − 1) = 4 degrees of
+        // freedom.
+        let level = |u: usize| (u * 7 + u / 13) % 5;
+        let mut table = [[0.0f64; 5]; 2];
+        for (u, a) in arms.iter().enumerate() {
+            table[usize::from(*a == Arm::Holdout)][level(u)] += 1.0;
+        }
+        let rows: Vec<f64> = table.iter().map(|r| r.iter().sum()).collect();
+        let cols: Vec<f64> = (0..5).map(|j| table[0][j] + table[1][j]).collect();
+        let observed: Vec<f64> = table.iter().flatten().copied().collect();
+        let expected: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| cols.iter().map(move |c| r * c / n as f64))
+            .collect();
+        let independence = chi_square(&observed, &expected);
+        assert!(
+            independence < 18.47,
+            "arm × covariate: chi-square {independence}"
+        );
+
+        // The test can fail: an arm that follows the covariate is caught at once.
+        let mut skewed = [[0.0f64; 5]; 2];
+        for (u, a) in arms.iter().enumerate() {
+            let lv = level(u);
+            let held = lv == 0 || (*a == Arm::Holdout && u % 2 == 0);
+            skewed[usize::from(held)][lv] += 1.0;
+        }
+        let observed: Vec<f64> = skewed.iter().flatten().copied().collect();
+        let rows: Vec<f64> = skewed.iter().map(|r| r.iter().sum()).collect();
+        let expected: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| cols.iter().map(move |c| r * c / n as f64))
+            .collect();
+        assert!(chi_square(&observed, &expected) > 18.47);
+    }
 }
