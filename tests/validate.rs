@@ -36,7 +36,7 @@ fn every_broken_file_gets_its_own_located_error() {
         ),
         ("holdout-too-large.toml:4:11: holdout must be between 0 and 0.5, got 1.5", ""),
         (
-            "negative-budget.toml:11:10: weekly_deal.budget must be a non-negative amount, got -500",
+            "negative-budget.toml:9:10: offer.budget must be a non-negative amount, got -500",
             "",
         ),
         (

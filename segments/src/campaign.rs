@@ -102,6 +102,14 @@ pub struct OfferFile {
     /// (for weekly deals and expected-value arbitration) is
     /// `uplift × (margin − discount) − P(buy anyway) × discount`. Default 0.3.
     pub margin: Option<f64>,
+    /// Most the discount may cost tonight, in currency units: the expected discount given to
+    /// the messaged users (those who would buy anyway and those the offer converts). Only with
+    /// a discount. A weekly deal then takes users by expected profit per unit of cost. Default:
+    /// no budget.
+    pub budget: Option<f64>,
+    /// Average list price of a purchase the offer applies to, in currency units; turns the
+    /// expected discount into money for the budget. Default 30.
+    pub average_price: Option<f64>,
 }
 
 /// The `[drop]` table.
@@ -122,13 +130,6 @@ pub struct WeeklyDealFile {
     /// Users whose predicted discount sensitivity (the probability that most of their next
     /// purchases are discounted) is above this (0 to 1) are left out. Default 0.5.
     pub max_sensitivity: Option<f64>,
-    /// Most the discount may cost tonight, in currency units: the expected discount given to
-    /// the messaged users (those who would buy anyway and those the offer converts). Users are
-    /// then taken by expected profit per unit of cost. Default: no budget.
-    pub budget: Option<f64>,
-    /// Average list price of a purchase the offer applies to, in currency units; turns the
-    /// expected discount into money for the budget. Default 30.
-    pub average_price: Option<f64>,
 }
 
 /// The `[seasonal]` table.
@@ -241,13 +242,11 @@ impl Schedule {
 pub enum CampaignKind {
     /// A new item release: no discount; ranked by affinity to the item, then uplift.
     Drop { item_id: i64 },
-    /// A discount: ranked by expected incremental profit, leaving out users already
-    /// conditioned to wait for deals; optionally under a budget.
+    /// A discount: ranked by expected incremental profit (per unit of discount cost under a
+    /// budget), leaving out users already conditioned to wait for deals.
     WeeklyDeal {
         max_discount_share: f64,
         max_sensitivity: f64,
-        budget: Option<f64>,
-        average_price: f64,
     },
     /// Users with no purchase yet, ranked by uplift.
     NewBuyer,
@@ -273,6 +272,10 @@ pub struct Offer {
     pub label: String,
     /// Profit on a purchase at full price, as a share of the price.
     pub margin: f64,
+    /// Most the expected discount may cost a night, in currency units.
+    pub budget: Option<f64>,
+    /// Average list price of a purchase, in currency units.
+    pub average_price: f64,
 }
 
 /// Export file formats.
@@ -503,6 +506,26 @@ impl CampaignFile {
         );
         let margin = self.offer.margin.unwrap_or(0.3);
         share(&mut problems, "offer.margin", margin, 1.0);
+        if let Some(b) = self.offer.budget {
+            if !(b >= 0.0 && b.is_finite()) {
+                problems.push((
+                    "offer.budget",
+                    format!("offer.budget must be a non-negative amount, got {b}"),
+                ));
+            } else if self.offer.discount_pct <= 0.0 {
+                problems.push((
+                    "offer.budget",
+                    "offer.budget limits the cost of a discount: set offer.discount_pct".into(),
+                ));
+            }
+        }
+        let average_price = self.offer.average_price.unwrap_or(30.0);
+        if !(average_price > 0.0 && average_price.is_finite()) {
+            problems.push((
+                "offer.average_price",
+                format!("offer.average_price must be above 0, got {average_price}"),
+            ));
+        }
 
         let kind_name = self.kind;
         let sections = [
@@ -534,8 +557,6 @@ impl CampaignFile {
                 let w = self.weekly_deal.clone().unwrap_or(WeeklyDealFile {
                     max_discount_share: None,
                     max_sensitivity: None,
-                    budget: None,
-                    average_price: None,
                 });
                 let max = w.max_discount_share.unwrap_or(0.6);
                 share(&mut problems, "weekly_deal.max_discount_share", max, 1.0);
@@ -546,21 +567,7 @@ impl CampaignFile {
                     max_sensitivity,
                     1.0,
                 );
-                if let Some(b) = w.budget {
-                    if !(b >= 0.0 && b.is_finite()) {
-                        problems.push((
-                            "weekly_deal.budget",
-                            format!("weekly_deal.budget must be a non-negative amount, got {b}"),
-                        ));
-                    }
-                }
-                let average_price = w.average_price.unwrap_or(30.0);
-                if !(average_price > 0.0 && average_price.is_finite()) {
-                    problems.push((
-                        "weekly_deal.average_price",
-                        format!("weekly_deal.average_price must be above 0, got {average_price}"),
-                    ));
-                }
+
                 if self.offer.discount_pct <= 0.0 {
                     problems.push((
                         "offer.discount_pct",
@@ -570,8 +577,6 @@ impl CampaignFile {
                 CampaignKind::WeeklyDeal {
                     max_discount_share: max,
                     max_sensitivity,
-                    budget: w.budget,
-                    average_price,
                 }
             }
             KindName::NewBuyer => CampaignKind::NewBuyer,
@@ -667,6 +672,8 @@ impl CampaignFile {
                 discount_pct: self.offer.discount_pct,
                 label,
                 margin,
+                budget: self.offer.budget,
+                average_price,
             },
             format,
             destination: self.export.destination,
@@ -717,10 +724,9 @@ discount_pct = 20
             CampaignKind::WeeklyDeal {
                 max_discount_share: 0.6,
                 max_sensitivity: 0.5,
-                budget: None,
-                average_price: 30.0,
             }
         );
+        assert_eq!((c.offer.budget, c.offer.average_price), (None, 30.0));
         assert_eq!(c.offer.margin, 0.3);
         assert_eq!(c.format, ExportFormat::CsvGzip);
         assert_eq!(c.eligibility.len(), 1);

@@ -9,7 +9,7 @@
 //! 2. **arbitrate**: a user gets at most one campaign a night. By priority, campaigns pick in
 //!    priority order; by expected value, every (campaign, user) pair is taken in order of the
 //!    user's expected incremental profit from it. Either way a campaign stops at its maximum
-//!    audience and, for a weekly deal with a budget, when the expected discount cost would pass
+//!    audience and, for an offer with a budget, when the expected discount cost would pass
 //!    it;
 //! 3. **split**: each selected user's holdout arm comes from the campaign's salted hash.
 //!
@@ -319,8 +319,6 @@ fn rank(
         CampaignKind::WeeklyDeal {
             max_discount_share,
             max_sensitivity,
-            budget,
-            ..
         } => {
             // Missing share = no orders last year: not a deal hunter.
             step(&mut keep, "not deal-conditioned", &|i| {
@@ -331,7 +329,7 @@ fn rank(
             });
             step(&mut keep, "positive expected profit", &|i| value[i] > 0.0);
             // Under a budget the best value for the money comes first.
-            affinity = if budget.is_some() {
+            affinity = if campaign.offer.budget.is_some() {
                 (0..user.len())
                     .map(|i| value[i] / cost[i].max(1e-12))
                     .collect()
@@ -383,33 +381,29 @@ struct Filling<'a> {
 }
 
 impl Filling<'_> {
-    /// Whether the campaign can still take `c`: room under `max_audience` and, for a weekly
-    /// deal with a budget, under the budget (holdout members are not messaged and cost
-    /// nothing).
-    fn accepts(&self, c: &Candidate) -> bool {
-        if self.taken.len() >= self.campaign.max_audience {
-            return false;
-        }
-        match self.campaign.kind {
-            CampaignKind::WeeklyDeal {
-                budget: Some(budget),
-                average_price,
-                ..
-            } => {
-                let treated =
-                    arm(&self.campaign.salt, self.campaign.holdout, c.user_id) == Arm::Treatment;
-                !treated || self.spent + c.discount_cost * average_price <= budget
-            }
-            _ => true,
+    /// Expected discount cost of `c` in currency units: 0 for a holdout member, who is not
+    /// messaged.
+    fn cost(&self, c: &Candidate) -> f64 {
+        let o = &self.campaign.offer;
+        match arm(&self.campaign.salt, self.campaign.holdout, c.user_id) {
+            Arm::Treatment => c.discount_cost * o.average_price,
+            Arm::Holdout => 0.0,
         }
     }
 
+    /// Whether the campaign can still take `c`: room under `max_audience` and under the
+    /// offer's budget, if it has one.
+    fn accepts(&self, c: &Candidate) -> bool {
+        self.taken.len() < self.campaign.max_audience
+            && self
+                .campaign
+                .offer
+                .budget
+                .is_none_or(|budget| self.spent + self.cost(c) <= budget)
+    }
+
     fn take(&mut self, c: Candidate) {
-        if let CampaignKind::WeeklyDeal { average_price, .. } = self.campaign.kind {
-            if arm(&self.campaign.salt, self.campaign.holdout, c.user_id) == Arm::Treatment {
-                self.spent += c.discount_cost * average_price;
-            }
-        }
+        self.spent += self.cost(&c);
         self.taken.push(c);
     }
 }
@@ -631,7 +625,7 @@ mod tests {
         let deal = |budget: f64| {
             campaign(
                 "weekly_deal",
-                &format!("[offer]\ndiscount_pct = 20\n[weekly_deal]\nbudget = {budget}\n"),
+                &format!("[offer]\ndiscount_pct = 20\nbudget = {budget}\n"),
             )
         };
         assert_eq!(
@@ -834,8 +828,9 @@ mod tests {
             .map(|k| {
                 let (kind, extra) = kinds[g.below(4) as usize];
                 let mut extra = extra.to_string();
-                if kind == "weekly_deal" && g.below(2) == 0 {
-                    extra.push_str(&format!("[weekly_deal]\nbudget = {}\n", g.below(30)));
+                // The offer table comes last in `extra`: a budget joins it.
+                if extra.contains("discount_pct") && g.below(2) == 0 {
+                    extra.push_str(&format!("budget = {}\n", g.below(30)));
                 }
                 let mut c = campaign_with(&format!("c{k}"), kind, g.below(3) as i32, &extra);
                 c.holdout = [0.0, 0.1, 0.5][g.below(3) as usize];
@@ -902,13 +897,8 @@ mod tests {
                             sent.entry(m.user_id).or_default().push((night, discounted));
                         }
                     }
-                    if let CampaignKind::WeeklyDeal {
-                        budget: Some(budget),
-                        average_price,
-                        ..
-                    } = camp.kind
-                    {
-                        let spent = a.expected_discount_cost() * average_price;
+                    if let Some(budget) = camp.offer.budget {
+                        let spent = a.expected_discount_cost() * camp.offer.average_price;
                         assert!(spent <= budget + 1e-9, "budget {budget} spent {spent}");
                     }
                 }
