@@ -49,7 +49,7 @@ fn every_broken_file_gets_its_own_located_error() {
             "",
         ),
         (
-            "wrong-type.toml:5:16: invalid type: string \"a lot\", expected u64",
+            "wrong-type.toml:5:16: max_audience must be integer, not string",
             "",
         ),
     ];

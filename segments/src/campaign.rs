@@ -347,13 +347,15 @@ pub fn parse(origin: &str, text: &str, catalog: &Catalog) -> Result<Campaign> {
     };
     let schema = schema();
     unknown_fields(&schema, &schema, table.get_ref(), "", &mut problems);
+    // Unknown fields and wrong types are reported above, all of them and with hints; serde
+    // (which stops at the first) speaks only about what the walk does not check.
+    if !problems.list.is_empty() {
+        return Err(problems.into_error());
+    }
     let file: CampaignFile = match toml::from_str(text) {
         Ok(f) => f,
         Err(e) => {
-            // Unknown fields are already reported, with hints, and all of them.
-            if problems.list.is_empty() || !e.message().starts_with("unknown field") {
-                problems.add(e.span(), e.message().trim().to_string());
-            }
+            problems.add(e.span(), e.message().trim().to_string());
             return Err(problems.into_error());
         }
     };
@@ -419,6 +421,7 @@ fn unknown_fields(
         let name = key.get_ref().as_ref();
         match props.get(name) {
             Some(sub) => {
+                wrong_type(root, sub, value, &format!("{prefix}{name}"), problems);
                 if let DeValue::Table(t) = value.get_ref() {
                     unknown_fields(root, sub, t, &format!("{prefix}{name}."), problems);
                 }
@@ -438,6 +441,109 @@ fn unknown_fields(
             }
         }
     }
+}
+
+/// The JSON types a schema node accepts (through `$ref` and `anyOf`), and its allowed values
+/// when it is an enumeration.
+fn accepted<'a>(
+    root: &'a serde_json::Value,
+    node: &'a serde_json::Value,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let (mut types, mut values) = (Vec::new(), Vec::new());
+    if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        if let Some(def) = root.get("$defs").and_then(|d| d.get(name)) {
+            return accepted(root, def);
+        }
+    }
+    for key in ["anyOf", "oneOf"] {
+        for b in node
+            .get(key)
+            .and_then(|b| b.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let (t, v) = accepted(root, b);
+            types.extend(t);
+            values.extend(v);
+        }
+    }
+    match node.get("type") {
+        Some(serde_json::Value::String(t)) => types.push(t.as_str()),
+        Some(serde_json::Value::Array(ts)) => types.extend(ts.iter().filter_map(|t| t.as_str())),
+        _ => {}
+    }
+    if let Some(e) = node.get("enum").and_then(|e| e.as_array()) {
+        values.extend(e.iter().filter_map(|v| v.as_str()));
+        types.push("string");
+    }
+    if let Some(c) = node.get("const").and_then(|c| c.as_str()) {
+        values.push(c);
+        types.push("string");
+    }
+    if node.get("properties").is_some() {
+        types.push("object");
+    }
+    (types, values)
+}
+
+/// Reports a value whose TOML type the schema does not accept (every one, unlike serde, which
+/// stops at the first), or an enumeration's unknown value, with a hint.
+fn wrong_type(
+    root: &serde_json::Value,
+    node: &serde_json::Value,
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    problems: &mut Problems<'_>,
+) {
+    let (types, values) = accepted(root, node);
+    if types.is_empty() {
+        return;
+    }
+    let found = match value.get_ref() {
+        DeValue::String(_) => "string",
+        DeValue::Integer(_) => "integer",
+        DeValue::Float(_) => "number",
+        DeValue::Boolean(_) => "boolean",
+        DeValue::Datetime(_) => "datetime",
+        DeValue::Array(_) => "array",
+        DeValue::Table(_) => "object",
+    };
+    let ok = types.contains(&found) || (found == "integer" && types.contains(&"number"));
+    if !ok {
+        let mut want: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+        want.dedup();
+        problems.add(
+            Some(value.span()),
+            format!("{path} must be {}, not {found}", want.join(" or ")),
+        );
+        return;
+    }
+    if let (DeValue::String(v), false) = (value.get_ref(), values.is_empty()) {
+        if !values.contains(&v.as_ref()) {
+            let hint = closest(v.as_ref(), values.iter().copied())
+                .map(|s| format!(", did you mean \"{s}\"?"))
+                .unwrap_or_else(|| format!(" (one of {})", values.join(", ")));
+            problems.add(
+                Some(value.span()),
+                format!("{path} {v:?} is not known{hint}"),
+            );
+        }
+    }
+    if let (DeValue::Array(items), Some(item)) = (value.get_ref(), node_items(root, node)) {
+        for (i, v) in items.iter().enumerate() {
+            wrong_type(root, item, v, &format!("{path}[{i}]"), problems);
+        }
+    }
+}
+
+/// The item schema of an array node.
+fn node_items<'a>(
+    root: &'a serde_json::Value,
+    node: &'a serde_json::Value,
+) -> Option<&'a serde_json::Value> {
+    let node = resolve(root, node);
+    node.get("items")
 }
 
 /// The byte range of the value at a dotted `path` (e.g. `offer.discount_pct`), if present.
@@ -753,10 +859,16 @@ discount_pct = 20
 
     #[test]
     fn wrong_type_and_syntax_are_located() {
-        let err = error(&DEAL.replace("max_audience = 1000", "max_audience = \"lots\""));
-        assert!(
-            err.starts_with("deal.toml:6:16: invalid type: string"),
-            "{err}"
+        let text = DEAL
+            .replace("max_audience = 1000", "max_audience = \"lots\"")
+            .replace("holdout = 0.1", "holdout = true")
+            .replace("kind = \"weekly_deal\"", "kind = \"weekly-deal\"");
+        // Every wrong type at once, and an unknown kind with a hint.
+        assert_eq!(
+            error(&text),
+            "deal.toml:5:11: holdout must be number, not boolean\n\
+             deal.toml:4:8: kind \"weekly-deal\" is not known, did you mean \"weekly_deal\"?\n\
+             deal.toml:6:16: max_audience must be integer, not string"
         );
         let err = error(&DEAL.replace("max_audience = 1000", "max_audience = "));
         assert!(err.starts_with("deal.toml:6:"), "{err}");
