@@ -488,7 +488,7 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
             ]);
         }
 
-        if user as usize % CHUNK_USERS == 0 || user == n {
+        if (user as usize).is_multiple_of(CHUNK_USERS) || user == n {
             rows.flush(db).await?;
             bar.set_position(user as u64);
         }

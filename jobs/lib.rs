@@ -3,6 +3,9 @@
 //! record), the run ledger and the export sinks live here; the decisions are the `models` and
 //! `segments` crates'.
 
+// The S3 SDK's futures nest deeply inside the command's async block.
+#![recursion_limit = "256"]
+
 pub mod campaigns;
 pub mod cli;
 pub mod db;
@@ -15,4 +18,5 @@ pub mod pipeline;
 pub mod publish;
 pub mod report;
 pub mod settings;
+pub mod store;
 pub mod telemetry;

@@ -1078,7 +1078,7 @@ mod tests {
             let mut rule = String::new();
             for _ in 0..n {
                 rule.push_str(g.pick(&pieces));
-                if g.next() % 3 > 0 {
+                if !g.next().is_multiple_of(3) {
                     rule.push(' ');
                 }
             }
