@@ -51,6 +51,30 @@ pub enum Command {
         #[command(subcommand)]
         command: CampaignsCommand,
     },
+    /// The run ledger.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Recent campaign runs, newest first: status, sizes, export URI and any error.
+    List(RunsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    /// Only the runs of this campaign.
+    #[arg(long, value_name = "ID")]
+    pub campaign: Option<String>,
+    /// Most runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// State database (default: the settings' state.database_url).
+    #[arg(long, value_name = "URL")]
+    pub state_database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +194,15 @@ pub fn main(cli: Cli) -> Result<()> {
             },
             a.threads,
         ),
+        Command::Runs {
+            command: RunsCommand::List(a),
+        } => (
+            Overrides {
+                state_database_url: a.state_database_url.clone(),
+                ..Overrides::default()
+            },
+            None,
+        ),
         Command::Models { .. } | Command::Validate(_) | Command::Campaigns { .. } => {
             (Overrides::default(), None)
         }
@@ -193,6 +226,9 @@ pub fn main(cli: Cli) -> Result<()> {
                 command: ModelsCommand::List,
             } => list_models(&settings),
             Command::Validate(a) => validate(&settings, &a),
+            Command::Runs {
+                command: RunsCommand::List(a),
+            } => list_runs(&settings, &a).await,
             Command::Campaigns {
                 command: CampaignsCommand::Schema,
             } => {
@@ -397,7 +433,8 @@ async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     }
     let as_of = run_date(a.as_of);
     let source = Db::connect(&settings.source_url, false).await?;
-    let src = crate::extract::extract(&source, settings).await?;
+    let state = state_db(settings, &source).await?;
+    let src = crate::extract::extract(&source, Some(&state), settings).await?;
     let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of), None)?;
     let u = &m.used;
     println!(
@@ -413,6 +450,18 @@ async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
         u.sensitivity_version,
         u.sensitivity_auc,
     );
+    Ok(())
+}
+
+async fn list_runs(settings: &Settings, a: &RunsListArgs) -> Result<()> {
+    let state = Db::connect(&settings.state_url, false).await?;
+    state.migrate_state().await?;
+    let runs = crate::ledger::runs(&state, a.campaign.as_deref(), a.limit).await?;
+    if runs.is_empty() {
+        println!("no runs in {}", state.display);
+        return Ok(());
+    }
+    print!("{}", crate::report::runs_table(&runs));
     Ok(())
 }
 

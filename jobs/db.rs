@@ -30,12 +30,25 @@ pub enum Backend {
 }
 
 /// A connection pool and what it is connected to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
     /// The URL with any password replaced, for messages.
     pub display: String,
+    /// PostgreSQL's own pool, for what the generic driver cannot do (COPY). Connects on first
+    /// use.
+    pg: Option<sqlx::PgPool>,
+}
+
+impl std::fmt::Debug for Db {
+    // By hand: the pools' options hold the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .field("display", &self.display)
+            .finish()
+    }
 }
 
 impl Db {
@@ -73,6 +86,19 @@ impl Db {
             }
         }
         // Statement logging would print whole statements into the job's logs: off.
+        let pg = match backend {
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(15))
+                    .connect_lazy_with(
+                        sqlx::postgres::PgConnectOptions::from_str(&url)
+                            .with_context(|| format!("invalid database URL {display}"))?
+                            .log_statements(log::LevelFilter::Off),
+                    ),
+            ),
+            Backend::Sqlite => None,
+        };
         let options = AnyConnectOptions::from_str(&url)
             .with_context(|| format!("invalid database URL {display}"))?
             .log_statements(log::LevelFilter::Off)
@@ -95,6 +121,7 @@ impl Db {
             pool,
             backend,
             display,
+            pg,
         })
     }
 
@@ -194,6 +221,51 @@ impl Db {
             })?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Writes many rows: PostgreSQL's `COPY … FROM STDIN` (`copy_sql`, CSV) where the database
+    /// is PostgreSQL, else multi-row inserts in one transaction ([`Db::insert`]). Either way
+    /// all rows or none are written.
+    pub async fn bulk_insert(
+        &self,
+        copy_sql: &str,
+        insert_sql: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<()> {
+        let Some(pg) = &self.pg else {
+            return self.insert(insert_sql, rows).await;
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        for row in rows {
+            let fields = row.iter().map(|v| match v {
+                Value::Int(i) => i.to_string(),
+                Value::OptInt(i) => i.map(|i| i.to_string()).unwrap_or_default(),
+                Value::Float(f) => f.to_string(),
+                Value::Text(s) => s.clone(),
+                Value::OptText(s) => s.clone().unwrap_or_default(),
+                Value::Bool(b) => b.to_string(),
+            });
+            csv.write_record(fields)?;
+        }
+        let data = csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let context = || format!("COPY failed on {}: {}", self.display, first_line(copy_sql));
+        let mut conn = pg.acquire().await.with_context(context)?;
+        let mut copy = conn.copy_in_raw(copy_sql).await.with_context(context)?;
+        // Sent in chunks: the server acknowledges nothing until the end, and one huge
+        // message would be held twice in memory.
+        for chunk in data.chunks(1 << 20) {
+            if let Err(e) = copy.send(chunk).await {
+                let _ = copy.abort(format!("{e}")).await;
+                return Err(e).with_context(context);
+            }
+        }
+        copy.finish().await.with_context(context)?;
         Ok(())
     }
 }

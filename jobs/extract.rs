@@ -1,9 +1,14 @@
 //! The extract stage: every contract table through its query in `sql/queries/`, streamed into
-//! polars frames.
+//! polars frames, with the project's own assignment history added to the exposures.
 
-use anyhow::Result;
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
 use models::features::TABLES;
 use models::SourceTables;
+use polars::prelude::DataFrame;
+use sqlx::Row;
 use tracing::{info, info_span, Instrument};
 
 use crate::db::{query_text, Db};
@@ -33,8 +38,15 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
-/// Reads every contract table from the source database.
-pub async fn extract(db: &Db, settings: &Settings) -> Result<SourceTables> {
+/// Own assignments as exposures (run on the state database).
+const ASSIGNMENT_EXPOSURES: &str = include_str!("../sql/queries/assignment_exposures.sql");
+/// Email addresses of consenting users (only for presets with an email column).
+const CONTACT_EMAILS: &str = include_str!("../sql/queries/contact_emails.sql");
+
+/// Reads every contract table from the source database. With `state` (and
+/// `models.own_exposures`), the exposures also hold the assignments of past succeeded runs, so
+/// that each night's holdouts become training data.
+pub async fn extract(db: &Db, state: Option<&Db>, settings: &Settings) -> Result<SourceTables> {
     let mut frames = Vec::with_capacity(TABLES.len());
     for spec in TABLES {
         let builtin = BUILTIN
@@ -42,12 +54,58 @@ pub async fn extract(db: &Db, settings: &Settings) -> Result<SourceTables> {
             .find(|(name, _)| *name == spec.name)
             .map_or("", |(_, sql)| sql);
         let (sql, origin) = query_text(settings.queries_dir.as_deref(), spec.name, builtin)?;
-        let frame = db
+        let mut frame = db
             .fetch_frame(spec, &sql, &origin, settings.batch_rows)
             .instrument(info_span!("query", table = spec.name))
             .await?;
         info!(table = spec.name, rows = frame.height(), "extracted");
+        if let (Some(state), "campaign_exposures", true) =
+            (state, spec.name, settings.own_exposures)
+        {
+            let own = own_exposures(state, spec, settings).await?;
+            info!(
+                rows = own.height(),
+                "own assignments added to the exposures"
+            );
+            frame.vstack_mut(&own)?;
+        }
         frames.push((spec.name.to_string(), frame));
     }
     Ok(SourceTables::from_named(frames)?)
+}
+
+async fn own_exposures(
+    state: &Db,
+    spec: &models::features::TableSpec,
+    settings: &Settings,
+) -> Result<DataFrame> {
+    state.migrate_state().await?;
+    let (sql, origin) = query_text(
+        settings.queries_dir.as_deref(),
+        "assignment_exposures",
+        ASSIGNMENT_EXPOSURES,
+    )?;
+    state
+        .fetch_frame(spec, &sql, &origin, settings.batch_rows)
+        .instrument(info_span!("query", table = "assignment_exposures"))
+        .await
+}
+
+/// The email address of every consenting user who has one, by user id.
+pub async fn contact_emails(db: &Db, settings: &Settings) -> Result<HashMap<i64, String>> {
+    let (sql, origin) = query_text(
+        settings.queries_dir.as_deref(),
+        "contact_emails",
+        CONTACT_EMAILS,
+    )?;
+    let context = || format!("query {origin} failed on {}", db.display);
+    let mut rows = sqlx::query(&sql).fetch(&db.pool);
+    let mut emails = HashMap::new();
+    while let Some(row) = rows.try_next().await.with_context(context)? {
+        let user: i64 = row.try_get(0).with_context(context)?;
+        let email: String = row.try_get(1).with_context(context)?;
+        emails.insert(user, email);
+    }
+    info!(rows = emails.len(), "contact emails read");
+    Ok(emails)
 }

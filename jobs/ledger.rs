@@ -12,6 +12,8 @@ use crate::db::{Db, Value};
 const INSERT_RUN: &str = include_str!("../sql/statements/insert_run.sql");
 const FINISH_RUN: &str = include_str!("../sql/statements/finish_run.sql");
 const INSERT_ASSIGNMENTS: &str = include_str!("../sql/statements/insert_assignments.sql");
+const COPY_ASSIGNMENTS: &str = include_str!("../sql/statements/copy_assignments.sql");
+const RUNS: &str = include_str!("../sql/queries/runs.sql");
 const MESSAGE_HISTORY: &str = include_str!("../sql/queries/message_history.sql");
 
 /// How a campaign's run ended.
@@ -80,7 +82,7 @@ pub async fn finish(db: &Db, run_id: &str, campaign_id: &str, f: &Finish<'_>) ->
 }
 
 /// Records every selected user of a campaign (both arms) with their scores and the offer's
-/// discount.
+/// discount: with COPY on PostgreSQL, in one transaction of multi-row inserts on SQLite.
 pub async fn record_assignments(
     db: &Db,
     run_id: &str,
@@ -109,7 +111,51 @@ pub async fn record_assignments(
             ]
         })
         .collect();
-    db.insert(INSERT_ASSIGNMENTS, &rows).await
+    db.bulk_insert(COPY_ASSIGNMENTS, INSERT_ASSIGNMENTS, &rows)
+        .await
+}
+
+/// A campaign run as the ledger has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub run_id: String,
+    pub campaign_id: String,
+    pub run_date: String,
+    pub status: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub audience_size: Option<i64>,
+    pub holdout_size: Option<i64>,
+    pub export_uri: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The most recent `limit` campaign runs, newest first, of one campaign or (with `None`) all.
+pub async fn runs(db: &Db, campaign: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+    let context = || format!("cannot read the run ledger in {}", db.display);
+    let rows = sqlx::query(RUNS)
+        .bind(campaign.unwrap_or("").to_string())
+        .bind(limit as i64)
+        .fetch_all(&db.pool)
+        .await
+        .with_context(context)?;
+    rows.iter()
+        .map(|r| {
+            Ok(RunRow {
+                run_id: r.try_get(0)?,
+                campaign_id: r.try_get(1)?,
+                run_date: r.try_get(2)?,
+                status: r.try_get(3)?,
+                started_at: r.try_get(4)?,
+                finished_at: r.try_get(5)?,
+                audience_size: r.try_get(6)?,
+                holdout_size: r.try_get(7)?,
+                export_uri: r.try_get(8)?,
+                error: r.try_get(9)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .with_context(context)
 }
 
 /// The assignments (both arms) users got in the `days` days before `run_date`, from the

@@ -28,6 +28,7 @@ use crate::extract::extract;
 use crate::ledger::{self, Finish, Status};
 use crate::publish::{self, ExportRequest};
 use crate::settings::Settings;
+use crate::store::ObjectStore;
 
 /// What to run.
 #[derive(Debug)]
@@ -174,13 +175,13 @@ pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunRepo
         state.migrate_state().await?;
         let started = Utc::now().timestamp();
         if req.dry_run {
-            let prepared = prepare(&req, source).await?;
+            let prepared = prepare(&req, source, state).await?;
             return publish_all(&req, state, &run_id, &run_date, prepared).await;
         }
         for c in req.published() {
             ledger::start(state, &run_id, &c.id, &run_date, started).await?;
         }
-        match prepare(&req, source).await {
+        match prepare(&req, source, state).await {
             Ok(prepared) => publish_all(&req, state, &run_id, &run_date, prepared).await,
             Err(e) => {
                 let error = format!("{e:#}");
@@ -211,6 +212,8 @@ struct Prepared {
     model: ModelUsed,
     /// Categorical levels of the scoring model: text values in rules compile to its codes.
     levels: CategoricalLevels,
+    /// Email addresses of consenting users, when a published preset needs them.
+    emails: Option<std::collections::HashMap<i64, String>>,
 }
 
 /// The models a run scores with.
@@ -355,9 +358,17 @@ fn load_models(s: &Settings) -> Result<Option<Models>> {
     }))
 }
 
-async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
+async fn prepare(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<Prepared> {
     let s = req.settings;
-    let src = extract(source, s).instrument(info_span!("extract")).await?;
+    let src = extract(source, Some(state), s)
+        .instrument(info_span!("extract"))
+        .await?;
+    // Email addresses stay in the database unless a list needs them.
+    let emails = if !req.dry_run && req.published().any(|c| publish::needs_emails(c.columns)) {
+        Some(crate::extract::contact_emails(source, s).await?)
+    } else {
+        None
+    };
     let cutoff = cutoff_of(req.date);
 
     let stored = if req.retrain { None } else { load_models(s)? };
@@ -381,6 +392,7 @@ async fn prepare(req: &RunRequest<'_>, source: &Db) -> Result<Prepared> {
         levels: m.levels,
         src,
         scored,
+        emails,
     })
 }
 
@@ -482,6 +494,21 @@ async fn publish_all(
         }
     }
 
+    // One store per destination, opened once: loading the AWS configuration probes the
+    // credential chain.
+    let mut stores: BTreeMap<String, Result<ObjectStore, String>> = BTreeMap::new();
+    if !req.dry_run {
+        for c in req.published() {
+            let destination = c.destination.as_deref().unwrap_or(&s.export_destination);
+            if !stores.contains_key(destination) {
+                let store = ObjectStore::open(destination, &s.store)
+                    .await
+                    .map_err(|e| e.to_string());
+                stores.insert(destination.to_string(), store);
+            }
+        }
+    }
+
     let mut reports = Vec::new();
     for c in req.published() {
         let audience = selected
@@ -502,17 +529,24 @@ async fn publish_all(
             let audience = audience.map_err(|e| anyhow::anyhow!(e))?;
             let created_at = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
             let destination = c.destination.as_deref().unwrap_or(&s.export_destination);
-            let staged = info_span!("publish").in_scope(|| {
-                publish::stage(&ExportRequest {
-                    campaign: c,
-                    audience: &audience,
-                    destination,
-                    run_id,
-                    run_date,
-                    model_versions: &versions,
-                    created_at: &created_at,
-                })
-            })?;
+            let store = match stores.get(destination) {
+                Some(Ok(store)) => store,
+                Some(Err(e)) => anyhow::bail!("{e}"),
+                None => anyhow::bail!("no object store for {destination}"),
+            };
+            let request = ExportRequest {
+                campaign: c,
+                audience: &audience,
+                run_id,
+                run_date,
+                model_versions: &versions,
+                created_at: &created_at,
+                limits: s.part_limits,
+                emails: p.emails.as_ref(),
+            };
+            let staged = publish::stage(store, &request)
+                .instrument(info_span!("publish"))
+                .await?;
             // Assignments are recorded before `_SUCCESS`: a list a CRM can see always has its
             // history.
             let recorded = async {
@@ -524,12 +558,12 @@ async fn publish_all(
                     Utc::now().timestamp(),
                 )
                 .await?;
-                publish::commit(&staged)
+                publish::commit(store, &staged).await
             }
             .instrument(info_span!("record", rows = audience.members.len()))
             .await;
             if let Err(e) = recorded {
-                publish::discard(&staged);
+                publish::discard(store, &staged).await;
                 return Err(e);
             }
             info!(uri = %staged.uri, rows = staged.manifest.row_count, "published");

@@ -220,3 +220,44 @@ impl Summary {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 }
+
+/// `targeting runs list`: one line per campaign run, newest first; the error, when there is
+/// one, on the next line.
+pub fn runs_table(runs: &[crate::ledger::RunRow]) -> String {
+    use std::fmt::Write as _;
+    let time = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0).map_or_else(
+            || t.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
+    let count = |n: Option<i64>| n.map_or_else(|| "-".into(), |n| n.to_string());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<28} {:<10} {:<9} {:<19} {:>7} {:>9} {:>8}  export",
+        "run", "campaign", "date", "status", "started (UTC)", "seconds", "audience", "holdout"
+    );
+    for r in runs {
+        let seconds = r
+            .finished_at
+            .map_or_else(|| "-".into(), |f| (f - r.started_at).to_string());
+        let _ = writeln!(
+            out,
+            "{:<24} {:<28} {:<10} {:<9} {:<19} {:>7} {:>9} {:>8}  {}",
+            r.run_id,
+            r.campaign_id,
+            r.run_date,
+            r.status,
+            time(r.started_at),
+            seconds,
+            count(r.audience_size),
+            count(r.holdout_size),
+            r.export_uri.as_deref().unwrap_or("-"),
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "{:<24} error: {e}", "");
+        }
+    }
+    out
+}

@@ -30,6 +30,8 @@ pub struct SettingsFile {
     pub targeting: TargetingSection,
     #[serde(default)]
     pub runtime: RuntimeSection,
+    #[serde(default)]
+    pub s3: S3Section,
 }
 
 /// `[source]`: where user and commerce data are read from.
@@ -66,15 +68,47 @@ pub struct ModelsSection {
     pub attribution_days: Option<i64>,
     /// Seed of LightGBM and of the train/validation/test split. Default 42.
     pub seed: Option<u64>,
+    /// Train on the assignments of past runs too (the state database's history, in the shape
+    /// of `campaign_exposures`), so each night's holdouts become training data. Turn it off
+    /// when the source's `campaign_exposures` already holds them. Default true.
+    pub own_exposures: Option<bool>,
 }
 
 /// `[export]`: where target lists are published.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportSection {
-    /// Destination URI of the exports, `file:///absolute/path` or `file://relative/path`.
-    /// Default `file://demo/exports`. A campaign's own `export.destination` wins.
+    /// Destination URI of the exports: `file:///absolute/path`, `file://relative/path` or
+    /// `s3://bucket/prefix`. Default `file://demo/exports`. A campaign's own
+    /// `export.destination` wins.
     pub destination: Option<String>,
+    /// Most rows in one part file (1 to 2,000,000). Default 1,000,000.
+    pub max_part_rows: Option<usize>,
+    /// Most bytes in one part file before compression, in MB (1 to 500). Default 256.
+    pub max_part_mb: Option<usize>,
+    /// Size of one upload part when a file goes to S3 in parts, in MB (5 to 512). A file
+    /// larger than this is uploaded as a multipart upload. Default 8.
+    pub upload_part_mb: Option<usize>,
+    /// Attempts per object-store request before the campaign fails (1 to 20); transient errors
+    /// only (unreachable server, timeouts, 5xx, throttling). Default 5.
+    pub attempts: Option<u32>,
+    /// Wait before the first retry, in milliseconds, doubled for each further one. Default 200.
+    pub retry_backoff_ms: Option<u64>,
+}
+
+/// `[s3]`: how `s3://` destinations are reached. Credentials always come from the standard
+/// AWS chain (environment, profile, web identity, instance role), never from this file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000`. Default: the
+    /// standard `AWS_ENDPOINT_URL`, else AWS.
+    pub endpoint_url: Option<String>,
+    /// Region. Default: the standard chain (`AWS_REGION`, profile), else `us-east-1`.
+    pub region: Option<String>,
+    /// Address buckets by path (`http://host/bucket/key`), as most S3-compatible servers need.
+    /// Default false.
+    pub force_path_style: Option<bool>,
 }
 
 /// `[targeting]`: rules that hold for every campaign.
@@ -121,7 +155,13 @@ pub struct Settings {
     pub model_store: PathBuf,
     pub attribution_days: i64,
     pub seed: u64,
+    /// Add the state database's assignment history to the training exposures.
+    pub own_exposures: bool,
     pub export_destination: String,
+    /// Where parts are cut.
+    pub part_limits: crate::publish::PartLimits,
+    /// How the object store connects and retries.
+    pub store: crate::store::StoreOptions,
     pub global_control_share: f64,
     pub global_control_salt: String,
     pub campaigns_dir: PathBuf,
@@ -233,9 +273,43 @@ impl SettingsFile {
             .clone()
             .or(self.export.destination)
             .unwrap_or_else(|| "file://demo/exports".into());
-        if !export_destination.starts_with("file://") {
-            bail!("export.destination {export_destination:?} must be a file:// URI");
+        crate::store::Location::parse(&export_destination)
+            .context("export.destination must be a file:// or s3:// URI")?;
+        let max_rows = self.export.max_part_rows.unwrap_or(1_000_000);
+        if !(1..=2_000_000).contains(&max_rows) {
+            bail!("export.max_part_rows must be between 1 and 2000000, got {max_rows}");
         }
+        let max_mb = self.export.max_part_mb.unwrap_or(256);
+        if !(1..=500).contains(&max_mb) {
+            bail!("export.max_part_mb must be between 1 and 500, got {max_mb}");
+        }
+        let upload_mb = self.export.upload_part_mb.unwrap_or(8);
+        if !(5..=512).contains(&upload_mb) {
+            bail!("export.upload_part_mb must be between 5 and 512, got {upload_mb}");
+        }
+        let attempts = self.export.attempts.unwrap_or(5);
+        if !(1..=20).contains(&attempts) {
+            bail!("export.attempts must be between 1 and 20, got {attempts}");
+        }
+        if let Some(endpoint) = &self.s3.endpoint_url {
+            if url::Url::parse(endpoint).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                bail!(
+                    "s3.endpoint_url {} must be an http(s) URL",
+                    redact(endpoint)
+                );
+            }
+        }
+        const MB: usize = 1024 * 1024;
+        let store = crate::store::StoreOptions {
+            endpoint_url: self.s3.endpoint_url,
+            region: self.s3.region,
+            force_path_style: self.s3.force_path_style.unwrap_or(false),
+            part_bytes: upload_mb * MB,
+            attempts,
+            initial_backoff: std::time::Duration::from_millis(
+                self.export.retry_backoff_ms.unwrap_or(200),
+            ),
+        };
         let share = self.targeting.global_control_share.unwrap_or(0.05);
         if !(0.0..=0.5).contains(&share) {
             bail!("targeting.global_control_share must be between 0 and 0.5, got {share}");
@@ -285,7 +359,13 @@ impl SettingsFile {
                 .unwrap_or_else(|| PathBuf::from("demo/models")),
             attribution_days,
             seed: self.models.seed.unwrap_or(42),
+            own_exposures: self.models.own_exposures.unwrap_or(true),
             export_destination,
+            part_limits: crate::publish::PartLimits {
+                max_rows,
+                max_bytes: max_mb * MB,
+            },
+            store,
             global_control_share: share,
             global_control_salt: self
                 .targeting

@@ -3,7 +3,8 @@
 # job's own JSON span logs, plus wall time and peak memory.
 #   bash scripts/bench.sh [USERS ...]        (default: 100000 1000000)
 # Prints one line per size: generation, extract, train (all models, s; conversion uplift rows),
-# score (users/s), total, peak RSS.
+# score (users/s), publish (all campaigns' files, s), record (ledger and assignments, s), total,
+# peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,7 +14,7 @@ trap 'rm -rf "$work"' EXIT
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100000 1000000)
 threads="$(nproc)"
-printf '%-9s %7s %8s %9s %10s %12s %9s %9s %10s\n' users gen_s extract_s train_s train_rows score_users/s total_s rerun_s peak_MB
+printf '%-9s %7s %8s %9s %10s %12s %9s %8s %9s %9s %10s\n' users gen_s extract_s train_s train_rows score_users/s publish_s record_s total_s rerun_s peak_MB
 for n in "${sizes[@]}"; do
   dir="$work/demo-$n"
   # First run generates the data; the second, on the same data, is the nightly job alone.
@@ -39,10 +40,14 @@ def spans(path):
         if e.get("message") == "trained" and "qini_auc" in e and "rows_train" not in out:
             out["rows_train"] = e.get("rows_train")  # the conversion uplift model's rows
         if e.get("message") == "close":
-            busy = e.get("time.busy", "0s")
-            secs = float(busy[:-2]) / 1000 if busy.endswith("ms") else float(busy[:-2]) / 1e6 if busy.endswith("µs") else float(busy[:-1])
+            def secs_of(v):
+                return float(v[:-2]) / 1000 if v.endswith("ms") else float(v[:-2]) / 1e6 if v.endswith("µs") else float(v[:-2]) / 1e9 if v.endswith("ns") else float(v[:-1])
             name = e.get("span", {}).get("name")
-            if name in ("extract", "train", "score"):
+            secs = secs_of(e.get("time.busy", "0s"))
+            if name in ("publish", "record"):
+                # Async stages wait on the database and the object store: count that too.
+                secs += secs_of(e.get("time.idle", "0s"))
+            if name in ("extract", "train", "score", "publish", "record"):
                 # One train span per model: the stage's time is their sum.
                 out[name] = out.get(name, 0.0) + secs
     return out, first, ready
@@ -54,6 +59,6 @@ wall1, rss1 = open(f"{work}/time1").read().split()
 wall2, rss2 = open(f"{work}/time2").read().split()
 gen = (t(ready) - t(first)).total_seconds() if ready and first else float("nan")
 print(f"{n:<9d} {gen:7.1f} {s2['extract']:8.1f} {s2['train']:9.1f} {s2.get('rows_train', 0):10d} "
-      f"{n / s2['score']:12.0f} {float(wall1):9.1f} {float(wall2):9.1f} {max(int(rss1), int(rss2)) / 1024:10.0f}")
+      f"{n / s2['score']:12.0f} {s2.get('publish', 0.0):9.1f} {s2.get('record', 0.0):8.1f} {float(wall1):9.1f} {float(wall2):9.1f} {max(int(rss1), int(rss2)) / 1024:10.0f}")
 PY
 done

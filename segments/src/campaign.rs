@@ -144,11 +144,17 @@ pub struct SeasonalFile {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportFile {
-    /// File format: `csv_gzip` (default) or `csv`.
-    pub format: Option<String>,
-    /// Column preset: `generic` (`external_id, campaign_id, variant, offer, score, rank`).
-    pub columns: Option<String>,
-    /// Destination URI overriding the settings' `export.destination`, e.g. `file:///data/out`.
+    /// File format of the parts. Default `csv_gzip`.
+    pub format: Option<ExportFormat>,
+    /// Column preset, for the CRM that ingests the list. Default `generic`.
+    pub columns: Option<ColumnPreset>,
+    /// Also publish `holdout.csv.gz` (`external_id, campaign_id, variant`) with the holdout
+    /// members, for a CRM's own suppression logs. They are never in the list itself.
+    /// Default false.
+    #[serde(default)]
+    pub holdout_file: bool,
+    /// Destination URI overriding the settings' `export.destination`: `file:///data/out`,
+    /// `file://relative/out` or `s3://bucket/prefix`.
     pub destination: Option<String>,
 }
 
@@ -168,6 +174,9 @@ pub struct Campaign {
     pub salt: String,
     pub offer: Offer,
     pub format: ExportFormat,
+    pub columns: ColumnPreset,
+    /// Publish the holdout members in a separate `holdout.csv.gz`.
+    pub holdout_file: bool,
     pub destination: Option<String>,
 }
 
@@ -278,11 +287,18 @@ pub struct Offer {
     pub average_price: f64,
 }
 
-/// Export file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// File formats of an export's parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ExportFormat {
+    /// CSV with a header row, gzip-compressed (`part-00000.csv.gz`).
     CsvGzip,
+    /// CSV with a header row, uncompressed (`part-00000.csv`).
     Csv,
+    /// Apache Parquet (`part-00000.parquet`), typed columns.
+    Parquet,
+    /// JSON lines: one object per row (`part-00000.jsonl`).
+    Jsonl,
 }
 
 impl ExportFormat {
@@ -291,6 +307,8 @@ impl ExportFormat {
         match self {
             ExportFormat::CsvGzip => "csv.gz",
             ExportFormat::Csv => "csv",
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Jsonl => "jsonl",
         }
     }
 
@@ -298,6 +316,33 @@ impl ExportFormat {
         match self {
             ExportFormat::CsvGzip => "csv_gzip",
             ExportFormat::Csv => "csv",
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Column presets: which columns an export has, named the way its CRM imports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnPreset {
+    /// `external_id, campaign_id, variant, offer, score, rank`.
+    Generic,
+    /// Braze's user CSV import: `external_id` and custom attributes `targeting_campaign`,
+    /// `targeting_variant`, `targeting_offer`, `targeting_score`, `targeting_rank`,
+    /// `targeting_date`.
+    Braze,
+    /// Iterable's user import: `userId`, `email` (only of users who consented to marketing),
+    /// and data fields `campaignId`, `offer`, `score`, `rank`.
+    Iterable,
+}
+
+impl ColumnPreset {
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnPreset::Generic => "generic",
+            ColumnPreset::Braze => "braze",
+            ColumnPreset::Iterable => "iterable",
         }
     }
 }
@@ -708,29 +753,11 @@ impl CampaignFile {
             ));
         }
 
-        let format = match self.export.format.as_deref() {
-            None | Some("csv_gzip") => ExportFormat::CsvGzip,
-            Some("csv") => ExportFormat::Csv,
-            Some(other) => {
-                problems.push((
-                    "export.format",
-                    format!("export.format {other:?} is not one of \"csv_gzip\", \"csv\""),
-                ));
-                ExportFormat::CsvGzip
-            }
-        };
-        match self.export.columns.as_deref() {
-            None | Some("generic") => {}
-            Some(other) => problems.push((
-                "export.columns",
-                format!("export.columns {other:?} is not a known preset (\"generic\")"),
-            )),
-        }
         if let Some(dest) = &self.export.destination {
-            if !dest.starts_with("file://") {
+            if !(dest.starts_with("file://") || dest.starts_with("s3://")) {
                 problems.push((
                     "export.destination",
-                    format!("export.destination {dest:?} must be a file:// URI"),
+                    format!("export.destination {dest:?} must be a file:// or s3:// URI"),
                 ));
             }
         }
@@ -781,7 +808,9 @@ impl CampaignFile {
                 budget: self.offer.budget,
                 average_price,
             },
-            format,
+            format: self.export.format.unwrap_or(ExportFormat::CsvGzip),
+            columns: self.export.columns.unwrap_or(ColumnPreset::Generic),
+            holdout_file: self.export.holdout_file,
             destination: self.export.destination,
         })
     }

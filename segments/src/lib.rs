@@ -11,10 +11,10 @@ pub mod select;
 #[cfg(test)]
 mod testgen;
 
-pub use campaign::{Campaign, CampaignKind, ExportFormat, Offer};
+pub use campaign::{Campaign, CampaignKind, ColumnPreset, ExportFormat, Offer};
 pub use holdout::{bucket, Arm};
 pub use select::{
-    select, select_night, Arbitration, Audience, FunnelStep, History, Limits, PastMessage,
+    select, select_night, Arbitration, Audience, FunnelStep, History, Limits, Member, PastMessage,
     SelectionContext,
 };
 
