@@ -2,6 +2,8 @@
 //! published, and query the databases it wrote.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -192,6 +194,18 @@ pub async fn forbidden_users(url: &str) -> HashSet<i64> {
     .await
     .unwrap();
     rows.iter().map(|r| r.get::<i64, _>(0)).collect()
+}
+
+/// Every user's email address (none for some).
+pub async fn emails(url: &str) -> std::collections::HashMap<i64, Option<String>> {
+    let pool = pool(url).await;
+    sqlx::query("SELECT user_id, email FROM users")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)))
+        .collect()
 }
 
 /// A ledger row.

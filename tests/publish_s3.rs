@@ -1,0 +1,440 @@
+//! Publishing to S3 — a moto server on loopback, started by `scripts/test.sh` — end to end:
+//! the layout, manifests checked against the objects read back, `_SUCCESS` last, a large part
+//! as a multipart upload, every format and column preset, the ledger and assignments matching
+//! the files, byte-identical parts on a re-run, `runs list`, wrong credentials, and a server
+//! that stops in the middle of a run.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use common::s3::{self, Relay};
+use common::*;
+
+const USERS: &str = "30000";
+
+/// Long offer text: it makes the JSON-lines list outgrow one 5 MB upload part.
+const LONG_LABEL: &str = "Winter sale: up to 30% off every game in the store, with free \
+    shipping on physical editions, double loyalty points on every order, a free month of the \
+    premium membership for new subscribers, early access to the spring catalogue, and a \
+    surprise gift for everyone who buys before Sunday midnight";
+
+/// The campaign files of these tests: one per format and column preset.
+fn campaigns(dir: &Path) -> PathBuf {
+    let dir = dir.join("campaigns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        (
+            "big-list.toml",
+            format!(
+                r#"format_version = 1
+id = "big-list"
+kind = "seasonal"
+priority = 10
+holdout = 0.05
+max_audience = 100000
+[offer]
+discount_pct = 30
+label = "{LONG_LABEL}"
+[seasonal]
+min_uplift = -1.0
+[export]
+format = "jsonl"
+columns = "braze"
+"#
+            ),
+        ),
+        (
+            "deal-csv.toml",
+            r#"format_version = 1
+id = "deal-csv"
+kind = "weekly_deal"
+priority = 20
+holdout = 0.1
+max_audience = 3000
+eligibility = ["not is_new_buyer"]
+[offer]
+discount_pct = 20
+margin = 0.35
+[export]
+format = "csv_gzip"
+columns = "generic"
+"#
+            .to_string(),
+        ),
+        (
+            "welcome-parquet.toml",
+            r#"format_version = 1
+id = "welcome-parquet"
+kind = "new_buyer"
+priority = 30
+holdout = 0.15
+max_audience = 3000
+[offer]
+discount_pct = 15
+[export]
+format = "parquet"
+columns = "iterable"
+holdout_file = true
+"#
+            .to_string(),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+const CAMPAIGNS: [&str; 3] = ["big-list", "deal-csv", "welcome-parquet"];
+
+/// Settings of every run: the test's campaigns and model store, 5 MB upload parts, quick
+/// retries.
+fn env_for(dir: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "TARGETING__TARGETING__CAMPAIGNS_DIR".into(),
+            campaigns(dir).display().to_string(),
+        ),
+        (
+            "TARGETING__MODELS__STORE".into(),
+            dir.join("models").display().to_string(),
+        ),
+        ("TARGETING__S3__FORCE_PATH_STYLE".into(), "true".into()),
+        ("TARGETING__EXPORT__UPLOAD_PART_MB".into(), "5".into()),
+        ("TARGETING__EXPORT__RETRY_BACKOFF_MS".into(), "50".into()),
+    ]
+}
+
+/// Runs the binary on a blocking thread, so that a relay on this runtime keeps serving.
+async fn run(args: Vec<String>, env: Vec<(String, String)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        targeting_env(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Generates the demo source in a new PostgreSQL database and trains the models (publishing
+/// to a local folder); returns the database URL.
+async fn demo_source(dir: &Path, name: &str) -> String {
+    let url = fresh_postgres_db(name).await;
+    let exports = format!("file://{}", dir.join("local").display());
+    let out = run(
+        strings(&[
+            "demo",
+            "--users",
+            USERS,
+            "--dir",
+            &dir.display().to_string(),
+            "--date",
+            DATE,
+            "--database-url",
+            &url,
+            "--exports",
+            &exports,
+            "--threads",
+            "2",
+        ]),
+        env_for(dir),
+    )
+    .await;
+    assert_ok(&out);
+    url
+}
+
+/// `targeting run` for the test date against the generated source: every campaign (they have
+/// no schedule, so all are due).
+fn run_args(db_url: &str, exports: &str) -> Vec<String> {
+    strings(&[
+        "run",
+        "--date",
+        DATE,
+        "--database-url",
+        db_url,
+        "--exports",
+        exports,
+        "--threads",
+        "2",
+    ])
+}
+
+/// The run folders of a campaign for the test date, oldest first (`<prefix>/run=…/`).
+async fn run_prefixes(c: &aws_sdk_s3::Client, bucket: &str, campaign: &str) -> Vec<String> {
+    let day = format!("exports/{campaign}/dt={DATE}/");
+    let mut runs: Vec<String> = s3::list(c, bucket, &day)
+        .await
+        .into_iter()
+        .filter_map(|o| {
+            let rest = o.key.strip_prefix(&day)?;
+            let run = rest.split('/').next()?;
+            Some(format!("{day}{run}/"))
+        })
+        .collect();
+    runs.sort();
+    runs.dedup();
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_to_s3_verifiably_and_repeatably() {
+    let dir = tempdir("s3-publish");
+    let db = demo_source(&dir, "s3_publish").await;
+    let client = s3::default_client();
+    let bucket = "targeting-publish";
+    s3::create_bucket(&client, bucket).await;
+    let exports = format!("s3://{bucket}/exports");
+    for _ in 0..2 {
+        assert_ok(&run(run_args(&db, &exports), env_for(&dir)).await);
+    }
+
+    let forbidden = forbidden_users(&db).await;
+    let ledger = ledger(&db).await;
+    let mut multipart_seen = false;
+    for campaign in CAMPAIGNS {
+        let runs = run_prefixes(&client, bucket, campaign).await;
+        assert_eq!(runs.len(), 2, "{campaign}: one folder per run: {runs:?}");
+        let a = s3::read_s3_export(&client, bucket, &runs[0]).await;
+        let b = s3::read_s3_export(&client, bucket, &runs[1]).await;
+        assert_eq!(
+            a.part_hashes, b.part_hashes,
+            "{campaign}: a re-run gives byte-identical parts"
+        );
+        assert_eq!(a.manifest["model_versions"], b.manifest["model_versions"]);
+        assert!(a.ids.len() > 300, "{campaign}: {} rows", a.ids.len());
+        assert!(
+            a.ids.iter().all(|u| !forbidden.contains(u)),
+            "{campaign}: a suppressed or non-consenting user is in the list"
+        );
+        for o in &a.objects {
+            if o.key.contains("/part-") && o.size > 5 * 1024 * 1024 {
+                // A multipart upload's ETag is `<md5 of the part md5s>-<parts>`.
+                let parts: usize = o
+                    .etag
+                    .rsplit_once('-')
+                    .and_then(|(_, n)| n.parse().ok())
+                    .unwrap_or(0);
+                assert!(parts >= 2, "{}: {} bytes, ETag {}", o.key, o.size, o.etag);
+                multipart_seen = true;
+            }
+        }
+        // The ledger and the assignments say exactly what the files say.
+        for export in [&a, &b] {
+            let run_id = export.manifest["run_id"].as_str().unwrap();
+            let uri = format!("s3://{bucket}/{}", export.prefix.trim_end_matches('/'));
+            let row = ledger
+                .iter()
+                .find(|r| r.campaign_id == campaign && r.export_uri.as_deref() == Some(&uri))
+                .unwrap_or_else(|| panic!("{campaign}: no ledger row for {uri}: {ledger:?}"));
+            assert_eq!(row.status, "succeeded");
+            assert_eq!(row.audience_size, Some(export.ids.len() as i64));
+            let held = export.manifest["holdout_count"].as_u64().unwrap() as i64;
+            assert_eq!(row.holdout_size, Some(held));
+            let treated = assigned(&db, run_id, campaign, "treatment").await;
+            let listed: HashSet<i64> = export.ids.iter().copied().collect();
+            assert_eq!(treated, listed, "{campaign}: assignments match the list");
+            let holdout = assigned(&db, run_id, campaign, "holdout").await;
+            assert_eq!(holdout.len() as i64, held);
+            assert!(
+                holdout.is_disjoint(&listed),
+                "{campaign}: holdout in a list"
+            );
+            if let Some(file) = &export.holdout_ids {
+                assert_eq!(
+                    file, &holdout,
+                    "{campaign}: holdout.csv.gz is the holdout arm"
+                );
+            }
+        }
+    }
+    assert!(multipart_seen, "no part went through a multipart upload");
+
+    // Presets: the Iterable list carries each user's email address (all of them consented),
+    // empty where a user has none.
+    let welcome = run_prefixes(&client, bucket, "welcome-parquet").await;
+    let export = s3::read_s3_export(&client, bucket, &welcome[0]).await;
+    assert_eq!(export.manifest["preset"], "iterable");
+    assert_eq!(export.manifest["columns"][1], "email");
+    let part = export.manifest["parts"][0]["path"].as_str().unwrap();
+    let bytes = s3::get(&client, bucket, &format!("{}{part}", export.prefix)).await;
+    let rows = s3::parquet_strings(&bytes, &["userId", "email"]);
+    let known = emails(&db).await;
+    assert!(rows.iter().any(|r| r[1].is_some()), "no email at all");
+    for r in &rows {
+        let user: i64 = r[0].as_deref().unwrap().parse().unwrap();
+        assert_eq!(r[1], known[&user], "email of user {user}");
+    }
+    let big = run_prefixes(&client, bucket, "big-list").await;
+    let manifest = s3::read_s3_export(&client, bucket, &big[0]).await.manifest;
+    assert_eq!(manifest["columns"][1], "targeting_campaign");
+
+    // `runs list` shows them, newest first.
+    let state_env = env_for(&dir);
+    let listed = run(
+        strings(&[
+            "runs",
+            "list",
+            "--campaign",
+            "deal-csv",
+            "--state-database-url",
+            &db,
+        ]),
+        state_env,
+    )
+    .await;
+    assert_ok(&listed);
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 3, "two S3 runs and the demo's: {text}");
+    assert!(lines
+        .iter()
+        .all(|l| l.contains("deal-csv") && l.contains("succeeded")));
+    let newest = run_prefixes(&client, bucket, "deal-csv").await[1].clone();
+    assert!(
+        lines[0].contains(&format!("s3://{bucket}/{}", newest.trim_end_matches('/'))),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_publish_nothing() {
+    let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
+        std::env::var("TEST_S3_AUTH_ENDPOINT"),
+        std::env::var("TEST_S3_AUTH_BUCKET"),
+        std::env::var("TEST_S3_AUTH_KEY_ID"),
+        std::env::var("TEST_S3_AUTH_SECRET"),
+    ) else {
+        panic!(
+            "run the tests with `bash scripts/test.sh`: it starts a server that checks signatures"
+        );
+    };
+    let dir = tempdir("s3-auth");
+    let db = demo_source(&dir, "s3_auth").await;
+    let exports = format!("s3://{bucket}/exports");
+    let mut env = env_for(&dir);
+    env.push(("AWS_ENDPOINT_URL".into(), endpoint.clone()));
+    env.push(("AWS_ACCESS_KEY_ID".into(), key.clone()));
+    let mut wrong = env.clone();
+    wrong.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret-key".into()));
+    let before = ledger(&db).await.len();
+
+    let out = run(run_args(&db, &exports), wrong).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: 3 of 3 campaigns failed"), "{err}");
+    assert!(last.contains("SignatureDoesNotMatch"), "{err}");
+    assert!(last.contains(&format!("s3://{bucket}/exports/")), "{err}");
+    assert!(
+        !err.contains("not-the-secret-key"),
+        "the secret leaked: {err}"
+    );
+    let client = s3::client(&endpoint, &key, &secret);
+    assert!(
+        s3::list(&client, &bucket, "").await.is_empty(),
+        "nothing is published"
+    );
+    let rows = ledger(&db).await;
+    assert_eq!(rows.len(), before + 3);
+    for r in &rows[before..] {
+        assert_eq!(r.status, "failed", "{r:?}");
+        assert!(r
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("SignatureDoesNotMatch"));
+        assert_eq!(r.export_uri, None);
+    }
+
+    // The same run with the right secret publishes: the credentials were the only problem.
+    let mut right = env;
+    right.push(("AWS_SECRET_ACCESS_KEY".into(), secret.clone()));
+    assert_ok(&run(run_args(&db, &exports), right).await);
+    for campaign in CAMPAIGNS {
+        let runs = run_prefixes(&client, &bucket, campaign).await;
+        assert_eq!(runs.len(), 1, "{campaign}");
+        s3::read_s3_export(&client, &bucket, &runs[0]).await;
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishes() {
+    let dir = tempdir("s3-outage");
+    let db = demo_source(&dir, "s3_outage").await;
+    let client = s3::default_client();
+    let bucket = "targeting-outage";
+    s3::create_bucket(&client, bucket).await;
+    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    // The server goes away when the first part of a multipart upload is on its way.
+    let relay = Relay::start(upstream.trim_start_matches("http://"), Some(b"partNumber=")).await;
+    let exports = format!("s3://{bucket}/exports");
+    let mut env = env_for(&dir);
+    env.push(("AWS_ENDPOINT_URL".into(), relay.endpoint()));
+    let before = ledger(&db).await.len();
+
+    let out = run(run_args(&db, &exports), env.clone()).await;
+    assert!(relay.tripped.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("object store request failed, retrying"),
+        "{err}"
+    );
+    assert!(err.contains("gave up after 5 attempts"), "{err}");
+    let rows = ledger(&db).await;
+    let big = rows[before..]
+        .iter()
+        .find(|r| r.campaign_id == "big-list")
+        .unwrap();
+    assert_eq!(big.status, "failed", "{big:?}");
+    assert!(
+        big.error.as_deref().unwrap().contains("cannot be reached"),
+        "{big:?}"
+    );
+    // Whatever else happened, no run folder of that run is complete.
+    for campaign in CAMPAIGNS {
+        let status = &rows[before..]
+            .iter()
+            .find(|r| r.campaign_id == campaign)
+            .unwrap()
+            .status;
+        for prefix in run_prefixes(&client, bucket, campaign).await {
+            let has_success = s3::list(&client, bucket, &format!("{prefix}_SUCCESS"))
+                .await
+                .len()
+                == 1;
+            assert_eq!(has_success, status == "succeeded", "{campaign} {prefix}");
+        }
+    }
+
+    // The server is back: the next run publishes everything.
+    relay.restart().await;
+    let out = run(run_args(&db, &exports), env).await;
+    assert_ok(&out);
+    let rows = ledger(&db).await;
+    for campaign in CAMPAIGNS {
+        let last = rows
+            .iter()
+            .rev()
+            .find(|r| r.campaign_id == campaign)
+            .unwrap();
+        assert_eq!(last.status, "succeeded");
+        let runs = run_prefixes(&client, bucket, campaign).await;
+        let newest = runs.last().unwrap();
+        assert_eq!(
+            last.export_uri.as_deref(),
+            Some(format!("s3://{bucket}/{}", newest.trim_end_matches('/')).as_str())
+        );
+        s3::read_s3_export(&client, bucket, newest).await;
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
