@@ -188,7 +188,9 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    fn parse(
+    /// Parses a cron expression (optional seconds field) and an IANA time zone (default UTC);
+    /// the error names the field at fault.
+    pub fn parse(
         cron: &str,
         timezone: Option<&str>,
     ) -> std::result::Result<Self, (&'static str, String)> {
@@ -225,6 +227,44 @@ impl Schedule {
             .with_seconds_optional()
             .parse()
             .ok()
+    }
+
+    /// The first time the schedule fires strictly after `t`.
+    pub fn next_after(
+        &self,
+        t: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let cron = self.expression()?;
+        cron.find_next_occurrence(&t.with_timezone(&self.timezone), false)
+            .ok()
+            .map(|d| d.with_timezone(&chrono::Utc))
+    }
+
+    /// The last time the schedule fired at or before `t`, looking back at most `window`.
+    pub fn last_fired(
+        &self,
+        t: chrono::DateTime<chrono::Utc>,
+        window: chrono::Duration,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        // Walk forward from the start of the window: croner has no backward search, and a
+        // window holds few firings (a seconds-level test schedule is capped).
+        let mut at = t - window - chrono::Duration::seconds(1);
+        let mut last = None;
+        for _ in 0..100_000 {
+            match self.next_after(at) {
+                Some(next) if next <= t => {
+                    last = Some(next);
+                    at = next;
+                }
+                _ => break,
+            }
+        }
+        last
+    }
+
+    /// The run date of a firing at `t`: its date in the schedule's time zone.
+    pub fn run_date(&self, t: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        t.with_timezone(&self.timezone).date_naive()
     }
 
     /// Whether the schedule fires during `date` in its time zone.
@@ -820,6 +860,53 @@ impl CampaignFile {
 mod tests {
     use super::*;
     use crate::rules::{Field, FieldKind};
+
+    #[test]
+    fn schedules_fire_in_their_time_zone() {
+        use chrono::TimeZone;
+        let s = Schedule::parse("0 3 * * *", Some("Europe/Berlin")).unwrap();
+        let utc = |y, m, d, h, min| chrono::Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap();
+        // 03:00 in Berlin is 02:00 UTC in winter and 01:00 UTC in summer.
+        assert_eq!(
+            s.next_after(utc(2026, 11, 26, 1, 0)),
+            Some(utc(2026, 11, 26, 2, 0))
+        );
+        assert_eq!(
+            s.next_after(utc(2026, 11, 26, 2, 0)),
+            Some(utc(2026, 11, 27, 2, 0))
+        );
+        assert_eq!(
+            s.next_after(utc(2026, 7, 1, 0, 0)),
+            Some(utc(2026, 7, 1, 1, 0))
+        );
+        let window = chrono::Duration::hours(24);
+        assert_eq!(
+            s.last_fired(utc(2026, 11, 26, 2, 0), window),
+            Some(utc(2026, 11, 26, 2, 0))
+        );
+        assert_eq!(
+            s.last_fired(utc(2026, 11, 26, 1, 59), window),
+            Some(utc(2026, 11, 25, 2, 0))
+        );
+        assert_eq!(
+            s.last_fired(utc(2026, 11, 26, 1, 59), chrono::Duration::hours(6)),
+            None
+        );
+        // 23:30 UTC on the 25th is already the 26th in Berlin.
+        let late = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 23, 30, 0)
+            .unwrap();
+        assert_eq!(
+            s.run_date(late),
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
+        );
+        let every_2s = Schedule::parse("*/2 * * * * *", None).unwrap();
+        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 8, 0, 1).unwrap();
+        assert_eq!(
+            every_2s.next_after(t),
+            Some(t + chrono::Duration::seconds(1))
+        );
+    }
 
     const DEAL: &str = r#"
 format_version = 1
