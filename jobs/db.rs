@@ -41,6 +41,21 @@ pub struct Db {
     pg: Option<sqlx::PgPool>,
 }
 
+impl Db {
+    /// A connection of its own, outside the pools, for a session-scoped advisory lock: closing
+    /// it (or the process dying) releases the lock. `None` when the database is not PostgreSQL.
+    pub async fn dedicated_pg_connection(&self) -> Result<Option<sqlx::PgConnection>> {
+        use sqlx::Connection as _;
+        let Some(pg) = &self.pg else {
+            return Ok(None);
+        };
+        let conn = sqlx::PgConnection::connect_with(&pg.connect_options())
+            .await
+            .with_context(|| format!("cannot connect to database {}", self.display))?;
+        Ok(Some(conn))
+    }
+}
+
 impl std::fmt::Debug for Db {
     // By hand: the pools' options hold the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -185,3 +185,36 @@ pub async fn history(db: &Db, run_date: chrono::NaiveDate, days: i64) -> Result<
     }
     Ok(history)
 }
+
+const SUCCEEDED_RUN: &str = include_str!("../sql/queries/succeeded_run.sql");
+const ABORT_RUNNING: &str = include_str!("../sql/statements/abort_running.sql");
+
+/// Whether a campaign already has a succeeded run for a date.
+pub async fn has_succeeded(db: &Db, campaign_id: &str, run_date: &str) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(SUCCEEDED_RUN)
+        .bind(campaign_id)
+        .bind(run_date)
+        .fetch_one(&db.pool)
+        .await
+        .with_context(|| format!("cannot read the run ledger in {}", db.display))?;
+    Ok(n > 0)
+}
+
+/// Marks a campaign and date's runs that are still `running` as `aborted`, with the reason;
+/// returns how many. Only the holder of that campaign and date's lock may call it.
+pub async fn abort_running(
+    db: &Db,
+    campaign_id: &str,
+    run_date: &str,
+    reason: &str,
+) -> Result<u64> {
+    let done = sqlx::query(ABORT_RUNNING)
+        .bind(campaign_id)
+        .bind(run_date)
+        .bind(chrono::Utc::now().timestamp())
+        .bind(reason)
+        .execute(&db.pool)
+        .await
+        .with_context(|| format!("cannot mark aborted runs in {}", db.display))?;
+    Ok(done.rows_affected())
+}

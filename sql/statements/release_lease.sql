@@ -1,0 +1,1 @@
+DELETE FROM targeting_leases WHERE lock_key = $1 AND holder = $2
