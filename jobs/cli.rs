@@ -33,8 +33,12 @@ pub struct Cli {
 pub enum Command {
     /// Generate a synthetic source database and run the whole nightly job on it.
     Demo(DemoArgs),
-    /// Run the nightly job on the configured source database.
+    /// Run the nightly job on the configured source database (the one-shot entry for an
+    /// external scheduler: exit code 0 only when every due campaign succeeded).
     Run(RunArgs),
+    /// The daemon: run each campaign on its own schedule, and retrain on the settings'
+    /// schedule, until SIGTERM or SIGINT. Serves /healthz and /metrics on scheduler.listen.
+    Schedule(TargetFlags),
     /// Evaluate the uplift learners on a CSV (held-out Qini, AUUC, uplift@30%).
     Evaluate(crate::evaluate::EvaluateArgs),
     /// Train the models on the configured source and store them as the new `current`.
@@ -118,6 +122,24 @@ pub struct TrainArgs {
 /// Flags shared by the commands that run the job.
 #[derive(Debug, Args)]
 pub struct JobFlags {
+    #[command(flatten)]
+    pub target: TargetFlags,
+    /// Run date, YYYY-MM-DD (default: today, UTC). Features see only data before it.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+    /// Only publish this campaign, due or not (repeatable; default: every campaign due on the
+    /// date). The night's other campaigns still take part in arbitration, so the audience is
+    /// the one a full night gives.
+    #[arg(long = "campaign", value_name = "ID", conflicts_with = "all")]
+    pub campaigns: Vec<String>,
+    /// Every campaign due on the date (the default when no --campaign is given).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Where a job reads, records and publishes, overriding the settings.
+#[derive(Debug, Args)]
+pub struct TargetFlags {
     /// Source database URL (overrides source.database_url).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
@@ -130,17 +152,6 @@ pub struct JobFlags {
     /// Threads for LightGBM and polars (overrides runtime.threads; 0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Run date, YYYY-MM-DD (default: today, UTC). Features see only data before it.
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub date: Option<NaiveDate>,
-    /// Only publish this campaign, due or not (repeatable; default: every campaign due on the
-    /// date). The night's other campaigns still take part in arbitration, so the audience is
-    /// the one a full night gives.
-    #[arg(long = "campaign", value_name = "ID", conflicts_with = "all")]
-    pub campaigns: Vec<String>,
-    /// Every campaign due on the date (the default when no --campaign is given).
-    #[arg(long)]
-    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -177,8 +188,9 @@ pub struct RunArgs {
 pub fn main(cli: Cli) -> Result<()> {
     telemetry::init(cli.log_format);
     let (overrides, threads_hint) = match &cli.command {
-        Command::Demo(a) => (demo_overrides(a), a.job.threads),
-        Command::Run(a) => (job_overrides(&a.job), a.job.threads),
+        Command::Demo(a) => (demo_overrides(a), a.job.target.threads),
+        Command::Run(a) => (job_overrides(&a.job.target), a.job.target.threads),
+        Command::Schedule(a) => (job_overrides(a), a.threads),
         Command::Evaluate(a) => (
             Overrides {
                 threads: a.threads,
@@ -221,6 +233,7 @@ pub fn main(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
             Command::Run(a) => run_job(&settings, &a.job, a.retrain, a.dry_run).await,
+            Command::Schedule(_) => crate::daemon::serve(&settings).await,
             Command::Train(a) => run_train(&settings, &a).await,
             Command::Models {
                 command: ModelsCommand::List,
@@ -287,7 +300,7 @@ fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
     Ok(())
 }
 
-fn job_overrides(j: &JobFlags) -> Overrides {
+fn job_overrides(j: &TargetFlags) -> Overrides {
     Overrides {
         database_url: j.database_url.clone(),
         state_database_url: j.state_database_url.clone(),
@@ -300,7 +313,7 @@ fn job_overrides(j: &JobFlags) -> Overrides {
 /// The demo runs on its own folder unless told otherwise: SQLite at DIR/source.db, exports in
 /// DIR/exports, models in DIR/models.
 fn demo_overrides(a: &DemoArgs) -> Overrides {
-    let mut o = job_overrides(&a.job);
+    let mut o = job_overrides(&a.job.target);
     let dir = a.dir.display().to_string();
     o.database_url
         .get_or_insert_with(|| format!("sqlite://{dir}/source.db"));
@@ -398,7 +411,8 @@ async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool, dry_run: bool
     fail_on_campaign_errors(&report)
 }
 
-async fn state_db(settings: &Settings, source: &Db) -> Result<Db> {
+/// The state database: the source's pool when they are the same database.
+pub(crate) async fn state_db(settings: &Settings, source: &Db) -> Result<Db> {
     if settings.state_url == settings.source_url {
         Ok(source.clone())
     } else {

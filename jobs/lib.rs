@@ -8,11 +8,14 @@
 
 pub mod campaigns;
 pub mod cli;
+pub mod daemon;
 pub mod db;
 pub mod demo;
 pub mod evaluate;
 pub mod extract;
 pub mod ledger;
+pub mod lock;
+pub mod metrics;
 pub mod model_store;
 pub mod pipeline;
 pub mod publish;

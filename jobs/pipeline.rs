@@ -89,6 +89,24 @@ pub struct CampaignReport {
     pub overlap: Vec<(String, usize)>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
+    /// The error may go away on its own (the database or the object store was unreachable):
+    /// a scheduler may try again.
+    pub transient: bool,
+}
+
+/// Whether a failure may go away on its own: the object store or the database could not be
+/// reached, or timed out.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>()
+            .is_some_and(|s| s.is_transient())
+            || c.downcast_ref::<sqlx::Error>().is_some_and(|s| {
+                matches!(
+                    s,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                )
+            })
+    })
 }
 
 impl CampaignReport {
@@ -111,6 +129,7 @@ impl CampaignReport {
             funnel: a.funnel,
             export_uri,
             error: None,
+            transient: false,
         }
     }
 }
@@ -588,7 +607,8 @@ async fn publish_all(
             }
             Err(e) => {
                 let error = format!("{e:#}");
-                warn!(campaign = %c.id, error = %error, "campaign failed");
+                let transient = is_transient(&e);
+                warn!(campaign = %c.id, error = %error, transient, "campaign failed");
                 let finish = Finish {
                     status: Status::Failed,
                     finished_at,
@@ -601,6 +621,7 @@ async fn publish_all(
                 ledger::finish(state, run_id, &c.id, &finish).await?;
                 CampaignReport {
                     error: Some(error),
+                    transient,
                     ..CampaignReport::new(c, None, None)
                 }
             }

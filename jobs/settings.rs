@@ -32,6 +32,8 @@ pub struct SettingsFile {
     pub runtime: RuntimeSection,
     #[serde(default)]
     pub s3: S3Section,
+    #[serde(default)]
+    pub scheduler: SchedulerSection,
 }
 
 /// `[source]`: where user and commerce data are read from.
@@ -111,6 +113,92 @@ pub struct S3Section {
     pub force_path_style: Option<bool>,
 }
 
+/// `[scheduler]`: the `targeting schedule` daemon.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// Address of `/healthz` and `/metrics` (Prometheus). Default `127.0.0.1:9184`.
+    pub listen: Option<String>,
+    /// When campaigns without a `[schedule]` run: a cron expression (optional seconds field)
+    /// in `timezone`. Default `"0 2 * * *"` (02:00 every night).
+    pub default_cron: Option<String>,
+    /// IANA time zone of `default_cron` and `retrain_cron`. Default `"UTC"`.
+    pub timezone: Option<String>,
+    /// When the models are retrained: a cron expression in `timezone`; `""`: never. Default
+    /// `"0 1 * * SUN"` (Sundays at 01:00).
+    pub retrain_cron: Option<String>,
+    /// On start, a campaign whose last due run in this many hours has not succeeded runs once
+    /// (not once per missed firing). 0: no catch-up. Default 24.
+    pub catch_up_hours: Option<i64>,
+    /// Attempts of a campaign's run when it fails transiently (database or object store
+    /// unreachable), the first included. Default 3.
+    pub attempts: Option<u32>,
+    /// Wait before the second attempt, in seconds, doubled for each further one. Default 60.
+    pub retry_backoff_secs: Option<u64>,
+    /// At shutdown (SIGTERM, SIGINT), how long a run in progress may take to finish before it
+    /// is aborted, in seconds. Default 300.
+    pub grace_secs: Option<u64>,
+    /// Where the state database is SQLite: how long a campaign's lease lasts without renewal,
+    /// in seconds (a crashed holder's lease expires after this). Default 300.
+    pub lease_secs: Option<u64>,
+}
+
+/// Validated `[scheduler]` settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub listen: std::net::SocketAddr,
+    pub default_schedule: segments::campaign::Schedule,
+    pub retrain: Option<segments::campaign::Schedule>,
+    pub catch_up: chrono::Duration,
+    pub attempts: u32,
+    pub retry_backoff: std::time::Duration,
+    pub grace: std::time::Duration,
+    pub lease: std::time::Duration,
+}
+
+impl SchedulerSection {
+    fn validate(self) -> Result<SchedulerSettings> {
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:9184");
+        let listen = listen.parse().map_err(|_| {
+            anyhow::anyhow!("scheduler.listen {listen:?} must be an IP address and port, e.g. \"127.0.0.1:9184\"")
+        })?;
+        let schedule = |field: &str, cron: &str| {
+            segments::campaign::Schedule::parse(cron, self.timezone.as_deref())
+                .map_err(|(_, message)| anyhow::anyhow!("scheduler.{field}: {message}"))
+        };
+        let default_schedule = schedule(
+            "default_cron",
+            self.default_cron.as_deref().unwrap_or("0 2 * * *"),
+        )?;
+        let retrain = match self.retrain_cron.as_deref().unwrap_or("0 1 * * SUN") {
+            "" => None,
+            cron => Some(schedule("retrain_cron", cron)?),
+        };
+        let catch_up_hours = self.catch_up_hours.unwrap_or(24);
+        if !(0..=24 * 31).contains(&catch_up_hours) {
+            bail!("scheduler.catch_up_hours must be between 0 and 744, got {catch_up_hours}");
+        }
+        let attempts = self.attempts.unwrap_or(3);
+        if !(1..=10).contains(&attempts) {
+            bail!("scheduler.attempts must be between 1 and 10, got {attempts}");
+        }
+        let lease = self.lease_secs.unwrap_or(300);
+        if lease < 3 {
+            bail!("scheduler.lease_secs must be at least 3, got {lease}");
+        }
+        Ok(SchedulerSettings {
+            listen,
+            default_schedule,
+            retrain,
+            catch_up: chrono::Duration::hours(catch_up_hours),
+            attempts,
+            retry_backoff: std::time::Duration::from_secs(self.retry_backoff_secs.unwrap_or(60)),
+            grace: std::time::Duration::from_secs(self.grace_secs.unwrap_or(300)),
+            lease: std::time::Duration::from_secs(lease),
+        })
+    }
+}
+
 /// `[targeting]`: rules that hold for every campaign.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +250,8 @@ pub struct Settings {
     pub part_limits: crate::publish::PartLimits,
     /// How the object store connects and retries.
     pub store: crate::store::StoreOptions,
+    /// The daemon's schedules, retries and shutdown.
+    pub scheduler: SchedulerSettings,
     pub global_control_share: f64,
     pub global_control_salt: String,
     pub campaigns_dir: PathBuf,
@@ -366,6 +456,7 @@ impl SettingsFile {
                 max_bytes: max_mb * MB,
             },
             store,
+            scheduler: self.scheduler.validate()?,
             global_control_share: share,
             global_control_salt: self
                 .targeting

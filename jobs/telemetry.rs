@@ -17,8 +17,9 @@ pub enum LogFormat {
 /// events carry each stage's duration. The AWS configuration loader warns whenever a source of
 /// the standard chain is absent (no instance metadata outside EC2): errors only, by default.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,aws_config=error"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,aws_config=error,tokio_cron_scheduler=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

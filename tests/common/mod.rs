@@ -212,6 +212,7 @@ pub async fn emails(url: &str) -> std::collections::HashMap<i64, Option<String>>
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerRow {
     pub campaign_id: String,
+    pub run_date: String,
     pub status: String,
     pub audience_size: Option<i64>,
     pub holdout_size: Option<i64>,
@@ -222,7 +223,7 @@ pub struct LedgerRow {
 pub async fn ledger(url: &str) -> Vec<LedgerRow> {
     let pool = pool(url).await;
     sqlx::query(
-        "SELECT campaign_id, status, audience_size, holdout_size, export_uri, error \
+        "SELECT campaign_id, status, audience_size, holdout_size, export_uri, error, run_date \
          FROM targeting_runs ORDER BY started_at, run_id, campaign_id",
     )
     .fetch_all(&pool)
@@ -231,6 +232,7 @@ pub async fn ledger(url: &str) -> Vec<LedgerRow> {
     .iter()
     .map(|r| LedgerRow {
         campaign_id: r.get(0),
+        run_date: r.get(6),
         status: r.get(1),
         audience_size: r.get(2),
         holdout_size: r.get(3),

@@ -1,0 +1,347 @@
+//! `targeting schedule` end to end against a real PostgreSQL: campaigns fire on seconds-level
+//! schedules and publish; two daemons on one database run each campaign once per date;
+//! SIGTERM in the middle of a run leaves no complete export and an `aborted` ledger row, and the
+//! next start catches the run up; `/metrics` agrees with the ledger.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const USERS: &str = "20000";
+
+/// Two campaigns on schedules of a few seconds (or one cron for both).
+fn campaigns(dir: &Path, cron_a: &str, cron_b: &str) -> PathBuf {
+    let dir = dir.join("campaigns");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("fast-a.toml"),
+        format!(
+            "format_version = 1\nid = \"fast-a\"\nkind = \"new_buyer\"\nholdout = 0.1\n\
+             max_audience = 2000\n[schedule]\ncron = \"{cron_a}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fast-b.toml"),
+        format!(
+            "format_version = 1\nid = \"fast-b\"\nkind = \"seasonal\"\npriority = 5\n\
+             holdout = 0.1\nmax_audience = 3000\n[schedule]\ncron = \"{cron_b}\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// A demo source in a new PostgreSQL database, with models trained into `dir/models`.
+fn demo_source(dir: &Path, db: &str) {
+    let out = targeting_env(
+        &[
+            "demo",
+            "--users",
+            USERS,
+            "--dir",
+            &dir.display().to_string(),
+            "--date",
+            DATE,
+            "--database-url",
+            db,
+            "--threads",
+            "2",
+        ],
+        &[(
+            "TARGETING__TARGETING__CAMPAIGNS_DIR",
+            &dir.join("campaigns").display().to_string(),
+        )],
+    );
+    assert_ok(&out);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running daemon; its stderr goes to a file.
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, db: &str, name: &str, models: &Path, extra: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_targeting"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "schedule",
+                "--database-url",
+                db,
+                "--exports",
+                &format!("file://{}", dir.join("exports").display()),
+                "--threads",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TARGETING__") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("TARGETING__TARGETING__CAMPAIGNS_DIR", dir.join("campaigns"))
+            .env("TARGETING__MODELS__STORE", models)
+            .env("TARGETING__SCHEDULER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("TARGETING__SCHEDULER__RETRAIN_CRON", "")
+            .env("TARGETING__SCHEDULER__RETRY_BACKOFF_SECS", "1");
+        cmd.envs(extra.iter().copied());
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            port,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET path` on the daemon's HTTP address, retried while it starts.
+    fn get(&self, path: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no HTTP on {}: {}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        (status, self.log())
+    }
+}
+
+/// Today in UTC: the run date of every firing of a UTC schedule.
+fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// Ledger rows of `date`, as (campaign, status), sorted.
+async fn rows_of(db: &str, date: &str) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = ledger(db)
+        .await
+        .into_iter()
+        .filter(|r| r.run_date == date)
+        .map(|r| (r.campaign_id, r.status))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Waits until both campaigns have succeeded for `date`.
+async fn wait_succeeded(db: &str, date: &str, logs: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = rows_of(db, date).await;
+        let done = ["fast-a", "fast-b"]
+            .iter()
+            .all(|c| rows.iter().any(|(id, s)| id == c && s == "succeeded"));
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no runs: {rows:?}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Parses `targeting_runs_total{campaign="x",status="y"} n` lines.
+fn runs_total(metrics: &str) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("targeting_runs_total{campaign=\"") else {
+            continue;
+        };
+        let (campaign, rest) = rest.split_once("\",status=\"").unwrap();
+        let (status, n) = rest.split_once("\"} ").unwrap();
+        out.insert(
+            (campaign.to_string(), status.to_string()),
+            n.parse().unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_runs_campaigns_on_schedule_and_its_metrics_match_the_ledger() {
+    let dir = tempdir("daemon");
+    campaigns(&dir, "*/2 * * * * *", "*/3 * * * * *");
+    let db = fresh_postgres_db("daemon").await;
+    demo_source(&dir, &db);
+    let daemon = Daemon::start(&dir, &db, "daemon", &dir.join("models"), &[]);
+    let health = daemon.get("/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains("\"ok\""),
+        "{health}"
+    );
+    let date = today();
+    wait_succeeded(&db, &date, &|| daemon.log()).await;
+    // Let a few more firings pass: they find the night done.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = daemon.get("/metrics");
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("already succeeded: skipped"), "{log}");
+
+    let rows = rows_of(&db, &date).await;
+    let mut ledger_counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in &rows {
+        *ledger_counts.entry(r.clone()).or_default() += 1;
+    }
+    assert_eq!(runs_total(&metrics), ledger_counts, "{metrics}");
+    assert_eq!(
+        ledger_counts.values().sum::<u64>(),
+        2,
+        "one run each: {rows:?}"
+    );
+    for campaign in ["fast-a", "fast-b"] {
+        let runs = run_folders(&dir.join("exports"), campaign, &date);
+        assert_eq!(runs.len(), 1, "{campaign}: {runs:?}");
+        let export = read_export(&runs[0]);
+        assert!(
+            metrics.contains(&format!(
+                "targeting_rows_published_total{{campaign=\"{campaign}\"}} {}",
+                export.ids.len()
+            )),
+            "{metrics}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_run_each_campaign_once_per_date() {
+    let dir = tempdir("two-daemons");
+    campaigns(&dir, "*/2 * * * * *", "*/2 * * * * *");
+    let db = fresh_postgres_db("two_daemons").await;
+    demo_source(&dir, &db);
+    let models = dir.join("models");
+    let first = Daemon::start(&dir, &db, "first", &models, &[]);
+    let second = Daemon::start(&dir, &db, "second", &models, &[]);
+    let date = today();
+    wait_succeeded(&db, &date, &|| first.log() + &second.log()).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let metrics = [first.get("/metrics"), second.get("/metrics")];
+    let (s1, log1) = first.stop();
+    let (s2, log2) = second.stop();
+    assert!(s1.success() && s2.success(), "{log1}\n{log2}");
+
+    let rows = rows_of(&db, &date).await;
+    let once = [("fast-a", "succeeded"), ("fast-b", "succeeded")]
+        .map(|(c, s)| (c.to_string(), s.to_string()));
+    assert_eq!(rows, once, "exactly one run per campaign\n{log1}\n{log2}");
+    for campaign in ["fast-a", "fast-b"] {
+        let runs = run_folders(&dir.join("exports"), campaign, &date);
+        assert_eq!(runs.len(), 1, "{campaign}: {runs:?}");
+        read_export(&runs[0]);
+    }
+    // Both daemons saw the firings; between them they ran each campaign once.
+    let total: u64 = metrics
+        .iter()
+        .flat_map(|m| runs_total(m).into_values())
+        .sum();
+    assert_eq!(total, 2, "{metrics:?}");
+    for m in &metrics {
+        assert!(m.contains("targeting_skipped_total{campaign="), "{m}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_run_aborts_it_and_the_next_start_completes_it() {
+    let dir = tempdir("sigterm");
+    // Daily at midnight UTC: only the catch-up at start runs today's firing.
+    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
+    let db = fresh_postgres_db("sigterm").await;
+    demo_source(&dir, &db);
+    // An empty model store: the first run trains for several seconds, time to stop it.
+    let models = dir.join("fresh-models");
+    let daemon = Daemon::start(
+        &dir,
+        &db,
+        "first",
+        &models,
+        &[("TARGETING__SCHEDULER__GRACE_SECS", "0")],
+    );
+    let date = today();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rows_of(&db, &date)
+        .await
+        .iter()
+        .any(|(_, s)| s == "running")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no run started: {}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("run in progress aborted at shutdown"), "{log}");
+    let rows = rows_of(&db, &date).await;
+    assert!(
+        !rows.is_empty() && rows.iter().all(|(_, s)| s == "aborted"),
+        "{rows:?}\n{log}"
+    );
+    for campaign in ["fast-a", "fast-b"] {
+        for run in run_folders(&dir.join("exports"), campaign, &date) {
+            assert!(!run.join("_SUCCESS").exists(), "{}", run.display());
+        }
+    }
+
+    // The next start catches the night up.
+    let daemon = Daemon::start(&dir, &db, "second", &models, &[]);
+    wait_succeeded(&db, &date, &|| daemon.log()).await;
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("catching up a missed run"), "{log}");
+    for campaign in ["fast-a", "fast-b"] {
+        let runs = run_folders(&dir.join("exports"), campaign, &date);
+        let complete: Vec<_> = runs
+            .iter()
+            .filter(|r| r.join("_SUCCESS").exists())
+            .collect();
+        assert_eq!(complete.len(), 1, "{campaign}: {runs:?}");
+        read_export(complete[0]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
