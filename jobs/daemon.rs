@@ -9,7 +9,9 @@
 //! make each campaign run once per date: a firing whose date already succeeded, or whose lock
 //! another process holds, is skipped. Transient failures are retried with exponential backoff.
 //!
-//! On start, a campaign whose last firing in `catch_up_hours` has not succeeded runs once. On
+//! A firing whose lock another process holds is looked at again later: by then that process
+//! has finished it, or it crashed and its lease expired. On start, a campaign whose last
+//! firing in `catch_up_hours` has not succeeded runs once. On
 //! SIGTERM or SIGINT no new run starts; a run in progress has `grace_secs` to finish, else it is
 //! dropped where it stands (it never wrote `_SUCCESS`) and its ledger rows say `aborted`. The
 //! next start catches it up.
@@ -47,7 +49,14 @@ enum Task {
 struct Fired {
     task: Task,
     date: NaiveDate,
+    /// How many times it was put back because another process held its lock.
+    rechecks: u32,
 }
+
+/// A firing whose lock another process holds is looked at again this many times, half a
+/// lease apart: by then the other process has finished it, or its lease has expired because
+/// it crashed and this process takes over.
+const MAX_RECHECKS: u32 = 4;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(settings: &Settings) -> Result<()> {
@@ -103,6 +112,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
                 let _ = queue.send(Fired {
                     task: task.clone(),
                     date,
+                    rechecks: 0,
                 });
             }
         }
@@ -122,6 +132,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
         metrics,
         holder: holder_id(),
         stop: stop.clone(),
+        queue: queue.clone(),
     };
     let mut stopping = stop.clone();
     loop {
@@ -162,13 +173,12 @@ fn arm(
             let (task, schedule, queue) = (task.clone(), schedule.clone(), queue.clone());
             Box::pin(async move {
                 let date = schedule.run_date(next);
-                if queue
-                    .send(Fired {
-                        task: task.clone(),
-                        date,
-                    })
-                    .is_err()
-                {
+                let fired = Fired {
+                    task: task.clone(),
+                    date,
+                    rechecks: 0,
+                };
+                if queue.send(fired).is_err() {
                     return; // shutting down
                 }
                 if let Err(e) = arm(scheduler, task, schedule, queue, next).await {
@@ -224,6 +234,8 @@ struct Worker<'a> {
     metrics: Arc<Metrics>,
     holder: String,
     stop: watch::Receiver<bool>,
+    /// For putting back a firing whose lock another process holds.
+    queue: mpsc::UnboundedSender<Fired>,
 }
 
 impl Worker<'_> {
@@ -238,8 +250,19 @@ impl Worker<'_> {
             let lock = match Lock::try_acquire(&self.state, &key, &self.holder, lease).await {
                 Ok(Some(lock)) => lock,
                 Ok(None) => {
-                    info!("held by another process: skipped");
+                    info!(rechecks = f.rechecks, "held by another process: skipped");
                     self.metrics.skipped(&name, "locked");
+                    if f.rechecks < MAX_RECHECKS {
+                        let (queue, wait) = (self.queue.clone(), lease / 2);
+                        let again = Fired {
+                            rechecks: f.rechecks + 1,
+                            ..f.clone()
+                        };
+                        tokio::spawn(async move {
+                            tokio::time::sleep(wait).await;
+                            let _ = queue.send(again);
+                        });
+                    }
                     return;
                 }
                 Err(e) => {

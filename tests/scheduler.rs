@@ -82,13 +82,18 @@ impl Daemon {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_targeting"));
+        let exports = format!("file://{}", dir.join("exports").display());
+        let exports = extra
+            .iter()
+            .find(|(k, _)| *k == "TARGETING__EXPORT__DESTINATION")
+            .map_or(exports.as_str(), |(_, v)| *v);
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
             .args([
                 "schedule",
                 "--database-url",
                 db,
                 "--exports",
-                &format!("file://{}", dir.join("exports").display()),
+                exports,
                 "--threads",
                 "2",
             ])
@@ -246,24 +251,20 @@ async fn the_daemon_runs_campaigns_on_schedule_and_its_metrics_match_the_ledger(
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_daemons_run_each_campaign_once_per_date() {
-    let dir = tempdir("two-daemons");
-    campaigns(&dir, "*/2 * * * * *", "*/2 * * * * *");
-    let db = fresh_postgres_db("two_daemons").await;
-    demo_source(&dir, &db);
+/// Two daemons on one database and one schedule: each campaign runs once for the date.
+async fn check_two_daemons(dir: &Path, db: &str) {
     let models = dir.join("models");
-    let first = Daemon::start(&dir, &db, "first", &models, &[]);
-    let second = Daemon::start(&dir, &db, "second", &models, &[]);
+    let first = Daemon::start(dir, db, "first", &models, &[]);
+    let second = Daemon::start(dir, db, "second", &models, &[]);
     let date = today();
-    wait_succeeded(&db, &date, &|| first.log() + &second.log()).await;
+    wait_succeeded(db, &date, &|| first.log() + &second.log()).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let metrics = [first.get("/metrics"), second.get("/metrics")];
     let (s1, log1) = first.stop();
     let (s2, log2) = second.stop();
     assert!(s1.success() && s2.success(), "{log1}\n{log2}");
 
-    let rows = rows_of(&db, &date).await;
+    let rows = rows_of(db, &date).await;
     let once = [("fast-a", "succeeded"), ("fast-b", "succeeded")]
         .map(|(c, s)| (c.to_string(), s.to_string()));
     assert_eq!(rows, once, "exactly one run per campaign\n{log1}\n{log2}");
@@ -280,6 +281,86 @@ async fn two_daemons_run_each_campaign_once_per_date() {
     assert_eq!(total, 2, "{metrics:?}");
     for m in &metrics {
         assert!(m.contains("targeting_skipped_total{campaign="), "{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_on_postgres_run_each_campaign_once_per_date() {
+    let dir = tempdir("two-daemons");
+    campaigns(&dir, "*/2 * * * * *", "*/2 * * * * *");
+    let db = fresh_postgres_db("two_daemons").await;
+    demo_source(&dir, &db);
+    check_two_daemons(&dir, &db).await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The same with SQLite leases instead of advisory locks.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_on_sqlite_run_each_campaign_once_per_date() {
+    let dir = tempdir("two-daemons-sqlite");
+    campaigns(&dir, "*/2 * * * * *", "*/2 * * * * *");
+    let db = format!("sqlite://{}/source.db", dir.display());
+    demo_source(&dir, &db);
+    check_two_daemons(&dir, &db).await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The object store is unreachable: each campaign is tried `attempts` times, every attempt a
+/// failed ledger row with the error, and `/metrics` counts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_are_retried_then_recorded_failed() {
+    let dir = tempdir("daemon-retries");
+    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
+    let db = fresh_postgres_db("daemon_retries").await;
+    demo_source(&dir, &db);
+    let daemon = Daemon::start(
+        &dir,
+        &db,
+        "retries",
+        &dir.join("models"),
+        &[
+            (
+                "TARGETING__EXPORT__DESTINATION",
+                "s3://nowhere-bucket/exports",
+            ),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ("TARGETING__S3__FORCE_PATH_STYLE", "true"),
+            ("TARGETING__EXPORT__ATTEMPTS", "1"),
+            ("TARGETING__SCHEDULER__ATTEMPTS", "2"),
+        ],
+    );
+    let date = today();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while rows_of(&db, &date)
+        .await
+        .iter()
+        .filter(|(_, s)| s == "failed")
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = daemon.get("/metrics");
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("transient failure, retrying"), "{log}");
+    let failed = ledger(&db).await;
+    let failed: Vec<_> = failed.iter().filter(|r| r.run_date == date).collect();
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    for r in &failed {
+        assert_eq!(r.status, "failed");
+        assert!(
+            r.error.as_deref().unwrap().contains("cannot be reached"),
+            "{r:?}"
+        );
+    }
+    for campaign in ["fast-a", "fast-b"] {
+        assert_eq!(
+            runs_total(&metrics).get(&(campaign.to_string(), "failed".to_string())),
+            Some(&2),
+            "{metrics}"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -343,5 +424,61 @@ async fn sigterm_mid_run_aborts_it_and_the_next_start_completes_it() {
         assert_eq!(complete.len(), 1, "{campaign}: {runs:?}");
         read_export(complete[0]);
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A daemon killed mid-run (SIGKILL: no cleanup): the next one takes over once the lock is
+/// free — at once on PostgreSQL, after the lease expires on SQLite — marks the run aborted and
+/// completes the night.
+async fn check_crash_takeover(dir: &Path, db: &str) {
+    let models = dir.join("fresh-models");
+    let short_lease = [("TARGETING__SCHEDULER__LEASE_SECS", "3")];
+    let mut first = Daemon::start(dir, db, "first", &models, &short_lease);
+    let date = today();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rows_of(db, &date).await.iter().any(|(_, s)| s == "running") {
+        assert!(Instant::now() < deadline, "no run started: {}", first.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let crashed: Vec<_> = rows_of(db, &date).await;
+    assert_eq!(crashed.len(), 1, "{crashed:?}");
+    assert_eq!(crashed[0].1, "running");
+
+    let second = Daemon::start(dir, db, "second", &models, &short_lease);
+    wait_succeeded(db, &date, &|| second.log()).await;
+    let (status, log) = second.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("marked the unfinished runs of a stopped process aborted"),
+        "{log}"
+    );
+    let mut expected = vec![
+        (crashed[0].0.clone(), "aborted".to_string()),
+        ("fast-a".to_string(), "succeeded".to_string()),
+        ("fast-b".to_string(), "succeeded".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(rows_of(db, &date).await, expected, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_daemons_run_is_aborted_and_taken_over_on_postgres() {
+    let dir = tempdir("crash-pg");
+    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
+    let db = fresh_postgres_db("crash").await;
+    demo_source(&dir, &db);
+    check_crash_takeover(&dir, &db).await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_daemons_lease_expires_and_its_run_is_taken_over_on_sqlite() {
+    let dir = tempdir("crash-sqlite");
+    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
+    let db = format!("sqlite://{}/source.db", dir.display());
+    demo_source(&dir, &db);
+    check_crash_takeover(&dir, &db).await;
     std::fs::remove_dir_all(&dir).ok();
 }
