@@ -2,6 +2,9 @@
 # Benchmark: the nightly job on generated data of fixed sizes and seed, timed per stage from the
 # job's own JSON span logs, plus wall time and peak memory.
 #   bash scripts/bench.sh [USERS ...]        (default: 100000 1000000)
+# On the embedded default (SQLite, local files), or on a PostgreSQL source and ledger and an S3
+# destination with BENCH_DATABASE_URL=postgres://… and BENCH_EXPORTS=s3://bucket/prefix (S3
+# settings and credentials from the usual TARGETING__S3__* and AWS_* variables).
 # Prints one line per size: generation, extract, train (all models, s; conversion uplift rows),
 # score (users/s), publish (all campaigns' files, s), record (ledger and assignments, s), total,
 # peak RSS.
@@ -14,14 +17,19 @@ trap 'rm -rf "$work"' EXIT
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100000 1000000)
 threads="$(nproc)"
+targets=()
+[ -z "${BENCH_DATABASE_URL:-}" ] || targets+=(--database-url "$BENCH_DATABASE_URL")
+[ -z "${BENCH_EXPORTS:-}" ] || targets+=(--exports "$BENCH_EXPORTS")
 printf '%-9s %7s %8s %9s %10s %12s %9s %8s %9s %9s %10s\n' users gen_s extract_s train_s train_rows score_users/s publish_s record_s total_s rerun_s peak_MB
 for n in "${sizes[@]}"; do
   dir="$work/demo-$n"
   # First run generates the data; the second, on the same data, is the nightly job alone.
   /usr/bin/time -f '%e %M' -o "$work/time1" "$bin" demo --users "$n" --seed 7 --date 2026-11-20 \
-    --dir "$dir" --threads "$threads" --log-format json >/dev/null 2>"$work/log1"
+    --dir "$dir" --threads "$threads" --log-format json ${targets[@]+"${targets[@]}"} \
+    >/dev/null 2>"$work/log1"
   /usr/bin/time -f '%e %M' -o "$work/time2" "$bin" demo --users "$n" --seed 7 --date 2026-11-20 \
-    --dir "$dir" --threads "$threads" --log-format json >/dev/null 2>"$work/log2"
+    --dir "$dir" --threads "$threads" --log-format json ${targets[@]+"${targets[@]}"} \
+    >/dev/null 2>"$work/log2"
   python3 - "$n" "$work" <<'PY'
 import json, sys
 n, work = int(sys.argv[1]), sys.argv[2]

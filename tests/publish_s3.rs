@@ -166,9 +166,15 @@ fn run_args(db_url: &str, exports: &str) -> Vec<String> {
     ])
 }
 
-/// The run folders of a campaign for the test date, oldest first (`<prefix>/run=…/`).
-async fn run_prefixes(c: &aws_sdk_s3::Client, bucket: &str, campaign: &str) -> Vec<String> {
-    let day = format!("exports/{campaign}/dt={DATE}/");
+/// The run folders of a campaign for the test date under `root`, oldest first
+/// (`<root>/<campaign>/dt=<date>/run=…/`).
+async fn run_prefixes(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    root: &str,
+    campaign: &str,
+) -> Vec<String> {
+    let day = format!("{root}/{campaign}/dt={DATE}/");
     let mut runs: Vec<String> = s3::list(c, bucket, &day)
         .await
         .into_iter()
@@ -188,18 +194,22 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     let dir = tempdir("s3-publish");
     let db = demo_source(&dir, "s3_publish").await;
     let client = s3::default_client();
-    let bucket = "targeting-publish";
+    // Unique per test process: the server may outlive one run of the tests.
+    let bucket = &format!("targeting-publish-{}", std::process::id());
     s3::create_bucket(&client, bucket).await;
     let exports = format!("s3://{bucket}/exports");
+    let mut outputs = Vec::new();
     for _ in 0..2 {
-        assert_ok(&run(run_args(&db, &exports), env_for(&dir)).await);
+        let out = run(run_args(&db, &exports), env_for(&dir)).await;
+        assert_ok(&out);
+        outputs.push(stderr(&out));
     }
 
     let forbidden = forbidden_users(&db).await;
     let ledger = ledger(&db).await;
     let mut multipart_seen = false;
     for campaign in CAMPAIGNS {
-        let runs = run_prefixes(&client, bucket, campaign).await;
+        let runs = run_prefixes(&client, bucket, "exports", campaign).await;
         assert_eq!(runs.len(), 2, "{campaign}: one folder per run: {runs:?}");
         let a = s3::read_s3_export(&client, bucket, &runs[0]).await;
         let b = s3::read_s3_export(&client, bucket, &runs[1]).await;
@@ -256,9 +266,26 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     }
     assert!(multipart_seen, "no part went through a multipart upload");
 
+    // Training sees the assignments of past runs as exposures: before the second run, those of
+    // the first (which replaced the demo's run of the same date), both arms.
+    let mut first_run = 0;
+    for campaign in CAMPAIGNS {
+        let runs = run_prefixes(&client, bucket, "exports", campaign).await;
+        let m = s3::read_s3_export(&client, bucket, &runs[0]).await.manifest;
+        first_run += m["row_count"].as_u64().unwrap() + m["holdout_count"].as_u64().unwrap();
+    }
+    let added = |log: &str| -> u64 {
+        let line = log
+            .lines()
+            .find(|l| l.contains("own assignments added to the exposures"))
+            .unwrap_or_else(|| panic!("{log}"));
+        line.rsplit("rows=").next().unwrap().trim().parse().unwrap()
+    };
+    assert_eq!(added(&outputs[1]), first_run, "{}", outputs[1]);
+
     // Presets: the Iterable list carries each user's email address (all of them consented),
     // empty where a user has none.
-    let welcome = run_prefixes(&client, bucket, "welcome-parquet").await;
+    let welcome = run_prefixes(&client, bucket, "exports", "welcome-parquet").await;
     let export = s3::read_s3_export(&client, bucket, &welcome[0]).await;
     assert_eq!(export.manifest["preset"], "iterable");
     assert_eq!(export.manifest["columns"][1], "email");
@@ -271,7 +298,7 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
         let user: i64 = r[0].as_deref().unwrap().parse().unwrap();
         assert_eq!(r[1], known[&user], "email of user {user}");
     }
-    let big = run_prefixes(&client, bucket, "big-list").await;
+    let big = run_prefixes(&client, bucket, "exports", "big-list").await;
     let manifest = s3::read_s3_export(&client, bucket, &big[0]).await.manifest;
     assert_eq!(manifest["columns"][1], "targeting_campaign");
 
@@ -296,7 +323,7 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     assert!(lines
         .iter()
         .all(|l| l.contains("deal-csv") && l.contains("succeeded")));
-    let newest = run_prefixes(&client, bucket, "deal-csv").await[1].clone();
+    let newest = run_prefixes(&client, bucket, "exports", "deal-csv").await[1].clone();
     assert!(
         lines[0].contains(&format!("s3://{bucket}/{}", newest.trim_end_matches('/'))),
         "{text}"
@@ -318,7 +345,9 @@ async fn wrong_credentials_publish_nothing() {
     };
     let dir = tempdir("s3-auth");
     let db = demo_source(&dir, "s3_auth").await;
-    let exports = format!("s3://{bucket}/exports");
+    // Unique per test process: the server may outlive one run of the tests.
+    let root = format!("exports-{}", std::process::id());
+    let exports = format!("s3://{bucket}/{root}");
     let mut env = env_for(&dir);
     env.push(("AWS_ENDPOINT_URL".into(), endpoint.clone()));
     env.push(("AWS_ACCESS_KEY_ID".into(), key.clone()));
@@ -332,14 +361,14 @@ async fn wrong_credentials_publish_nothing() {
     let last = err.lines().last().unwrap_or_default();
     assert!(last.starts_with("error: 3 of 3 campaigns failed"), "{err}");
     assert!(last.contains("SignatureDoesNotMatch"), "{err}");
-    assert!(last.contains(&format!("s3://{bucket}/exports/")), "{err}");
+    assert!(last.contains(&format!("{exports}/")), "{err}");
     assert!(
         !err.contains("not-the-secret-key"),
         "the secret leaked: {err}"
     );
     let client = s3::client(&endpoint, &key, &secret);
     assert!(
-        s3::list(&client, &bucket, "").await.is_empty(),
+        s3::list(&client, &bucket, &root).await.is_empty(),
         "nothing is published"
     );
     let rows = ledger(&db).await;
@@ -359,7 +388,7 @@ async fn wrong_credentials_publish_nothing() {
     right.push(("AWS_SECRET_ACCESS_KEY".into(), secret.clone()));
     assert_ok(&run(run_args(&db, &exports), right).await);
     for campaign in CAMPAIGNS {
-        let runs = run_prefixes(&client, &bucket, campaign).await;
+        let runs = run_prefixes(&client, &bucket, &root, campaign).await;
         assert_eq!(runs.len(), 1, "{campaign}");
         s3::read_s3_export(&client, &bucket, &runs[0]).await;
     }
@@ -371,7 +400,7 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
     let dir = tempdir("s3-outage");
     let db = demo_source(&dir, "s3_outage").await;
     let client = s3::default_client();
-    let bucket = "targeting-outage";
+    let bucket = &format!("targeting-outage-{}", std::process::id());
     s3::create_bucket(&client, bucket).await;
     let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
     // The server goes away when the first part of a multipart upload is on its way.
@@ -407,7 +436,7 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
             .find(|r| r.campaign_id == campaign)
             .unwrap()
             .status;
-        for prefix in run_prefixes(&client, bucket, campaign).await {
+        for prefix in run_prefixes(&client, bucket, "exports", campaign).await {
             let has_success = s3::list(&client, bucket, &format!("{prefix}_SUCCESS"))
                 .await
                 .len()
@@ -428,7 +457,7 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
             .find(|r| r.campaign_id == campaign)
             .unwrap();
         assert_eq!(last.status, "succeeded");
-        let runs = run_prefixes(&client, bucket, campaign).await;
+        let runs = run_prefixes(&client, bucket, "exports", campaign).await;
         let newest = runs.last().unwrap();
         assert_eq!(
             last.export_uri.as_deref(),

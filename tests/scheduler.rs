@@ -482,3 +482,49 @@ async fn a_crashed_daemons_lease_expires_and_its_run_is_taken_over_on_sqlite() {
     check_crash_takeover(&dir, &db).await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The models retrain on the settings' schedule, once a day however often it fires; no
+/// campaign runs when none is due.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_retrains_on_its_schedule_once_a_day() {
+    let dir = tempdir("retrain");
+    // January 1st only, and no catch-up: no campaign runs.
+    campaigns(&dir, "0 0 0 1 1 *", "0 0 0 1 1 *");
+    let db = fresh_postgres_db("retrain").await;
+    demo_source(&dir, &db);
+    let models = dir.join("retrained");
+    let daemon = Daemon::start(
+        &dir,
+        &db,
+        "retrain",
+        &models,
+        &[
+            ("TARGETING__SCHEDULER__RETRAIN_CRON", "*/2 * * * * *"),
+            ("TARGETING__SCHEDULER__CATCH_UP_HOURS", "0"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !daemon
+        .log()
+        .contains("models already trained today: skipped")
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+    let versions: Vec<_> = std::fs::read_dir(models.join("conversion_uplift"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "current")
+        .collect();
+    assert_eq!(versions.len(), 1, "trained once: {versions:?}\n{log}");
+    let current =
+        std::fs::read_to_string(models.join("conversion_uplift").join("current")).unwrap();
+    assert_eq!(current.trim(), versions[0]);
+    assert!(
+        rows_of(&db, &today()).await.is_empty(),
+        "no campaign was due"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
