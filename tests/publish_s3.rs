@@ -126,27 +126,12 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// to a local folder); returns the database URL.
 async fn demo_source(dir: &Path, name: &str) -> String {
     let url = fresh_postgres_db(name).await;
-    let exports = format!("file://{}", dir.join("local").display());
-    let out = run(
-        strings(&[
-            "demo",
-            "--users",
-            USERS,
-            "--dir",
-            &dir.display().to_string(),
-            "--date",
-            DATE,
-            "--database-url",
-            &url,
-            "--exports",
-            &exports,
-            "--threads",
-            "2",
-        ]),
-        env_for(dir),
-    )
-    .await;
-    assert_ok(&out);
+    let mut args = demo_args(USERS, dir, &url);
+    args.extend([
+        "--exports".into(),
+        format!("file://{}", dir.join("local").display()),
+    ]);
+    assert_ok(&run(args, env_for(dir)).await);
     url
 }
 

@@ -38,26 +38,14 @@ fn campaigns(dir: &Path, cron_a: &str, cron_b: &str) -> PathBuf {
     dir
 }
 
-/// A demo source in a new PostgreSQL database, with models trained into `dir/models`.
+/// A demo source in `db`, with models trained into `dir/models`.
 fn demo_source(dir: &Path, db: &str) {
+    let args = demo_args(USERS, dir, db);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let campaigns = dir.join("campaigns").display().to_string();
     let out = targeting_env(
-        &[
-            "demo",
-            "--users",
-            USERS,
-            "--dir",
-            &dir.display().to_string(),
-            "--date",
-            DATE,
-            "--database-url",
-            db,
-            "--threads",
-            "2",
-        ],
-        &[(
-            "TARGETING__TARGETING__CAMPAIGNS_DIR",
-            &dir.join("campaigns").display().to_string(),
-        )],
+        &args,
+        &[("TARGETING__TARGETING__CAMPAIGNS_DIR", &campaigns)],
     );
     assert_ok(&out);
 }

@@ -29,6 +29,27 @@ pub fn tempdir(name: &str) -> PathBuf {
     dir
 }
 
+/// `targeting demo` on `users` users into `dir` (models in `dir/models`, exports in
+/// `dir/exports`), with its source and ledger in `db`, for the test date on two threads.
+pub fn demo_args(users: &str, dir: &Path, db: &str) -> Vec<String> {
+    let dir = dir.display().to_string();
+    [
+        "demo",
+        "--users",
+        users,
+        "--dir",
+        &dir,
+        "--date",
+        DATE,
+        "--database-url",
+        db,
+        "--threads",
+        "2",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// Runs the binary from the repository root (where `config/` is), without inherited
 /// `TARGETING__*` overrides.
 pub fn targeting(args: &[&str]) -> Output {
