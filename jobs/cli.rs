@@ -237,7 +237,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Command::Train(a) => run_train(&settings, &a).await,
             Command::Models {
                 command: ModelsCommand::List,
-            } => list_models(&settings),
+            } => list_models(&settings).await,
             Command::Validate(a) => validate(&settings, &a),
             Command::Runs {
                 command: RunsCommand::List(a),
@@ -449,11 +449,11 @@ async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     let source = Db::connect(&settings.source_url, false).await?;
     let state = state_db(settings, &source).await?;
     let src = crate::extract::extract(&source, Some(&state), settings).await?;
-    let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of), None)?;
+    let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of), None).await?;
     let u = &m.used;
     println!(
         "trained as of {as_of}, stored in {}:\n  {CONVERSION_UPLIFT} {} ({}-learner): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4})\n  {DISCOUNT_UPLIFT} {}: held-out Qini AUC {:.4}\n  {DISCOUNT_SENSITIVITY} {}: held-out AUC {:.4}",
-        settings.model_store.display(),
+        settings.model_store,
         u.version,
         u.learner,
         u.qini_auc.estimate,
@@ -479,10 +479,11 @@ async fn list_runs(settings: &Settings, a: &RunsListArgs) -> Result<()> {
     Ok(())
 }
 
-fn list_models(settings: &Settings) -> Result<()> {
-    let listed = crate::model_store::list(&settings.model_store)?;
+async fn list_models(settings: &Settings) -> Result<()> {
+    let store = crate::model_store::open(settings).await?;
+    let listed = crate::model_store::list(&store).await?;
     if listed.is_empty() {
-        println!("no models in {}", settings.model_store.display());
+        println!("no models in {}", settings.model_store);
         return Ok(());
     }
     println!(

@@ -405,9 +405,9 @@ impl Worker<'_> {
     /// Retrains the models as of `date`, unless the current conversion model was trained that
     /// day already.
     async fn retrain(&self, date: NaiveDate) -> Result<()> {
-        let store = &self.settings.model_store;
+        let store = crate::model_store::open(self.settings).await?;
         let name = models::training::CONVERSION_UPLIFT;
-        if let Some(current) = crate::model_store::load_current(store, name)? {
+        if let Some(current) = crate::model_store::load_current(&store, name).await? {
             if current
                 .metadata
                 .created_at
@@ -419,9 +419,7 @@ impl Worker<'_> {
             }
         }
         let src = crate::extract::extract(&self.source, Some(&self.state), self.settings).await?;
-        let m = tokio::task::block_in_place(|| {
-            pipeline::train_and_store(self.settings, &src, cutoff_of(date), None)
-        })?;
+        let m = pipeline::train_and_store(self.settings, &src, cutoff_of(date), None).await?;
         info!(version = %m.used.version, "models retrained");
         Ok(())
     }

@@ -1,63 +1,75 @@
-//! The model store on the local disk: `<store>/<model>/<version>/` holds the LightGBM text of
-//! each of the learner's models (`<role>.txt`) and `metadata.json`; `<store>/<model>/current`
-//! names the version in use.
+//! The model store, in the object store (a local folder or `s3://`): `<model>/<version>/` holds
+//! the LightGBM text of each of the learner's models (`<role>.txt`) and `metadata.json`;
+//! `<model>/current` names the version in use. The pointer is written last, as one object, so
+//! a reader sees the old version or the new one, never half of one.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use models::{ModelArtifact, ModelMetadata};
 
-/// Saves an artifact and points `current` at it. Returns the version folder.
-pub fn save(store: &Path, artifact: &ModelArtifact) -> Result<PathBuf> {
-    let meta = &artifact.metadata;
-    let dir = store.join(&meta.name).join(&meta.version);
-    let write = || -> Result<()> {
-        std::fs::create_dir_all(&dir)?;
-        for (role, text) in &artifact.models {
-            std::fs::write(dir.join(format!("{role}.txt")), text)?;
-        }
-        std::fs::write(dir.join("metadata.json"), artifact.metadata_json()?)?;
-        // The pointer moves last, by rename, so readers see the old or the new version.
-        let current = store.join(&meta.name).join("current");
-        let tmp = current.with_extension("tmp");
-        std::fs::write(&tmp, &meta.version)?;
-        std::fs::rename(&tmp, &current)?;
-        Ok(())
-    };
-    write().with_context(|| format!("cannot save model {} to {}", meta.version, dir.display()))?;
-    Ok(dir)
+use crate::settings::Settings;
+use crate::store::ObjectStore;
+
+/// The configured model store (`models.store`).
+pub async fn open(settings: &Settings) -> Result<ObjectStore> {
+    ObjectStore::open(&settings.model_store, &settings.store)
+        .await
+        .context("models.store must be a folder, a file:// URI or an s3:// URI")
 }
 
-fn read_metadata(dir: &Path) -> Result<ModelMetadata> {
-    let path = dir.join("metadata.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("invalid model metadata {}", path.display()))
+/// Saves an artifact and points `current` at it. Returns the version's URI.
+pub async fn save(store: &ObjectStore, artifact: &ModelArtifact) -> Result<String> {
+    let meta = &artifact.metadata;
+    let dir = format!("{}/{}", meta.name, meta.version);
+    let uri = store.uri(&dir);
+    let write = async {
+        for (role, text) in &artifact.models {
+            store
+                .put(&format!("{dir}/{role}.txt"), text.as_bytes())
+                .await?;
+        }
+        store
+            .put(
+                &format!("{dir}/metadata.json"),
+                artifact.metadata_json()?.as_bytes(),
+            )
+            .await?;
+        store
+            .put(&format!("{}/current", meta.name), meta.version.as_bytes())
+            .await?;
+        anyhow::Ok(())
+    };
+    write
+        .await
+        .with_context(|| format!("cannot save model {} to {uri}", meta.version))?;
+    Ok(uri)
+}
+
+async fn read_metadata(store: &ObjectStore, dir: &str) -> Result<ModelMetadata> {
+    let key = format!("{dir}/metadata.json");
+    let bytes = store.get(&key).await?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("invalid model metadata {}", store.uri(&key)))
 }
 
 /// The version `current` points at, when there is one.
-pub fn current_version(store: &Path, name: &str) -> Result<Option<String>> {
-    let pointer = store.join(name).join("current");
-    match std::fs::read_to_string(&pointer) {
-        Ok(v) => Ok(Some(v.trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => bail!("cannot read {}: {e}", pointer.display()),
-    }
+pub async fn current_version(store: &ObjectStore, name: &str) -> Result<Option<String>> {
+    let pointer = store.get_opt(&format!("{name}/current")).await?;
+    Ok(pointer.map(|v| String::from_utf8_lossy(&v).trim().to_string()))
 }
 
 /// Loads the `current` version of a model, or `None` when the store has none.
-pub fn load_current(store: &Path, name: &str) -> Result<Option<ModelArtifact>> {
-    let Some(version) = current_version(store, name)? else {
+pub async fn load_current(store: &ObjectStore, name: &str) -> Result<Option<ModelArtifact>> {
+    let Some(version) = current_version(store, name).await? else {
         return Ok(None);
     };
-    let dir = store.join(name).join(&version);
-    let metadata = read_metadata(&dir)?;
+    let dir = format!("{name}/{version}");
+    let metadata = read_metadata(store, &dir).await?;
     let mut texts = Vec::new();
     for role in models::uplift::roles(metadata.learner) {
-        let path = dir.join(format!("{role}.txt"));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let key = format!("{dir}/{role}.txt");
+        let bytes = store.get(&key).await?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("{} is not UTF-8 text", store.uri(&key)))?;
         texts.push((role.to_string(), text));
     }
     Ok(Some(ModelArtifact {
@@ -74,32 +86,32 @@ pub struct Listed {
 }
 
 /// Every stored version of every model, by model then version (oldest first).
-pub fn list(store: &Path) -> Result<Vec<Listed>> {
+pub async fn list(store: &ObjectStore) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
-    let Ok(models) = std::fs::read_dir(store) else {
-        return Ok(out);
-    };
-    let mut names: Vec<String> = models
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let keys = store.list("").await?;
+    // `<model>/<version>/metadata.json`, sorted by key: by model, then version.
+    let versions: Vec<(&str, &str)> = keys
+        .iter()
+        .filter_map(|k| {
+            let dir = k.strip_suffix("/metadata.json")?;
+            let (name, version) = dir.split_once('/')?;
+            (!version.contains('/')).then_some((name, version))
+        })
         .collect();
-    names.sort();
-    for name in names {
-        let current = current_version(store, &name)?;
-        let mut versions: Vec<PathBuf> = std::fs::read_dir(store.join(&name))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.join("metadata.json").exists())
-            .collect();
-        versions.sort();
-        for dir in versions {
-            let metadata = read_metadata(&dir)?;
-            out.push(Listed {
-                current: current.as_deref() == Some(metadata.version.as_str()),
-                metadata,
-            });
+    let mut current: Option<(&str, Option<String>)> = None;
+    for (name, version) in versions {
+        if current.as_ref().is_none_or(|(n, _)| *n != name) {
+            current = Some((name, current_version(store, name).await?));
         }
+        let metadata = read_metadata(store, &format!("{name}/{version}")).await?;
+        let is_current = current
+            .as_ref()
+            .and_then(|(_, v)| v.as_deref())
+            .is_some_and(|v| v == metadata.version);
+        out.push(Listed {
+            current: is_current,
+            metadata,
+        });
     }
     Ok(out)
 }

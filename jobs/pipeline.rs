@@ -16,7 +16,8 @@ use models::training::{
 };
 use models::uplift::Classifier;
 use models::{
-    CategoricalLevels, ScoredFrame, SourceTables, TrainingOptions, UpliftModel, UpliftParams,
+    CategoricalLevels, ModelArtifact, ScoredFrame, SourceTables, TrainingOptions, UpliftModel,
+    UpliftParams,
 };
 use polars::prelude::*;
 use rand::Rng;
@@ -241,23 +242,68 @@ pub struct Models {
     pub discount_uplift: UpliftModel,
     pub sensitivity: Classifier,
     pub levels: CategoricalLevels,
-    pub used: ModelUsed,
 }
 
 impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Models").field("used", &self.used).finish()
+        f.debug_struct("Models").finish_non_exhaustive()
+    }
+}
+
+/// The three models as stored (LightGBM text and metadata), and how they came to be used.
+/// Unlike [`Models`] it can cross an `.await` (LightGBM's handles cannot).
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    pub uplift: ModelArtifact,
+    pub discount_uplift: ModelArtifact,
+    pub sensitivity: ModelArtifact,
+    pub used: ModelUsed,
+}
+
+impl ModelSet {
+    /// LightGBM models from the texts. A run that trained scores with them too, so that it
+    /// scores exactly as a later run with the stored models does.
+    pub fn load(&self, store: &str) -> Result<Models> {
+        let context =
+            |m: &models::ModelMetadata| format!("model {} {} in {store}", m.name, m.version);
+        let (um, dm, sm) = (
+            &self.uplift.metadata,
+            &self.discount_uplift.metadata,
+            &self.sensitivity.metadata,
+        );
+        Ok(Models {
+            uplift: self.uplift.model().with_context(|| context(um))?,
+            discount_uplift: self.discount_uplift.model().with_context(|| context(dm))?,
+            sensitivity: self.sensitivity.classifier().with_context(|| context(sm))?,
+            levels: um.categorical_levels.clone(),
+        })
     }
 }
 
 /// Trains the conversion uplift, discount uplift and discount-sensitivity models as of `as_of`
 /// and stores them as the new `current` versions.
-pub fn train_and_store(
+pub async fn train_and_store(
     s: &Settings,
     src: &SourceTables,
     as_of: i64,
     known_effects: Option<KnownEffects>,
-) -> Result<Models> {
+) -> Result<ModelSet> {
+    let set = train(s, src, as_of, known_effects)?;
+    let store = crate::model_store::open(s).await?;
+    for artifact in [&set.uplift, &set.discount_uplift, &set.sensitivity] {
+        let uri = crate::model_store::save(&store, artifact).await?;
+        info!(uri = %uri, "model stored");
+    }
+    Ok(set)
+}
+
+/// The training itself: the fitted LightGBM handles are dropped here, their texts kept.
+fn train(
+    s: &Settings,
+    src: &SourceTables,
+    as_of: i64,
+    known_effects: Option<KnownEffects>,
+) -> Result<ModelSet> {
     let opts = TrainingOptions {
         params: UpliftParams {
             num_threads: s.threads,
@@ -307,10 +353,6 @@ pub fn train_and_store(
         auc = sensitivity.test_auc,
         "trained"
     );
-    for artifact in [&trained.artifact, &discount.artifact, &sensitivity.artifact] {
-        let dir = crate::model_store::save(&s.model_store, artifact)?;
-        info!(path = %dir.display(), "model stored");
-    }
     let used = ModelUsed {
         version: meta.version.clone(),
         learner: meta.learner.name(),
@@ -322,11 +364,10 @@ pub fn train_and_store(
         sensitivity_version: smeta.version.clone(),
         sensitivity_auc: sensitivity.test_auc,
     };
-    Ok(Models {
-        levels: meta.categorical_levels.clone(),
-        uplift: trained.model,
-        discount_uplift: discount.model,
-        sensitivity: sensitivity.classifier,
+    Ok(ModelSet {
+        uplift: trained.artifact,
+        discount_uplift: discount.artifact,
+        sensitivity: sensitivity.artifact,
         used,
     })
 }
@@ -340,40 +381,37 @@ fn metric(m: &models::ModelMetadata, key: &str) -> f64 {
 }
 
 /// The store's `current` models, or `None` when one of them is missing.
-fn load_models(s: &Settings) -> Result<Option<Models>> {
-    let store = &s.model_store;
+async fn load_stored(s: &Settings) -> Result<Option<ModelSet>> {
+    let store = crate::model_store::open(s).await?;
     let (Some(uplift), Some(discount), Some(sensitivity)) = (
-        crate::model_store::load_current(store, CONVERSION_UPLIFT)?,
-        crate::model_store::load_current(store, DISCOUNT_UPLIFT)?,
-        crate::model_store::load_current(store, DISCOUNT_SENSITIVITY)?,
+        crate::model_store::load_current(&store, CONVERSION_UPLIFT).await?,
+        crate::model_store::load_current(&store, DISCOUNT_UPLIFT).await?,
+        crate::model_store::load_current(&store, DISCOUNT_SENSITIVITY).await?,
     ) else {
         return Ok(None);
     };
     let (um, dm, sm) = (&uplift.metadata, &discount.metadata, &sensitivity.metadata);
-    let context = |m: &models::ModelMetadata| {
-        format!("model {} {} in {}", m.name, m.version, store.display())
-    };
     info!(version = %um.version, learner = um.learner.name(), "using the stored model");
-    Ok(Some(Models {
-        uplift: uplift.model().with_context(|| context(um))?,
-        discount_uplift: discount.model().with_context(|| context(dm))?,
-        sensitivity: sensitivity.classifier().with_context(|| context(sm))?,
-        levels: um.categorical_levels.clone(),
-        used: ModelUsed {
-            version: um.version.clone(),
-            learner: um.learner.name(),
-            trained: false,
-            qini_auc: Interval {
-                estimate: metric(um, "qini_auc"),
-                low: f64::NAN,
-                high: f64::NAN,
-            },
-            test: HeldOut::default(),
-            discount_version: dm.version.clone(),
-            discount_qini_auc: metric(dm, "qini_auc"),
-            sensitivity_version: sm.version.clone(),
-            sensitivity_auc: metric(sm, "auc"),
+    let used = ModelUsed {
+        version: um.version.clone(),
+        learner: um.learner.name(),
+        trained: false,
+        qini_auc: Interval {
+            estimate: metric(um, "qini_auc"),
+            low: f64::NAN,
+            high: f64::NAN,
         },
+        test: HeldOut::default(),
+        discount_version: dm.version.clone(),
+        discount_qini_auc: metric(dm, "qini_auc"),
+        sensitivity_version: sm.version.clone(),
+        sensitivity_auc: metric(sm, "auc"),
+    };
+    Ok(Some(ModelSet {
+        uplift,
+        discount_uplift: discount,
+        sensitivity,
+        used,
     }))
 }
 
@@ -390,11 +428,16 @@ async fn prepare(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<Prepar
     };
     let cutoff = cutoff_of(req.date);
 
-    let stored = if req.retrain { None } else { load_models(s)? };
-    let m = match stored {
-        Some(m) => m,
-        None => train_and_store(s, &src, cutoff, req.known_effects.clone())?,
+    let stored = if req.retrain {
+        None
+    } else {
+        load_stored(s).await?
     };
+    let set = match stored {
+        Some(set) => set,
+        None => train_and_store(s, &src, cutoff, req.known_effects.clone()).await?,
+    };
+    let m = set.load(&s.model_store)?;
     let scored = info_span!("score", users = src.users.height()).in_scope(|| {
         tokio::task::block_in_place(|| {
             let scorers = Scorers {
@@ -407,7 +450,7 @@ async fn prepare(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<Prepar
     })?;
     info!(rows = scored.frame.height(), "scored");
     Ok(Prepared {
-        model: m.used,
+        model: set.used,
         levels: m.levels,
         src,
         scored,

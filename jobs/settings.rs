@@ -63,9 +63,9 @@ pub struct StateSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsSection {
-    /// Folder of the model store (`<model>/<version>/…` and `<model>/current`).
-    /// Default `demo/models`.
-    pub store: Option<PathBuf>,
+    /// The model store (`<model>/<version>/…` and `<model>/current`): a folder, a `file://`
+    /// URI or `s3://bucket/prefix` (reached like `s3://` exports). Default `demo/models`.
+    pub store: Option<String>,
     /// Days after an exposure in which a purchase counts as its outcome. Default 7.
     pub attribution_days: Option<i64>,
     /// Seed of LightGBM and of the train/validation/test split. Default 42.
@@ -240,7 +240,8 @@ pub struct Settings {
     pub state_url: String,
     pub queries_dir: Option<PathBuf>,
     pub batch_rows: usize,
-    pub model_store: PathBuf,
+    /// URI of the model store (`file://…` or `s3://…`).
+    pub model_store: String,
     pub attribution_days: i64,
     pub seed: u64,
     /// Add the state database's assignment history to the training exposures.
@@ -389,6 +390,20 @@ impl SettingsFile {
                 );
             }
         }
+        let model_store = o
+            .model_store
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or(self.models.store)
+            .unwrap_or_else(|| "demo/models".into());
+        let model_store = if model_store.starts_with("s3://") || model_store.starts_with("file://")
+        {
+            model_store
+        } else {
+            format!("file://{model_store}")
+        };
+        crate::store::Location::parse(&model_store)
+            .context("models.store must be a folder, a file:// URI or an s3:// URI")?;
         const MB: usize = 1024 * 1024;
         let store = crate::store::StoreOptions {
             endpoint_url: self.s3.endpoint_url,
@@ -442,11 +457,7 @@ impl SettingsFile {
             state_url,
             queries_dir: self.source.queries_dir,
             batch_rows,
-            model_store: o
-                .model_store
-                .clone()
-                .or(self.models.store)
-                .unwrap_or_else(|| PathBuf::from("demo/models")),
+            model_store,
             attribution_days,
             seed: self.models.seed.unwrap_or(42),
             own_exposures: self.models.own_exposures.unwrap_or(true),

@@ -239,15 +239,26 @@ impl ObjectStore {
 
     /// Reads a whole object.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        self.get_opt(key).await?.ok_or_else(|| StoreError::Io {
+            op: "read",
+            uri: self.uri(key),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
+    }
+
+    /// Reads a whole object, or `None` when there is none under `key`.
+    pub async fn get_opt(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let uri = self.uri(key);
         match &self.backend {
-            Backend::Local(root) => {
-                std::fs::read(root.join(key)).map_err(|source| StoreError::Io {
+            Backend::Local(root) => match std::fs::read(root.join(key)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StoreError::Io {
                     op: "read",
                     uri,
                     source,
-                })
-            }
+                }),
+            },
             Backend::S3 {
                 client,
                 bucket,
@@ -256,12 +267,18 @@ impl ObjectStore {
             } => {
                 let full = format!("{prefix}{key}");
                 retry(options, "read", &uri, || async {
-                    let out = client.get_object().bucket(bucket).key(&full).send().await?;
+                    let out = match client.get_object().bucket(bucket).key(&full).send().await {
+                        Ok(out) => out,
+                        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                            return Ok(None)
+                        }
+                        Err(e) => return Err(e),
+                    };
                     // A body cut off mid-way is a dispatch-level failure: retried like one.
                     out.body
                         .collect()
                         .await
-                        .map(|b| b.into_bytes().to_vec())
+                        .map(|b| Some(b.into_bytes().to_vec()))
                         .map_err(SdkError::timeout_error)
                 })
                 .await

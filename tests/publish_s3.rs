@@ -452,3 +452,74 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_stored_in_s3_and_a_run_scores_from_there() {
+    let dir = tempdir("s3-models");
+    let db = demo_source(&dir, "s3_models").await;
+    let client = s3::default_client();
+    let bucket = &format!("targeting-models-{}", std::process::id());
+    s3::create_bucket(&client, bucket).await;
+    let mut env: Vec<(String, String)> = env_for(&dir)
+        .into_iter()
+        .filter(|(k, _)| k != "TARGETING__MODELS__STORE")
+        .collect();
+    env.push((
+        "TARGETING__MODELS__STORE".into(),
+        format!("s3://{bucket}/models"),
+    ));
+
+    let trained = run(
+        strings(&[
+            "train",
+            "--as-of",
+            DATE,
+            "--database-url",
+            &db,
+            "--threads",
+            "2",
+        ]),
+        env.clone(),
+    )
+    .await;
+    assert_ok(&trained);
+    let keys: Vec<String> = s3::list(&client, bucket, "models/")
+        .await
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let version =
+        String::from_utf8(s3::get(&client, bucket, "models/conversion_uplift/current").await)
+            .unwrap();
+    for model in [
+        "conversion_uplift",
+        "discount_uplift",
+        "discount_sensitivity",
+    ] {
+        assert!(
+            keys.contains(&format!("models/{model}/current")),
+            "{keys:?}"
+        );
+    }
+    let metadata = format!("models/conversion_uplift/{version}/metadata.json");
+    assert!(keys.contains(&metadata), "{keys:?}");
+
+    let listed = run(strings(&["models", "list"]), env.clone()).await;
+    assert_ok(&listed);
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("* conversion_uplift") && l.contains(&version)),
+        "{text}"
+    );
+
+    let exports = format!("s3://{bucket}/exports");
+    let out = run(run_args(&db, &exports), env).await;
+    assert_ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.contains(&format!("{version} (")) && table.contains("from the store"),
+        "{table}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
