@@ -60,6 +60,9 @@ const MAX_RECHECKS: u32 = 4;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(settings: &Settings) -> Result<()> {
+    // Taken over first: from here on SIGTERM stops the daemon gracefully instead of killing it.
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
     let s = &settings.scheduler;
     let campaigns = crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?;
     let source = Db::connect(&settings.source_url, false).await?;
@@ -120,7 +123,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
 
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        wait_for_signal(terminate).await;
         info!("stop signal received: no new runs");
         let _ = stop_tx.send(true);
     });
@@ -204,17 +207,9 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn wait_for_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+async fn wait_for_signal(mut terminate: tokio::signal::unix::Signal) {
     tokio::select! {
-        _ = terminate => {}
+        _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
 }
@@ -252,21 +247,13 @@ impl Worker<'_> {
                 Ok(None) => {
                     info!(rechecks = f.rechecks, "held by another process: skipped");
                     self.metrics.skipped(&name, "locked");
-                    if f.rechecks < MAX_RECHECKS {
-                        let (queue, wait) = (self.queue.clone(), lease / 2);
-                        let again = Fired {
-                            rechecks: f.rechecks + 1,
-                            ..f.clone()
-                        };
-                        tokio::spawn(async move {
-                            tokio::time::sleep(wait).await;
-                            let _ = queue.send(again);
-                        });
-                    }
+                    self.recheck_later(&f);
                     return;
                 }
                 Err(e) => {
+                    // The state database is unreachable: look again later, like a held lock.
                     error!(error = %format!("{e:#}"), "cannot take the lock: skipped");
+                    self.recheck_later(&f);
                     return;
                 }
             };
@@ -305,6 +292,22 @@ impl Worker<'_> {
         }
         .instrument(span)
         .await;
+    }
+
+    /// Puts a firing back in the queue half a lease from now, up to [`MAX_RECHECKS`] times.
+    fn recheck_later(&self, f: &Fired) {
+        if f.rechecks >= MAX_RECHECKS {
+            return;
+        }
+        let (queue, wait) = (self.queue.clone(), self.settings.scheduler.lease / 2);
+        let again = Fired {
+            rechecks: f.rechecks + 1,
+            ..f.clone()
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = queue.send(again);
+        });
     }
 
     /// Runs `work`; after a stop signal it has the grace period to finish, else it is dropped
