@@ -411,13 +411,16 @@ async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool, dry_run: bool
     fail_on_campaign_errors(&report)
 }
 
-/// The state database: the source's pool when they are the same database.
+/// The state database (the source's pool when they are the same database), with its tables
+/// created or updated: the one place the state is migrated.
 pub(crate) async fn state_db(settings: &Settings, source: &Db) -> Result<Db> {
-    if settings.state_url == settings.source_url {
-        Ok(source.clone())
+    let state = if settings.state_url == settings.source_url {
+        source.clone()
     } else {
-        Db::connect(&settings.state_url, true).await
-    }
+        Db::connect(&settings.state_url, true).await?
+    };
+    state.migrate_state().await?;
+    Ok(state)
 }
 
 fn fail_on_campaign_errors(report: &pipeline::RunReport) -> Result<()> {

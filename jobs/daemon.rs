@@ -67,7 +67,6 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     let campaigns = crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?;
     let source = Db::connect(&settings.source_url, false).await?;
     let state = crate::cli::state_db(settings, &source).await?;
-    state.migrate_state().await?;
 
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(s.listen)

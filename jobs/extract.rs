@@ -79,7 +79,6 @@ async fn own_exposures(
     spec: &models::features::TableSpec,
     settings: &Settings,
 ) -> Result<DataFrame> {
-    state.migrate_state().await?;
     let (sql, origin) = query_text(
         settings.queries_dir.as_deref(),
         "assignment_exposures",

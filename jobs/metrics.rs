@@ -69,53 +69,78 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.with(|c| {
             let mut out = String::new();
-            let _ = writeln!(out, "# HELP targeting_runs_total Campaign runs recorded in the ledger by this process, by status.");
-            let _ = writeln!(out, "# TYPE targeting_runs_total counter");
-            for ((campaign, status), n) in &c.runs {
-                let _ = writeln!(
-                    out,
-                    "targeting_runs_total{{campaign=\"{campaign}\",status=\"{status}\"}} {n}"
-                );
-            }
-            let _ = writeln!(out, "# HELP targeting_run_duration_seconds Duration of campaign runs.");
-            let _ = writeln!(out, "# TYPE targeting_run_duration_seconds summary");
-            for (campaign, (sum, count)) in &c.durations {
-                let _ = writeln!(
-                    out,
-                    "targeting_run_duration_seconds_sum{{campaign=\"{campaign}\"}} {sum:.3}"
-                );
-                let _ = writeln!(
-                    out,
-                    "targeting_run_duration_seconds_count{{campaign=\"{campaign}\"}} {count}"
-                );
-            }
-            let _ = writeln!(out, "# HELP targeting_rows_published_total Rows published (treatment arm) by succeeded runs.");
-            let _ = writeln!(out, "# TYPE targeting_rows_published_total counter");
-            for (campaign, n) in &c.rows {
-                let _ = writeln!(
-                    out,
-                    "targeting_rows_published_total{{campaign=\"{campaign}\"}} {n}"
-                );
-            }
-            let _ = writeln!(out, "# HELP targeting_last_success_timestamp_seconds When the campaign last succeeded.");
-            let _ = writeln!(out, "# TYPE targeting_last_success_timestamp_seconds gauge");
-            for (campaign, t) in &c.last_success {
-                let _ = writeln!(
-                    out,
-                    "targeting_last_success_timestamp_seconds{{campaign=\"{campaign}\"}} {t}"
-                );
-            }
-            let _ = writeln!(out, "# HELP targeting_skipped_total Firings that did not run: done already, or running elsewhere.");
-            let _ = writeln!(out, "# TYPE targeting_skipped_total counter");
-            for ((campaign, reason), n) in &c.skipped {
-                let _ = writeln!(
-                    out,
-                    "targeting_skipped_total{{campaign=\"{campaign}\",reason=\"{reason}\"}} {n}"
-                );
-            }
-            let _ = writeln!(out, "# HELP targeting_running Whether a campaign is running now.");
-            let _ = writeln!(out, "# TYPE targeting_running gauge");
-            let _ = writeln!(out, "targeting_running {}", u8::from(c.running.is_some()));
+            let campaign = |k: &str| format!("{{campaign=\"{k}\"}}");
+            family(
+                &mut out,
+                (
+                    "targeting_runs_total",
+                    "counter",
+                    "Campaign runs recorded in the ledger by this process, by status.",
+                ),
+                c.runs.iter().map(|((k, status), n)| {
+                    (
+                        format!("{{campaign=\"{k}\",status=\"{status}\"}}"),
+                        n.to_string(),
+                    )
+                }),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_run_duration_seconds",
+                    "summary",
+                    "Duration of campaign runs.",
+                ),
+                c.durations.iter().flat_map(|(k, (sum, count))| {
+                    [
+                        (format!("_sum{}", campaign(k)), format!("{sum:.3}")),
+                        (format!("_count{}", campaign(k)), count.to_string()),
+                    ]
+                }),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_rows_published_total",
+                    "counter",
+                    "Rows published (treatment arm) by succeeded runs.",
+                ),
+                c.rows.iter().map(|(k, n)| (campaign(k), n.to_string())),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_last_success_timestamp_seconds",
+                    "gauge",
+                    "When the campaign last succeeded.",
+                ),
+                c.last_success
+                    .iter()
+                    .map(|(k, t)| (campaign(k), t.to_string())),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_skipped_total",
+                    "counter",
+                    "Firings that did not run: done already, or running elsewhere.",
+                ),
+                c.skipped.iter().map(|((k, reason), n)| {
+                    (
+                        format!("{{campaign=\"{k}\",reason=\"{reason}\"}}"),
+                        n.to_string(),
+                    )
+                }),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_running",
+                    "gauge",
+                    "Whether a campaign is running now.",
+                ),
+                [(String::new(), u8::from(c.running.is_some()).to_string())],
+            );
             out
         })
     }
@@ -124,6 +149,20 @@ impl Metrics {
         self.with(|c| {
             serde_json::json!({ "status": "ok", "running": c.running }).to_string() + "\n"
         })
+    }
+}
+
+/// Appends one metric family: HELP and TYPE, then each sample as the series after the name (a
+/// suffix and labels, e.g. `_sum{campaign="x"}`) and its value.
+fn family(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    samples: impl IntoIterator<Item = (String, String)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (series, value) in samples {
+        let _ = writeln!(out, "{name}{series} {value}");
     }
 }
 
@@ -164,5 +203,31 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 warn!(error = %e, "cannot answer a metrics request");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_writes_every_family_with_its_samples() {
+        let m = Metrics::default();
+        m.record("deal", "succeeded", 2.5, 100);
+        m.record("deal", "failed", 0.5, 0);
+        m.skipped("deal", "locked");
+        let text = m.render();
+        for line in [
+            "# TYPE targeting_runs_total counter",
+            "targeting_runs_total{campaign=\"deal\",status=\"failed\"} 1",
+            "targeting_runs_total{campaign=\"deal\",status=\"succeeded\"} 1",
+            "targeting_run_duration_seconds_sum{campaign=\"deal\"} 3.000",
+            "targeting_run_duration_seconds_count{campaign=\"deal\"} 2",
+            "targeting_rows_published_total{campaign=\"deal\"} 100",
+            "targeting_skipped_total{campaign=\"deal\",reason=\"locked\"} 1",
+            "targeting_running 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
     }
 }

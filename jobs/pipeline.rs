@@ -180,7 +180,8 @@ impl RunRequest<'_> {
 }
 
 /// Runs every requested campaign for the date, recording each in the state database (or, for
-/// a dry run, only reporting what it would do).
+/// a dry run, only reporting what it would do). The state database's tables must exist
+/// (`cli::state_db` creates them).
 pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunReport> {
     let run_id = new_run_id();
     let run_date = req.date.format("%Y-%m-%d").to_string();
@@ -192,7 +193,6 @@ pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunRepo
         dry_run = req.dry_run
     );
     async {
-        state.migrate_state().await?;
         let started = Utc::now().timestamp();
         if req.dry_run {
             let prepared = prepare(&req, source, state).await?;
