@@ -14,6 +14,7 @@
 //! credentials, missing bucket) fail at once.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -111,13 +112,25 @@ pub struct ObjectStore {
 #[derive(Debug, Clone)]
 enum Backend {
     Local(PathBuf),
-    S3 {
-        client: aws_sdk_s3::Client,
-        bucket: String,
-        /// Key prefix, empty or ending in `/`.
-        prefix: String,
-        options: StoreOptions,
-    },
+    S3(Arc<S3Target>),
+}
+
+/// A bucket and key prefix, and the client and options that reach them; shared by the store
+/// and its writers.
+#[derive(Debug)]
+struct S3Target {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    /// Key prefix, empty or ending in `/`.
+    prefix: String,
+    options: StoreOptions,
+}
+
+impl S3Target {
+    /// The full object key of a key under the prefix.
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
 }
 
 /// A parsed destination URI.
@@ -175,12 +188,12 @@ impl ObjectStore {
         let root = uri.trim_end_matches('/').to_string();
         let backend = match Location::parse(uri)? {
             Location::Local(path) => Backend::Local(path),
-            Location::S3 { bucket, prefix } => Backend::S3 {
+            Location::S3 { bucket, prefix } => Backend::S3(Arc::new(S3Target {
                 client: s3_client(options).await,
                 bucket,
                 prefix,
                 options: options.clone(),
-            },
+            })),
         };
         Ok(ObjectStore { root, backend })
     }
@@ -207,16 +220,9 @@ impl ObjectStore {
                 let file = std::fs::File::create(&tmp).map_err(io)?;
                 Sink::Local { file, tmp, path }
             }
-            Backend::S3 {
-                client,
-                bucket,
-                prefix,
-                options,
-            } => Sink::S3 {
-                client: client.clone(),
-                bucket: bucket.clone(),
-                key: format!("{prefix}{key}"),
-                options: options.clone(),
+            Backend::S3(target) => Sink::S3 {
+                target: target.clone(),
+                key: target.key(key),
                 buffer: Vec::new(),
                 upload_id: None,
                 parts: Vec::new(),
@@ -259,15 +265,17 @@ impl ObjectStore {
                     source,
                 }),
             },
-            Backend::S3 {
-                client,
-                bucket,
-                prefix,
-                options,
-            } => {
-                let full = format!("{prefix}{key}");
-                retry(options, "read", &uri, || async {
-                    let out = match client.get_object().bucket(bucket).key(&full).send().await {
+            Backend::S3(t) => {
+                let full = t.key(key);
+                retry(&t.options, "read", &uri, || async {
+                    let out = match t
+                        .client
+                        .get_object()
+                        .bucket(&t.bucket)
+                        .key(&full)
+                        .send()
+                        .await
+                    {
                         Ok(out) => out,
                         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
                             return Ok(None)
@@ -303,26 +311,21 @@ impl ObjectStore {
                     })?;
                 }
             }
-            Backend::S3 {
-                client,
-                bucket,
-                prefix: root,
-                options,
-            } => {
-                let full = format!("{root}{prefix}");
+            Backend::S3(t) => {
+                let full = t.key(prefix);
                 let mut token: Option<String> = None;
                 loop {
-                    let page = retry(options, "list", &uri, || {
-                        client
+                    let page = retry(&t.options, "list", &uri, || {
+                        t.client
                             .list_objects_v2()
-                            .bucket(bucket)
+                            .bucket(&t.bucket)
                             .prefix(&full)
                             .set_continuation_token(token.clone())
                             .send()
                     })
                     .await?;
                     for o in page.contents() {
-                        if let Some(k) = o.key().and_then(|k| k.strip_prefix(root.as_str())) {
+                        if let Some(k) = o.key().and_then(|k| k.strip_prefix(t.prefix.as_str())) {
                             keys.push(k.to_string());
                         }
                     }
@@ -351,16 +354,11 @@ impl ObjectStore {
                     })?;
                 }
             }
-            Backend::S3 {
-                client,
-                bucket,
-                prefix: root,
-                options,
-            } => {
+            Backend::S3(t) => {
                 for key in &keys {
-                    let full = format!("{root}{key}");
-                    retry(options, "delete", &self.uri(key), || {
-                        client.delete_object().bucket(bucket).key(&full).send()
+                    let full = t.key(key);
+                    retry(&t.options, "delete", &self.uri(key), || {
+                        t.client.delete_object().bucket(&t.bucket).key(&full).send()
                     })
                     .await?;
                 }
@@ -389,10 +387,9 @@ enum Sink {
         path: PathBuf,
     },
     S3 {
-        client: aws_sdk_s3::Client,
-        bucket: String,
+        target: Arc<S3Target>,
+        /// The full object key.
         key: String,
-        options: StoreOptions,
         buffer: Vec<u8>,
         upload_id: Option<String>,
         parts: Vec<CompletedPart>,
@@ -400,11 +397,6 @@ enum Sink {
 }
 
 impl ObjectWriter {
-    /// The object's URI.
-    pub fn uri(&self) -> &str {
-        &self.uri
-    }
-
     /// Appends bytes. On S3, every full part is uploaded as it fills; a failure aborts the
     /// upload.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
@@ -419,11 +411,9 @@ impl ObjectWriter {
                     source,
                 });
             }
-            Sink::S3 {
-                buffer, options, ..
-            } => {
+            Sink::S3 { buffer, target, .. } => {
                 buffer.extend_from_slice(data);
-                options.part_bytes
+                target.options.part_bytes
             }
         };
         while self.sink_buffered() >= part {
@@ -446,10 +436,8 @@ impl ObjectWriter {
     /// starting the multipart upload when needed.
     async fn upload_part(&mut self, len: usize) -> Result<(), StoreError> {
         let Sink::S3 {
-            client,
-            bucket,
+            target: t,
             key,
-            options,
             buffer,
             upload_id,
             parts,
@@ -459,10 +447,10 @@ impl ObjectWriter {
         };
         let uri = &self.uri;
         if upload_id.is_none() {
-            let created = retry(options, "start the upload of", uri, || {
-                client
+            let created = retry(&t.options, "start the upload of", uri, || {
+                t.client
                     .create_multipart_upload()
-                    .bucket(bucket.as_str())
+                    .bucket(&t.bucket)
                     .key(key.as_str())
                     .content_type(content_type(key))
                     .send()
@@ -483,10 +471,10 @@ impl ObjectWriter {
         let rest = buffer.split_off(len.min(buffer.len()));
         let body = bytes::Bytes::from(std::mem::replace(buffer, rest));
         let number = parts.len() as i32 + 1;
-        let out = retry(options, "upload a part of", uri, || {
-            client
+        let out = retry(&t.options, "upload a part of", uri, || {
+            t.client
                 .upload_part()
-                .bucket(bucket.as_str())
+                .bucket(&t.bucket)
                 .key(key.as_str())
                 .upload_id(&id)
                 .part_number(number)
@@ -515,7 +503,7 @@ impl ObjectWriter {
         debug!(uri = %self.uri, bytes = self.bytes, "wrote object");
         Ok(Written {
             bytes: self.bytes,
-            sha256: crate::publish::hex(&self.hasher.clone().finalize()),
+            sha256: crate::publish::hex(&std::mem::take(&mut self.hasher).finalize()),
             upload_parts,
         })
     }
@@ -546,10 +534,8 @@ impl ObjectWriter {
             }
         }
         let Sink::S3 {
-            client,
-            bucket,
+            target: t,
             key,
-            options,
             buffer,
             upload_id,
             parts,
@@ -561,10 +547,10 @@ impl ObjectWriter {
         match upload_id {
             None => {
                 let body = bytes::Bytes::from(std::mem::take(buffer));
-                retry(options, "write", uri, || {
-                    client
+                retry(&t.options, "write", uri, || {
+                    t.client
                         .put_object()
-                        .bucket(bucket.as_str())
+                        .bucket(&t.bucket)
                         .key(key.as_str())
                         .content_type(content_type(key))
                         .body(ByteStream::from(body.clone()))
@@ -577,10 +563,10 @@ impl ObjectWriter {
                 let done = CompletedMultipartUpload::builder()
                     .set_parts(Some(parts.clone()))
                     .build();
-                retry(options, "complete the upload of", uri, || {
-                    client
+                retry(&t.options, "complete the upload of", uri, || {
+                    t.client
                         .complete_multipart_upload()
-                        .bucket(bucket.as_str())
+                        .bucket(&t.bucket)
                         .key(key.as_str())
                         .upload_id(id.as_str())
                         .multipart_upload(done.clone())
@@ -606,8 +592,7 @@ impl ObjectWriter {
                 let _ = std::fs::remove_file(tmp.as_path());
             }
             Sink::S3 {
-                client,
-                bucket,
+                target: t,
                 key,
                 upload_id,
                 ..
@@ -615,9 +600,10 @@ impl ObjectWriter {
                 if let Some(id) = upload_id.take() {
                     // One attempt: when the server is gone, its lifecycle rule for incomplete
                     // uploads cleans up instead.
-                    let aborted = client
+                    let aborted = t
+                        .client
                         .abort_multipart_upload()
-                        .bucket(bucket.as_str())
+                        .bucket(&t.bucket)
                         .key(key.as_str())
                         .upload_id(id)
                         .send()
