@@ -172,6 +172,17 @@ fn read_one(file: &Path, catalog: &Catalog) -> Result<Campaign> {
     )?)
 }
 
+/// The night of `date`: every campaign due on it by its schedule (a campaign without one is
+/// due every night), and the ones named in `also` whatever their schedule. They all take part
+/// in arbitration.
+pub fn night(campaigns: &[Campaign], date: chrono::NaiveDate, also: &[String]) -> Vec<Campaign> {
+    campaigns
+        .iter()
+        .filter(|c| also.contains(&c.id) || c.schedule.as_ref().is_none_or(|s| s.due_on(date)))
+        .cloned()
+        .collect()
+}
+
 /// Checks that every id of `ids` names one of `campaigns`; an unknown id is an error naming
 /// the known ones.
 pub fn check_ids(campaigns: &[Campaign], ids: &[String]) -> Result<()> {

@@ -375,13 +375,7 @@ async fn run_job(settings: &Settings, j: &JobFlags, retrain: bool, dry_run: bool
     let campaigns = crate::campaigns::load(std::slice::from_ref(&settings.campaigns_dir))?;
     crate::campaigns::check_ids(&campaigns, &j.campaigns)?;
     let date = run_date(j.date);
-    // The night: every campaign due on the date, and any named with --campaign.
-    let campaigns: Vec<_> = campaigns
-        .into_iter()
-        .filter(|c| {
-            j.campaigns.contains(&c.id) || c.schedule.as_ref().is_none_or(|s| s.due_on(date))
-        })
-        .collect();
+    let campaigns = crate::campaigns::night(&campaigns, date, &j.campaigns);
     if campaigns.is_empty() {
         println!("no campaign is due on {date}");
         return Ok(());

@@ -352,20 +352,15 @@ impl Worker<'_> {
         }
         let s = &self.settings.scheduler;
         let mut wait = s.retry_backoff;
+        // The night: every campaign due on the date takes part in arbitration.
+        let night = crate::campaigns::night(&self.campaigns, date, &[id.to_string()]);
         for attempt in 1..=s.attempts {
-            // The night: every campaign due on the date takes part in arbitration.
-            let night: Vec<Campaign> = self
-                .campaigns
-                .iter()
-                .filter(|c| c.id == id || c.schedule.as_ref().is_none_or(|s| s.due_on(date)))
-                .cloned()
-                .collect();
             let started = Instant::now();
             let result = pipeline::run(
                 RunRequest {
                     settings: self.settings,
                     date,
-                    campaigns: night,
+                    campaigns: night.clone(),
                     only: vec![id.to_string()],
                     dry_run: false,
                     retrain: false,
