@@ -187,6 +187,15 @@ pub struct Schedule {
     pub timezone: chrono_tz::Tz,
 }
 
+/// The one cron dialect of campaign files and settings: five fields or six with seconds first,
+/// no year field (croner would otherwise read a seventh field as a year).
+fn parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+}
+
 impl Schedule {
     /// Parses a cron expression (optional seconds field) and an IANA time zone (default UTC);
     /// the error names the field at fault.
@@ -203,18 +212,15 @@ impl Schedule {
                 )
             })?,
         };
-        croner::Cron::new(cron)
-            .with_seconds_optional()
-            .parse()
-            .map_err(|e| {
-                (
-                    "schedule.cron",
-                    format!(
-                        "schedule.cron {cron:?}: {e} (fields: [second] minute hour \
+        parser().parse(cron).map_err(|e| {
+            (
+                "schedule.cron",
+                format!(
+                    "schedule.cron {cron:?}: {e} (fields: [second] minute hour \
                          day-of-month month day-of-week)"
-                    ),
-                )
-            })?;
+                ),
+            )
+        })?;
         Ok(Schedule {
             cron: cron.to_string(),
             timezone,
@@ -223,10 +229,7 @@ impl Schedule {
 
     /// The parsed expression (validated when the campaign was).
     pub fn expression(&self) -> Option<croner::Cron> {
-        croner::Cron::new(&self.cron)
-            .with_seconds_optional()
-            .parse()
-            .ok()
+        parser().parse(&self.cron).ok()
     }
 
     /// The first time the schedule fires strictly after `t`.
@@ -246,8 +249,10 @@ impl Schedule {
         t: chrono::DateTime<chrono::Utc>,
         window: chrono::Duration,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        // Walk forward from the start of the window: croner has no backward search, and a
-        // window holds few firings (a seconds-level test schedule is capped).
+        // Walk forward from the start of the window rather than use croner's backward search:
+        // in a skipped DST hour the two disagree (01:59:59 against 03:00 local), and the daemon
+        // fires on the forward one. A window holds few firings (a seconds-level test schedule
+        // is capped).
         let mut at = t - window - chrono::Duration::seconds(1);
         let mut last = None;
         for _ in 0..100_000 {
@@ -905,6 +910,18 @@ mod tests {
         assert_eq!(
             every_2s.next_after(t),
             Some(t + chrono::Duration::seconds(1))
+        );
+        // 02:30 Berlin does not exist on 29 March 2026: that night's firing is at 03:00, and
+        // catch-up looks for the firing the daemon made.
+        let skipped = Schedule::parse("30 2 * * *", Some("Europe/Berlin")).unwrap();
+        assert_eq!(
+            skipped.last_fired(utc(2026, 3, 29, 12, 0), window),
+            Some(utc(2026, 3, 29, 1, 0))
+        );
+        // A seventh field is not read as a year.
+        assert_eq!(
+            Schedule::parse("0 0 3 * * * 2027", None).unwrap_err().0,
+            "schedule.cron"
         );
     }
 
