@@ -345,6 +345,10 @@ pub fn train_discount_sensitivity(
     src: &SourceTables,
     opts: &TrainingOptions,
 ) -> Result<TrainedClassifier> {
+    let opts = &TrainingOptions {
+        params: opts.params.for_classifier(),
+        ..opts.clone()
+    };
     let h = SENSITIVITY_HORIZON_DAYS * crate::DAY;
     let mut rows: Option<DataFrame> = None;
     for k in 1..=3 {
