@@ -108,7 +108,8 @@ pub struct TrainArgs {
     /// closed before it are used.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
-    /// The model to train (default: all; today the one model is conversion_uplift).
+    /// The one model to train: conversion_uplift, discount_uplift or discount_sensitivity
+    /// (default: all three). The others keep their `current` version.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// Source database URL (overrides source.database_url).
@@ -437,7 +438,6 @@ fn fail_on_campaign_errors(report: &pipeline::RunReport) -> Result<()> {
 async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     use models::training::CONVERSION_UPLIFT;
     use models::training::{DISCOUNT_SENSITIVITY, DISCOUNT_UPLIFT};
-    // The models are trained together: they share the extraction and the features.
     let known = [CONVERSION_UPLIFT, DISCOUNT_UPLIFT, DISCOUNT_SENSITIVITY];
     if let Some(name) = a.model.as_deref().filter(|m| !known.contains(m)) {
         bail!("unknown model {name:?} (known: {})", known.join(", "));
@@ -446,6 +446,18 @@ async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
     let source = Db::connect(&settings.source_url, false).await?;
     let state = state_db(settings, &source).await?;
     let src = crate::extract::extract(&source, Some(&state), settings).await?;
+    if let Some(name) = a.model.as_deref() {
+        let m = pipeline::train_and_store_one(settings, &src, cutoff_of(as_of), name).await?;
+        let meta = &m.metadata;
+        let (metric, value) = meta.headline();
+        println!(
+            "trained as of {as_of}, stored in {}:\n  {name} {} ({}): held-out {metric} {value:.4}",
+            settings.model_store,
+            meta.version,
+            meta.learner.name(),
+        );
+        return Ok(());
+    }
     let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of), None).await?;
     let u = &m.used;
     println!(
@@ -484,25 +496,21 @@ async fn list_models(settings: &Settings) -> Result<()> {
         return Ok(());
     }
     println!(
-        "  {:<20} {:<26} {:<8} {:<21} {:>10} {:>9}",
-        "model", "version", "learner", "created", "rows", "qini_auc"
+        "  {:<20} {:<26} {:<10} {:<21} {:>10} {:>9} {:>7}",
+        "model", "version", "learner", "created", "rows", "held-out", ""
     );
     for l in listed {
         let m = &l.metadata;
-        let qini = m
-            .metrics
-            .iter()
-            .find(|(k, _)| k == "qini_auc")
-            .map_or(f64::NAN, |(_, v)| *v);
+        let (metric, value) = m.headline();
         println!(
-            "{} {:<20} {:<26} {:<8} {:<21} {:>10} {:>9.4}",
+            "{} {:<20} {:<26} {:<10} {:<21} {:>10} {:>9} {value:>7.4}",
             if l.current { "*" } else { " " },
             m.name,
             m.version,
             m.learner.name(),
             m.created_at,
             m.rows_train + m.rows_valid,
-            qini
+            metric,
         );
     }
     Ok(())

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 use models::metrics::{bootstrap, qini_auc_score, Interval};
 use models::training::{
-    score_users, train_discount_sensitivity, train_uplift, HeldOut, Scorers, UpliftTarget,
-    CONVERSION_UPLIFT, DISCOUNT_SENSITIVITY, DISCOUNT_UPLIFT,
+    score_users, train_discount_sensitivity, train_uplift, HeldOut, Scorers, TrainedClassifier,
+    TrainedUplift, UpliftTarget, CONVERSION_UPLIFT, DISCOUNT_SENSITIVITY, DISCOUNT_UPLIFT,
 };
 use models::uplift::Classifier;
 use models::{
@@ -297,14 +297,36 @@ pub async fn train_and_store(
     Ok(set)
 }
 
-/// The training itself: the fitted LightGBM handles are dropped here, their texts kept.
-fn train(
+/// Trains one model (`conversion_uplift`, `discount_uplift` or `discount_sensitivity`) as of
+/// `as_of` and stores it as its new `current` version; the other models keep theirs.
+pub async fn train_and_store_one(
     s: &Settings,
     src: &SourceTables,
     as_of: i64,
+    name: &str,
+) -> Result<ModelArtifact> {
+    let opts = training_options(s, as_of, None);
+    let artifact = match name {
+        CONVERSION_UPLIFT => fit_uplift(src, UpliftTarget::Conversion, &opts)?.artifact,
+        DISCOUNT_UPLIFT => fit_uplift(src, UpliftTarget::Discount, &opts)?.artifact,
+        DISCOUNT_SENSITIVITY => fit_sensitivity(src, &opts)?.artifact,
+        other => anyhow::bail!(
+            "unknown model {other:?} (known: {CONVERSION_UPLIFT}, {DISCOUNT_UPLIFT}, \
+             {DISCOUNT_SENSITIVITY})"
+        ),
+    };
+    let store = crate::model_store::open(s).await?;
+    let uri = crate::model_store::save(&store, &artifact).await?;
+    info!(uri = %uri, "model stored");
+    Ok(artifact)
+}
+
+fn training_options(
+    s: &Settings,
+    as_of: i64,
     known_effects: Option<KnownEffects>,
-) -> Result<ModelSet> {
-    let opts = TrainingOptions {
+) -> TrainingOptions {
+    TrainingOptions {
         params: UpliftParams {
             num_threads: s.threads,
             seed: s.seed,
@@ -316,12 +338,53 @@ fn train(
         created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         code_version: env!("CARGO_PKG_VERSION").into(),
         known_effects,
-    };
-    let uplift = |target: UpliftTarget| {
-        info_span!("train", model = target.name())
-            .in_scope(|| tokio::task::block_in_place(|| train_uplift(src, target, &opts)))
-    };
-    let trained = uplift(UpliftTarget::Conversion)?;
+    }
+}
+
+/// Trains one uplift model in its own span (on a blocking thread: LightGBM holds it for a
+/// while) and logs its headline figures.
+fn fit_uplift(
+    src: &SourceTables,
+    target: UpliftTarget,
+    opts: &TrainingOptions,
+) -> Result<TrainedUplift> {
+    let trained = info_span!("train", model = target.name())
+        .in_scope(|| tokio::task::block_in_place(|| train_uplift(src, target, opts)))?;
+    let meta = &trained.artifact.metadata;
+    info!(
+        version = %meta.version,
+        learner = meta.learner.name(),
+        rows_train = meta.rows_train,
+        rows_test = meta.rows_test,
+        qini_auc = meta.metric("qini_auc"),
+        "trained"
+    );
+    Ok(trained)
+}
+
+/// Trains the discount-sensitivity model in its own span and logs its headline figures.
+fn fit_sensitivity(src: &SourceTables, opts: &TrainingOptions) -> Result<TrainedClassifier> {
+    let trained = info_span!("train", model = DISCOUNT_SENSITIVITY)
+        .in_scope(|| tokio::task::block_in_place(|| train_discount_sensitivity(src, opts)))?;
+    let meta = &trained.artifact.metadata;
+    info!(
+        version = %meta.version,
+        rows_train = meta.rows_train,
+        auc = trained.test_auc,
+        "trained"
+    );
+    Ok(trained)
+}
+
+/// The training itself: the fitted LightGBM handles are dropped here, their texts kept.
+fn train(
+    s: &Settings,
+    src: &SourceTables,
+    as_of: i64,
+    known_effects: Option<KnownEffects>,
+) -> Result<ModelSet> {
+    let opts = training_options(s, as_of, known_effects);
+    let trained = fit_uplift(src, UpliftTarget::Conversion, &opts)?;
     let meta = &trained.artifact.metadata;
     let t = &trained.test;
     let qini_auc = bootstrap(
@@ -332,27 +395,10 @@ fn train(
         200,
         s.seed,
     );
-    info!(
-        version = %meta.version,
-        learner = meta.learner.name(),
-        rows_train = meta.rows_train,
-        rows_test = meta.rows_test,
-        qini_auc = qini_auc.estimate,
-        "trained"
-    );
-    let discount = uplift(UpliftTarget::Discount)?;
+    let discount = fit_uplift(src, UpliftTarget::Discount, &opts)?;
     let dmeta = &discount.artifact.metadata;
-    let discount_qini = metric(dmeta, "qini_auc");
-    info!(version = %dmeta.version, learner = dmeta.learner.name(), qini_auc = discount_qini, "trained");
-    let sensitivity = info_span!("train", model = DISCOUNT_SENSITIVITY)
-        .in_scope(|| tokio::task::block_in_place(|| train_discount_sensitivity(src, &opts)))?;
+    let sensitivity = fit_sensitivity(src, &opts)?;
     let smeta = &sensitivity.artifact.metadata;
-    info!(
-        version = %smeta.version,
-        rows_train = smeta.rows_train,
-        auc = sensitivity.test_auc,
-        "trained"
-    );
     let used = ModelUsed {
         version: meta.version.clone(),
         learner: meta.learner.name(),
@@ -360,7 +406,7 @@ fn train(
         qini_auc,
         test: trained.test,
         discount_version: dmeta.version.clone(),
-        discount_qini_auc: discount_qini,
+        discount_qini_auc: dmeta.metric("qini_auc"),
         sensitivity_version: smeta.version.clone(),
         sensitivity_auc: sensitivity.test_auc,
     };
@@ -370,14 +416,6 @@ fn train(
         sensitivity: sensitivity.artifact,
         used,
     })
-}
-
-/// A named metric of a model's metadata (NaN when absent).
-fn metric(m: &models::ModelMetadata, key: &str) -> f64 {
-    m.metrics
-        .iter()
-        .find(|(k, _)| k == key)
-        .map_or(f64::NAN, |(_, v)| *v)
 }
 
 /// The store's `current` models, or `None` when one of them is missing.
@@ -397,15 +435,15 @@ async fn load_stored(s: &Settings) -> Result<Option<ModelSet>> {
         learner: um.learner.name(),
         trained: false,
         qini_auc: Interval {
-            estimate: metric(um, "qini_auc"),
+            estimate: um.metric("qini_auc"),
             low: f64::NAN,
             high: f64::NAN,
         },
         test: HeldOut::default(),
         discount_version: dm.version.clone(),
-        discount_qini_auc: metric(dm, "qini_auc"),
+        discount_qini_auc: dm.metric("qini_auc"),
         sensitivity_version: sm.version.clone(),
-        sensitivity_auc: metric(sm, "auc"),
+        sensitivity_auc: sm.metric("auc"),
     };
     Ok(Some(ModelSet {
         uplift,

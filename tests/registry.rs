@@ -83,6 +83,71 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     );
     assert!(rows[0].contains(&demo_version), "{listing}");
 
+    // `--model` trains that model alone: a third sensitivity version becomes current, and the
+    // uplift models keep theirs. The list shows each model's own held-out metric.
+    let current =
+        |model: &str| std::fs::read_to_string(dir.join(format!("models/{model}/current"))).unwrap();
+    let uplift_before = (current("conversion_uplift"), current("discount_uplift"));
+    let out = targeting_env(
+        &[
+            "train",
+            "--database-url",
+            &db,
+            "--as-of",
+            DATE,
+            "--threads",
+            "2",
+            "--model",
+            "discount_sensitivity",
+        ],
+        &env,
+    );
+    assert_ok(&out);
+    let sensitivity = current("discount_sensitivity");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "discount_sensitivity {sensitivity} (classifier): held-out auc"
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        (current("conversion_uplift"), current("discount_uplift")),
+        uplift_before
+    );
+    let listing =
+        String::from_utf8_lossy(&targeting_env(&["models", "list"], &env).stdout).into_owned();
+    let count = |model: &str| listing.lines().filter(|l| l.contains(model)).count();
+    assert_eq!(
+        (
+            count("conversion_uplift"),
+            count("discount_uplift"),
+            count("discount_sensitivity")
+        ),
+        (2, 2, 3),
+        "{listing}"
+    );
+    let newest = listing
+        .lines()
+        .find(|l| l.starts_with('*') && l.contains(&sensitivity))
+        .unwrap_or_else(|| panic!("{listing}"));
+    let auc: f64 = newest
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{newest}"));
+    assert!(
+        newest.contains(" auc ") && auc > 0.6 && auc < 1.0,
+        "{newest}"
+    );
+    let out = targeting_env(&["train", "--model", "churn"], &env);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown model \"churn\" (known: conversion_uplift"),
+        "{}",
+        stderr(&out)
+    );
+
     // A model trained on other features is refused by name, and nothing is published.
     let current = std::fs::read_to_string(dir.join("models/conversion_uplift/current")).unwrap();
     let meta_path = dir

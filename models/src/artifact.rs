@@ -43,6 +43,26 @@ pub struct ModelMetadata {
     pub created_at: String,
 }
 
+impl ModelMetadata {
+    /// A held-out metric by name (NaN when the model has none of that name).
+    pub fn metric(&self, key: &str) -> f64 {
+        self.metrics
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(f64::NAN, |(_, v)| *v)
+    }
+
+    /// The metric a model is judged by: the Qini AUC of an uplift model, the AUC of a
+    /// classifier. Returns its name and value.
+    pub fn headline(&self) -> (&'static str, f64) {
+        let key = match self.learner {
+            Learner::Classifier => "auc",
+            _ => "qini_auc",
+        };
+        (key, self.metric(key))
+    }
+}
+
 /// A model as stored: metadata plus the LightGBM text of each of the learner's models, by role
 /// (e.g. `treated`, `control`).
 #[derive(Debug, Clone)]
