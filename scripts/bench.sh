@@ -5,7 +5,8 @@
 # On the embedded default (SQLite, local files), or on a PostgreSQL source and ledger and an S3
 # destination with BENCH_DATABASE_URL=postgres://… and BENCH_EXPORTS=s3://bucket/prefix (S3
 # settings and credentials from the usual TARGETING__S3__* and AWS_* variables).
-# Prints one line per size: generation, extract, train (all models, s; conversion uplift rows),
+# Prints one line per size: generation, extract, train (all models, s; conversion uplift rows and
+# that model's own training time, its four learners, refit and the demo's feature ceiling),
 # score (users/s), publish (all campaigns' files, s), record (ledger and assignments, s), total,
 # peak RSS.
 set -euo pipefail
@@ -20,7 +21,7 @@ threads="$(nproc)"
 targets=()
 [ -z "${BENCH_DATABASE_URL:-}" ] || targets+=(--database-url "$BENCH_DATABASE_URL")
 [ -z "${BENCH_EXPORTS:-}" ] || targets+=(--exports "$BENCH_EXPORTS")
-printf '%-9s %7s %8s %9s %10s %12s %9s %8s %9s %9s %10s\n' users gen_s extract_s train_s train_rows score_users/s publish_s record_s total_s rerun_s peak_MB
+printf '%-9s %7s %8s %9s %10s %11s %12s %9s %8s %9s %9s %10s\n' users gen_s extract_s train_s train_rows conv_train_s score_users/s publish_s record_s total_s rerun_s peak_MB
 for n in "${sizes[@]}"; do
   dir="$work/demo-$n"
   # First run generates the data; the second, on the same data, is the nightly job alone.
@@ -58,6 +59,8 @@ def spans(path):
             if name in ("extract", "train", "score", "publish", "record"):
                 # One train span per model: the stage's time is their sum.
                 out[name] = out.get(name, 0.0) + secs
+            if name == "train" and e.get("span", {}).get("model") == "conversion_uplift":
+                out["train_conversion"] = secs
     return out, first, ready
 from datetime import datetime
 def t(s): return datetime.fromisoformat(s.replace("Z", "+00:00"))
@@ -66,7 +69,7 @@ s2, _, _ = spans(f"{work}/log2")
 wall1, rss1 = open(f"{work}/time1").read().split()
 wall2, rss2 = open(f"{work}/time2").read().split()
 gen = (t(ready) - t(first)).total_seconds() if ready and first else float("nan")
-print(f"{n:<9d} {gen:7.1f} {s2['extract']:8.1f} {s2['train']:9.1f} {s2.get('rows_train', 0):10d} "
+print(f"{n:<9d} {gen:7.1f} {s2['extract']:8.1f} {s2['train']:9.1f} {s2.get('rows_train', 0):10d} {s2.get('train_conversion', 0.0):11.1f} "
       f"{n / s2['score']:12.0f} {s2.get('publish', 0.0):9.1f} {s2.get('record', 0.0):8.1f} {float(wall1):9.1f} {float(wall2):9.1f} {max(int(rss1), int(rss2)) / 1024:10.0f}")
 PY
 done
