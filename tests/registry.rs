@@ -57,8 +57,8 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     );
 
     // train adds a version and moves `current`; list marks it.
-    let out = targeting_env(
-        &[
+    let train = |extra: &[&str]| {
+        let base = [
             "train",
             "--database-url",
             &db,
@@ -66,10 +66,10 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
             DATE,
             "--threads",
             "2",
-        ],
-        &env,
-    );
-    assert_ok(&out);
+        ];
+        targeting_env(&[&base[..], extra].concat(), &env)
+    };
+    assert_ok(&train(&[]));
     let listing =
         String::from_utf8_lossy(&targeting_env(&["models", "list"], &env).stdout).into_owned();
     let rows: Vec<&str> = listing
@@ -88,20 +88,7 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     let current =
         |model: &str| std::fs::read_to_string(dir.join(format!("models/{model}/current"))).unwrap();
     let uplift_before = (current("conversion_uplift"), current("discount_uplift"));
-    let out = targeting_env(
-        &[
-            "train",
-            "--database-url",
-            &db,
-            "--as-of",
-            DATE,
-            "--threads",
-            "2",
-            "--model",
-            "discount_sensitivity",
-        ],
-        &env,
-    );
+    let out = train(&["--model", "discount_sensitivity"]);
     assert_ok(&out);
     let sensitivity = current("discount_sensitivity");
     assert!(
