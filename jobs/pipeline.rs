@@ -13,6 +13,7 @@ use models::metrics::{bootstrap, qini_auc_score, Interval};
 use models::training::{
     score_users, train_discount_sensitivity, train_uplift, HeldOut, Scorers, TrainedClassifier,
     TrainedUplift, UpliftTarget, CONVERSION_UPLIFT, DISCOUNT_SENSITIVITY, DISCOUNT_UPLIFT,
+    MODEL_NAMES,
 };
 use models::uplift::Classifier;
 use models::{
@@ -297,6 +298,16 @@ pub async fn train_and_store(
     Ok(set)
 }
 
+/// Refuses a model name that is not one of [`MODEL_NAMES`], listing them.
+pub fn check_model_name(name: Option<&str>) -> Result<()> {
+    match name {
+        Some(n) if !MODEL_NAMES.contains(&n) => {
+            anyhow::bail!("unknown model {n:?} (known: {})", MODEL_NAMES.join(", "))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Trains one model (`conversion_uplift`, `discount_uplift` or `discount_sensitivity`) as of
 /// `as_of` and stores it as its new `current` version; the other models keep theirs.
 pub async fn train_and_store_one(
@@ -305,15 +316,13 @@ pub async fn train_and_store_one(
     as_of: i64,
     name: &str,
 ) -> Result<ModelArtifact> {
+    check_model_name(Some(name))?;
     let opts = training_options(s, as_of, None);
     let artifact = match name {
         CONVERSION_UPLIFT => fit_uplift(src, UpliftTarget::Conversion, &opts)?.artifact,
         DISCOUNT_UPLIFT => fit_uplift(src, UpliftTarget::Discount, &opts)?.artifact,
-        DISCOUNT_SENSITIVITY => fit_sensitivity(src, &opts)?.artifact,
-        other => anyhow::bail!(
-            "unknown model {other:?} (known: {CONVERSION_UPLIFT}, {DISCOUNT_UPLIFT}, \
-             {DISCOUNT_SENSITIVITY})"
-        ),
+        // The name was checked: this is DISCOUNT_SENSITIVITY.
+        _ => fit_sensitivity(src, &opts)?.artifact,
     };
     let store = crate::model_store::open(s).await?;
     let uri = crate::model_store::save(&store, &artifact).await?;

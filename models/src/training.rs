@@ -21,6 +21,9 @@ use crate::{
 /// Name of the conversion uplift model in the model store.
 pub const CONVERSION_UPLIFT: &str = "conversion_uplift";
 
+/// Every model a run scores with, by its name in the model store.
+pub const MODEL_NAMES: [&str; 3] = [CONVERSION_UPLIFT, DISCOUNT_UPLIFT, DISCOUNT_SENSITIVITY];
+
 /// What training needs besides the data.
 #[derive(Debug, Clone)]
 pub struct TrainingOptions {
