@@ -436,40 +436,46 @@ fn fail_on_campaign_errors(report: &pipeline::RunReport) -> Result<()> {
 }
 
 async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
-    use models::training::{CONVERSION_UPLIFT, DISCOUNT_SENSITIVITY, DISCOUNT_UPLIFT};
+    use models::metrics::Interval;
+    use models::ModelArtifact;
     // Checked before the extraction, which takes a minute at a million users.
     pipeline::check_model_name(a.model.as_deref())?;
     let as_of = run_date(a.as_of);
     let source = Db::connect(&settings.source_url, false).await?;
     let state = state_db(settings, &source).await?;
     let src = crate::extract::extract(&source, Some(&state), settings).await?;
-    if let Some(name) = a.model.as_deref() {
-        let m = pipeline::train_and_store_one(settings, &src, cutoff_of(as_of), name).await?;
-        let meta = &m.metadata;
+    let as_of_cutoff = cutoff_of(as_of);
+    // Each stored model with its held-out metric; the conversion model's interval when the
+    // whole set was trained (the bootstrap runs there).
+    let stored: Vec<(ModelArtifact, Option<Interval>)> = match a.model.as_deref() {
+        Some(name) => {
+            let m = pipeline::train_and_store_one(settings, &src, as_of_cutoff, name).await?;
+            vec![(m, None)]
+        }
+        None => {
+            let m = pipeline::train_and_store(settings, &src, as_of_cutoff, None).await?;
+            let ci = m.used.qini_auc;
+            vec![
+                (m.uplift, Some(ci)),
+                (m.discount_uplift, None),
+                (m.sensitivity, None),
+            ]
+        }
+    };
+    println!("trained as of {as_of}, stored in {}:", settings.model_store);
+    for (artifact, ci) in &stored {
+        let meta = &artifact.metadata;
         let (metric, value) = meta.headline();
+        let interval = ci.map_or(String::new(), |ci| {
+            format!(" (95% CI {:.4} to {:.4})", ci.low, ci.high)
+        });
         println!(
-            "trained as of {as_of}, stored in {}:\n  {name} {} ({}): held-out {metric} {value:.4}",
-            settings.model_store,
+            "  {} {} ({}): held-out {metric} {value:.4}{interval}",
+            meta.name,
             meta.version,
             meta.learner.name(),
         );
-        return Ok(());
     }
-    let m = pipeline::train_and_store(settings, &src, cutoff_of(as_of), None).await?;
-    let u = &m.used;
-    println!(
-        "trained as of {as_of}, stored in {}:\n  {CONVERSION_UPLIFT} {} ({}-learner): held-out Qini AUC {:.4} (95% CI {:.4} to {:.4})\n  {DISCOUNT_UPLIFT} {}: held-out Qini AUC {:.4}\n  {DISCOUNT_SENSITIVITY} {}: held-out AUC {:.4}",
-        settings.model_store,
-        u.version,
-        u.learner,
-        u.qini_auc.estimate,
-        u.qini_auc.low,
-        u.qini_auc.high,
-        u.discount_version,
-        u.discount_qini_auc,
-        u.sensitivity_version,
-        u.sensitivity_auc,
-    );
     Ok(())
 }
 

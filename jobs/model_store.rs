@@ -5,15 +5,26 @@
 
 use anyhow::{Context, Result};
 use models::{ModelArtifact, ModelMetadata};
+use tracing::info;
 
 use crate::settings::Settings;
 use crate::store::ObjectStore;
 
-/// The configured model store (`models.store`).
+/// The configured model store (`models.store`, checked when the settings were read).
 pub async fn open(settings: &Settings) -> Result<ObjectStore> {
     ObjectStore::open(&settings.model_store, &settings.store)
         .await
-        .context("models.store must be a folder, a file:// URI or an s3:// URI")
+        .with_context(|| format!("cannot open the model store {}", settings.model_store))
+}
+
+/// Saves each artifact to the configured store as its model's new `current` version.
+pub async fn save_all(settings: &Settings, artifacts: &[&ModelArtifact]) -> Result<()> {
+    let store = open(settings).await?;
+    for artifact in artifacts {
+        let uri = save(&store, artifact).await?;
+        info!(uri = %uri, "model stored");
+    }
+    Ok(())
 }
 
 /// Saves an artifact and points `current` at it. Returns the version's URI.

@@ -262,6 +262,49 @@ pub struct ModelSet {
 }
 
 impl ModelSet {
+    /// The three models and what a report says of them. `fresh` holds the conversion model's
+    /// bootstrap interval and held-out exposures when this run trained it; a stored model has
+    /// its metadata's point estimate only.
+    fn new(
+        uplift: ModelArtifact,
+        discount_uplift: ModelArtifact,
+        sensitivity: ModelArtifact,
+        fresh: Option<(Interval, HeldOut)>,
+    ) -> Self {
+        let (um, dm, sm) = (
+            &uplift.metadata,
+            &discount_uplift.metadata,
+            &sensitivity.metadata,
+        );
+        let trained = fresh.is_some();
+        let (qini_auc, test) = fresh.unwrap_or_else(|| {
+            let estimate = um.metric("qini_auc");
+            let point = Interval {
+                estimate,
+                low: f64::NAN,
+                high: f64::NAN,
+            };
+            (point, HeldOut::default())
+        });
+        let used = ModelUsed {
+            version: um.version.clone(),
+            learner: um.learner.name(),
+            trained,
+            qini_auc,
+            test,
+            discount_version: dm.version.clone(),
+            discount_qini_auc: dm.metric("qini_auc"),
+            sensitivity_version: sm.version.clone(),
+            sensitivity_auc: sm.metric("auc"),
+        };
+        Self {
+            uplift,
+            discount_uplift,
+            sensitivity,
+            used,
+        }
+    }
+
     /// LightGBM models from the texts. A run that trained scores with them too, so that it
     /// scores exactly as a later run with the stored models does.
     pub fn load(&self, store: &str) -> Result<Models> {
@@ -290,11 +333,7 @@ pub async fn train_and_store(
     known_effects: Option<KnownEffects>,
 ) -> Result<ModelSet> {
     let set = train(s, src, as_of, known_effects)?;
-    let store = crate::model_store::open(s).await?;
-    for artifact in [&set.uplift, &set.discount_uplift, &set.sensitivity] {
-        let uri = crate::model_store::save(&store, artifact).await?;
-        info!(uri = %uri, "model stored");
-    }
+    crate::model_store::save_all(s, &[&set.uplift, &set.discount_uplift, &set.sensitivity]).await?;
     Ok(set)
 }
 
@@ -324,9 +363,7 @@ pub async fn train_and_store_one(
         // The name was checked: this is DISCOUNT_SENSITIVITY.
         _ => fit_sensitivity(src, &opts)?.artifact,
     };
-    let store = crate::model_store::open(s).await?;
-    let uri = crate::model_store::save(&store, &artifact).await?;
-    info!(uri = %uri, "model stored");
+    crate::model_store::save_all(s, &[&artifact]).await?;
     Ok(artifact)
 }
 
@@ -394,7 +431,6 @@ fn train(
 ) -> Result<ModelSet> {
     let opts = training_options(s, as_of, known_effects);
     let trained = fit_uplift(src, UpliftTarget::Conversion, &opts)?;
-    let meta = &trained.artifact.metadata;
     let t = &trained.test;
     let qini_auc = bootstrap(
         &t.outcome,
@@ -405,26 +441,13 @@ fn train(
         s.seed,
     );
     let discount = fit_uplift(src, UpliftTarget::Discount, &opts)?;
-    let dmeta = &discount.artifact.metadata;
     let sensitivity = fit_sensitivity(src, &opts)?;
-    let smeta = &sensitivity.artifact.metadata;
-    let used = ModelUsed {
-        version: meta.version.clone(),
-        learner: meta.learner.name(),
-        trained: true,
-        qini_auc,
-        test: trained.test,
-        discount_version: dmeta.version.clone(),
-        discount_qini_auc: dmeta.metric("qini_auc"),
-        sensitivity_version: smeta.version.clone(),
-        sensitivity_auc: sensitivity.test_auc,
-    };
-    Ok(ModelSet {
-        uplift: trained.artifact,
-        discount_uplift: discount.artifact,
-        sensitivity: sensitivity.artifact,
-        used,
-    })
+    Ok(ModelSet::new(
+        trained.artifact,
+        discount.artifact,
+        sensitivity.artifact,
+        Some((qini_auc, trained.test)),
+    ))
 }
 
 /// The store's `current` models, or `None` when one of them is missing.
@@ -437,29 +460,9 @@ async fn load_stored(s: &Settings) -> Result<Option<ModelSet>> {
     ) else {
         return Ok(None);
     };
-    let (um, dm, sm) = (&uplift.metadata, &discount.metadata, &sensitivity.metadata);
+    let um = &uplift.metadata;
     info!(version = %um.version, learner = um.learner.name(), "using the stored model");
-    let used = ModelUsed {
-        version: um.version.clone(),
-        learner: um.learner.name(),
-        trained: false,
-        qini_auc: Interval {
-            estimate: um.metric("qini_auc"),
-            low: f64::NAN,
-            high: f64::NAN,
-        },
-        test: HeldOut::default(),
-        discount_version: dm.version.clone(),
-        discount_qini_auc: dm.metric("qini_auc"),
-        sensitivity_version: sm.version.clone(),
-        sensitivity_auc: sm.metric("auc"),
-    };
-    Ok(Some(ModelSet {
-        uplift,
-        discount_uplift: discount,
-        sensitivity,
-        used,
-    }))
+    Ok(Some(ModelSet::new(uplift, discount, sensitivity, None)))
 }
 
 async fn prepare(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<Prepared> {
