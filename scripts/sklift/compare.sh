@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 source scripts/setup.sh
 source scripts/sklift/setup.sh
 bin="$(build_targeting)"
-csv="${CSV:-../shared/eval_data/lenta_sample_50k.csv}"
+csv="${CSV:-tests/fixtures/uplift/lenta_sample_50k.csv}"
 flags=(--csv "$csv" --treatment is_treatment --treated 1 --control 0 --outcome response_att --seed 42)
 split="$(mktemp)"
 trap 'rm -f "$split"' EXIT
