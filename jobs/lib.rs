@@ -1,25 +1,27 @@
-//! The `targeting` binary's library: the only code in the project that does I/O. The CLI,
-//! settings, telemetry, the pipeline stages (extract, featurize, score, select, publish,
-//! record), the run ledger and the export sinks live here; the decisions are the `models` and
-//! `segments` crates'.
+//! The `targeting` binary's library: the only code in the project that does I/O. The decisions
+//! are the `models` and `segments` crates'; this crate reads, runs the stages and writes.
+//!
+//! Its folders follow the pipeline and its adapters, and each imports only those below it:
+//!
+//! | module | what it holds | imports |
+//! |---|---|---|
+//! | [`cli`] | the command line, its printouts and logging setup | everything below |
+//! | [`daemon`], [`tools`] | the scheduler daemon; the demo and `evaluate` | `pipeline` and below |
+//! | [`pipeline`] | the nightly run: extract → score → select → publish → record | `training` and below |
+//! | [`training`] | training the models and the model store | `config` and below |
+//! | [`config`] | settings and campaign files, validated | `state`, `store` |
+//! | [`state`] | the state and source databases: connections, ledger, locks | `redact` |
+//! | [`store`] | the object store: local folders and S3, with retries | nothing |
 
 // The S3 SDK's futures nest deeply inside the command's async block.
 #![recursion_limit = "256"]
 
-pub mod campaigns;
 pub mod cli;
+pub mod config;
 pub mod daemon;
-pub mod db;
-pub mod demo;
-pub mod evaluate;
-pub mod extract;
-pub mod ledger;
-pub mod lock;
-pub mod metrics;
-pub mod model_store;
 pub mod pipeline;
-pub mod publish;
-pub mod report;
-pub mod settings;
+pub mod redact;
+pub mod state;
 pub mod store;
-pub mod telemetry;
+pub mod tools;
+pub mod training;

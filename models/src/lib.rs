@@ -7,14 +7,16 @@
 
 pub mod artifact;
 pub mod calibration;
+mod date;
 pub mod features;
 pub mod metrics;
 pub mod training;
 pub mod uplift;
 
 pub use artifact::{ModelArtifact, ModelMetadata};
+pub use date::RunDate;
 pub use features::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
-pub use training::{ScoredFrame, TrainedUplift, TrainingOptions};
+pub use training::{ModelName, ScoredFrame, Scorers, TrainedUplift, TrainingOptions};
 pub use uplift::{Learner, TrainingSet, UpliftModel, UpliftParams, UpliftScores};
 
 /// Everything that can go wrong inside the models crate.
@@ -35,6 +37,8 @@ pub enum ModelError {
     UnknownItem(i64),
     #[error("invalid model artifact: {0}")]
     Artifact(String),
+    #[error("unknown model {name:?} (known: {known})")]
+    UnknownModel { name: String, known: String },
 }
 
 impl From<lightgbm3::Error> for ModelError {

@@ -8,21 +8,65 @@
 use polars::prelude::*;
 
 use crate::artifact::fingerprint;
+use crate::features::check_schema;
 use crate::features::{categorical_indices, feature_names, featurize, purchased_within};
 use crate::metrics::{
     calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, DecileRow,
 };
 use crate::uplift::{Classifier, Learner};
 use crate::{
-    CategoricalLevels, FeatureFrame, ModelArtifact, ModelError, ModelMetadata, Result,
+    CategoricalLevels, FeatureFrame, ModelArtifact, ModelError, ModelMetadata, Result, RunDate,
     SourceTables, TrainingSet, UpliftModel, UpliftParams,
 };
 
-/// Name of the conversion uplift model in the model store.
-pub const CONVERSION_UPLIFT: &str = "conversion_uplift";
+/// Every model a run scores with, as the model store names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelName {
+    /// The purchase probability a message adds.
+    ConversionUplift,
+    /// The purchase probability a discount offer adds.
+    DiscountUplift,
+    /// The probability that a user's next purchases are discounted.
+    DiscountSensitivity,
+}
 
-/// Every model a run scores with, by its name in the model store.
-pub const MODEL_NAMES: [&str; 3] = [CONVERSION_UPLIFT, DISCOUNT_UPLIFT, DISCOUNT_SENSITIVITY];
+impl ModelName {
+    /// Every model, in the order runs train and report them.
+    pub const ALL: [ModelName; 3] = [
+        ModelName::ConversionUplift,
+        ModelName::DiscountUplift,
+        ModelName::DiscountSensitivity,
+    ];
+
+    /// The name in the model store, the ledger and the manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::ConversionUplift => "conversion_uplift",
+            ModelName::DiscountUplift => "discount_uplift",
+            ModelName::DiscountSensitivity => "discount_sensitivity",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModelName {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        ModelName::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| ModelError::UnknownModel {
+                name: s.into(),
+                known: ModelName::ALL.map(ModelName::as_str).join(", "),
+            })
+    }
+}
 
 /// What training needs besides the data.
 #[derive(Debug, Clone)]
@@ -32,15 +76,12 @@ pub struct TrainingOptions {
     pub learner: Option<Learner>,
     /// Days after an exposure in which a purchase counts as its outcome.
     pub attribution_days: i64,
-    /// Train as of this time (UTC Unix seconds): only exposures whose attribution window closed
-    /// before it are used, so a model trained later on the same data is the same.
-    pub as_of: i64,
+    /// Train as of this date: only exposures whose attribution window closed before its
+    /// midnight (UTC) are used, so a model trained later on the same data is the same.
+    pub as_of: RunDate,
     /// Training time, `YYYY-MM-DDTHH:MM:SSZ`; part of the version. The caller owns the clock.
     pub created_at: String,
     pub code_version: String,
-    /// True individual effects by user, known only for synthetic data (the demo). When given,
-    /// training also measures the *feature ceiling*: see [`HeldOut::feature_ceiling`].
-    pub known_effects: Option<std::sync::Arc<std::collections::HashMap<i64, f64>>>,
 }
 
 /// Held-out test exposures with the trained model's uplift scores.
@@ -50,11 +91,6 @@ pub struct HeldOut {
     pub treated: Vec<bool>,
     pub outcome: Vec<bool>,
     pub uplift: Vec<f64>,
-    /// With known effects: the test scores of a regressor fitted on the training rows' *true*
-    /// effects instead of their outcomes. No model that learns from outcomes can rank better
-    /// with these features, so its Qini tells how much of the oracle's Qini the features can
-    /// reach at all.
-    pub feature_ceiling: Option<Vec<f64>>,
 }
 
 /// A trained model with its artifact and its held-out evaluation.
@@ -119,7 +155,7 @@ pub fn date_of(ts: i64) -> String {
 /// The metadata of a model trained on `set`, whose rows had `cutoffs`.
 #[allow(clippy::too_many_arguments)]
 fn metadata(
-    name: &str,
+    name: ModelName,
     learner: Learner,
     opts: &TrainingOptions,
     set: &TrainingSet,
@@ -137,7 +173,7 @@ fn metadata(
         .filter(char::is_ascii_digit)
         .collect();
     ModelMetadata {
-        name: name.into(),
+        name: name.to_string(),
         version: format!("{stamp}-{}", &data_fingerprint[..8]),
         learner,
         feature_names: feature_names(),
@@ -170,10 +206,10 @@ pub enum UpliftTarget {
 
 impl UpliftTarget {
     /// The model's name in the store.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> ModelName {
         match self {
-            UpliftTarget::Conversion => CONVERSION_UPLIFT,
-            UpliftTarget::Discount => DISCOUNT_UPLIFT,
+            UpliftTarget::Conversion => ModelName::ConversionUplift,
+            UpliftTarget::Discount => ModelName::DiscountUplift,
         }
     }
 
@@ -191,8 +227,75 @@ impl UpliftTarget {
     }
 }
 
-/// Name of the discount uplift model in the model store.
-pub const DISCOUNT_UPLIFT: &str = "discount_uplift";
+/// The exposures an uplift model learns from, as features and outcomes, split by user.
+struct UpliftData {
+    levels: CategoricalLevels,
+    names: Vec<String>,
+    all: TrainingSet,
+    users: Vec<i64>,
+    cutoffs: Vec<i64>,
+    /// Row indices of the train, validation and test parts.
+    parts: [Vec<usize>; 3],
+}
+
+impl UpliftData {
+    /// The exposures of `target` whose attribution window closed before `opts.as_of`.
+    fn build(src: &SourceTables, target: UpliftTarget, opts: &TrainingOptions) -> Result<Self> {
+        let name = target.name();
+        let (which, described) = target.exposures();
+        let exposures = src
+            .campaign_exposures
+            .clone()
+            .lazy()
+            .filter(which)
+            .filter(
+                (col("assigned_at") + lit(opts.attribution_days * crate::DAY))
+                    .lt_eq(lit(opts.as_of.cutoff()).cast(DataType::Int64)),
+            )
+            .select([
+                col("user_id"),
+                col("assigned_at").alias("cutoff"),
+                col("arm"),
+            ]);
+        let exposures = numbered(exposures).collect()?;
+        if exposures.height() == 0 {
+            return Err(ModelError::Training {
+                what: name.to_string(),
+                why: format!(
+                    "campaign_exposures has no {described} rows whose attribution window closed \
+                     before the training date"
+                ),
+            });
+        }
+        let levels = CategoricalLevels::from_users(&src.users)?;
+        let features = featurize(src, &exposures, &levels)?;
+        let outcome = purchased_within(src, &exposures, opts.attribution_days)?;
+        let treated: Vec<bool> = exposures
+            .column("arm")?
+            .str()?
+            .iter()
+            .map(|a| a == Some("treatment"))
+            .collect();
+        let names = feature_names();
+        let all = TrainingSet {
+            x: features.matrix(&names)?,
+            n_features: names.len(),
+            treated,
+            outcome,
+        };
+        let users = features.ints("user_id")?;
+        let cutoffs = features.ints("cutoff")?;
+        let parts = split_by_user(&users, opts.params.seed);
+        Ok(UpliftData {
+            levels,
+            names,
+            all,
+            users,
+            cutoffs,
+            parts,
+        })
+    }
+}
 
 /// Trains an uplift model on the exposures of its target.
 pub fn train_uplift(
@@ -200,51 +303,14 @@ pub fn train_uplift(
     target: UpliftTarget,
     opts: &TrainingOptions,
 ) -> Result<TrainedUplift> {
-    let name = target.name();
-    let (which, described) = target.exposures();
-    let exposures = src
-        .campaign_exposures
-        .clone()
-        .lazy()
-        .filter(which)
-        .filter(
-            (col("assigned_at") + lit(opts.attribution_days * crate::DAY))
-                .lt_eq(lit(opts.as_of).cast(DataType::Int64)),
-        )
-        .select([
-            col("user_id"),
-            col("assigned_at").alias("cutoff"),
-            col("arm"),
-        ]);
-    let exposures = numbered(exposures).collect()?;
-    if exposures.height() == 0 {
-        return Err(ModelError::Training {
-            what: name.into(),
-            why: format!(
-                "campaign_exposures has no {described} rows whose attribution window closed \
-                 before the training date"
-            ),
-        });
-    }
-    let levels = CategoricalLevels::from_users(&src.users)?;
-    let features = featurize(src, &exposures, &levels)?;
-    let outcome = purchased_within(src, &exposures, opts.attribution_days)?;
-    let treated: Vec<bool> = exposures
-        .column("arm")?
-        .str()?
-        .iter()
-        .map(|a| a == Some("treatment"))
-        .collect();
-    let names = feature_names();
-    let all = TrainingSet {
-        x: features.matrix(&names)?,
-        n_features: names.len(),
-        treated,
-        outcome,
-    };
-    let users = features.ints("user_id")?;
-    let cutoffs = features.ints("cutoff")?;
-    let [train_idx, valid_idx, test_idx] = split_by_user(&users, opts.params.seed);
+    let UpliftData {
+        levels,
+        names,
+        all,
+        users,
+        cutoffs,
+        parts: [train_idx, valid_idx, test_idx],
+    } = UpliftData::build(src, target, opts)?;
     let (train, valid, test) = (
         all.subset(&train_idx),
         all.subset(&valid_idx),
@@ -261,24 +327,6 @@ pub fn train_uplift(
     )?;
     let scores = model.predict(&test.x, opts.params.num_threads)?;
     let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
-    let feature_ceiling = match &opts.known_effects {
-        Some(effects) => {
-            let known = |idx: &[usize]| -> Vec<f64> {
-                idx.iter()
-                    .map(|&i| effects.get(&users[i]).copied().unwrap_or(0.0))
-                    .collect()
-            };
-            Some(crate::uplift::regress(
-                (&train.x, &known(&train_idx)),
-                (&valid.x, &known(&valid_idx)),
-                &test.x,
-                &names,
-                &categorical,
-                &opts.params,
-            )?)
-        }
-        None => None,
-    };
     // The baseline is the probability of buying without a message: check it on control rows.
     let control: Vec<usize> = (0..test.len()).filter(|&i| !test.treated[i]).collect();
     let calibration = calibration_by_decile(
@@ -302,7 +350,7 @@ pub fn train_uplift(
     );
 
     let metadata = metadata(
-        name,
+        target.name(),
         model.learner,
         opts,
         &all,
@@ -322,13 +370,38 @@ pub fn train_uplift(
             treated: test.treated,
             outcome: test.outcome,
             uplift: scores.uplift,
-            feature_ceiling,
         },
     })
 }
 
-/// Name of the discount-sensitivity model in the model store.
-pub const DISCOUNT_SENSITIVITY: &str = "discount_sensitivity";
+/// The *feature ceiling* of an uplift model, for synthetic data whose true individual effects
+/// are known (the demo): the held-out scores of a regressor fitted on the training rows' true
+/// effects instead of their outcomes, on exactly the rows and split [`train_uplift`] uses. No
+/// model that learns from outcomes can rank better with these features, so its Qini tells how
+/// much of the oracle's Qini the features can reach at all.
+pub fn feature_ceiling(
+    src: &SourceTables,
+    target: UpliftTarget,
+    opts: &TrainingOptions,
+    effects: &std::collections::HashMap<i64, f64>,
+) -> Result<Vec<f64>> {
+    let data = UpliftData::build(src, target, opts)?;
+    let [train_idx, valid_idx, test_idx] = &data.parts;
+    let known = |idx: &[usize]| -> Vec<f64> {
+        idx.iter()
+            .map(|&i| effects.get(&data.users[i]).copied().unwrap_or(0.0))
+            .collect()
+    };
+    crate::uplift::regress(
+        (&data.all.subset(train_idx).x, &known(train_idx)),
+        (&data.all.subset(valid_idx).x, &known(valid_idx)),
+        &data.all.subset(test_idx).x,
+        &data.names,
+        &categorical_indices(),
+        &opts.params,
+    )
+}
+
 /// Days after a cutoff whose purchases say whether a user buys at a discount.
 const SENSITIVITY_HORIZON_DAYS: i64 = 60;
 
@@ -355,7 +428,7 @@ pub fn train_discount_sensitivity(
     let h = SENSITIVITY_HORIZON_DAYS * crate::DAY;
     let mut rows: Option<DataFrame> = None;
     for k in 1..=3 {
-        let c = opts.as_of - k * h;
+        let c = opts.as_of.cutoff() - k * h;
         let part = src
             .purchases
             .clone()
@@ -385,7 +458,7 @@ pub fn train_discount_sensitivity(
     .collect()?;
     if cutoffs.height() == 0 {
         return Err(ModelError::Training {
-            what: DISCOUNT_SENSITIVITY.into(),
+            what: ModelName::DiscountSensitivity.to_string(),
             why: "no purchases in the 180 days before the training date".into(),
         });
     }
@@ -423,7 +496,7 @@ pub fn train_discount_sensitivity(
     let test_auc = roc_auc(&test.outcome, &predicted);
     let calibration = calibration_by_decile(&test.outcome, &predicted);
     let metadata = metadata(
-        DISCOUNT_SENSITIVITY,
+        ModelName::DiscountSensitivity,
         Learner::Classifier,
         opts,
         &all,
@@ -451,14 +524,16 @@ pub fn train_discount_sensitivity(
     })
 }
 
-/// The models every user is scored with.
-#[derive(Debug, Clone, Copy)]
-pub struct Scorers<'a> {
+/// The models every user is scored with, loaded, and the categorical levels they were trained
+/// with (text values in rules compile to their codes).
+#[derive(Debug)]
+pub struct Scorers {
     /// Conversion uplift: the purchase probability a message adds.
-    pub uplift: &'a UpliftModel,
+    pub uplift: UpliftModel,
     /// Discount uplift: the purchase probability a discount offer adds.
-    pub discount_uplift: &'a UpliftModel,
-    pub sensitivity: &'a Classifier,
+    pub discount_uplift: UpliftModel,
+    pub sensitivity: Classifier,
+    pub levels: CategoricalLevels,
 }
 
 /// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`,
@@ -468,44 +543,23 @@ pub struct ScoredFrame {
     pub frame: DataFrame,
 }
 
-/// Refuses a model whose features differ from the catalogue this build computes, naming the
-/// features the frame lacks (`missing`) and those the model does not know (`extra`).
-pub fn check_schema(model: &[String], frame: &[String]) -> Result<()> {
-    if model == frame {
-        return Ok(());
-    }
-    Err(ModelError::FeatureMismatch {
-        missing: model
-            .iter()
-            .filter(|n| !frame.contains(n))
-            .cloned()
-            .collect(),
-        extra: frame
-            .iter()
-            .filter(|n| !model.contains(n))
-            .cloned()
-            .collect(),
-    })
-}
-
-/// Scores every user of `src.users` with `model` as of `cutoff`.
+/// Scores every user of `src.users` with the models as of the run date.
 pub fn score_users(
     src: &SourceTables,
-    scorers: Scorers,
-    levels: &CategoricalLevels,
-    cutoff: i64,
+    scorers: &Scorers,
+    date: RunDate,
     num_threads: usize,
 ) -> Result<ScoredFrame> {
     let cutoffs = numbered(src.users.clone().lazy().select([
         col("user_id"),
-        lit(cutoff).cast(DataType::Int64).alias("cutoff"),
+        lit(date.cutoff()).cast(DataType::Int64).alias("cutoff"),
     ]))
     .collect()?;
     let catalogue = feature_names();
     check_schema(&scorers.uplift.feature_names, &catalogue)?;
     check_schema(&scorers.discount_uplift.feature_names, &catalogue)?;
     check_schema(&scorers.sensitivity.feature_names, &catalogue)?;
-    let features: FeatureFrame = featurize(src, &cutoffs, levels)?;
+    let features: FeatureFrame = featurize(src, &cutoffs, &scorers.levels)?;
     let x = features.matrix(&catalogue)?;
     let scores = scorers.uplift.predict(&x, num_threads)?;
     let discount_uplift = scorers.discount_uplift.predict(&x, num_threads)?.uplift;

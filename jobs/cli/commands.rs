@@ -1,0 +1,225 @@
+//! The commands' bodies: each reads what it needs, runs the stages or tools, and prints.
+
+use anyhow::{bail, Result};
+use models::metrics::Interval;
+use models::{ModelArtifact, RunDate};
+use tracing::info;
+
+use super::summary::{runs_table, Summary};
+use super::{DemoArgs, JobFlags, RunsListArgs, TrainArgs, ValidateArgs};
+use crate::config::{campaigns, Settings};
+use crate::pipeline::{self, RunReport, RunRequest};
+use crate::state::db::Db;
+use crate::state::ledger;
+use crate::tools::demo::{self, DemoSpec};
+use crate::training::{self, model_store};
+
+/// `targeting validate`: every campaign file checked, every problem reported; a summary line
+/// per valid campaign.
+pub(super) fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
+    let paths = if a.paths.is_empty() {
+        vec![settings.targeting.campaigns_dir.clone()]
+    } else {
+        a.paths.clone()
+    };
+    let campaigns = campaigns::load(&paths)?;
+    for c in &campaigns {
+        let schedule = c.schedule.as_ref().map_or("every night".to_string(), |s| {
+            format!("{} ({})", s.cron, s.timezone)
+        });
+        println!(
+            "ok  {:<28} {:<12} priority {:<4} holdout {:<5} max_audience {:<8} rules {}  {}",
+            c.id,
+            c.kind.name(),
+            c.priority,
+            c.holdout,
+            c.max_audience,
+            c.eligibility.len(),
+            schedule
+        );
+    }
+    println!("{} campaign files valid", campaigns.len());
+    Ok(())
+}
+
+/// `targeting demo`: the synthetic source (generated unless already there), then the night on
+/// it with the models measured against the truth; `summary.json` in the demo's folder.
+pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
+    if a.users < 1_000 {
+        bail!("--users must be at least 1000 for the models to have data to learn from");
+    }
+    let all = settings.targeting.campaigns()?;
+    campaigns::check_ids(&all, &a.job.campaigns)?;
+    let date = a.job.date.unwrap_or_else(RunDate::today);
+    let source = settings.source.connect(true).await?;
+    let spec = DemoSpec {
+        users: a.users,
+        seed: a.seed,
+        anchor: date.cutoff(),
+    };
+    let generated = demo::ensure(&source, spec).await?;
+    info!(
+        generated,
+        users = a.users,
+        seed = a.seed,
+        "demo source ready"
+    );
+    let state = settings.state_db(&source).await?;
+    let request = RunRequest {
+        settings,
+        date,
+        // Every campaign, due or not: the demo shows them all.
+        campaigns: all,
+        only: a.job.campaigns.clone(),
+        dry_run: false,
+        // The demo shows what a model learns: `demo::run` always trains, before the run.
+        retrain: false,
+    };
+    let night = demo::run(settings, &source, &state, request).await?;
+    let summary = Summary::new(&night.report, Some(night.truth));
+    std::fs::create_dir_all(&a.dir)?;
+    summary.write_json(&a.dir.join("summary.json"))?;
+    print!("{}", summary.table());
+    fail_on_campaign_errors(&night.report)
+}
+
+/// `targeting run`: the night's due campaigns (or the named ones) on the configured source.
+pub(super) async fn run_job(
+    settings: &Settings,
+    j: &JobFlags,
+    retrain: bool,
+    dry_run: bool,
+) -> Result<()> {
+    let all = settings.targeting.campaigns()?;
+    campaigns::check_ids(&all, &j.campaigns)?;
+    let date = j.date.unwrap_or_else(RunDate::today);
+    let campaigns = campaigns::night(&all, date, &j.campaigns);
+    if campaigns.is_empty() {
+        println!("no campaign is due on {date}");
+        return Ok(());
+    }
+    let source = settings.source.connect(false).await?;
+    let state = settings.state_db(&source).await?;
+    let report = pipeline::run(
+        RunRequest {
+            settings,
+            date,
+            campaigns,
+            only: j.campaigns.clone(),
+            dry_run,
+            retrain,
+        },
+        &source,
+        &state,
+    )
+    .await?;
+    let summary = Summary::new(&report, None);
+    if dry_run {
+        print!("{}", summary.preview());
+    } else {
+        print!("{}", summary.table());
+    }
+    fail_on_campaign_errors(&report)
+}
+
+fn fail_on_campaign_errors(report: &RunReport) -> Result<()> {
+    let failed = report.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let details: Vec<String> = failed
+        .iter()
+        .map(|c| format!("{}: {}", c.campaign_id, c.error.as_deref().unwrap_or("")))
+        .collect();
+    bail!(
+        "{} of {} campaigns failed: {}",
+        failed.len(),
+        report.campaigns.len(),
+        details.join("; ")
+    )
+}
+
+/// `targeting train`: the models (or the one named) trained and stored as `current`.
+pub(super) async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> {
+    let as_of = a.as_of.unwrap_or_else(RunDate::today);
+    let source = settings.source.connect(false).await?;
+    let state = settings.state_db(&source).await?;
+    let src = pipeline::extract::extract(&source, Some(&state), settings).await?;
+    // Each stored model with its held-out metric; the conversion model's interval when the
+    // whole set was trained (the bootstrap runs there).
+    let stored: Vec<(ModelArtifact, Option<Interval>)> = match a.model {
+        Some(name) => {
+            let m = training::train_and_store_one(settings, &src, as_of, name).await?;
+            vec![(m, None)]
+        }
+        None => {
+            let set = training::train_and_store(settings, &src, as_of).await?.set;
+            let ci = set.used.qini_auc;
+            vec![
+                (set.uplift, Some(ci)),
+                (set.discount_uplift, None),
+                (set.sensitivity, None),
+            ]
+        }
+    };
+    println!(
+        "trained as of {as_of}, stored in {}:",
+        settings.models.store
+    );
+    for (artifact, ci) in &stored {
+        let meta = &artifact.metadata;
+        let (metric, value) = meta.headline();
+        let interval = ci.map_or(String::new(), |ci| {
+            format!(" (95% CI {:.4} to {:.4})", ci.low, ci.high)
+        });
+        println!(
+            "  {} {} ({}): held-out {metric} {value:.4}{interval}",
+            meta.name,
+            meta.version,
+            meta.learner.name(),
+        );
+    }
+    Ok(())
+}
+
+/// `targeting runs list`: the ledger, newest first.
+pub(super) async fn list_runs(settings: &Settings, a: &RunsListArgs) -> Result<()> {
+    let state = Db::connect(&settings.state_url, false).await?;
+    state.migrate_state().await?;
+    let runs = ledger::runs(&state, a.campaign.as_deref(), a.limit).await?;
+    if runs.is_empty() {
+        println!("no runs in {}", state.display);
+        return Ok(());
+    }
+    print!("{}", runs_table(&runs));
+    Ok(())
+}
+
+/// `targeting models list`: every stored version; `*` marks `current`.
+pub(super) async fn list_models(settings: &Settings) -> Result<()> {
+    let store = settings.models.open_store(&settings.store).await?;
+    let listed = model_store::list(&store).await?;
+    if listed.is_empty() {
+        println!("no models in {}", settings.models.store);
+        return Ok(());
+    }
+    println!(
+        "  {:<20} {:<26} {:<10} {:<21} {:>10} {:>9} {:>7}",
+        "model", "version", "learner", "created", "rows", "held-out", ""
+    );
+    for l in listed {
+        let m = &l.metadata;
+        let (metric, value) = m.headline();
+        println!(
+            "{} {:<20} {:<26} {:<10} {:<21} {:>10} {:>9} {value:>7.4}",
+            if l.current { "*" } else { " " },
+            m.name,
+            m.version,
+            m.learner.name(),
+            m.created_at,
+            m.rows_train + m.rows_valid,
+            metric,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The command line: the arguments of every command, and the dispatch to them. The commands'
+//! bodies are in [`commands`], their printouts in [`summary`].
+
+mod commands;
+pub mod summary;
+pub mod telemetry;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use models::{ModelName, RunDate};
+
+use crate::config::{self, Overrides};
+use commands::{list_models, list_runs, run_demo, run_job, run_train, validate};
+use telemetry::LogFormat;
+
+/// Nightly campaign targeting: scores users by the purchases a message would cause and
+/// publishes each campaign's target list for CRM tools.
+#[derive(Debug, Parser)]
+#[command(name = "targeting", version)]
+pub struct Cli {
+    /// Settings file. Default: config/targeting.toml when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a synthetic source database and run the whole nightly job on it.
+    Demo(DemoArgs),
+    /// Run the nightly job on the configured source database (the one-shot entry for an
+    /// external scheduler: exit code 0 only when every due campaign succeeded).
+    Run(RunArgs),
+    /// The daemon: run each campaign on its own schedule, and retrain on the settings'
+    /// schedule, until SIGTERM or SIGINT. Serves /healthz and /metrics on scheduler.listen.
+    Schedule(TargetFlags),
+    /// Evaluate the uplift learners on a CSV (held-out Qini, AUUC, uplift@30%).
+    Evaluate(crate::tools::evaluate::EvaluateArgs),
+    /// Train the models on the configured source and store them as the new `current`.
+    Train(TrainArgs),
+    /// The model store.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Check campaign files and report every problem at once (default: targeting.campaigns_dir).
+    Validate(ValidateArgs),
+    /// What campaign files may contain.
+    Campaigns {
+        #[command(subcommand)]
+        command: CampaignsCommand,
+    },
+    /// The run ledger.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Recent campaign runs, newest first: status, sizes, export URI and any error.
+    List(RunsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    /// Only the runs of this campaign.
+    #[arg(long, value_name = "ID")]
+    pub campaign: Option<String>,
+    /// Most runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// State database (default: the settings' state.database_url).
+    #[arg(long, value_name = "URL")]
+    pub state_database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Campaign files or folders of them.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignsCommand {
+    /// Print the JSON Schema of a campaign file (for editors).
+    Schema,
+    /// List the names eligibility rules may use, with their types.
+    Fields,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every stored version with its headline metrics; `*` marks `current`.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Train as of this date (default: today, UTC): only exposures whose attribution window
+    /// closed before it are used.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<RunDate>,
+    /// The one model to train: conversion_uplift, discount_uplift or discount_sensitivity
+    /// (default: all three). The others keep their `current` version.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<ModelName>,
+    /// Source database URL (overrides source.database_url).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Threads for LightGBM and polars (overrides runtime.threads; 0 = one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Flags shared by the commands that run the job.
+#[derive(Debug, Args)]
+pub struct JobFlags {
+    #[command(flatten)]
+    pub target: TargetFlags,
+    /// Run date, YYYY-MM-DD (default: today, UTC). Features see only data before it.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<RunDate>,
+    /// Only publish this campaign, due or not (repeatable; default: every campaign due on the
+    /// date). The night's other campaigns still take part in arbitration, so the audience is
+    /// the one a full night gives.
+    #[arg(long = "campaign", value_name = "ID", conflicts_with = "all")]
+    pub campaigns: Vec<String>,
+    /// Every campaign due on the date (the default when no --campaign is given).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Where a job reads, records and publishes, overriding the settings.
+#[derive(Debug, Args)]
+pub struct TargetFlags {
+    /// Source database URL (overrides source.database_url).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// State database URL (overrides state.database_url; default: the source database).
+    #[arg(long, value_name = "URL")]
+    pub state_database_url: Option<String>,
+    /// Export destination URI (overrides export.destination).
+    #[arg(long, value_name = "URI")]
+    pub exports: Option<String>,
+    /// Threads for LightGBM and polars (overrides runtime.threads; 0 = one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Users to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// Folder of the demo: source.db (SQLite), models/, exports/ and summary.json.
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+    /// Seed of the generated data (the same seed gives the same data).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub job: JobFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobFlags,
+    /// Train a new model instead of scoring with the store's `current` one (a run trains
+    /// anyway when the store has none).
+    #[arg(long)]
+    pub retrain: bool,
+    /// Preview: the funnel, audience and holdout sizes, expected incremental conversions and
+    /// discount cost, and the overlap with the night's other campaigns. Publishes and records
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> Result<()> {
+    telemetry::init(cli.log_format);
+    let (overrides, threads_hint) = match &cli.command {
+        Command::Demo(a) => (demo_overrides(a), a.job.target.threads),
+        Command::Run(a) => (job_overrides(&a.job.target), a.job.target.threads),
+        Command::Schedule(a) => (job_overrides(a), a.threads),
+        Command::Evaluate(a) => (
+            Overrides {
+                threads: a.threads,
+                ..Overrides::default()
+            },
+            a.threads,
+        ),
+        Command::Train(a) => (
+            Overrides {
+                database_url: a.database_url.clone(),
+                threads: a.threads,
+                ..Overrides::default()
+            },
+            a.threads,
+        ),
+        Command::Runs {
+            command: RunsCommand::List(a),
+        } => (
+            Overrides {
+                state_database_url: a.state_database_url.clone(),
+                ..Overrides::default()
+            },
+            None,
+        ),
+        Command::Models { .. } | Command::Validate(_) | Command::Campaigns { .. } => {
+            (Overrides::default(), None)
+        }
+    };
+    let settings = config::load(cli.config.as_deref(), &overrides)?;
+    // Polars reads its thread count once, from the environment, before its pool starts.
+    if std::env::var_os("POLARS_MAX_THREADS").is_none() || threads_hint.is_some() {
+        std::env::set_var("POLARS_MAX_THREADS", settings.threads.to_string());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads.max(2))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Demo(a) => run_demo(&settings, &a).await,
+            Command::Run(a) => run_job(&settings, &a.job, a.retrain, a.dry_run).await,
+            Command::Schedule(_) => crate::daemon::serve(&settings).await,
+            Command::Train(a) => run_train(&settings, &a).await,
+            Command::Models {
+                command: ModelsCommand::List,
+            } => list_models(&settings).await,
+            Command::Validate(a) => validate(&settings, &a),
+            Command::Runs {
+                command: RunsCommand::List(a),
+            } => list_runs(&settings, &a).await,
+            Command::Campaigns {
+                command: CampaignsCommand::Schema,
+            } => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&segments::campaign::schema())?
+                );
+                Ok(())
+            }
+            Command::Campaigns {
+                command: CampaignsCommand::Fields,
+            } => {
+                print!("{}", crate::config::campaigns::fields_table());
+                Ok(())
+            }
+            Command::Evaluate(a) => {
+                let result = tokio::task::block_in_place(|| {
+                    crate::tools::evaluate::evaluate(&a, settings.threads)
+                })?;
+                if a.json {
+                    println!("{}", serde_json::to_string(&result)?);
+                } else {
+                    print!("{}", result.table());
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+fn job_overrides(j: &TargetFlags) -> Overrides {
+    Overrides {
+        database_url: j.database_url.clone(),
+        state_database_url: j.state_database_url.clone(),
+        exports: j.exports.clone(),
+        model_store: None,
+        threads: j.threads,
+    }
+}
+
+/// The demo runs on its own folder unless told otherwise: SQLite at DIR/source.db, exports in
+/// DIR/exports, models in DIR/models.
+fn demo_overrides(a: &DemoArgs) -> Overrides {
+    let mut o = job_overrides(&a.job.target);
+    let dir = a.dir.display().to_string();
+    o.database_url
+        .get_or_insert_with(|| format!("sqlite://{dir}/source.db"));
+    o.exports
+        .get_or_insert_with(|| format!("file://{dir}/exports"));
+    o.model_store = Some(a.dir.join("models"));
+    o
+}

@@ -1,0 +1,264 @@
+//! The run summary: a table for people on stdout and `summary.json` for machines.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::pipeline::RunReport;
+use crate::tools::demo::AgainstTruth;
+
+/// `summary.json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub run_id: String,
+    pub run_date: String,
+    pub users: usize,
+    pub model: ModelSummary,
+    pub campaigns: Vec<CampaignSummary>,
+}
+
+/// The model's headline figures.
+#[derive(Debug, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub version: String,
+    /// The meta-learner chosen on validation Qini (`t`, `s`, `x`, `ct`).
+    pub learner: String,
+    /// Trained by this run (false: the store's `current` model was used).
+    pub trained: bool,
+    pub test_exposures: usize,
+    /// Normalized Qini AUC (scikit-uplift's `qini_auc_score`) on held-out exposures.
+    pub qini_auc: f64,
+    /// Its 95 % bootstrap interval (200 seeded resamples of the held-out exposures).
+    pub qini_auc_ci95: (f64, f64),
+    /// The same with users ranked by their true uplift (demo only).
+    pub oracle_qini_auc: Option<f64>,
+    /// The same for a regressor of the training users' true uplift on the features: the most
+    /// these features allow (demo only).
+    pub feature_ceiling_qini_auc: Option<f64>,
+    pub discount_uplift_version: String,
+    /// Held-out Qini AUC of the discount uplift model.
+    pub discount_uplift_qini_auc: f64,
+    pub discount_sensitivity_version: String,
+    /// Held-out AUC of the discount-sensitivity model on its own labels.
+    pub discount_sensitivity_auc: f64,
+    /// ROC AUC of the predicted sensitivity for the true deal hunters (demo only).
+    pub discount_sensitivity_truth_auc: Option<f64>,
+}
+
+/// One campaign's figures.
+#[derive(Debug, Serialize)]
+pub struct CampaignSummary {
+    pub campaign_id: String,
+    pub kind: String,
+    pub eligible: usize,
+    pub audience: usize,
+    pub holdout: usize,
+    /// Expected incremental purchases from the exported users.
+    pub expected_conversions: f64,
+    /// Expected discount given to the exported users, in list prices of a purchase.
+    pub expected_discount_cost: f64,
+    /// Users left after each selection step.
+    pub funnel: Vec<(String, usize)>,
+    /// Eligible users each other campaign of the night wanted too.
+    pub overlap: Vec<(String, usize)>,
+    pub export_uri: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Summary {
+    pub fn new(report: &RunReport, truth: Option<AgainstTruth>) -> Self {
+        Summary {
+            run_id: report.run_id.clone(),
+            run_date: report.run_date.to_string(),
+            users: report.users,
+            model: ModelSummary {
+                name: models::ModelName::ConversionUplift.to_string(),
+                version: report.model.version.clone(),
+                learner: report.model.learner.into(),
+                trained: report.model.trained,
+                test_exposures: report.model.test_exposures,
+                qini_auc: report.model.qini_auc.estimate,
+                qini_auc_ci95: (report.model.qini_auc.low, report.model.qini_auc.high),
+                oracle_qini_auc: truth.map(|t| t.oracle_qini_auc),
+                feature_ceiling_qini_auc: truth.map(|t| t.feature_ceiling_qini_auc),
+                discount_uplift_version: report.model.discount_version.clone(),
+                discount_uplift_qini_auc: report.model.discount_qini_auc,
+                discount_sensitivity_version: report.model.sensitivity_version.clone(),
+                discount_sensitivity_auc: report.model.sensitivity_auc,
+                discount_sensitivity_truth_auc: truth.map(|t| t.sensitivity_auc),
+            },
+            campaigns: report
+                .campaigns
+                .iter()
+                .map(|c| CampaignSummary {
+                    campaign_id: c.campaign_id.clone(),
+                    kind: c.kind.into(),
+                    eligible: c.eligible,
+                    audience: c.audience,
+                    holdout: c.holdout,
+                    expected_conversions: c.expected_conversions,
+                    expected_discount_cost: c.expected_discount_cost,
+                    funnel: c.funnel.iter().map(|s| (s.step.clone(), s.users)).collect(),
+                    overlap: c.overlap.clone(),
+                    export_uri: c.export_uri.clone(),
+                    error: c.error.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The dry-run preview: per campaign, the funnel, the sizes, the expected effect and cost,
+    /// and the overlap with the night's other campaigns.
+    pub fn preview(&self) -> String {
+        let mut out = format!(
+            "dry run for {} over {} users: nothing published, nothing recorded\n",
+            self.run_date, self.users
+        );
+        for c in &self.campaigns {
+            out.push_str(&format!("\n{} ({})\n", c.campaign_id, c.kind));
+            if let Some(e) = &c.error {
+                out.push_str(&format!("  FAILED: {e}\n"));
+                continue;
+            }
+            for (step, users) in &c.funnel {
+                out.push_str(&format!("  {users:>10}  {step}\n"));
+            }
+            out.push_str(&format!(
+                "  audience {} + holdout {}; expected incremental conversions {:.1}; \
+                 expected discount cost {:.1} list prices\n",
+                c.audience, c.holdout, c.expected_conversions, c.expected_discount_cost
+            ));
+            let overlap: Vec<String> = c
+                .overlap
+                .iter()
+                .map(|(id, n)| format!("{id} {n}"))
+                .collect();
+            if !overlap.is_empty() {
+                out.push_str(&format!(
+                    "  eligible users other campaigns want too: {}\n",
+                    overlap.join(", ")
+                ));
+            }
+        }
+        out
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "run {} for {} over {} users\n\n{:<26} {:<12} {:>9} {:>9} {:>8}  export\n",
+            self.run_id,
+            self.run_date,
+            self.users,
+            "campaign",
+            "kind",
+            "eligible",
+            "audience",
+            "holdout"
+        );
+        for c in &self.campaigns {
+            let export = match (&c.export_uri, &c.error) {
+                (Some(uri), _) => uri.clone(),
+                (None, Some(e)) => format!("FAILED: {e}"),
+                (None, None) => String::new(),
+            };
+            out.push_str(&format!(
+                "{:<26} {:<12} {:>9} {:>9} {:>8}  {}\n",
+                c.campaign_id, c.kind, c.eligible, c.audience, c.holdout, export
+            ));
+        }
+        let m = &self.model;
+        if !m.trained {
+            out.push_str(&format!(
+                "\nmodel {} {} ({}-learner, from the store) — held-out Qini AUC at training: {:.4}\n",
+                m.name, m.version, m.learner, m.qini_auc
+            ));
+            return out;
+        }
+        out.push_str(&format!(
+            "\nmodel {} {} ({}-learner) — Qini AUC on {} held-out exposures: {:.4} (95% CI {:.4} to {:.4})",
+            m.name,
+            m.version,
+            m.learner,
+            m.test_exposures,
+            m.qini_auc,
+            m.qini_auc_ci95.0,
+            m.qini_auc_ci95.1
+        ));
+        if let Some(oracle) = m.oracle_qini_auc {
+            out.push_str(&format!(
+                " (oracle from demo_truth: {oracle:.4}, model/oracle {:.2})",
+                m.qini_auc / oracle
+            ));
+            if let Some(ceiling) = m.feature_ceiling_qini_auc {
+                out.push_str(&format!(
+                    "\n  feature ceiling (true uplift learned from the features): {ceiling:.4}, \
+                     ceiling/oracle {:.2}, model/ceiling {:.2}",
+                    ceiling / oracle,
+                    m.qini_auc / ceiling
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "\nmodel discount_uplift {} — held-out Qini AUC {:.4}",
+            m.discount_uplift_version, m.discount_uplift_qini_auc
+        ));
+        out.push_str(&format!(
+            "\nmodel discount_sensitivity {} — held-out AUC {:.4}",
+            m.discount_sensitivity_version, m.discount_sensitivity_auc
+        ));
+        if let Some(auc) = m.discount_sensitivity_truth_auc {
+            out.push_str(&format!(" (AUC for the true deal hunters: {auc:.4})"));
+        }
+        out.push('\n');
+        out
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// `targeting runs list`: one line per campaign run, newest first; the error, when there is
+/// one, on the next line.
+pub fn runs_table(runs: &[crate::state::ledger::RunRow]) -> String {
+    use std::fmt::Write as _;
+    let time = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0).map_or_else(
+            || t.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
+    let count = |n: Option<i64>| n.map_or_else(|| "-".into(), |n| n.to_string());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<28} {:<10} {:<9} {:<19} {:>7} {:>9} {:>8}  export",
+        "run", "campaign", "date", "status", "started (UTC)", "seconds", "audience", "holdout"
+    );
+    for r in runs {
+        let seconds = r
+            .finished_at
+            .map_or_else(|| "-".into(), |f| (f - r.started_at).to_string());
+        let _ = writeln!(
+            out,
+            "{:<24} {:<28} {:<10} {:<9} {:<19} {:>7} {:>9} {:>8}  {}",
+            r.run_id,
+            r.campaign_id,
+            r.run_date,
+            r.status,
+            time(r.started_at),
+            seconds,
+            count(r.audience_size),
+            count(r.holdout_size),
+            r.export_uri.as_deref().unwrap_or("-"),
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "{:<24} error: {e}", "");
+        }
+    }
+    out
+}

@@ -1,0 +1,529 @@
+//! Runtime settings: `config/targeting.toml`, overridden by `TARGETING__SECTION__KEY` environment
+//! variables, overridden by command-line flags; and the campaign files ([`campaigns`]).
+//!
+//! The file is parsed into [`SettingsFile`] (which mirrors it and rejects unknown keys, see
+//! [`file`]), the overrides are merged in, and each section is validated into its own type here,
+//! where its defaults are written, once. A validated section builds what it configures: the
+//! source database, the model store, the selection context. Secrets (passwords in database URLs)
+//! never appear in messages: [`redact`] is applied to every URL we print.
+
+pub mod campaigns;
+mod file;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use segments::rules::Catalog;
+use segments::{Campaign, SelectionContext};
+
+pub use file::SettingsFile;
+use file::{
+    ExportSection, ModelsSection, RuntimeSection, S3Section, SchedulerSection, SourceSection,
+    StateSection, TargetingSection,
+};
+
+use crate::redact::redact;
+use crate::state::db::Db;
+use crate::store::{Location, ObjectStore, StoreOptions};
+
+/// Prefix of the environment variables that override settings, e.g.
+/// `TARGETING__SOURCE__DATABASE_URL`.
+pub const ENV_PREFIX: &str = "TARGETING__";
+
+/// The settings file used when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "config/targeting.toml";
+
+/// A megabyte, as the settings count part and upload sizes.
+const MB: usize = 1024 * 1024;
+
+/// Validated settings, by section.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: SourceSettings,
+    /// sqlx URL of the state database (the run ledger, assignments, leases).
+    pub state_url: String,
+    pub models: ModelSettings,
+    pub export: ExportSettings,
+    /// How the object store (exports and the model store) connects and retries.
+    pub store: StoreOptions,
+    pub targeting: TargetingSettings,
+    /// The daemon's schedules, retries and shutdown.
+    pub scheduler: SchedulerSettings,
+    /// Threads for LightGBM and polars.
+    pub threads: usize,
+}
+
+/// Validated `[source]`.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// sqlx URL of the source database.
+    pub url: String,
+    /// Folder of the deployment's own extraction queries; `None`: the built-in ones.
+    pub queries_dir: Option<PathBuf>,
+    /// Rows fetched per batch while streaming a query into a frame.
+    pub batch_rows: usize,
+}
+
+impl SourceSettings {
+    /// Connects to the source database (creating a SQLite file when `create`).
+    pub async fn connect(&self, create: bool) -> Result<Db> {
+        Db::connect(&self.url, create).await
+    }
+}
+
+/// Validated `[models]`.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    /// URI of the model store (`file://…` or `s3://…`).
+    pub store: String,
+    /// Days after an exposure in which a purchase counts as its outcome.
+    pub attribution_days: i64,
+    /// Seed of LightGBM and of the train/validation/test split.
+    pub seed: u64,
+    /// Add the state database's assignment history to the training exposures.
+    pub own_exposures: bool,
+}
+
+impl ModelSettings {
+    /// The model store, reached like the exports.
+    pub async fn open_store(&self, options: &StoreOptions) -> Result<ObjectStore> {
+        ObjectStore::open(&self.store, options)
+            .await
+            .with_context(|| format!("cannot open the model store {}", self.store))
+    }
+}
+
+/// Validated `[export]`.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// Destination URI of the exports, unless a campaign names its own.
+    pub destination: String,
+    /// Where parts are cut.
+    pub part_limits: PartLimits,
+}
+
+/// Where parts are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartLimits {
+    /// Most rows in a part.
+    pub max_rows: usize,
+    /// Most bytes in a part, counted before compression (so a compressed part is smaller).
+    pub max_bytes: usize,
+}
+
+impl Default for PartLimits {
+    /// Well under the CRM limits (Braze: 500 MB per file; many tools: 2,000,000 rows).
+    fn default() -> Self {
+        PartLimits {
+            max_rows: 1_000_000,
+            max_bytes: 256 * MB,
+        }
+    }
+}
+
+/// Validated `[targeting]`.
+#[derive(Debug, Clone)]
+pub struct TargetingSettings {
+    pub global_control_share: f64,
+    pub global_control_salt: String,
+    pub campaigns_dir: PathBuf,
+    /// Frequency cap, discount cooldown and arbitration across campaigns.
+    pub limits: segments::Limits,
+}
+
+impl TargetingSettings {
+    /// Every campaign file of `campaigns_dir`, validated.
+    pub fn campaigns(&self) -> Result<Vec<Campaign>> {
+        campaigns::load(std::slice::from_ref(&self.campaigns_dir))
+    }
+
+    /// What selection needs besides the candidates: these rules, the rule catalogue and the
+    /// run's day number.
+    pub fn selection_context(&self, catalog: Catalog, run_day: i64) -> SelectionContext {
+        SelectionContext {
+            global_control_share: self.global_control_share,
+            global_control_salt: self.global_control_salt.clone(),
+            catalog,
+            run_day,
+            limits: self.limits,
+        }
+    }
+}
+
+/// Validated `[scheduler]`.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub listen: std::net::SocketAddr,
+    pub default_schedule: segments::campaign::Schedule,
+    pub retrain: Option<segments::campaign::Schedule>,
+    pub catch_up: chrono::Duration,
+    pub attempts: u32,
+    pub retry_backoff: Duration,
+    pub grace: Duration,
+    pub lease: Duration,
+}
+
+/// Overrides given on the command line; `None` leaves the setting alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub state_database_url: Option<String>,
+    pub exports: Option<String>,
+    pub model_store: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+/// Loads settings: the file (`--config`, or `config/targeting.toml` when it exists), then the
+/// environment, then the flags.
+pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings> {
+    let (path, explicit) = match config {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => bail!("cannot read settings file {}: {e}", path.display()),
+    };
+    let origin = path.display().to_string();
+    let mut table: toml::Table = parse_located(&origin, &text)?;
+    // Check the file alone first, so that its errors carry a line and column.
+    parse_located::<SettingsFile>(&origin, &text)?;
+    for (key, value) in std::env::vars() {
+        if let Some(path) = key.strip_prefix(ENV_PREFIX) {
+            apply_env(&mut table, &key, path, &value)?;
+        }
+    }
+    let file: SettingsFile = table
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("environment override: {}", e.message()))?;
+    file.validate(overrides)
+        .with_context(|| format!("invalid settings ({origin} and {ENV_PREFIX}* variables)"))
+}
+
+/// Parses TOML, reporting errors as `origin:line:column: message` on one line.
+pub fn parse_located<T: serde::de::DeserializeOwned>(origin: &str, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let at = segments::campaign::locate(origin, text, e.span());
+        anyhow::anyhow!("{at}: {}", e.message().trim())
+    })
+}
+
+/// Sets `section.key` from `TARGETING__SECTION__KEY`. The value is read as a TOML value when it
+/// is one (numbers, booleans), else as a string.
+fn apply_env(table: &mut toml::Table, var: &str, path: &str, value: &str) -> Result<()> {
+    let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+    let [section, key] = parts.as_slice() else {
+        bail!("environment variable {var} must look like {ENV_PREFIX}SECTION__KEY");
+    };
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let section = table
+        .entry(section.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(section) = section.as_table_mut() else {
+        bail!("environment variable {var}: {} is not a section", parts[0]);
+    };
+    section.insert(key.clone(), parsed);
+    Ok(())
+}
+
+/// Refuses a database URL sqlx cannot reach.
+fn check_database_url(field: &str, url: &str) -> Result<()> {
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        bail!(
+            "{field} {} must start with sqlite: or postgres://",
+            redact(url)
+        );
+    }
+    Ok(())
+}
+
+impl SettingsFile {
+    fn validate(self, o: &Overrides) -> Result<Settings> {
+        let source = self.source.validate(o)?;
+        let state_url = self.state.validate(o, &source.url)?;
+        let store = self.s3.validate(&self.export)?;
+        Ok(Settings {
+            state_url,
+            export: self.export.validate(o)?,
+            store,
+            models: self.models.validate(o)?,
+            targeting: self.targeting.validate()?,
+            scheduler: self.scheduler.validate()?,
+            threads: self.runtime.validate(o),
+            source,
+        })
+    }
+}
+
+impl SourceSection {
+    fn validate(self, o: &Overrides) -> Result<SourceSettings> {
+        let url = o
+            .database_url
+            .clone()
+            .or(self.database_url)
+            .unwrap_or_else(|| "sqlite://demo/source.db".into());
+        check_database_url("source.database_url", &url)?;
+        let batch_rows = self.batch_rows.unwrap_or(50_000);
+        if batch_rows == 0 {
+            bail!("source.batch_rows must be at least 1");
+        }
+        Ok(SourceSettings {
+            url,
+            queries_dir: self.queries_dir,
+            batch_rows,
+        })
+    }
+}
+
+impl StateSection {
+    /// The state database's URL: the source's unless set.
+    fn validate(self, o: &Overrides, source_url: &str) -> Result<String> {
+        let url = o
+            .state_database_url
+            .clone()
+            .or(self.database_url)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| source_url.to_string());
+        check_database_url("state.database_url", &url)?;
+        Ok(url)
+    }
+}
+
+impl ExportSection {
+    fn validate(self, o: &Overrides) -> Result<ExportSettings> {
+        let destination = o
+            .exports
+            .clone()
+            .or(self.destination)
+            .unwrap_or_else(|| "file://demo/exports".into());
+        Location::parse(&destination)
+            .context("export.destination must be a file:// or s3:// URI")?;
+        let defaults = PartLimits::default();
+        let max_rows = self.max_part_rows.unwrap_or(defaults.max_rows);
+        if !(1..=2_000_000).contains(&max_rows) {
+            bail!("export.max_part_rows must be between 1 and 2000000, got {max_rows}");
+        }
+        let max_mb = self.max_part_mb.unwrap_or(defaults.max_bytes / MB);
+        if !(1..=500).contains(&max_mb) {
+            bail!("export.max_part_mb must be between 1 and 500, got {max_mb}");
+        }
+        Ok(ExportSettings {
+            destination,
+            part_limits: PartLimits {
+                max_rows,
+                max_bytes: max_mb * MB,
+            },
+        })
+    }
+}
+
+impl S3Section {
+    /// The object store's options: how `[s3]` reaches a server, and the upload and retry
+    /// settings of `[export]`.
+    fn validate(self, export: &ExportSection) -> Result<StoreOptions> {
+        let defaults = StoreOptions::default();
+        let upload_mb = export.upload_part_mb.unwrap_or(defaults.part_bytes / MB);
+        if !(5..=512).contains(&upload_mb) {
+            bail!("export.upload_part_mb must be between 5 and 512, got {upload_mb}");
+        }
+        let attempts = export.attempts.unwrap_or(defaults.attempts);
+        if !(1..=20).contains(&attempts) {
+            bail!("export.attempts must be between 1 and 20, got {attempts}");
+        }
+        if let Some(endpoint) = &self.endpoint_url {
+            if url::Url::parse(endpoint).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                bail!(
+                    "s3.endpoint_url {} must be an http(s) URL",
+                    redact(endpoint)
+                );
+            }
+        }
+        Ok(StoreOptions {
+            endpoint_url: self.endpoint_url,
+            region: self.region,
+            force_path_style: self.force_path_style.unwrap_or(defaults.force_path_style),
+            part_bytes: upload_mb * MB,
+            attempts,
+            initial_backoff: export
+                .retry_backoff_ms
+                .map_or(defaults.initial_backoff, Duration::from_millis),
+        })
+    }
+}
+
+impl ModelsSection {
+    fn validate(self, o: &Overrides) -> Result<ModelSettings> {
+        let store = o
+            .model_store
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or(self.store)
+            .unwrap_or_else(|| "demo/models".into());
+        // A plain folder is a `file://` store.
+        let store = if store.starts_with("s3://") || store.starts_with("file://") {
+            store
+        } else {
+            format!("file://{store}")
+        };
+        Location::parse(&store)
+            .context("models.store must be a folder, a file:// URI or an s3:// URI")?;
+        let attribution_days = self.attribution_days.unwrap_or(7);
+        if !(1..=90).contains(&attribution_days) {
+            bail!("models.attribution_days must be between 1 and 90, got {attribution_days}");
+        }
+        Ok(ModelSettings {
+            store,
+            attribution_days,
+            seed: self.seed.unwrap_or(42),
+            own_exposures: self.own_exposures.unwrap_or(true),
+        })
+    }
+}
+
+impl TargetingSection {
+    fn validate(self) -> Result<TargetingSettings> {
+        let share = self.global_control_share.unwrap_or(0.05);
+        if !(0.0..=0.5).contains(&share) {
+            bail!("targeting.global_control_share must be between 0 and 0.5, got {share}");
+        }
+        let cap_days = self.cap_days.unwrap_or(7);
+        if !(1..=365).contains(&cap_days) {
+            bail!("targeting.cap_days must be between 1 and 365, got {cap_days}");
+        }
+        let cooldown = self.discount_cooldown_days.unwrap_or(14);
+        if !(0..=365).contains(&cooldown) {
+            bail!("targeting.discount_cooldown_days must be between 0 and 365, got {cooldown}");
+        }
+        Ok(TargetingSettings {
+            global_control_share: share,
+            global_control_salt: self
+                .global_control_salt
+                .unwrap_or_else(|| "global-control-v1".into()),
+            campaigns_dir: self
+                .campaigns_dir
+                .unwrap_or_else(|| PathBuf::from("config/campaigns")),
+            limits: segments::Limits {
+                max_messages: self.max_messages.unwrap_or(3),
+                cap_days,
+                discount_cooldown_days: cooldown,
+                arbitration: self.arbitration.unwrap_or_default(),
+            },
+        })
+    }
+}
+
+impl SchedulerSection {
+    fn validate(self) -> Result<SchedulerSettings> {
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:9184");
+        let listen = listen.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "scheduler.listen {listen:?} must be an IP address and port, e.g. \"127.0.0.1:9184\""
+            )
+        })?;
+        let schedule = |field: &str, cron: &str| {
+            segments::campaign::Schedule::parse(cron, self.timezone.as_deref())
+                .map_err(|(_, message)| anyhow::anyhow!("scheduler.{field}: {message}"))
+        };
+        let default_schedule = schedule(
+            "default_cron",
+            self.default_cron.as_deref().unwrap_or("0 2 * * *"),
+        )?;
+        let retrain = match self.retrain_cron.as_deref().unwrap_or("0 1 * * SUN") {
+            "" => None,
+            cron => Some(schedule("retrain_cron", cron)?),
+        };
+        let catch_up_hours = self.catch_up_hours.unwrap_or(24);
+        if !(0..=24 * 31).contains(&catch_up_hours) {
+            bail!("scheduler.catch_up_hours must be between 0 and 744, got {catch_up_hours}");
+        }
+        let attempts = self.attempts.unwrap_or(3);
+        if !(1..=10).contains(&attempts) {
+            bail!("scheduler.attempts must be between 1 and 10, got {attempts}");
+        }
+        let lease = self.lease_secs.unwrap_or(300);
+        if lease < 3 {
+            bail!("scheduler.lease_secs must be at least 3, got {lease}");
+        }
+        Ok(SchedulerSettings {
+            listen,
+            default_schedule,
+            retrain,
+            catch_up: chrono::Duration::hours(catch_up_hours),
+            attempts,
+            retry_backoff: Duration::from_secs(self.retry_backoff_secs.unwrap_or(60)),
+            grace: Duration::from_secs(self.grace_secs.unwrap_or(300)),
+            lease: Duration::from_secs(lease),
+        })
+    }
+}
+
+impl RuntimeSection {
+    /// Threads: the flag, else the setting; 0 is one per core.
+    fn validate(self, o: &Overrides) -> usize {
+        match o.threads.or(self.threads).unwrap_or(0) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+impl Settings {
+    /// The state database (the source's pool when they are the same database), with its tables
+    /// created or updated: the one place the state is migrated.
+    pub async fn state_db(&self, source: &Db) -> Result<Db> {
+        let state = if self.state_url == self.source.url {
+            source.clone()
+        } else {
+            Db::connect(&self.state_url, true).await?
+        };
+        state.migrate_state().await?;
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_are_typed() {
+        let mut t = toml::Table::new();
+        apply_env(&mut t, "TARGETING__SHARE", "SHARE", "0.1").unwrap_err();
+        apply_env(&mut t, "V", "TARGETING__GLOBAL_CONTROL_SHARE", "0.1").unwrap();
+        apply_env(&mut t, "V", "SOURCE__DATABASE_URL", "postgres://x/y").unwrap();
+        let f: SettingsFile = t.try_into().unwrap();
+        assert_eq!(f.targeting.global_control_share, Some(0.1));
+        assert_eq!(f.source.database_url.as_deref(), Some("postgres://x/y"));
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let s = SettingsFile::default()
+            .validate(&Overrides::default())
+            .unwrap();
+        assert_eq!(s.source.url, "sqlite://demo/source.db");
+        assert_eq!(s.state_url, s.source.url);
+        assert_eq!(s.source.batch_rows, 50_000);
+        assert_eq!(s.models.store, "file://demo/models");
+        assert_eq!((s.models.attribution_days, s.models.seed), (7, 42));
+        assert_eq!(s.export.destination, "file://demo/exports");
+        assert_eq!(s.export.part_limits, PartLimits::default());
+        assert_eq!(s.store, StoreOptions::default());
+        assert_eq!(s.targeting.global_control_share, 0.05);
+        assert_eq!(s.targeting.limits.max_messages, 3);
+        assert_eq!(
+            s.targeting.limits.arbitration,
+            segments::Arbitration::Priority
+        );
+        assert_eq!(s.scheduler.attempts, 3);
+    }
+}

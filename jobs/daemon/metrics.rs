@@ -1,0 +1,237 @@
+//! What the daemon tells a monitoring system: Prometheus metrics of the runs it recorded, and a
+//! health check, served over plain HTTP on a (loopback by default) address.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::warn;
+
+use crate::state::ledger::Status;
+
+/// Counters of the campaign runs this process recorded in the ledger.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    /// Ledger rows by (campaign, status).
+    runs: BTreeMap<(String, String), u64>,
+    /// Sum and count of run durations by campaign, in seconds.
+    durations: BTreeMap<String, (f64, u64)>,
+    /// Rows published (treatment arm) by campaign.
+    rows: BTreeMap<String, u64>,
+    /// Unix time of the last succeeded run by campaign.
+    last_success: BTreeMap<String, i64>,
+    /// Firings skipped because the run was done or held elsewhere, by campaign and reason.
+    skipped: BTreeMap<(String, String), u64>,
+    /// The campaign running now, if any.
+    running: Option<String>,
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Counters) -> T) -> T {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// A run recorded with `status`.
+    pub fn record(&self, campaign: &str, status: Status, seconds: f64, rows: usize) {
+        self.with(|c| {
+            *c.runs
+                .entry((campaign.into(), status.to_string()))
+                .or_default() += 1;
+            let d = c.durations.entry(campaign.into()).or_default();
+            d.0 += seconds;
+            d.1 += 1;
+            if status == Status::Succeeded {
+                *c.rows.entry(campaign.into()).or_default() += rows as u64;
+                c.last_success
+                    .insert(campaign.into(), chrono::Utc::now().timestamp());
+            }
+        });
+    }
+
+    /// A firing that did not run: `done` (already succeeded) or `locked` (running elsewhere).
+    pub fn skipped(&self, campaign: &str, reason: &str) {
+        self.with(|c| {
+            *c.skipped
+                .entry((campaign.into(), reason.into()))
+                .or_default() += 1
+        });
+    }
+
+    pub fn set_running(&self, campaign: Option<&str>) {
+        self.with(|c| c.running = campaign.map(str::to_string));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.with(|c| {
+            let mut out = String::new();
+            let campaign = |k: &str| format!("{{campaign=\"{k}\"}}");
+            family(
+                &mut out,
+                (
+                    "targeting_runs_total",
+                    "counter",
+                    "Campaign runs recorded in the ledger by this process, by status.",
+                ),
+                c.runs.iter().map(|((k, status), n)| {
+                    (
+                        format!("{{campaign=\"{k}\",status=\"{status}\"}}"),
+                        n.to_string(),
+                    )
+                }),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_run_duration_seconds",
+                    "summary",
+                    "Duration of campaign runs.",
+                ),
+                c.durations.iter().flat_map(|(k, (sum, count))| {
+                    [
+                        (format!("_sum{}", campaign(k)), format!("{sum:.3}")),
+                        (format!("_count{}", campaign(k)), count.to_string()),
+                    ]
+                }),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_rows_published_total",
+                    "counter",
+                    "Rows published (treatment arm) by succeeded runs.",
+                ),
+                c.rows.iter().map(|(k, n)| (campaign(k), n.to_string())),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_last_success_timestamp_seconds",
+                    "gauge",
+                    "When the campaign last succeeded.",
+                ),
+                c.last_success
+                    .iter()
+                    .map(|(k, t)| (campaign(k), t.to_string())),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_skipped_total",
+                    "counter",
+                    "Firings that did not run: done already, or running elsewhere.",
+                ),
+                c.skipped.iter().map(|((k, reason), n)| {
+                    (
+                        format!("{{campaign=\"{k}\",reason=\"{reason}\"}}"),
+                        n.to_string(),
+                    )
+                }),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_running",
+                    "gauge",
+                    "Whether a campaign is running now.",
+                ),
+                [(String::new(), u8::from(c.running.is_some()).to_string())],
+            );
+            out
+        })
+    }
+
+    fn health(&self) -> String {
+        self.with(|c| {
+            serde_json::json!({ "status": "ok", "running": c.running }).to_string() + "\n"
+        })
+    }
+}
+
+/// Appends one metric family: HELP and TYPE, then each sample as the series after the name (a
+/// suffix and labels, e.g. `_sum{campaign="x"}`) and its value.
+fn family(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    samples: impl IntoIterator<Item = (String, String)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (series, value) in samples {
+        let _ = writeln!(out, "{name}{series} {value}");
+    }
+}
+
+/// Serves `GET /healthz` and `GET /metrics` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            // The request line is all we need; stop at the end of the headers or 8 KB.
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&request);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, content_type, body) = match (line.starts_with("GET "), path) {
+                (true, "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+                (true, "/healthz") => ("200 OK", "application/json", metrics.health()),
+                (true, _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+                (false, _) => (
+                    "405 Method Not Allowed",
+                    "text/plain",
+                    "only GET\n".to_string(),
+                ),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if let Err(e) = socket.write_all(response.as_bytes()).await {
+                warn!(error = %e, "cannot answer a metrics request");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_writes_every_family_with_its_samples() {
+        let m = Metrics::default();
+        m.record("deal", Status::Succeeded, 2.5, 100);
+        m.record("deal", Status::Failed, 0.5, 0);
+        m.skipped("deal", "locked");
+        let text = m.render();
+        for line in [
+            "# TYPE targeting_runs_total counter",
+            "targeting_runs_total{campaign=\"deal\",status=\"failed\"} 1",
+            "targeting_runs_total{campaign=\"deal\",status=\"succeeded\"} 1",
+            "targeting_run_duration_seconds_sum{campaign=\"deal\"} 3.000",
+            "targeting_run_duration_seconds_count{campaign=\"deal\"} 2",
+            "targeting_rows_published_total{campaign=\"deal\"} 100",
+            "targeting_skipped_total{campaign=\"deal\",reason=\"locked\"} 1",
+            "targeting_running 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+}

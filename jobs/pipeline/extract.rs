@@ -1,0 +1,111 @@
+//! The extract stage: every contract table through its query in `sql/queries/`, streamed into
+//! polars frames, with the project's own assignment history added to the exposures.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
+use models::features::TABLES;
+use models::SourceTables;
+use polars::prelude::DataFrame;
+use sqlx::Row;
+use tracing::{info, info_span, instrument, Instrument};
+
+use crate::config::Settings;
+use crate::state::db::{query_text, Db};
+
+/// The extraction queries built into the binary, by table name.
+const BUILTIN: &[(&str, &str)] = &[
+    ("users", include_str!("../../sql/queries/users.sql")),
+    (
+        "suppressions",
+        include_str!("../../sql/queries/suppressions.sql"),
+    ),
+    ("items", include_str!("../../sql/queries/items.sql")),
+    ("purchases", include_str!("../../sql/queries/purchases.sql")),
+    (
+        "engagement_daily",
+        include_str!("../../sql/queries/engagement_daily.sql"),
+    ),
+    ("wishlist", include_str!("../../sql/queries/wishlist.sql")),
+    (
+        "friendships",
+        include_str!("../../sql/queries/friendships.sql"),
+    ),
+    (
+        "campaign_exposures",
+        include_str!("../../sql/queries/campaign_exposures.sql"),
+    ),
+];
+
+/// Own assignments as exposures (run on the state database).
+const ASSIGNMENT_EXPOSURES: &str = include_str!("../../sql/queries/assignment_exposures.sql");
+/// Email addresses of consenting users (only for presets with an email column).
+const CONTACT_EMAILS: &str = include_str!("../../sql/queries/contact_emails.sql");
+
+/// Reads every contract table from the source database. With `state` (and
+/// `models.own_exposures`), the exposures also hold the assignments of past succeeded runs, so
+/// that each night's holdouts become training data.
+#[instrument(name = "extract", skip_all)]
+pub async fn extract(db: &Db, state: Option<&Db>, settings: &Settings) -> Result<SourceTables> {
+    let mut frames = Vec::with_capacity(TABLES.len());
+    for spec in TABLES {
+        let builtin = BUILTIN
+            .iter()
+            .find(|(name, _)| *name == spec.name)
+            .map_or("", |(_, sql)| sql);
+        let (sql, origin) = query_text(settings.source.queries_dir.as_deref(), spec.name, builtin)?;
+        let mut frame = db
+            .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
+            .instrument(info_span!("query", table = spec.name))
+            .await?;
+        info!(table = spec.name, rows = frame.height(), "extracted");
+        if let (Some(state), "campaign_exposures", true) =
+            (state, spec.name, settings.models.own_exposures)
+        {
+            let own = own_exposures(state, spec, settings).await?;
+            info!(
+                rows = own.height(),
+                "own assignments added to the exposures"
+            );
+            frame.vstack_mut(&own)?;
+        }
+        frames.push((spec.name.to_string(), frame));
+    }
+    Ok(SourceTables::from_named(frames)?)
+}
+
+async fn own_exposures(
+    state: &Db,
+    spec: &models::features::TableSpec,
+    settings: &Settings,
+) -> Result<DataFrame> {
+    let (sql, origin) = query_text(
+        settings.source.queries_dir.as_deref(),
+        "assignment_exposures",
+        ASSIGNMENT_EXPOSURES,
+    )?;
+    state
+        .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
+        .instrument(info_span!("query", table = "assignment_exposures"))
+        .await
+}
+
+/// The email address of every consenting user who has one, by user id.
+pub async fn contact_emails(db: &Db, settings: &Settings) -> Result<HashMap<i64, String>> {
+    let (sql, origin) = query_text(
+        settings.source.queries_dir.as_deref(),
+        "contact_emails",
+        CONTACT_EMAILS,
+    )?;
+    let context = || format!("query {origin} failed on {}", db.display);
+    let mut rows = sqlx::query(&sql).fetch(&db.pool);
+    let mut emails = HashMap::new();
+    while let Some(row) = rows.try_next().await.with_context(context)? {
+        let user: i64 = row.try_get(0).with_context(context)?;
+        let email: String = row.try_get(1).with_context(context)?;
+        emails.insert(user, email);
+    }
+    info!(rows = emails.len(), "contact emails read");
+    Ok(emails)
+}

@@ -1,0 +1,348 @@
+//! The nightly run, as a chain of stages that each take and return a named type:
+//!
+//! ```text
+//! extract → SourceTables → score → ScoredUsers → select → Night
+//!         → per campaign: publish → Staged → record → a ledger row
+//! ```
+//!
+//! Every campaign of the run gets a ledger row before any work starts, so a run that dies in an
+//! early stage still says so. Each campaign is then published on its own: its parts and
+//! manifest, its assignments, and only then `_SUCCESS`; a campaign that fails leaves no files
+//! and a `failed` ledger row, and the others still publish.
+
+pub mod extract;
+pub mod publish;
+pub mod record;
+pub mod score;
+pub mod select;
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+use chrono::Utc;
+use models::RunDate;
+use rand::Rng;
+use segments::{Arm, Audience, Campaign, FunnelStep};
+use tracing::{info, info_span, instrument, warn, Instrument};
+
+use crate::config::Settings;
+use crate::state::db::Db;
+use crate::state::ledger;
+use crate::store::ObjectStore;
+use crate::training::ModelUsed;
+use publish::ExportRequest;
+use record::Ending;
+use score::ScoredUsers;
+use select::Night;
+
+/// What to run.
+#[derive(Debug)]
+pub struct RunRequest<'a> {
+    pub settings: &'a Settings,
+    pub date: RunDate,
+    /// The night's campaigns: all of them take part in arbitration, so a user's campaign for a
+    /// night does not depend on how the night is split into runs.
+    pub campaigns: Vec<Campaign>,
+    /// The campaigns this run publishes (ids); empty: all of them.
+    pub only: Vec<String>,
+    /// Preview only: select and report, but publish and record nothing.
+    pub dry_run: bool,
+    /// Train new models instead of scoring with the store's `current` ones.
+    pub retrain: bool,
+}
+
+impl RunRequest<'_> {
+    /// The campaigns this run publishes.
+    fn published(&self) -> impl Iterator<Item = &Campaign> {
+        self.campaigns
+            .iter()
+            .filter(|c| self.only.is_empty() || self.only.contains(&c.id))
+    }
+}
+
+/// How one campaign of the run ended.
+#[derive(Debug, Clone)]
+pub struct CampaignReport {
+    pub campaign_id: String,
+    pub kind: &'static str,
+    pub funnel: Vec<FunnelStep>,
+    pub eligible: usize,
+    /// Users exported (treatment arm).
+    pub audience: usize,
+    pub holdout: usize,
+    /// Expected incremental purchases from the exported users (the sum of their uplift).
+    pub expected_conversions: f64,
+    /// Expected discount given to the exported users, in list prices of a purchase.
+    pub expected_discount_cost: f64,
+    /// For each other campaign of the night, how many eligible users both wanted.
+    pub overlap: Vec<(String, usize)>,
+    pub export_uri: Option<String>,
+    pub error: Option<String>,
+    /// The error may go away on its own (the database or the object store was unreachable):
+    /// a scheduler may try again.
+    pub transient: bool,
+}
+
+impl CampaignReport {
+    fn new(c: &Campaign, audience: Option<Audience>, export_uri: Option<String>) -> Self {
+        let a = audience.unwrap_or_else(|| Audience {
+            campaign_id: c.id.clone(),
+            funnel: vec![],
+            members: vec![],
+            overlap: vec![],
+        });
+        CampaignReport {
+            campaign_id: c.id.clone(),
+            kind: c.kind.name(),
+            eligible: a.eligible(),
+            audience: a.count(Arm::Treatment),
+            holdout: a.count(Arm::Holdout),
+            expected_conversions: a.expected_conversions(),
+            expected_discount_cost: a.expected_discount_cost(),
+            overlap: a.overlap,
+            funnel: a.funnel,
+            export_uri,
+            error: None,
+            transient: false,
+        }
+    }
+
+    fn failed(c: &Campaign, error: String, transient: bool) -> Self {
+        CampaignReport {
+            error: Some(error),
+            transient,
+            ..CampaignReport::new(c, None, None)
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    pub run_id: String,
+    pub run_date: RunDate,
+    pub users: usize,
+    pub model: ModelUsed,
+    pub campaigns: Vec<CampaignReport>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> Vec<&CampaignReport> {
+        self.campaigns
+            .iter()
+            .filter(|c| c.error.is_some())
+            .collect()
+    }
+}
+
+/// Whether a failure may go away on its own: the object store or the database could not be
+/// reached, or timed out.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>()
+            .is_some_and(|s| s.is_transient())
+            || c.downcast_ref::<sqlx::Error>().is_some_and(|s| {
+                matches!(
+                    s,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                )
+            })
+    })
+}
+
+/// A new run id: UTC time and a random suffix, sortable and unique across processes.
+fn new_run_id() -> String {
+    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
+    format!("{}-{suffix:06x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Runs every requested campaign for the date, recording each in the state database (or, for
+/// a dry run, only reporting what it would do). The state database's tables must exist
+/// ([`Settings::state_db`] creates them).
+pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunReport> {
+    run_from(req, source, state, None).await
+}
+
+/// [`run`] from users already scored: the demo extracts, trains and scores first, for the
+/// diagnostics it shows beside the run.
+pub async fn run_on(
+    req: RunRequest<'_>,
+    source: &Db,
+    state: &Db,
+    scored: ScoredUsers,
+) -> Result<RunReport> {
+    run_from(req, source, state, Some(scored)).await
+}
+
+#[instrument(
+    name = "run",
+    skip_all,
+    fields(
+        run_id = tracing::field::Empty,
+        run_date = %req.date,
+        campaigns = req.published().count(),
+        dry_run = req.dry_run
+    )
+)]
+async fn run_from(
+    req: RunRequest<'_>,
+    source: &Db,
+    state: &Db,
+    given: Option<ScoredUsers>,
+) -> Result<RunReport> {
+    let run_id = new_run_id();
+    tracing::Span::current().record("run_id", run_id.as_str());
+    if !req.dry_run {
+        let started = Utc::now().timestamp();
+        for c in req.published() {
+            ledger::start(state, &run_id, &c.id, req.date, started).await?;
+        }
+    }
+    match night(&req, source, state, given).await {
+        Ok((scored, night, emails)) => {
+            let campaigns = publish_night(&req, state, &run_id, &scored, night, emails).await?;
+            Ok(RunReport {
+                run_id,
+                run_date: req.date,
+                users: scored.tables.users.height(),
+                model: scored.model,
+                campaigns,
+            })
+        }
+        Err(e) if req.dry_run => Err(e),
+        Err(e) => {
+            let error = format!("{e:#}");
+            for c in req.published() {
+                let failed = Ending::Failed { error: &error };
+                record::finish(state, &run_id, &c.id, failed, "{}").await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Email addresses of consenting users, by user id.
+type Emails = HashMap<i64, String>;
+
+/// Everything before publishing: extract, score and select (and the emails a list needs).
+async fn night(
+    req: &RunRequest<'_>,
+    source: &Db,
+    state: &Db,
+    given: Option<ScoredUsers>,
+) -> Result<(ScoredUsers, Night, Option<Emails>)> {
+    let s = req.settings;
+    let scored = match given {
+        Some(scored) => scored,
+        None => {
+            let tables = extract::extract(source, Some(state), s).await?;
+            let models = score::models(s, &tables, req.date, req.retrain).await?;
+            score::score(s, tables, &models, req.date)?
+        }
+    };
+    // Email addresses stay in the database unless a list needs them.
+    let emails = if !req.dry_run && req.published().any(|c| publish::needs_emails(c.columns)) {
+        Some(extract::contact_emails(source, s).await?)
+    } else {
+        None
+    };
+    let night = select::select(s, &req.campaigns, &scored, req.date, state).await?;
+    Ok((scored, night, emails))
+}
+
+/// Publishes and records each campaign of the run (or, for a dry run, only reports it).
+async fn publish_night(
+    req: &RunRequest<'_>,
+    state: &Db,
+    run_id: &str,
+    scored: &ScoredUsers,
+    mut night: Night,
+    emails: Option<Emails>,
+) -> Result<Vec<CampaignReport>> {
+    let s = req.settings;
+    if req.dry_run {
+        return Ok(req
+            .published()
+            .map(|c| match night.take(&c.id) {
+                Ok(a) => CampaignReport::new(c, Some(a), None),
+                Err(e) => CampaignReport::failed(c, e, false),
+            })
+            .collect());
+    }
+    let versions = &scored.versions;
+    let run_date = req.date.to_string();
+    let versions_json = serde_json::to_string(&versions)?;
+
+    // One store per destination, opened once: loading the AWS configuration probes the
+    // credential chain.
+    let mut stores: BTreeMap<String, Result<ObjectStore, String>> = BTreeMap::new();
+    for c in req.published() {
+        let destination = c.destination.as_deref().unwrap_or(&s.export.destination);
+        if !stores.contains_key(destination) {
+            let store = ObjectStore::open(destination, &s.store)
+                .await
+                .map_err(|e| e.to_string());
+            stores.insert(destination.to_string(), store);
+        }
+    }
+
+    let mut reports = Vec::new();
+    for c in req.published() {
+        let audience = night.take(&c.id);
+        let span = info_span!("campaign", campaign = %c.id, kind = c.kind.name());
+        let outcome = async {
+            let audience = audience.map_err(|e| anyhow::anyhow!(e))?;
+            let destination = c.destination.as_deref().unwrap_or(&s.export.destination);
+            let store = match stores.get(destination) {
+                Some(Ok(store)) => store,
+                Some(Err(e)) => anyhow::bail!("{e}"),
+                None => anyhow::bail!("no object store for {destination}"),
+            };
+            let created_at = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let request = ExportRequest {
+                campaign: c,
+                audience: &audience,
+                run_id,
+                run_date: &run_date,
+                model_versions: versions,
+                created_at: &created_at,
+                limits: s.export.part_limits,
+                emails: emails.as_ref(),
+            };
+            let staged = publish::stage(store, &request).await?;
+            record::record(
+                state,
+                store,
+                &staged,
+                run_id,
+                &audience,
+                c.offer.discount_pct,
+            )
+            .await?;
+            info!(uri = %staged.uri, rows = staged.manifest.row_count, "published");
+            Ok((audience, staged.uri))
+        }
+        .instrument(span)
+        .await;
+        let report = match outcome {
+            Ok((audience, uri)) => {
+                let ending = Ending::Published {
+                    audience: &audience,
+                    uri: &uri,
+                };
+                record::finish(state, run_id, &c.id, ending, &versions_json).await?;
+                CampaignReport::new(c, Some(audience), Some(uri))
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                let transient = is_transient(&e);
+                warn!(campaign = %c.id, error = %error, transient, "campaign failed");
+                let ending = Ending::Failed { error: &error };
+                record::finish(state, run_id, &c.id, ending, &versions_json).await?;
+                CampaignReport::failed(c, error, transient)
+            }
+        };
+        reports.push(report);
+    }
+    Ok(reports)
+}

@@ -1,0 +1,687 @@
+//! The publish stage: a campaign's treatment list as files a CRM tool can ingest, in the object
+//! store (a local folder or S3).
+//!
+//! Layout `<destination>/<campaign_id>/dt=<YYYY-MM-DD>/run=<run_id>/`: the parts first, then
+//! the optional `holdout.csv.gz`, then `manifest.json` (row count and SHA-256 per part), then
+//! `_SUCCESS` — the only signal a reader may trust. Each object appears whole or not at all
+//! (see [`crate::store`]); a failed export is deleted before `_SUCCESS` could ever exist, and
+//! when even that fails (the store is gone) the folder without `_SUCCESS` is superseded by the
+//! next run's. Holdout members are never in a list.
+//!
+//! Parts are cut at a row and a byte limit (CRM imports cap both). The same audience, run date
+//! and model versions give byte-identical parts: scores are printed at fixed precision, gzip
+//! carries no timestamp, and nothing else varies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use polars::prelude::*;
+use segments::{Arm, Audience, Campaign, ColumnPreset, ExportFormat, Member};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::config::PartLimits;
+use crate::store::{ObjectStore, ObjectWriter};
+
+/// The completion marker, written last.
+pub const SUCCESS: &str = "_SUCCESS";
+/// The manifest, written after every part.
+pub const MANIFEST: &str = "manifest.json";
+/// The optional list of holdout members.
+pub const HOLDOUT_FILE: &str = "holdout.csv.gz";
+
+/// One written file, as listed in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartInfo {
+    pub path: String,
+    pub rows: usize,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `manifest.json`: what a reader needs to verify the export.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub campaign_id: String,
+    pub campaign_kind: String,
+    pub run_id: String,
+    pub run_date: String,
+    pub format: String,
+    /// The column preset (`generic`, `braze`, `iterable`).
+    pub preset: String,
+    pub columns: Vec<String>,
+    pub model_versions: BTreeMap<String, String>,
+    pub parts: Vec<PartInfo>,
+    pub row_count: usize,
+    pub holdout_count: usize,
+    /// `holdout.csv.gz`, when the campaign asks for it.
+    pub holdout_file: Option<PartInfo>,
+    pub created_at: String,
+}
+
+/// An export whose parts and manifest are written but which is not yet complete.
+#[derive(Debug)]
+pub struct Staged {
+    /// The run folder, relative to the destination.
+    pub prefix: String,
+    pub uri: String,
+    pub manifest: Manifest,
+}
+
+/// What to publish.
+#[derive(Debug)]
+pub struct ExportRequest<'a> {
+    pub campaign: &'a Campaign,
+    pub audience: &'a Audience,
+    pub run_id: &'a str,
+    pub run_date: &'a str,
+    pub model_versions: &'a BTreeMap<String, String>,
+    pub created_at: &'a str,
+    pub limits: PartLimits,
+    /// Email addresses of consenting users, for presets with an email column.
+    pub emails: Option<&'a HashMap<i64, String>>,
+}
+
+/// What a column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Datum {
+    ExternalId,
+    CampaignId,
+    Variant,
+    Offer,
+    Score,
+    Rank,
+    RunDate,
+    Email,
+}
+
+/// The columns of a preset, in file order, with their names.
+fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
+    use Datum::*;
+    match preset {
+        ColumnPreset::Generic => &[
+            ("external_id", ExternalId),
+            ("campaign_id", CampaignId),
+            ("variant", Variant),
+            ("offer", Offer),
+            ("score", Score),
+            ("rank", Rank),
+        ],
+        ColumnPreset::Braze => &[
+            ("external_id", ExternalId),
+            ("targeting_campaign", CampaignId),
+            ("targeting_variant", Variant),
+            ("targeting_offer", Offer),
+            ("targeting_score", Score),
+            ("targeting_rank", Rank),
+            ("targeting_date", RunDate),
+        ],
+        ColumnPreset::Iterable => &[
+            ("userId", ExternalId),
+            ("email", Email),
+            ("campaignId", CampaignId),
+            ("offer", Offer),
+            ("score", Score),
+            ("rank", Rank),
+        ],
+    }
+}
+
+/// Whether a preset needs the users' email addresses.
+pub fn needs_emails(preset: ColumnPreset) -> bool {
+    columns(preset).iter().any(|(_, f)| *f == Datum::Email)
+}
+
+/// One cell, before encoding.
+enum Cell<'a> {
+    Text(&'a str),
+    Id(i64),
+    Int(i64),
+    Float(f64),
+    Null,
+}
+
+fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
+    match field {
+        Datum::ExternalId => Cell::Id(m.user_id),
+        Datum::CampaignId => Cell::Text(&req.campaign.id),
+        Datum::Variant => Cell::Text(m.arm.as_str()),
+        Datum::Offer => Cell::Text(&req.campaign.offer.label),
+        Datum::Score => Cell::Float(m.score),
+        Datum::Rank => Cell::Int(m.rank as i64),
+        Datum::RunDate => Cell::Text(req.run_date),
+        Datum::Email => req
+            .emails
+            .and_then(|e| e.get(&m.user_id))
+            .map_or(Cell::Null, |e| Cell::Text(e)),
+    }
+}
+
+/// Appends one row in the plain (uncompressed) encoding of `format`: a CSV line, or a JSON
+/// object on one line. Parquet parts are cut by their CSV size.
+fn encode_row(format: ExportFormat, cells: &[(&str, Cell)], out: &mut Vec<u8>) -> Result<()> {
+    if format == ExportFormat::Jsonl {
+        out.push(b'{');
+        for (i, (name, c)) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, name)?;
+            out.push(b':');
+            match c {
+                Cell::Text(s) => serde_json::to_writer(&mut *out, s)?,
+                // Identifiers are strings to a CRM, whatever they look like.
+                Cell::Id(v) => write!(out, "\"{v}\"")?,
+                Cell::Int(v) => write!(out, "{v}")?,
+                Cell::Float(v) if v.is_finite() => write!(out, "{v:.6}")?,
+                Cell::Float(_) | Cell::Null => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"}\n");
+        return Ok(());
+    }
+    // A small buffer: this runs once per row (the default 8 KB would be zeroed every time).
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(256)
+        .from_writer(&mut *out);
+    let mut number = String::new();
+    for (_, c) in cells {
+        number.clear();
+        match c {
+            Cell::Text(s) => {
+                w.write_field(s)?;
+                continue;
+            }
+            Cell::Id(v) | Cell::Int(v) => write!(number, "{v}")?,
+            // Fixed precision: the same scores give byte-identical files.
+            Cell::Float(v) => write!(number, "{v:.6}")?,
+            Cell::Null => {}
+        }
+        w.write_field(&number)?;
+    }
+    w.write_record(None::<&[u8]>)?;
+    w.flush()?;
+    Ok(())
+}
+
+fn header(format: ExportFormat, preset: ColumnPreset) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if matches!(format, ExportFormat::Csv | ExportFormat::CsvGzip) {
+        let mut w = csv::Writer::from_writer(&mut out);
+        w.write_record(columns(preset).iter().map(|(n, _)| *n))?;
+        w.flush()?;
+    }
+    Ok(out)
+}
+
+/// Rows are handed to the store in chunks of about this size, so a part is never held whole
+/// (except a Parquet part, which is written in one piece).
+const FLUSH_BYTES: usize = 1 << 20;
+
+/// A part being written.
+struct Part<'a> {
+    name: String,
+    writer: ObjectWriter,
+    encoder: Encoder,
+    /// Members of a Parquet part, written at the end.
+    members: Vec<&'a Member>,
+    rows: usize,
+    plain_bytes: usize,
+}
+
+enum Encoder {
+    Plain(Vec<u8>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
+    Parquet,
+}
+
+impl Encoder {
+    fn new(format: ExportFormat) -> Encoder {
+        match format {
+            ExportFormat::CsvGzip => {
+                Encoder::Gzip(Box::new(GzEncoder::new(Vec::new(), Compression::default())))
+            }
+            ExportFormat::Csv | ExportFormat::Jsonl => Encoder::Plain(Vec::new()),
+            ExportFormat::Parquet => Encoder::Parquet,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Encoder::Plain(b) => b.extend_from_slice(bytes),
+            Encoder::Gzip(g) => g.write_all(bytes)?,
+            Encoder::Parquet => {}
+        }
+        Ok(())
+    }
+
+    /// Encoded bytes ready to hand on, once there are at least `min` of them.
+    fn take(&mut self, min: usize) -> Option<Vec<u8>> {
+        let buf = match self {
+            Encoder::Plain(b) => b,
+            Encoder::Gzip(g) => g.get_mut(),
+            Encoder::Parquet => return None,
+        };
+        (buf.len() >= min.max(1)).then(|| std::mem::take(buf))
+    }
+}
+
+/// Writes the parts, the holdout file and the manifest of an export (not `_SUCCESS`). On
+/// error whatever was written of the run folder is deleted.
+#[tracing::instrument(name = "publish", skip_all)]
+pub async fn stage(store: &ObjectStore, req: &ExportRequest<'_>) -> Result<Staged> {
+    let prefix = format!("{}/dt={}/run={}", req.campaign.id, req.run_date, req.run_id);
+    let uri = store.uri(&prefix);
+    match write_export(store, req, &prefix).await {
+        Ok(manifest) => Ok(Staged {
+            prefix,
+            uri,
+            manifest,
+        }),
+        Err(e) => {
+            remove(store, &prefix, &uri).await;
+            Err(e.context(format!("cannot publish {uri}")))
+        }
+    }
+}
+
+async fn write_export(
+    store: &ObjectStore,
+    req: &ExportRequest<'_>,
+    prefix: &str,
+) -> Result<Manifest> {
+    let c = req.campaign;
+    let cols = columns(c.columns);
+    let header = header(c.format, c.columns)?;
+    let treated: Vec<&Member> = req
+        .audience
+        .members
+        .iter()
+        .filter(|m| m.arm == Arm::Treatment)
+        .collect();
+    let mut parts = Vec::new();
+    let mut current: Option<Part> = None;
+    // Rows are encoded plain (a JSON line, else a CSV line) to size the parts.
+    let plain = if c.format == ExportFormat::Jsonl {
+        ExportFormat::Jsonl
+    } else {
+        ExportFormat::Csv
+    };
+    let mut line = Vec::new();
+    let mut cells = Vec::with_capacity(cols.len());
+    for m in &treated {
+        line.clear();
+        cells.clear();
+        cells.extend(cols.iter().map(|(n, f)| (*n, cell(req, m, *f))));
+        encode_row(plain, &cells, &mut line)?;
+        let full = current.as_ref().is_some_and(|p| {
+            p.rows >= req.limits.max_rows || p.plain_bytes + line.len() > req.limits.max_bytes
+        });
+        if full {
+            if let Some(p) = current.take() {
+                parts.push(finish_part(p, req).await?);
+            }
+        }
+        let part = match &mut current {
+            Some(p) => p,
+            None => {
+                let name = format!("part-{:05}.{}", parts.len(), c.format.extension());
+                let writer = store.writer(&format!("{prefix}/{name}")).await?;
+                let mut encoder = Encoder::new(c.format);
+                encoder.push(&header)?;
+                current.insert(Part {
+                    name,
+                    writer,
+                    encoder,
+                    members: Vec::new(),
+                    rows: 0,
+                    plain_bytes: header.len(),
+                })
+            }
+        };
+        part.encoder.push(&line)?;
+        if c.format == ExportFormat::Parquet {
+            part.members.push(m);
+        }
+        part.rows += 1;
+        part.plain_bytes += line.len();
+        if let Some(chunk) = part.encoder.take(FLUSH_BYTES) {
+            part.writer.write(&chunk).await?;
+        }
+    }
+    if let Some(p) = current.take() {
+        parts.push(finish_part(p, req).await?);
+    }
+
+    let holdout: Vec<&Member> = req
+        .audience
+        .members
+        .iter()
+        .filter(|m| m.arm == Arm::Holdout)
+        .collect();
+    let holdout_file = if c.holdout_file {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        let mut csv = csv::Writer::from_writer(&mut gz);
+        csv.write_record(["external_id", "campaign_id", "variant"])?;
+        for m in &holdout {
+            csv.write_record([m.user_id.to_string().as_str(), &c.id, m.arm.as_str()])?;
+        }
+        csv.flush()?;
+        drop(csv);
+        let bytes = gz.finish()?;
+        let written = store
+            .put(&format!("{prefix}/{HOLDOUT_FILE}"), &bytes)
+            .await?;
+        Some(PartInfo {
+            path: HOLDOUT_FILE.into(),
+            rows: holdout.len(),
+            bytes: written.bytes,
+            sha256: written.sha256,
+        })
+    } else {
+        None
+    };
+
+    let manifest = Manifest {
+        campaign_id: c.id.clone(),
+        campaign_kind: c.kind.name().into(),
+        run_id: req.run_id.into(),
+        run_date: req.run_date.into(),
+        format: c.format.name().into(),
+        preset: c.columns.name().into(),
+        columns: cols.iter().map(|(n, _)| n.to_string()).collect(),
+        model_versions: req.model_versions.clone(),
+        row_count: treated.len(),
+        holdout_count: holdout.len(),
+        holdout_file,
+        parts,
+        created_at: req.created_at.into(),
+    };
+    store
+        .put(
+            &format!("{prefix}/{MANIFEST}"),
+            serde_json::to_string_pretty(&manifest)?.as_bytes(),
+        )
+        .await?;
+    Ok(manifest)
+}
+
+/// Encodes what is left of a part, and makes it visible.
+async fn finish_part(mut p: Part<'_>, req: &ExportRequest<'_>) -> Result<PartInfo> {
+    let tail = match std::mem::replace(&mut p.encoder, Encoder::Parquet) {
+        Encoder::Plain(b) => Ok(b),
+        Encoder::Gzip(g) => g.finish().map_err(anyhow::Error::from),
+        Encoder::Parquet => parquet_part(req, &p.members),
+    };
+    let tail = match tail {
+        Ok(t) => t,
+        Err(e) => {
+            p.writer.abort().await;
+            return Err(e);
+        }
+    };
+    p.writer.write(&tail).await?;
+    let written = p.writer.finish().await?;
+    info!(
+        part = %p.name,
+        rows = p.rows,
+        bytes = written.bytes,
+        upload_parts = written.upload_parts,
+        "part written"
+    );
+    Ok(PartInfo {
+        path: p.name,
+        rows: p.rows,
+        bytes: written.bytes,
+        sha256: written.sha256,
+    })
+}
+
+/// A Parquet file of the members: text columns as strings, `score` as a double, `rank` as a
+/// 64-bit integer; Snappy, which every Parquet reader supports.
+fn parquet_part(req: &ExportRequest, members: &[&Member]) -> Result<Vec<u8>> {
+    let mut cols = Vec::new();
+    for (name, field) in columns(req.campaign.columns) {
+        let name = PlSmallStr::from_str(name);
+        let column = match field {
+            Datum::Score => Column::new(name, members.iter().map(|m| m.score).collect::<Vec<_>>()),
+            Datum::Rank => Column::new(
+                name,
+                members.iter().map(|m| m.rank as i64).collect::<Vec<_>>(),
+            ),
+            f => Column::new(
+                name,
+                members
+                    .iter()
+                    .map(|m| match cell(req, m, *f) {
+                        Cell::Text(s) => Some(s.to_string()),
+                        Cell::Id(v) | Cell::Int(v) => Some(v.to_string()),
+                        Cell::Float(v) => Some(format!("{v:.6}")),
+                        Cell::Null => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        cols.push(column);
+    }
+    let mut frame = DataFrame::new(members.len(), cols)?;
+    let mut out = Vec::new();
+    polars_io::parquet::write::ParquetWriter::new(&mut out)
+        .with_compression(polars_io::parquet::write::ParquetCompression::Snappy)
+        .finish(&mut frame)?;
+    Ok(out)
+}
+
+/// Marks a staged export complete by writing `_SUCCESS`.
+pub async fn commit(store: &ObjectStore, staged: &Staged) -> Result<()> {
+    store
+        .put(&format!("{}/{SUCCESS}", staged.prefix), b"")
+        .await
+        .with_context(|| format!("cannot complete export {}", staged.uri))?;
+    Ok(())
+}
+
+/// Removes a staged export that must not be published.
+pub async fn discard(store: &ObjectStore, staged: &Staged) {
+    remove(store, &staged.prefix, &staged.uri).await;
+}
+
+/// Deletes a run folder; when that fails too, the folder has no `_SUCCESS` and the next run
+/// supersedes it.
+async fn remove(store: &ObjectStore, prefix: &str, uri: &str) {
+    if let Err(e) = store.delete_prefix(prefix).await {
+        warn!(uri, error = %e, "cannot remove an incomplete export; it has no _SUCCESS");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_encode_per_format() {
+        let cells = [
+            ("external_id", Cell::Id(42)),
+            ("offer", Cell::Text("20% off, \"today\"")),
+            ("score", Cell::Float(0.1234567)),
+            ("rank", Cell::Int(3)),
+            ("email", Cell::Null),
+        ];
+        let mut csv = Vec::new();
+        encode_row(ExportFormat::Csv, &cells, &mut csv).unwrap();
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "42,\"20% off, \"\"today\"\"\",0.123457,3,\n"
+        );
+        let mut json = Vec::new();
+        encode_row(ExportFormat::Jsonl, &cells, &mut json).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        assert_eq!(
+            text,
+            "{\"external_id\":\"42\",\"offer\":\"20% off, \\\"today\\\"\",\"score\":0.123457,\"rank\":3,\"email\":null}\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["offer"], "20% off, \"today\"");
+    }
+
+    fn campaign(dir: &std::path::Path, export: &str) -> Campaign {
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "format_version = 1\nid = \"c\"\nkind = \"new_buyer\"\nholdout = 0.1\n\
+                 max_audience = 100\n[offer]\nlabel = \"hi, there\"\n[export]\n{export}\n"
+            ),
+        )
+        .unwrap();
+        crate::config::campaigns::load(&[path]).unwrap().remove(0)
+    }
+
+    fn audience(n: usize) -> Audience {
+        Audience {
+            campaign_id: "c".into(),
+            funnel: vec![],
+            overlap: vec![],
+            members: (0..n)
+                .map(|i| Member {
+                    user_id: 1000 + i as i64,
+                    rank: i + 1,
+                    arm: if i % 5 == 4 {
+                        Arm::Holdout
+                    } else {
+                        Arm::Treatment
+                    },
+                    score: 1.0 / (i as f64 + 3.0),
+                    uplift: 0.0,
+                    p_control: 0.0,
+                    expected_value: 0.0,
+                    discount_cost: 0.0,
+                })
+                .collect(),
+        }
+    }
+
+    async fn staged(
+        dir: &std::path::Path,
+        c: &Campaign,
+        a: &Audience,
+        limits: PartLimits,
+    ) -> (ObjectStore, Staged) {
+        let store = ObjectStore::open(
+            &format!("file://{}", dir.display()),
+            &crate::store::StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+        let versions = BTreeMap::from([("m".to_string(), "v1".to_string())]);
+        let req = ExportRequest {
+            campaign: c,
+            audience: a,
+            run_id: "r1",
+            run_date: "2026-11-20",
+            model_versions: &versions,
+            created_at: "2026-11-20T00:00:00Z",
+            limits,
+            emails: None,
+        };
+        let staged = stage(&store, &req).await.unwrap();
+        (store, staged)
+    }
+
+    #[tokio::test]
+    async fn parts_are_cut_at_rows_and_bytes_and_repeat_byte_for_byte() {
+        let dir = std::env::temp_dir().join(format!("publish-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = audience(50); // 40 treated, 10 held out
+        let c = campaign(&dir, "format = \"csv\"\nholdout_file = true");
+        let limits = PartLimits {
+            max_rows: 15,
+            max_bytes: 1 << 20,
+        };
+        let (store, s) = staged(&dir.join("out"), &c, &a, limits).await;
+        let rows: Vec<usize> = s.manifest.parts.iter().map(|p| p.rows).collect();
+        assert_eq!(rows, [15, 15, 10]);
+        assert_eq!(s.manifest.row_count, 40);
+        assert_eq!(s.manifest.holdout_count, 10);
+        let first = store
+            .get(&format!("{}/part-00000.csv", s.prefix))
+            .await
+            .unwrap();
+        let text = String::from_utf8(first).unwrap();
+        assert!(text.starts_with("external_id,campaign_id,variant,offer,score,rank\n1000,c,treatment,\"hi, there\",0.333333,1\n"), "{text}");
+        let holdout = s.manifest.holdout_file.as_ref().unwrap();
+        assert_eq!(holdout.rows, 10);
+        // Not complete until committed.
+        let keys = store.list(&s.prefix).await.unwrap();
+        assert!(!keys.iter().any(|k| k.ends_with(SUCCESS)), "{keys:?}");
+        commit(&store, &s).await.unwrap();
+        assert!(store
+            .list(&s.prefix)
+            .await
+            .unwrap()
+            .iter()
+            .any(|k| k.ends_with(SUCCESS)));
+
+        // A byte limit: each CSV row of this audience is 40 or 41 bytes and the header 49, so
+        // 200 bytes hold the header and three rows.
+        let (_, s) = staged(
+            &dir.join("bytes"),
+            &c,
+            &a,
+            PartLimits {
+                max_rows: 100,
+                max_bytes: 200,
+            },
+        )
+        .await;
+        assert!(
+            s.manifest.parts.iter().all(|p| p.bytes <= 200),
+            "{:?}",
+            s.manifest.parts
+        );
+        let rows: Vec<usize> = s.manifest.parts.iter().map(|p| p.rows).collect();
+        assert_eq!(rows, [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1]);
+
+        // Every format repeats byte for byte.
+        for format in ["csv_gzip", "parquet", "jsonl"] {
+            let c = campaign(&dir, &format!("format = \"{format}\"\ncolumns = \"braze\""));
+            let (_, x) = staged(&dir.join(format!("{format}-1")), &c, &a, limits).await;
+            let (_, y) = staged(&dir.join(format!("{format}-2")), &c, &a, limits).await;
+            let hashes = |s: &Staged| {
+                s.manifest
+                    .parts
+                    .iter()
+                    .map(|p| p.sha256.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(hashes(&x), hashes(&y), "{format}");
+            assert_eq!(x.manifest.parts.len(), 3, "{format}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn presets_name_their_columns() {
+        let names = |p| columns(p).iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        assert_eq!(
+            names(ColumnPreset::Generic),
+            [
+                "external_id",
+                "campaign_id",
+                "variant",
+                "offer",
+                "score",
+                "rank"
+            ]
+        );
+        assert_eq!(names(ColumnPreset::Braze)[0], "external_id");
+        assert_eq!(names(ColumnPreset::Iterable)[..2], ["userId", "email"]);
+        assert!(needs_emails(ColumnPreset::Iterable));
+        assert!(!needs_emails(ColumnPreset::Braze));
+    }
+}

@@ -1,0 +1,89 @@
+//! The record stage: a staged export's assignments go into the history, then `_SUCCESS` makes
+//! the export visible, then the ledger row says how the campaign's run ended.
+//!
+//! Assignments are recorded before `_SUCCESS`, so a list a CRM can see always has its history
+//! (the frequency cap and the cooldown of later nights count it).
+
+use anyhow::Result;
+use chrono::Utc;
+use segments::{Arm, Audience};
+use tracing::instrument;
+
+use super::publish::{self, Staged};
+use crate::state::db::Db;
+use crate::state::ledger::{self, Finish, Status};
+use crate::store::ObjectStore;
+
+/// Records the audience (both arms) of a staged export and completes the export. On failure
+/// the staged files are removed, so nothing unrecorded is ever published.
+#[instrument(name = "record", skip_all, fields(rows = audience.members.len()))]
+pub async fn record(
+    state: &Db,
+    store: &ObjectStore,
+    staged: &Staged,
+    run_id: &str,
+    audience: &Audience,
+    discount_pct: f64,
+) -> Result<()> {
+    let recorded = async {
+        ledger::record_assignments(
+            state,
+            run_id,
+            audience,
+            discount_pct,
+            Utc::now().timestamp(),
+        )
+        .await?;
+        publish::commit(store, staged).await
+    }
+    .await;
+    if let Err(e) = recorded {
+        publish::discard(store, staged).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// How a campaign's run ended, for its ledger row.
+#[derive(Debug)]
+pub enum Ending<'a> {
+    Published {
+        audience: &'a Audience,
+        uri: &'a str,
+    },
+    Failed {
+        error: &'a str,
+    },
+}
+
+/// Writes the end of a campaign's run to the ledger.
+pub async fn finish(
+    state: &Db,
+    run_id: &str,
+    campaign_id: &str,
+    ending: Ending<'_>,
+    model_versions: &str,
+) -> Result<()> {
+    let finished_at = Utc::now().timestamp();
+    let finish = match ending {
+        Ending::Published { audience, uri } => Finish {
+            status: Status::Succeeded,
+            finished_at,
+            audience_size: Some(audience.count(Arm::Treatment)),
+            holdout_size: Some(audience.count(Arm::Holdout)),
+            model_versions,
+            export_uri: Some(uri),
+            error: None,
+        },
+        Ending::Failed { error } => Finish {
+            status: Status::Failed,
+            finished_at,
+            audience_size: None,
+            holdout_size: None,
+            model_versions,
+            export_uri: None,
+            error: Some(error),
+        },
+    };
+    ledger::finish(state, run_id, campaign_id, &finish).await
+}

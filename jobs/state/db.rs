@@ -1,0 +1,471 @@
+//! Databases through sqlx: SQLite (the embedded default) and PostgreSQL, chosen by the URL
+//! scheme. Connects with redacted errors, runs migrations, streams query results into polars
+//! frames in batches, and writes rows in multi-row statements.
+//!
+//! Every statement's text lives under `sql/`; this module only adds placeholders.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures::TryStreamExt;
+use models::features::{ColumnKind, TableSpec};
+use polars::prelude::*;
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::ConnectOptions as _;
+use sqlx::{AnyPool, Column as _, Executor as _, Row};
+
+use crate::redact::redact;
+
+/// Statements run on every new SQLite connection.
+const SQLITE_CONNECTION: &str = include_str!("../../sql/statements/sqlite_connection.sql");
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool and what it is connected to.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+    /// The URL with any password replaced, for messages.
+    pub display: String,
+    /// PostgreSQL's own pool, for what the generic driver cannot do (COPY). Connects on first
+    /// use.
+    pg: Option<sqlx::PgPool>,
+}
+
+impl Db {
+    /// A connection of its own, outside the pools, for a session-scoped advisory lock: closing
+    /// it (or the process dying) releases the lock. `None` when the database is not PostgreSQL.
+    pub async fn dedicated_pg_connection(&self) -> Result<Option<sqlx::PgConnection>> {
+        use sqlx::Connection as _;
+        let Some(pg) = &self.pg else {
+            return Ok(None);
+        };
+        let conn = sqlx::PgConnection::connect_with(&pg.connect_options())
+            .await
+            .with_context(|| format!("cannot connect to database {}", self.display))?;
+        Ok(Some(conn))
+    }
+}
+
+impl std::fmt::Debug for Db {
+    // By hand: the pools' options hold the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .field("display", &self.display)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Connects to `url`. A SQLite file is created only when `create` is set, so that a typo in
+    /// a production URL is an error rather than a new empty database.
+    pub async fn connect(url: &str, create: bool) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let display = redact(url);
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let mut url = url.to_string();
+        if backend == Backend::Sqlite {
+            let path = sqlite_path(&url);
+            if !create && !path.exists() {
+                bail!(
+                    "database file {} does not exist ({display})",
+                    path.display()
+                );
+            }
+            if create {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create folder {}", dir.display()))?;
+                }
+                if !url.contains("mode=") {
+                    url.push_str(if url.contains('?') {
+                        "&mode=rwc"
+                    } else {
+                        "?mode=rwc"
+                    });
+                }
+            }
+        }
+        // Statement logging would print whole statements into the job's logs: off.
+        let pg = match backend {
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(15))
+                    .connect_lazy_with(
+                        sqlx::postgres::PgConnectOptions::from_str(&url)
+                            .with_context(|| format!("invalid database URL {display}"))?
+                            .log_statements(log::LevelFilter::Off),
+                    ),
+            ),
+            Backend::Sqlite => None,
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("invalid database URL {display}"))?
+            .log_statements(log::LevelFilter::Off)
+            .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(60));
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(15))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(SQLITE_CONNECTION).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot connect to database {display}"))?;
+        Ok(Db {
+            pool,
+            backend,
+            display,
+            pg,
+        })
+    }
+
+    /// Creates or updates the demo source schema (the contract tables and the demo's own).
+    pub async fn migrate_source(&self) -> Result<()> {
+        let mut m = sqlx::migrate!("sql/migrations/source");
+        // Source and state migrations may share one database: each set ignores the other's.
+        m.set_ignore_missing(true);
+        m.run(&self.pool)
+            .await
+            .with_context(|| format!("cannot migrate the source schema in {}", self.display))
+    }
+
+    /// Creates or updates the project's own tables (run ledger, assignments).
+    pub async fn migrate_state(&self) -> Result<()> {
+        let mut m = sqlx::migrate!("sql/migrations/state");
+        m.set_ignore_missing(true);
+        m.run(&self.pool)
+            .await
+            .with_context(|| format!("cannot migrate the state tables in {}", self.display))
+    }
+
+    /// Runs `sql` and streams its rows into a frame, `batch_rows` rows at a time, checking that
+    /// it returns the columns of `spec` in order. `origin` names the query in errors.
+    pub async fn fetch_frame(
+        &self,
+        spec: &TableSpec,
+        sql: &str,
+        origin: &str,
+        batch_rows: usize,
+    ) -> Result<DataFrame> {
+        let mut rows = sqlx::query(sql).fetch(&self.pool);
+        // Drawn only on a terminal; a scheduler's log gets the stage spans instead.
+        let progress = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("extracting {msg}: {human_pos} rows {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        progress.set_message(spec.name);
+        let mut batch = Batch::new(spec);
+        let mut frame: Option<DataFrame> = None;
+        let mut checked = false;
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .with_context(|| format!("query {origin} failed on {}", self.display))?
+        {
+            if !checked {
+                check_columns(spec, &row, origin)?;
+                checked = true;
+            }
+            batch.push(&row, origin)?;
+            if batch.len >= batch_rows {
+                progress.inc(batch.len as u64);
+                append(&mut frame, batch.take()?)?;
+            }
+        }
+        append(&mut frame, batch.take()?)?;
+        progress.finish_and_clear();
+        Ok(frame.expect("append always leaves a frame"))
+    }
+
+    /// Inserts rows with a multi-row statement: `insert_sql` is the statement up to `VALUES`,
+    /// and each row binds `row.len()` values. Statements stay under both SQLite's and
+    /// PostgreSQL's bind-parameter limits; all rows go in one transaction.
+    pub async fn insert(&self, insert_sql: &str, rows: &[Vec<Value>]) -> Result<()> {
+        let Some(width) = rows.first().map(Vec::len) else {
+            return Ok(());
+        };
+        // SQLite resolves `$N` names by a linear search per parameter, so long statements cost
+        // quadratic time there: it gets anonymous `?` placeholders and shorter statements.
+        let (per_statement, numbered) = match self.backend {
+            Backend::Sqlite => ((4_000 / width).max(1), false),
+            Backend::Postgres => ((30_000 / width).max(1), true),
+        };
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(per_statement) {
+            let sql = values_statement(insert_sql, width, chunk.len(), numbered);
+            let mut q = sqlx::query(&sql);
+            for row in chunk {
+                for v in row {
+                    q = match v {
+                        Value::Int(i) => q.bind(*i),
+                        Value::OptInt(i) => q.bind(*i),
+                        Value::Float(f) => q.bind(*f),
+                        Value::Text(s) => q.bind(s.clone()),
+                        Value::OptText(s) => q.bind(s.clone()),
+                        Value::Bool(b) => q.bind(*b),
+                    };
+                }
+            }
+            q.execute(&mut *tx).await.with_context(|| {
+                format!(
+                    "insert failed on {}: {}",
+                    self.display,
+                    first_line(insert_sql)
+                )
+            })?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Writes many rows: PostgreSQL's `COPY … FROM STDIN` (`copy_sql`, CSV) where the database
+    /// is PostgreSQL, else multi-row inserts in one transaction ([`Db::insert`]). Either way
+    /// all rows or none are written.
+    pub async fn bulk_insert(
+        &self,
+        copy_sql: &str,
+        insert_sql: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<()> {
+        let Some(pg) = &self.pg else {
+            return self.insert(insert_sql, rows).await;
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        for row in rows {
+            let fields = row.iter().map(|v| match v {
+                Value::Int(i) => i.to_string(),
+                Value::OptInt(i) => i.map(|i| i.to_string()).unwrap_or_default(),
+                Value::Float(f) => f.to_string(),
+                Value::Text(s) => s.clone(),
+                Value::OptText(s) => s.clone().unwrap_or_default(),
+                Value::Bool(b) => b.to_string(),
+            });
+            csv.write_record(fields)?;
+        }
+        let data = csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let context = || format!("COPY failed on {}: {}", self.display, first_line(copy_sql));
+        let mut conn = pg.acquire().await.with_context(context)?;
+        let mut copy = conn.copy_in_raw(copy_sql).await.with_context(context)?;
+        // Sent in chunks: the server acknowledges nothing until the end, and one huge
+        // message would be held twice in memory.
+        for chunk in data.chunks(1 << 20) {
+            if let Err(e) = copy.send(chunk).await {
+                let _ = copy.abort(format!("{e}")).await;
+                return Err(e).with_context(context);
+            }
+        }
+        copy.finish().await.with_context(context)?;
+        Ok(())
+    }
+}
+
+/// One bound value of an inserted row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    OptInt(Option<i64>),
+    Float(f64),
+    Text(String),
+    OptText(Option<String>),
+    Bool(bool),
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.lines()
+        .find(|l| !l.trim_start().starts_with("--"))
+        .unwrap_or(sql)
+        .trim()
+}
+
+/// `insert_sql` followed by `rows` groups of `width` placeholders: numbered (`$1`) for
+/// PostgreSQL, anonymous (`?`) for SQLite.
+fn values_statement(insert_sql: &str, width: usize, rows: usize, numbered: bool) -> String {
+    let mut sql = String::with_capacity(insert_sql.len() + rows * width * 7);
+    sql.push_str(insert_sql.trim_end());
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ", (" });
+        for c in 0..width {
+            n += 1;
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if numbered {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The file path of a `sqlite:` URL (`sqlite://relative`, `sqlite:///absolute`, `sqlite:path`).
+pub fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+fn check_columns(spec: &TableSpec, row: &AnyRow, origin: &str) -> Result<()> {
+    let got: Vec<String> = row.columns().iter().map(|c| c.name().to_string()).collect();
+    let want: Vec<&str> = spec.columns.iter().map(|(n, _)| *n).collect();
+    if got != want {
+        bail!(
+            "query {origin} must return the columns {} but returns {}",
+            want.join(", "),
+            got.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn append(frame: &mut Option<DataFrame>, part: DataFrame) -> Result<()> {
+    match frame {
+        Some(f) if part.height() > 0 => {
+            f.vstack_mut_owned(part)?;
+        }
+        Some(_) => {}
+        None => *frame = Some(part),
+    }
+    Ok(())
+}
+
+enum Buffer {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+}
+
+/// Column buffers for one batch of rows.
+struct Batch<'a> {
+    spec: &'a TableSpec,
+    columns: Vec<Buffer>,
+    len: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn new(spec: &'a TableSpec) -> Self {
+        let columns = spec
+            .columns
+            .iter()
+            .map(|(_, kind)| match kind {
+                ColumnKind::Int => Buffer::Int(Vec::new()),
+                ColumnKind::Float => Buffer::Float(Vec::new()),
+                ColumnKind::Text => Buffer::Text(Vec::new()),
+            })
+            .collect();
+        Self {
+            spec,
+            columns,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, row: &AnyRow, origin: &str) -> Result<()> {
+        for (i, buf) in self.columns.iter_mut().enumerate() {
+            let name = self.spec.columns[i].0;
+            let bad = |e: sqlx::Error| anyhow::anyhow!("query {origin}: column {name}: {e}");
+            match buf {
+                Buffer::Int(v) => v.push(row.try_get(i).map_err(bad)?),
+                Buffer::Float(v) => v.push(row.try_get(i).map_err(bad)?),
+                Buffer::Text(v) => v.push(row.try_get(i).map_err(bad)?),
+            }
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The buffered rows as a frame; the buffers are left empty.
+    fn take(&mut self) -> Result<DataFrame> {
+        let columns = self
+            .columns
+            .iter_mut()
+            .zip(self.spec.columns)
+            .map(|(buf, (name, _))| {
+                let name: PlSmallStr = (*name).into();
+                match buf {
+                    Buffer::Int(v) => Column::new(name, std::mem::take(v)),
+                    Buffer::Float(v) => Column::new(name, std::mem::take(v)),
+                    Buffer::Text(v) => Column::new(name, std::mem::take(v)),
+                }
+            })
+            .collect();
+        self.len = 0;
+        Ok(DataFrame::new_infer_height(columns)?)
+    }
+}
+
+/// Reads a query: from `dir` when the settings name one (a deployment's own SQL), else the copy
+/// built into the binary.
+pub fn query_text(dir: Option<&Path>, name: &str, builtin: &str) -> Result<(String, String)> {
+    match dir {
+        Some(dir) => {
+            let path = dir.join(format!("{name}.sql"));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read query {}", path.display()))?;
+            Ok((text, path.display().to_string()))
+        }
+        None => Ok((builtin.to_string(), format!("sql/queries/{name}.sql"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_statement_numbers_placeholders() {
+        assert_eq!(
+            values_statement("INSERT INTO t (a, b) VALUES\n", 2, 2, true),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            values_statement("INSERT INTO t (a) VALUES", 1, 2, false),
+            "INSERT INTO t (a) VALUES (?), (?)"
+        );
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://demo/source.db"),
+            PathBuf::from("demo/source.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
+            PathBuf::from("/tmp/x.db")
+        );
+        assert_eq!(sqlite_path("sqlite:x.db"), PathBuf::from("x.db"));
+    }
+}

@@ -1,0 +1,249 @@
+//! The record stage: the run ledger (`targeting_runs`) and the assignment history
+//! (`targeting_assignments`) in the state database. Frequency caps and lift reports read this
+//! history; it is also how an operator sees what ran.
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
+use models::RunDate;
+use segments::{Audience, History, PastMessage};
+use sqlx::Row;
+
+use crate::state::db::{Db, Value};
+
+const INSERT_RUN: &str = include_str!("../../sql/statements/insert_run.sql");
+const FINISH_RUN: &str = include_str!("../../sql/statements/finish_run.sql");
+const INSERT_ASSIGNMENTS: &str = include_str!("../../sql/statements/insert_assignments.sql");
+const COPY_ASSIGNMENTS: &str = include_str!("../../sql/statements/copy_assignments.sql");
+const RUNS: &str = include_str!("../../sql/queries/runs.sql");
+const MESSAGE_HISTORY: &str = include_str!("../../sql/queries/message_history.sql");
+
+/// Where a campaign's run stands, as `targeting_runs.status` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Started, not finished (or its process died: the daemon marks those `aborted`).
+    Running,
+    Succeeded,
+    Failed,
+    /// Stopped at shutdown, or left `running` by a process that stopped.
+    Aborted,
+}
+
+impl Status {
+    const ALL: [Status; 4] = [
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Aborted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Aborted => "aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Status::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown run status {s:?} in targeting_runs"))
+    }
+}
+
+/// The end of a campaign's run, as recorded.
+#[derive(Debug, Clone)]
+pub struct Finish<'a> {
+    pub status: Status,
+    pub finished_at: i64,
+    pub audience_size: Option<usize>,
+    pub holdout_size: Option<usize>,
+    pub model_versions: &'a str,
+    pub export_uri: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// Records that a campaign's run has started.
+pub async fn start(
+    db: &Db,
+    run_id: &str,
+    campaign_id: &str,
+    run_date: RunDate,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(INSERT_RUN)
+        .bind(run_id)
+        .bind(campaign_id)
+        .bind(run_date.to_string())
+        .bind(at)
+        .execute(&db.pool)
+        .await
+        .with_context(|| format!("cannot record the start of run {run_id} in {}", db.display))?;
+    Ok(())
+}
+
+/// Records how a campaign's run ended.
+pub async fn finish(db: &Db, run_id: &str, campaign_id: &str, f: &Finish<'_>) -> Result<()> {
+    sqlx::query(FINISH_RUN)
+        .bind(run_id)
+        .bind(campaign_id)
+        .bind(f.status.as_str())
+        .bind(f.finished_at)
+        .bind(f.audience_size.map(|n| n as i64))
+        .bind(f.holdout_size.map(|n| n as i64))
+        .bind(f.model_versions)
+        .bind(f.export_uri.map(str::to_string))
+        .bind(f.error.map(str::to_string))
+        .execute(&db.pool)
+        .await
+        .with_context(|| format!("cannot record the end of run {run_id} in {}", db.display))?;
+    Ok(())
+}
+
+/// Records every selected user of a campaign (both arms) with their scores and the offer's
+/// discount: with COPY on PostgreSQL, in one transaction of multi-row inserts on SQLite.
+pub async fn record_assignments(
+    db: &Db,
+    run_id: &str,
+    audience: &Audience,
+    discount_pct: f64,
+    at: i64,
+) -> Result<()> {
+    let rows: Vec<Vec<Value>> = audience
+        .members
+        .iter()
+        .map(|m| {
+            let scores = serde_json::json!({
+                "uplift": m.uplift,
+                "p_control": m.p_control,
+                "score": m.score,
+                "rank": m.rank,
+            });
+            vec![
+                Value::Text(run_id.into()),
+                Value::Text(audience.campaign_id.clone()),
+                Value::Int(m.user_id),
+                Value::Text(m.arm.as_str().into()),
+                Value::Text(scores.to_string()),
+                Value::Int(at),
+                Value::Float(discount_pct),
+            ]
+        })
+        .collect();
+    db.bulk_insert(COPY_ASSIGNMENTS, INSERT_ASSIGNMENTS, &rows)
+        .await
+}
+
+/// A campaign run as the ledger has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub run_id: String,
+    pub campaign_id: String,
+    pub run_date: String,
+    pub status: Status,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub audience_size: Option<i64>,
+    pub holdout_size: Option<i64>,
+    pub export_uri: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The most recent `limit` campaign runs, newest first, of one campaign or (with `None`) all.
+pub async fn runs(db: &Db, campaign: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+    let context = || format!("cannot read the run ledger in {}", db.display);
+    let rows = sqlx::query(RUNS)
+        .bind(campaign.unwrap_or("").to_string())
+        .bind(limit as i64)
+        .fetch_all(&db.pool)
+        .await
+        .with_context(context)?;
+    rows.iter()
+        .map(|r| {
+            let status: String = r.try_get(3).with_context(context)?;
+            Ok(RunRow {
+                run_id: r.try_get(0).with_context(context)?,
+                campaign_id: r.try_get(1).with_context(context)?,
+                run_date: r.try_get(2).with_context(context)?,
+                status: status.parse()?,
+                started_at: r.try_get(4).with_context(context)?,
+                finished_at: r.try_get(5).with_context(context)?,
+                audience_size: r.try_get(6).with_context(context)?,
+                holdout_size: r.try_get(7).with_context(context)?,
+                export_uri: r.try_get(8).with_context(context)?,
+                error: r.try_get(9).with_context(context)?,
+            })
+        })
+        .collect()
+}
+
+/// The assignments (both arms) users got in the `days` days before `run_date`, from the
+/// assignment history: what the frequency cap and the discount cooldown read.
+pub async fn history(db: &Db, run_date: RunDate, days: i64) -> Result<History> {
+    let from = run_date.days_before(days.max(0)).to_string();
+    let to = run_date.to_string();
+    let mut history = History::default();
+    let mut rows = sqlx::query(MESSAGE_HISTORY)
+        .bind(from)
+        .bind(to)
+        .fetch(&db.pool);
+    let context = || format!("cannot read the message history in {}", db.display);
+    while let Some(row) = rows.try_next().await.with_context(context)? {
+        let user: i64 = row.try_get(0).with_context(context)?;
+        let date: String = row.try_get(1).with_context(context)?;
+        let discount: f64 = row.try_get(2).with_context(context)?;
+        let day: RunDate = date
+            .parse()
+            .with_context(|| format!("run_date {date:?} in targeting_runs is not YYYY-MM-DD"))?;
+        history.by_user.entry(user).or_default().push(PastMessage {
+            day: day.day(),
+            discounted: discount > 0.0,
+        });
+    }
+    Ok(history)
+}
+
+const SUCCEEDED_RUN: &str = include_str!("../../sql/queries/succeeded_run.sql");
+const ABORT_RUNNING: &str = include_str!("../../sql/statements/abort_running.sql");
+
+/// Whether a campaign already has a succeeded run for a date.
+pub async fn has_succeeded(db: &Db, campaign_id: &str, run_date: RunDate) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(SUCCEEDED_RUN)
+        .bind(campaign_id)
+        .bind(run_date.to_string())
+        .fetch_one(&db.pool)
+        .await
+        .with_context(|| format!("cannot read the run ledger in {}", db.display))?;
+    Ok(n > 0)
+}
+
+/// Marks a campaign and date's runs that are still `running` as `aborted`, with the reason;
+/// returns how many. Only the holder of that campaign and date's lock may call it.
+pub async fn abort_running(
+    db: &Db,
+    campaign_id: &str,
+    run_date: RunDate,
+    reason: &str,
+) -> Result<u64> {
+    let done = sqlx::query(ABORT_RUNNING)
+        .bind(campaign_id)
+        .bind(run_date.to_string())
+        .bind(chrono::Utc::now().timestamp())
+        .bind(reason)
+        .execute(&db.pool)
+        .await
+        .with_context(|| format!("cannot mark aborted runs in {}", db.display))?;
+    Ok(done.rows_affected())
+}

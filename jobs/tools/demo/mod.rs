@@ -1,0 +1,164 @@
+//! `targeting demo`: a synthetic source with a known truth ([`generate`]), then the nightly run
+//! on it, and beside the run what only synthetic data can tell: how the models compare with the
+//! truth (the oracle's Qini, the features' ceiling, how well deal hunters are found).
+//!
+//! The diagnostics stay here: the demo extracts, trains and scores first, keeps what it needs
+//! of that (the held-out exposures, the feature ceiling, the scores), and hands the scored users
+//! to the run, which selects, publishes and records exactly as a nightly run does.
+
+mod generate;
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use models::training::{feature_ceiling, UpliftTarget};
+use tracing::info;
+
+pub use generate::{ensure, DemoSpec};
+
+use crate::config::Settings;
+use crate::pipeline::score::ScoredUsers;
+use crate::pipeline::{self, RunReport, RunRequest};
+use crate::state::db::Db;
+use crate::training::{self, Trained};
+
+/// The `demo_truth` table as the demo reads it.
+const TRUTH_SPEC: models::features::TableSpec = models::features::TableSpec {
+    name: "demo_truth",
+    columns: &[
+        ("user_id", models::features::ColumnKind::Int),
+        ("true_uplift", models::features::ColumnKind::Float),
+        (
+            "true_discount_sensitivity",
+            models::features::ColumnKind::Float,
+        ),
+    ],
+};
+
+/// The demo's truth, by user.
+#[derive(Debug, Clone)]
+pub struct Truth {
+    pub uplift: HashMap<i64, f64>,
+    pub sensitivity: HashMap<i64, f64>,
+}
+
+/// Reads `demo_truth`.
+pub async fn truth(db: &Db) -> Result<Truth> {
+    let sql = include_str!("../../../sql/queries/demo_truth.sql");
+    let truth = db
+        .fetch_frame(&TRUTH_SPEC, sql, "sql/queries/demo_truth.sql", 100_000)
+        .await?;
+    let users: Vec<i64> = truth
+        .column("user_id")?
+        .i64()?
+        .iter()
+        .map(|v| v.unwrap_or_default())
+        .collect();
+    let by_user = |name: &str| -> Result<HashMap<i64, f64>> {
+        Ok(users
+            .iter()
+            .copied()
+            .zip(truth.column(name)?.f64()?.iter())
+            .map(|(u, v)| (u, v.unwrap_or(f64::NAN)))
+            .collect())
+    };
+    Ok(Truth {
+        uplift: by_user("true_uplift")?,
+        sensitivity: by_user("true_discount_sensitivity")?,
+    })
+}
+
+/// The demo's figures against `demo_truth`.
+#[derive(Debug, Clone, Copy)]
+pub struct AgainstTruth {
+    /// The Qini of the best possible model: the held-out exposures ranked by their users' *true*
+    /// uplift, on the same observed outcomes the model was evaluated on.
+    pub oracle_qini_auc: f64,
+    /// The Qini of a regressor that learned the training users' true uplift from the features
+    /// (see [`feature_ceiling`]): the most any model can reach with these features.
+    pub feature_ceiling_qini_auc: f64,
+    /// How well the predicted discount sensitivity picks out the true deal hunters (true
+    /// sensitivity above 0.5): ROC AUC over all users.
+    pub sensitivity_auc: f64,
+}
+
+/// The demo's night: the run's report, with the models as trained for it, and the models
+/// against the truth.
+#[derive(Debug)]
+pub struct DemoRun {
+    pub report: RunReport,
+    pub truth: AgainstTruth,
+}
+
+/// Trains on the demo source, measures the models against the truth, and runs the night with
+/// those models.
+pub async fn run(
+    s: &Settings,
+    source: &Db,
+    state: &Db,
+    request: RunRequest<'_>,
+) -> Result<DemoRun> {
+    let date = request.date;
+    let tables = pipeline::extract::extract(source, Some(state), s).await?;
+    let trained = training::train_and_store(s, &tables, date).await?;
+    let truth = truth(source).await?;
+    let ceiling = tokio::task::block_in_place(|| {
+        let opts = training::options(s, date);
+        feature_ceiling(&tables, UpliftTarget::Conversion, &opts, &truth.uplift)
+    })?;
+    let scored = pipeline::score::score(s, tables, &trained.set, date)?;
+    let against = against_truth(&truth, &trained, &ceiling, &scored)?;
+    // The scored users carry the models as trained above, with the interval their held-out
+    // exposures gave: the report shows them as trained by this run.
+    let report = pipeline::run_on(request, source, state, scored).await?;
+    Ok(DemoRun {
+        report,
+        truth: against,
+    })
+}
+
+/// Compares freshly trained models, the feature ceiling and the scores with the demo's truth.
+fn against_truth(
+    truth: &Truth,
+    trained: &Trained,
+    ceiling: &[f64],
+    scored: &ScoredUsers,
+) -> Result<AgainstTruth> {
+    let test = &trained.held_out;
+    let qini =
+        |scores: &[f64]| models::metrics::qini_auc_score(&test.outcome, scores, &test.treated);
+    let oracle: Vec<f64> = test
+        .user_id
+        .iter()
+        .map(|u| truth.uplift.get(u).copied().unwrap_or(0.0))
+        .collect();
+    let deal_hunter: Vec<bool> = scored
+        .frame
+        .column("user_id")?
+        .i64()?
+        .iter()
+        .map(|u| {
+            u.and_then(|u| truth.sensitivity.get(&u))
+                .is_some_and(|&s| s > 0.5)
+        })
+        .collect();
+    let predicted: Vec<f64> = scored
+        .frame
+        .column("discount_sensitivity")?
+        .f64()?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect();
+    let against = AgainstTruth {
+        oracle_qini_auc: qini(&oracle),
+        feature_ceiling_qini_auc: qini(ceiling),
+        sensitivity_auc: models::metrics::roc_auc(&deal_hunter, &predicted),
+    };
+    info!(
+        oracle_qini_auc = against.oracle_qini_auc,
+        feature_ceiling_qini_auc = against.feature_ceiling_qini_auc,
+        sensitivity_auc = against.sensitivity_auc,
+        "models against the truth"
+    );
+    Ok(against)
+}

@@ -1,0 +1,253 @@
+//! Training: the conversion uplift, discount uplift and discount-sensitivity models fitted on the
+//! extracted tables (by `models`), and kept in the model store as versions with a `current`
+//! pointer. `targeting train`, the daemon's retraining and a run whose store is empty all train
+//! through here; the stages above only ask for a [`ModelSet`].
+
+pub mod model_store;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use models::metrics::{bootstrap, qini_auc_score, Interval};
+use models::training::{
+    train_discount_sensitivity, train_uplift, HeldOut, TrainedClassifier, TrainedUplift,
+    UpliftTarget,
+};
+use models::{
+    ModelArtifact, ModelName, RunDate, Scorers, SourceTables, TrainingOptions, UpliftParams,
+};
+use tracing::{info, info_span, instrument};
+
+use crate::config::Settings;
+
+/// What a report says of the models a run scored with.
+#[derive(Debug, Clone)]
+pub struct ModelUsed {
+    pub version: String,
+    pub learner: &'static str,
+    /// Trained by this run (else loaded from the store).
+    pub trained: bool,
+    /// Held-out Qini AUC: with its bootstrap interval when trained now, from the metadata (no
+    /// interval) when loaded.
+    pub qini_auc: Interval,
+    /// Held-out exposures the interval was computed on (0 for a stored model).
+    pub test_exposures: usize,
+    /// Version and held-out Qini AUC of the discount uplift model.
+    pub discount_version: String,
+    pub discount_qini_auc: f64,
+    /// Version and held-out AUC of the discount-sensitivity model.
+    pub sensitivity_version: String,
+    pub sensitivity_auc: f64,
+}
+
+/// The three models as stored (LightGBM text and metadata), and what a report says of them.
+/// Unlike [`Scorers`] it can cross an `.await` (LightGBM's handles cannot).
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    pub uplift: ModelArtifact,
+    pub discount_uplift: ModelArtifact,
+    pub sensitivity: ModelArtifact,
+    pub used: ModelUsed,
+}
+
+impl ModelSet {
+    /// The three models and what a report says of them. `fresh` holds the conversion model's
+    /// bootstrap interval and held-out exposures when they were trained now; a stored model
+    /// has its metadata's point estimate only.
+    fn new(
+        uplift: ModelArtifact,
+        discount_uplift: ModelArtifact,
+        sensitivity: ModelArtifact,
+        fresh: Option<(Interval, &HeldOut)>,
+    ) -> Self {
+        let (um, dm, sm) = (
+            &uplift.metadata,
+            &discount_uplift.metadata,
+            &sensitivity.metadata,
+        );
+        let trained = fresh.is_some();
+        let (qini_auc, test_exposures) = match fresh {
+            Some((interval, test)) => (interval, test.user_id.len()),
+            None => {
+                let point = Interval {
+                    estimate: um.metric("qini_auc"),
+                    low: f64::NAN,
+                    high: f64::NAN,
+                };
+                (point, 0)
+            }
+        };
+        let used = ModelUsed {
+            version: um.version.clone(),
+            learner: um.learner.name(),
+            trained,
+            qini_auc,
+            test_exposures,
+            discount_version: dm.version.clone(),
+            discount_qini_auc: dm.metric("qini_auc"),
+            sensitivity_version: sm.version.clone(),
+            sensitivity_auc: sm.metric("auc"),
+        };
+        Self {
+            uplift,
+            discount_uplift,
+            sensitivity,
+            used,
+        }
+    }
+
+    /// The version of each model by its name, as manifests and the ledger record them.
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        [&self.uplift, &self.discount_uplift, &self.sensitivity]
+            .into_iter()
+            .map(|a| (a.metadata.name.clone(), a.metadata.version.clone()))
+            .collect()
+    }
+
+    /// LightGBM models from the texts. A run that trained scores with them too, so that it
+    /// scores exactly as a later run with the stored models does.
+    pub fn load(&self, store: &str) -> Result<Scorers> {
+        let context =
+            |m: &models::ModelMetadata| format!("model {} {} in {store}", m.name, m.version);
+        let (um, dm, sm) = (
+            &self.uplift.metadata,
+            &self.discount_uplift.metadata,
+            &self.sensitivity.metadata,
+        );
+        Ok(Scorers {
+            uplift: self.uplift.model().with_context(|| context(um))?,
+            discount_uplift: self.discount_uplift.model().with_context(|| context(dm))?,
+            sensitivity: self.sensitivity.classifier().with_context(|| context(sm))?,
+            levels: um.categorical_levels.clone(),
+        })
+    }
+}
+
+/// A model set trained now, with the conversion model's held-out exposures and scores.
+#[derive(Debug)]
+pub struct Trained {
+    pub set: ModelSet,
+    pub held_out: HeldOut,
+}
+
+/// Trains the conversion uplift, discount uplift and discount-sensitivity models as of `as_of`
+/// and stores them as the new `current` versions.
+pub async fn train_and_store(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained> {
+    let trained = train(s, src, as_of)?;
+    let set = &trained.set;
+    model_store::save_all(s, &[&set.uplift, &set.discount_uplift, &set.sensitivity]).await?;
+    Ok(trained)
+}
+
+/// Trains one model as of `as_of` and stores it as its new `current` version; the other models
+/// keep theirs.
+pub async fn train_and_store_one(
+    s: &Settings,
+    src: &SourceTables,
+    as_of: RunDate,
+    name: ModelName,
+) -> Result<ModelArtifact> {
+    let opts = options(s, as_of);
+    let artifact = match name {
+        ModelName::ConversionUplift => fit_uplift(src, UpliftTarget::Conversion, &opts)?.artifact,
+        ModelName::DiscountUplift => fit_uplift(src, UpliftTarget::Discount, &opts)?.artifact,
+        ModelName::DiscountSensitivity => fit_sensitivity(src, &opts)?.artifact,
+    };
+    model_store::save_all(s, &[&artifact]).await?;
+    Ok(artifact)
+}
+
+/// The training options the settings give, as of a date, stamped with the current time.
+pub fn options(s: &Settings, as_of: RunDate) -> TrainingOptions {
+    TrainingOptions {
+        params: UpliftParams {
+            num_threads: s.threads,
+            seed: s.models.seed,
+            ..UpliftParams::default()
+        },
+        learner: None,
+        attribution_days: s.models.attribution_days,
+        as_of,
+        created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        code_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// Trains one uplift model in its own span (on a blocking thread: LightGBM holds it for a
+/// while) and logs its headline figures.
+fn fit_uplift(
+    src: &SourceTables,
+    target: UpliftTarget,
+    opts: &TrainingOptions,
+) -> Result<TrainedUplift> {
+    let trained = info_span!("train", model = %target.name())
+        .in_scope(|| tokio::task::block_in_place(|| train_uplift(src, target, opts)))?;
+    let meta = &trained.artifact.metadata;
+    info!(
+        version = %meta.version,
+        learner = meta.learner.name(),
+        rows_train = meta.rows_train,
+        rows_test = meta.rows_test,
+        qini_auc = meta.metric("qini_auc"),
+        "trained"
+    );
+    Ok(trained)
+}
+
+/// Trains the discount-sensitivity model in its own span and logs its headline figures.
+fn fit_sensitivity(src: &SourceTables, opts: &TrainingOptions) -> Result<TrainedClassifier> {
+    let trained = info_span!("train", model = %ModelName::DiscountSensitivity)
+        .in_scope(|| tokio::task::block_in_place(|| train_discount_sensitivity(src, opts)))?;
+    let meta = &trained.artifact.metadata;
+    info!(
+        version = %meta.version,
+        rows_train = meta.rows_train,
+        auc = trained.test_auc,
+        "trained"
+    );
+    Ok(trained)
+}
+
+/// The training itself: the fitted LightGBM handles are dropped here, their texts kept.
+fn train(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained> {
+    let opts = options(s, as_of);
+    let trained = fit_uplift(src, UpliftTarget::Conversion, &opts)?;
+    let t = &trained.test;
+    let qini_auc = bootstrap(
+        &t.outcome,
+        &t.uplift,
+        &t.treated,
+        qini_auc_score,
+        200,
+        s.models.seed,
+    );
+    let discount = fit_uplift(src, UpliftTarget::Discount, &opts)?;
+    let sensitivity = fit_sensitivity(src, &opts)?;
+    let set = ModelSet::new(
+        trained.artifact,
+        discount.artifact,
+        sensitivity.artifact,
+        Some((qini_auc, &trained.test)),
+    );
+    Ok(Trained {
+        set,
+        held_out: trained.test,
+    })
+}
+
+/// The store's `current` models, or `None` when one of them is missing.
+#[instrument(name = "load_models", skip_all)]
+pub async fn load_stored(s: &Settings) -> Result<Option<ModelSet>> {
+    let store = s.models.open_store(&s.store).await?;
+    let (Some(uplift), Some(discount), Some(sensitivity)) = (
+        model_store::load_current(&store, ModelName::ConversionUplift).await?,
+        model_store::load_current(&store, ModelName::DiscountUplift).await?,
+        model_store::load_current(&store, ModelName::DiscountSensitivity).await?,
+    ) else {
+        return Ok(None);
+    };
+    let um = &uplift.metadata;
+    info!(version = %um.version, learner = um.learner.name(), "using the stored model");
+    Ok(Some(ModelSet::new(uplift, discount, sensitivity, None)))
+}

@@ -1,0 +1,452 @@
+//! The feature computations: polars expressions over the extracted tables, every event seen only
+//! when it happened before its row's cutoff.
+
+use polars::prelude::*;
+
+use super::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
+use crate::{ModelError, Result, DAY};
+
+fn days(n: i64) -> Expr {
+    lit(n * DAY)
+}
+
+/// Whether an event of age `age` (seconds before the cutoff) lies within the last `n` days.
+fn within(n: i64) -> Expr {
+    col("age").lt_eq(days(n))
+}
+
+fn count_if(cond: Expr, name: &str) -> Expr {
+    when(cond)
+        .then(lit(1i64))
+        .otherwise(lit(0i64))
+        .sum()
+        .alias(name)
+}
+
+fn sum_if(cond: Expr, value: Expr, name: &str) -> Expr {
+    when(cond)
+        .then(value)
+        .otherwise(lit(0i64))
+        .sum()
+        .alias(name)
+}
+
+fn ratio(num: &str, den: &str) -> Expr {
+    when(col(den).gt(lit(0i64)))
+        .then(col(num).cast(DataType::Float64) / col(den).cast(DataType::Float64))
+        .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+/// Joins events to the cutoff rows of their user and keeps those at least `min_age` seconds
+/// before the cutoff, with their `age`. `events` must hold `key` and `time`.
+fn visible(cut: &LazyFrame, events: LazyFrame, key: &str, time: &str, min_age: i64) -> LazyFrame {
+    cut.clone()
+        .join(
+            events,
+            [col("user_id")],
+            [col(key)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_column((col("cutoff") - col(time)).alias("age"))
+        .filter(col("age").gt_eq(lit(min_age)))
+}
+
+/// Computes the feature catalogue for each `(row_id, user_id, cutoff)` row of `cutoffs`.
+pub fn featurize(
+    src: &SourceTables,
+    cutoffs: &DataFrame,
+    levels: &CategoricalLevels,
+) -> Result<FeatureFrame> {
+    let cut = cutoffs
+        .clone()
+        .lazy()
+        .select([col("row_id"), col("user_id"), col("cutoff")]);
+    let (min_cut, max_cut) = cutoff_range(cutoffs)?;
+    let purchases = src.purchases.clone().lazy();
+
+    let orders = visible(
+        &cut,
+        purchases.clone().select([
+            col("user_id"),
+            col("purchased_at"),
+            col("list_price_cents"),
+            col("paid_cents"),
+            col("is_gift"),
+        ]),
+        "user_id",
+        "purchased_at",
+        1,
+    )
+    .with_column(
+        col("paid_cents")
+            .lt(col("list_price_cents"))
+            .alias("discounted"),
+    )
+    .group_by([col("row_id")])
+    .agg([
+        len().cast(DataType::Int64).alias("orders_total"),
+        count_if(within(30), "orders_30d"),
+        count_if(within(90), "orders_90d"),
+        count_if(within(365), "orders_365d"),
+        count_if(within(365).and(col("discounted")), "discounted_orders_365d"),
+        count_if(col("discounted"), "discounted_orders_total"),
+        sum_if(within(365), col("paid_cents"), "spend_cents_365d"),
+        sum_if(
+            within(365).and(col("discounted")),
+            col("paid_cents"),
+            "discounted_spend_cents_365d",
+        ),
+        count_if(
+            within(365).and(col("is_gift").eq(lit(1i64))),
+            "gifts_sent_365d",
+        ),
+        col("age").min().alias("last_purchase_age"),
+    ])
+    .with_columns([
+        (col("spend_cents_365d").cast(DataType::Float64) / lit(100.0)).alias("spend_365d"),
+        (col("last_purchase_age").cast(DataType::Float64) / lit(DAY as f64))
+            .alias("days_since_last_purchase"),
+        ratio("discounted_orders_365d", "orders_365d").alias("discount_share_orders_365d"),
+        ratio("discounted_spend_cents_365d", "spend_cents_365d").alias("discount_share_spend_365d"),
+        ratio("discounted_orders_total", "orders_total").alias("discount_share_orders_total"),
+    ]);
+
+    let gifts_received = visible(
+        &cut,
+        purchases
+            .clone()
+            .filter(col("recipient_user_id").is_not_null())
+            .select([col("recipient_user_id"), col("purchased_at")]),
+        "recipient_user_id",
+        "purchased_at",
+        1,
+    )
+    .group_by([col("row_id")])
+    .agg([count_if(within(365), "gifts_received_365d")]);
+
+    // Daily rows count only once the whole day lies before the cutoff.
+    let engagement = visible(
+        &cut,
+        src.engagement_daily
+            .clone()
+            .lazy()
+            .filter(col("day").gt_eq(lit(min_cut - 366 * DAY)))
+            .filter(col("day").lt(lit(max_cut))),
+        "user_id",
+        "day",
+        DAY,
+    )
+    .group_by([col("row_id")])
+    .agg([
+        sum_if(within(30), col("sessions"), "sessions_30d"),
+        sum_if(within(90), col("sessions"), "sessions_90d"),
+        sum_if(within(30), col("shop_views"), "shop_views_30d"),
+        sum_if(within(30), col("cart_adds"), "cart_adds_30d"),
+        sum_if(within(30), col("wishlist_adds"), "wishlist_adds_30d"),
+        count_if(
+            within(30).and(col("sessions").gt(lit(0i64))),
+            "active_days_30d",
+        ),
+        count_if(
+            within(90).and(col("sessions").gt(lit(0i64))),
+            "active_days_90d",
+        ),
+        sum_if(within(90), col("shop_views"), "shop_views_90d"),
+        count_if(
+            within(365).and(col("sessions").gt(lit(0i64))),
+            "active_days_365d",
+        ),
+        sum_if(within(365), col("sessions"), "sessions_365d"),
+    ]);
+
+    let wishlist = visible(
+        &cut,
+        src.wishlist
+            .clone()
+            .lazy()
+            .select([col("user_id"), col("added_at")]),
+        "user_id",
+        "added_at",
+        1,
+    )
+    .group_by([col("row_id")])
+    .agg([len().cast(DataType::Int64).alias("wishlist_items")]);
+
+    let friends = visible(
+        &cut,
+        src.friendships
+            .clone()
+            .lazy()
+            .select([col("user_id"), col("since")]),
+        "user_id",
+        "since",
+        1,
+    )
+    .group_by([col("row_id")])
+    .agg([len().cast(DataType::Int64).alias("friends")]);
+
+    // Friends' orders: only the 30 days before the latest cutoff can matter, so the purchases
+    // are trimmed before the (potentially large) friend × order join.
+    let friend_orders = src
+        .friendships
+        .clone()
+        .lazy()
+        .select([col("user_id"), col("friend_id"), col("since")])
+        .join(
+            purchases
+                .filter(col("purchased_at").gt_eq(lit(min_cut - 31 * DAY)))
+                .filter(col("purchased_at").lt(lit(max_cut)))
+                .select([col("user_id").alias("friend_id"), col("purchased_at")]),
+            [col("friend_id")],
+            [col("friend_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([col("user_id"), col("since"), col("purchased_at")]);
+    let friend_purchases = visible(&cut, friend_orders, "user_id", "purchased_at", 1)
+        .filter(col("since").lt(col("cutoff")))
+        .group_by([col("row_id")])
+        .agg([count_if(within(30), "friend_purchases_30d")]);
+
+    let messages = visible(
+        &cut,
+        src.campaign_exposures
+            .clone()
+            .lazy()
+            .filter(col("arm").eq(lit("treatment")))
+            .select([col("user_id"), col("assigned_at")]),
+        "user_id",
+        "assigned_at",
+        1,
+    )
+    .group_by([col("row_id")])
+    .agg([
+        count_if(within(30), "messages_30d"),
+        count_if(within(90), "messages_90d"),
+    ]);
+
+    let users = src.users.clone().lazy().select([
+        col("user_id"),
+        col("created_at"),
+        col("country"),
+        col("platform"),
+        col("has_email"),
+    ]);
+    let mut joined = cut
+        .join(
+            users,
+            [col("user_id")],
+            [col("user_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            ((col("cutoff") - col("created_at")).cast(DataType::Float64) / lit(DAY as f64))
+                .alias("tenure_days"),
+        );
+    for part in [
+        orders,
+        gifts_received,
+        engagement,
+        wishlist,
+        friends,
+        friend_purchases,
+        messages,
+    ] {
+        joined = joined.join(
+            part,
+            [col("row_id")],
+            [col("row_id")],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
+
+    // A rate rather than a count, so that a young account's buying compares with an old one's.
+    let observed_days = when(col("tenure_days").gt(lit(365.0)))
+        .then(lit(365.0))
+        .when(col("tenure_days").lt(lit(1.0)))
+        .then(lit(1.0))
+        .otherwise(col("tenure_days"));
+    joined = joined.with_column(
+        when(col("tenure_days").is_not_null())
+            .then(
+                col("orders_365d")
+                    .cast(DataType::Float64)
+                    .fill_null(lit(0.0))
+                    * lit(365.0)
+                    / observed_days,
+            )
+            .otherwise(lit(NULL).cast(DataType::Float64))
+            .alias("orders_per_year"),
+    );
+
+    // Counts are zero, not missing, for users without events; recency and shares stay missing.
+    let mut select = vec![col("row_id"), col("user_id"), col("cutoff")];
+    select.extend(FEATURES.iter().map(|f| {
+        match (f.categorical, f.nullable) {
+            (true, _) => col(f.name),
+            (false, true) => col(f.name).cast(DataType::Float64),
+            (false, false) => col(f.name)
+                .cast(DataType::Float64)
+                .fill_null(lit(0.0))
+                .alias(f.name),
+        }
+    }));
+    let mut frame = joined
+        .select(select)
+        .sort(["row_id"], SortMultipleOptions::default())
+        .collect()?;
+
+    for f in FEATURES.iter().filter(|f| f.categorical) {
+        let known = levels.levels(f.name);
+        let codes: Vec<Option<f64>> = frame
+            .column(f.name)?
+            .str()?
+            .iter()
+            .map(|v| {
+                v.and_then(|s| known.iter().position(|l| l == s))
+                    .map(|p| p as f64)
+            })
+            .collect();
+        frame.with_column(Column::new(f.name.into(), codes))?;
+    }
+    Ok(FeatureFrame { frame })
+}
+
+fn cutoff_range(cutoffs: &DataFrame) -> Result<(i64, i64)> {
+    let c = cutoffs.column("cutoff")?.i64()?;
+    Ok((c.min().unwrap_or(0), c.max().unwrap_or(0)))
+}
+
+/// Whether each `(row_id, user_id, cutoff)` row's user bought anything in
+/// `[cutoff, cutoff + window_days)`, in `row_id` order: the outcome of an exposure.
+pub fn purchased_within(
+    src: &SourceTables,
+    cutoffs: &DataFrame,
+    window_days: i64,
+) -> Result<Vec<bool>> {
+    let cut = cutoffs
+        .clone()
+        .lazy()
+        .select([col("row_id"), col("user_id"), col("cutoff")]);
+    let bought = cut
+        .clone()
+        .join(
+            src.purchases
+                .clone()
+                .lazy()
+                .select([col("user_id"), col("purchased_at")]),
+            [col("user_id")],
+            [col("user_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(col("purchased_at").gt_eq(col("cutoff")))
+        .filter(col("purchased_at").lt(col("cutoff") + days(window_days)))
+        .group_by([col("row_id")])
+        .agg([len().cast(DataType::Int64).alias("orders")]);
+    let frame = cut
+        .join(
+            bought,
+            [col("row_id")],
+            [col("row_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .sort(["row_id"], SortMultipleOptions::default())
+        .collect()?;
+    Ok(frame
+        .column("orders")?
+        .i64()?
+        .iter()
+        .map(|v| v.unwrap_or(0) > 0)
+        .collect())
+}
+
+/// Affinity of every user to a dropped item, from events before `cutoff`: 3 points for owning
+/// an item of its game, 2 for wishlisting one, 1 for owning an item of its publisher, 1 when a
+/// friend owns its game. Columns `user_id`, `affinity` (0 for unrelated users), one row per user.
+pub fn drop_affinity(src: &SourceTables, item_id: i64, cutoff: i64) -> Result<DataFrame> {
+    let item = src
+        .items
+        .clone()
+        .lazy()
+        .filter(col("item_id").eq(lit(item_id)))
+        .collect()?;
+    if item.height() == 0 {
+        return Err(ModelError::UnknownItem(item_id));
+    }
+    let game = item.column("game_id")?.i64()?.get(0).unwrap_or_default();
+    let publisher = item
+        .column("publisher_id")?
+        .i64()?
+        .get(0)
+        .unwrap_or_default();
+    let items =
+        src.items
+            .clone()
+            .lazy()
+            .select([col("item_id"), col("game_id"), col("publisher_id")]);
+    let with_items = |events: LazyFrame, time: &str| {
+        events.filter(col(time).lt(lit(cutoff))).join(
+            items.clone(),
+            [col("item_id")],
+            [col("item_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+    };
+    let flag = |cond: Expr, name: &str| {
+        when(cond)
+            .then(lit(1i64))
+            .otherwise(lit(0i64))
+            .max()
+            .alias(name)
+    };
+    let owned = with_items(src.purchases.clone().lazy(), "purchased_at")
+        .group_by([col("user_id")])
+        .agg([
+            flag(col("game_id").eq(lit(game)), "owns_game"),
+            flag(col("publisher_id").eq(lit(publisher)), "owns_publisher"),
+        ]);
+    let wished = with_items(src.wishlist.clone().lazy(), "added_at")
+        .filter(col("game_id").eq(lit(game)))
+        .group_by([col("user_id")])
+        .agg([len().cast(DataType::Int64).alias("wishlisted_game")]);
+    let friend_owns = src
+        .friendships
+        .clone()
+        .lazy()
+        .filter(col("since").lt(lit(cutoff)))
+        .join(
+            owned
+                .clone()
+                .filter(col("owns_game").eq(lit(1i64)))
+                .select([col("user_id").alias("friend_id")]),
+            [col("friend_id")],
+            [col("friend_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by([col("user_id")])
+        .agg([len().cast(DataType::Int64).alias("friends_own_game")]);
+    let mut users = src.users.clone().lazy().select([col("user_id")]);
+    for part in [owned, wished, friend_owns] {
+        users = users.join(
+            part,
+            [col("user_id")],
+            [col("user_id")],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
+    let points = |name: &str, weight: f64| {
+        when(col(name).fill_null(lit(0i64)).gt(lit(0i64)))
+            .then(lit(weight))
+            .otherwise(lit(0.0))
+    };
+    Ok(users
+        .select([
+            col("user_id"),
+            (points("owns_game", 3.0)
+                + points("wishlisted_game", 2.0)
+                + points("owns_publisher", 1.0)
+                + points("friends_own_game", 1.0))
+            .alias("affinity"),
+        ])
+        .sort(["user_id"], SortMultipleOptions::default())
+        .collect()?)
+}

@@ -1,0 +1,174 @@
+//! Feature tests: every feature on a small generated history, computed as of each cutoff.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::DAY;
+
+const USERS: i64 = 6;
+const T0: i64 = 1_700_000_000;
+
+/// A small random source; every event time lies within 200 days after `T0`.
+fn random_source(rng: &mut ChaCha8Rng) -> SourceTables {
+    let mut t = || T0 + rng.random_range(0..200 * DAY);
+    let users: Vec<i64> = (1..=USERS).collect();
+    let n = 40;
+    let (mut pu, mut pt, mut pl, mut pp, mut pg, mut pr) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut rng2 = ChaCha8Rng::seed_from_u64(T0 as u64);
+    for _ in 0..n {
+        pu.push(rng2.random_range(1..=USERS));
+        pt.push(t());
+        pl.push(1000i64);
+        pp.push(if rng2.random_bool(0.4) { 700i64 } else { 1000 });
+        pg.push(i64::from(rng2.random_bool(0.2)));
+        pr.push(rng2.random_bool(0.2).then(|| rng2.random_range(1..=USERS)));
+    }
+    let days: Vec<i64> = (0..n).map(|_| (t() / DAY) * DAY).collect();
+    let eng_users: Vec<i64> = (0..n).map(|i| (i as i64 % USERS) + 1).collect();
+    let wish_t: Vec<i64> = (0..n).map(|_| t()).collect();
+    let friend_since: Vec<i64> = (0..n).map(|_| t()).collect();
+    let exp_t: Vec<i64> = (0..n).map(|_| t()).collect();
+    SourceTables {
+        users: df! {
+            "user_id" => &users,
+            "created_at" => vec![T0; USERS as usize],
+            "country" => vec!["US"; USERS as usize],
+            "platform" => vec!["pc"; USERS as usize],
+            "has_email" => vec![1i64; USERS as usize],
+            "marketing_opt_in" => vec![1i64; USERS as usize],
+        }
+        .unwrap(),
+        suppressions: df! { "user_id" => Vec::<i64>::new(), "reason" => Vec::<String>::new(), "created_at" => Vec::<i64>::new() }.unwrap(),
+        items: df! {
+            "item_id" => [1i64], "title" => ["x"], "kind" => ["1p"], "publisher_id" => [1i64],
+            "game_id" => [1i64], "category" => ["game"], "list_price_cents" => [1000i64], "released_at" => [T0],
+        }
+        .unwrap(),
+        purchases: df! {
+            "order_id" => (0..n as i64).collect::<Vec<_>>(), "user_id" => pu, "item_id" => vec![1i64; n],
+            "purchased_at" => pt, "list_price_cents" => pl, "paid_cents" => pp, "is_gift" => pg,
+            "recipient_user_id" => pr,
+        }
+        .unwrap(),
+        engagement_daily: df! {
+            "user_id" => eng_users.clone(), "day" => days, "sessions" => vec![2i64; n],
+            "shop_views" => vec![1i64; n], "wishlist_adds" => vec![0i64; n], "cart_adds" => vec![1i64; n],
+        }
+        .unwrap(),
+        wishlist: df! { "user_id" => eng_users.clone(), "item_id" => vec![1i64; n], "added_at" => wish_t }.unwrap(),
+        friendships: df! {
+            "user_id" => eng_users.clone(),
+            "friend_id" => eng_users.iter().map(|u| u % USERS + 1).collect::<Vec<_>>(),
+            "since" => friend_since,
+        }
+        .unwrap(),
+        campaign_exposures: df! {
+            "campaign_id" => vec!["c"; n], "user_id" => eng_users, "assigned_at" => exp_t,
+            "arm" => (0..n).map(|i| if i % 2 == 0 { "treatment" } else { "control" }).collect::<Vec<_>>(),
+            "discount_pct" => vec![0.0; n],
+        }
+        .unwrap(),
+    }
+}
+
+/// Moves every event of `table` at or after `cutoff` (whole days for daily rows) by a
+/// random amount further into the future, or drops it.
+fn scramble_after(
+    frame: &DataFrame,
+    time: &str,
+    cutoff: i64,
+    daily: bool,
+    rng: &mut ChaCha8Rng,
+) -> DataFrame {
+    let times: Vec<i64> = frame
+        .column(time)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(Option::unwrap)
+        .collect();
+    let visible = |t: i64| if daily { t + DAY <= cutoff } else { t < cutoff };
+    let keep: Vec<bool> = times
+        .iter()
+        .map(|&t| visible(t) || rng.random_bool(0.5))
+        .collect();
+    let moved: Vec<i64> = times
+        .iter()
+        .map(|&t| {
+            if visible(t) {
+                t
+            } else {
+                t + rng.random_range(0..50) * DAY
+            }
+        })
+        .collect();
+    let mut out = frame.clone();
+    out.with_column(Column::new(time.into(), moved)).unwrap();
+    out.filter(&BooleanChunked::from_slice("keep".into(), &keep))
+        .unwrap()
+}
+
+#[test]
+fn events_at_or_after_the_cutoff_never_change_a_rows_features() {
+    for seed in 0..20u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let src = random_source(&mut rng);
+        let levels = CategoricalLevels::from_users(&src.users).unwrap();
+        let cutoff = T0 + rng.random_range(20..180) * DAY + rng.random_range(0..DAY);
+        let cutoffs = df! {
+            "row_id" => (0..USERS).collect::<Vec<_>>(),
+            "user_id" => (1..=USERS).collect::<Vec<_>>(),
+            "cutoff" => vec![cutoff; USERS as usize],
+        }
+        .unwrap();
+        let before = featurize(&src, &cutoffs, &levels).unwrap();
+        let mut moved = src.clone();
+        moved.purchases = scramble_after(&src.purchases, "purchased_at", cutoff, false, &mut rng);
+        moved.engagement_daily =
+            scramble_after(&src.engagement_daily, "day", cutoff, true, &mut rng);
+        moved.wishlist = scramble_after(&src.wishlist, "added_at", cutoff, false, &mut rng);
+        moved.friendships = scramble_after(&src.friendships, "since", cutoff, false, &mut rng);
+        moved.campaign_exposures = scramble_after(
+            &src.campaign_exposures,
+            "assigned_at",
+            cutoff,
+            false,
+            &mut rng,
+        );
+        let after = featurize(&moved, &cutoffs, &levels).unwrap();
+        for f in FEATURES {
+            let (a, b) = (
+                before.values(f.name).unwrap(),
+                after.values(f.name).unwrap(),
+            );
+            let same = a
+                .iter()
+                .zip(&b)
+                .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
+            assert!(
+                same,
+                "seed {seed}: feature {} changed: {a:?} vs {b:?}",
+                f.name
+            );
+        }
+    }
+}
+
+#[test]
+fn events_before_the_cutoff_do_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let src = random_source(&mut rng);
+    let levels = CategoricalLevels::from_users(&src.users).unwrap();
+    let cutoffs = df! {
+        "row_id" => (0..USERS).collect::<Vec<_>>(),
+        "user_id" => (1..=USERS).collect::<Vec<_>>(),
+        "cutoff" => vec![T0 + 201 * DAY; USERS as usize],
+    }
+    .unwrap();
+    let f = featurize(&src, &cutoffs, &levels).unwrap();
+    let orders: f64 = f.values("orders_total").unwrap().iter().sum();
+    assert_eq!(orders, 40.0, "every order lies before the cutoff");
+}

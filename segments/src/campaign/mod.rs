@@ -1,0 +1,560 @@
+//! Campaign configs: the marketing team's whole interface.
+//!
+//! A campaign file (TOML, one per campaign) is parsed into [`CampaignFile`], which mirrors the
+//! file and rejects unknown fields, then validated into [`Campaign`], which the rest of the
+//! system uses and which cannot hold an invalid value. Validation reports every problem at once,
+//! each with its `file:line:column`; unknown fields come with the closest known name as a hint.
+//! The JSON Schema of the file ([`schema`]) is generated from these types, so editors validate
+//! exactly what this module accepts.
+
+mod problems;
+mod schedule;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Range;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::de::DeTable;
+use toml::Spanned;
+
+use crate::rules::{check, Catalog, CheckedRule};
+use crate::Result;
+use problems::{span_of, unknown_fields, Problems};
+pub use schedule::Schedule;
+
+/// The campaign file format this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A campaign file as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignFile {
+    /// Version of this file format; must be 1.
+    pub format_version: u32,
+    /// Stable identifier: lowercase letters, digits and `-`. Names the export folder and the
+    /// ledger rows, so never reuse one for a different campaign.
+    pub id: String,
+    /// Human-readable name, shown in previews and reports.
+    pub name: Option<String>,
+    /// What the campaign is: `drop`, `weekly_deal`, `new_buyer` or `seasonal`.
+    pub kind: KindName,
+    /// When the campaign runs. Default: every night.
+    pub schedule: Option<ScheduleFile>,
+    /// Higher wins when several campaigns want the same user on the same night. Default 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// Share of the selected audience held out as the campaign's control group, from 0 to 0.5
+    /// (e.g. `0.1` for 10 %). Held-out users are never messaged; they measure the lift.
+    pub holdout: f64,
+    /// Largest number of users selected, holdout included.
+    pub max_audience: u64,
+    /// Salt of the holdout hash. Default: the campaign id. Change it only to reshuffle who is
+    /// held out.
+    pub salt: Option<String>,
+    /// Who may receive the campaign: rules that must all hold, e.g.
+    /// `"days_since_last_purchase >= 14"`, `"country in [\"US\", \"CA\"]"`,
+    /// `"not is_new_buyer"`. Each rule is a step of the dry-run funnel. Names come from the
+    /// feature catalogue (`targeting campaigns fields`); see the README for the language.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub eligibility: Vec<Spanned<String>>,
+    /// What the message offers.
+    #[serde(default)]
+    pub offer: OfferFile,
+    /// Settings of a `drop` campaign.
+    pub drop: Option<DropFile>,
+    /// Settings of a `weekly_deal` campaign.
+    pub weekly_deal: Option<WeeklyDealFile>,
+    /// Settings of a `seasonal` campaign.
+    pub seasonal: Option<SeasonalFile>,
+    /// Where and how the target list is published.
+    #[serde(default)]
+    pub export: ExportFile,
+}
+
+/// Campaign kinds as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KindName {
+    Drop,
+    WeeklyDeal,
+    NewBuyer,
+    Seasonal,
+}
+
+/// The `[schedule]` table.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    /// Cron expression in the campaign's time zone: `minute hour day-of-month month
+    /// day-of-week`, optionally with a leading seconds field. E.g. `"0 3 * * MON"` (Mondays at
+    /// 03:00) or `"0 0 4 1 12 *"` (December 1st at 04:00:00).
+    pub cron: String,
+    /// IANA time zone of the expression, e.g. `"Europe/Berlin"`. Default `"UTC"`.
+    pub timezone: Option<String>,
+}
+
+/// The `[offer]` table.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferFile {
+    /// Discount in percent (0 to 90). 0 or absent means no discount.
+    #[serde(default)]
+    pub discount_pct: f64,
+    /// Text placed in the export's `offer` column for the CRM template, e.g. `"20% off"`.
+    pub label: Option<String>,
+    /// Profit on a purchase at full price, as a share of the price (0 to 1). Expected profit
+    /// (for weekly deals and expected-value arbitration) is
+    /// `uplift × (margin − discount) − P(buy anyway) × discount`. Default 0.3.
+    pub margin: Option<f64>,
+    /// Most the discount may cost tonight, in currency units: the expected discount given to
+    /// the messaged users (those who would buy anyway and those the offer converts). Only with
+    /// a discount. A weekly deal then takes users by expected profit per unit of cost. Default:
+    /// no budget.
+    pub budget: Option<f64>,
+    /// Average list price of a purchase the offer applies to, in currency units; turns the
+    /// expected discount into money for the budget. Default 30.
+    pub average_price: Option<f64>,
+}
+
+/// The `[drop]` table.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropFile {
+    /// The dropped item (`items.item_id`); its game, publisher and category drive affinity.
+    pub item_id: i64,
+}
+
+/// The `[weekly_deal]` table.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklyDealFile {
+    /// Users whose share of discounted orders over the last year is above this (0 to 1) are
+    /// left out: they are already waiting for deals. Default 0.6.
+    pub max_discount_share: Option<f64>,
+    /// Users whose predicted discount sensitivity (the probability that most of their next
+    /// purchases are discounted) is above this (0 to 1) are left out. Default 0.5.
+    pub max_sensitivity: Option<f64>,
+}
+
+/// The `[seasonal]` table.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonalFile {
+    /// Only users whose predicted uplift is at least this are selected. Default 0.
+    pub min_uplift: Option<f64>,
+}
+
+/// The `[export]` table.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFile {
+    /// File format of the parts. Default `csv_gzip`.
+    pub format: Option<ExportFormat>,
+    /// Column preset, for the CRM that ingests the list. Default `generic`.
+    pub columns: Option<ColumnPreset>,
+    /// Also publish `holdout.csv.gz` (`external_id, campaign_id, variant`) with the holdout
+    /// members, for a CRM's own suppression logs. They are never in the list itself.
+    /// Default false.
+    #[serde(default)]
+    pub holdout_file: bool,
+    /// Destination URI overriding the settings' `export.destination`: `file:///data/out`,
+    /// `file://relative/out` or `s3://bucket/prefix`.
+    pub destination: Option<String>,
+}
+
+/// A validated campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Campaign {
+    pub id: String,
+    pub name: String,
+    pub kind: CampaignKind,
+    /// When it runs; `None`: every night.
+    pub schedule: Option<Schedule>,
+    /// Eligibility rules, checked against the catalogue; all must hold.
+    pub eligibility: Vec<CheckedRule>,
+    pub priority: i32,
+    pub holdout: f64,
+    pub max_audience: usize,
+    pub salt: String,
+    pub offer: Offer,
+    pub format: ExportFormat,
+    pub columns: ColumnPreset,
+    /// Publish the holdout members in a separate `holdout.csv.gz`.
+    pub holdout_file: bool,
+    pub destination: Option<String>,
+}
+
+/// The kind of a campaign, with the settings that only that kind has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CampaignKind {
+    /// A new item release: no discount; ranked by affinity to the item, then uplift.
+    Drop { item_id: i64 },
+    /// A discount: ranked by expected incremental profit (per unit of discount cost under a
+    /// budget), leaving out users already conditioned to wait for deals.
+    WeeklyDeal {
+        max_discount_share: f64,
+        max_sensitivity: f64,
+    },
+    /// Users with no purchase yet, ranked by uplift.
+    NewBuyer,
+    /// A broad promotion: everyone above an uplift floor.
+    Seasonal { min_uplift: f64 },
+}
+
+impl CampaignKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CampaignKind::Drop { .. } => "drop",
+            CampaignKind::WeeklyDeal { .. } => "weekly_deal",
+            CampaignKind::NewBuyer => "new_buyer",
+            CampaignKind::Seasonal { .. } => "seasonal",
+        }
+    }
+}
+
+/// What a message offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub discount_pct: f64,
+    pub label: String,
+    /// Profit on a purchase at full price, as a share of the price.
+    pub margin: f64,
+    /// Most the expected discount may cost a night, in currency units.
+    pub budget: Option<f64>,
+    /// Average list price of a purchase, in currency units.
+    pub average_price: f64,
+}
+
+/// File formats of an export's parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// CSV with a header row, gzip-compressed (`part-00000.csv.gz`).
+    CsvGzip,
+    /// CSV with a header row, uncompressed (`part-00000.csv`).
+    Csv,
+    /// Apache Parquet (`part-00000.parquet`), typed columns.
+    Parquet,
+    /// JSON lines: one object per row (`part-00000.jsonl`).
+    Jsonl,
+}
+
+impl ExportFormat {
+    /// File name extension of a part.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::CsvGzip => "csv.gz",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::CsvGzip => "csv_gzip",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Column presets: which columns an export has, named the way its CRM imports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnPreset {
+    /// `external_id, campaign_id, variant, offer, score, rank`.
+    Generic,
+    /// Braze's user CSV import: `external_id` and custom attributes `targeting_campaign`,
+    /// `targeting_variant`, `targeting_offer`, `targeting_score`, `targeting_rank`,
+    /// `targeting_date`.
+    Braze,
+    /// Iterable's user import: `userId`, `email` (only of users who consented to marketing),
+    /// and data fields `campaignId`, `offer`, `score`, `rank`.
+    Iterable,
+}
+
+impl ColumnPreset {
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnPreset::Generic => "generic",
+            ColumnPreset::Braze => "braze",
+            ColumnPreset::Iterable => "iterable",
+        }
+    }
+}
+
+/// The JSON Schema of a campaign file, generated from [`CampaignFile`].
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(CampaignFile)).unwrap_or_default()
+}
+
+/// Parses and validates one campaign file against the rule catalogue; `origin` (the path)
+/// prefixes every message. Reports unknown fields, wrong types and invalid values all at once.
+pub fn parse(origin: &str, text: &str, catalog: &Catalog) -> Result<Campaign> {
+    let mut problems = Problems {
+        origin,
+        text,
+        list: Vec::new(),
+    };
+    let table = match DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.add(e.span(), e.message().to_string());
+            return Err(problems.into_error());
+        }
+    };
+    let schema = schema();
+    unknown_fields(&schema, &schema, table.get_ref(), "", &mut problems);
+    // Unknown fields and wrong types are reported above, all of them and with hints; serde
+    // (which stops at the first) speaks only about what the walk does not check.
+    if !problems.list.is_empty() {
+        return Err(problems.into_error());
+    }
+    let file: CampaignFile = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.add(e.span(), e.message().trim().to_string());
+            return Err(problems.into_error());
+        }
+    };
+    if !problems.list.is_empty() {
+        return Err(problems.into_error());
+    }
+    file.validate(table.get_ref(), catalog, problems)
+}
+
+/// `origin:line:column` of a byte range's start, or `origin` alone.
+pub fn locate(origin: &str, text: &str, span: Option<Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().count()
+                - before
+                    .rfind('\n')
+                    .map_or(0, |p| before[..=p].chars().count())
+                + 1;
+            format!("{origin}:{line}:{column}")
+        }
+        None => origin.to_string(),
+    }
+}
+
+fn share(problems: &mut Vec<(&'static str, String)>, field: &'static str, value: f64, max: f64) {
+    if !(0.0..=max).contains(&value) {
+        problems.push((
+            field,
+            format!("{field} must be between 0 and {max}, got {value}"),
+        ));
+    }
+}
+
+impl CampaignFile {
+    /// Checks every field and returns the validated campaign, or all problems at once, each
+    /// located in `table` (the file as parsed).
+    fn validate(
+        self,
+        table: &DeTable<'_>,
+        catalog: &Catalog,
+        mut located: Problems<'_>,
+    ) -> Result<Campaign> {
+        // (field path, message): the path locates the message in the file.
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        if self.format_version != FORMAT_VERSION {
+            problems.push((
+                "format_version",
+                format!(
+                    "format_version {} is not supported (this build reads {FORMAT_VERSION})",
+                    self.format_version
+                ),
+            ));
+        }
+        let id_ok = !self.id.is_empty()
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !id_ok {
+            problems.push((
+                "id",
+                format!(
+                    "id {:?} must be non-empty lowercase letters, digits and '-'",
+                    self.id
+                ),
+            ));
+        }
+        share(&mut problems, "holdout", self.holdout, 0.5);
+        if self.max_audience == 0 {
+            problems.push(("max_audience", "max_audience must be at least 1".into()));
+        }
+        share(
+            &mut problems,
+            "offer.discount_pct",
+            self.offer.discount_pct,
+            90.0,
+        );
+        let margin = self.offer.margin.unwrap_or(0.3);
+        share(&mut problems, "offer.margin", margin, 1.0);
+        if let Some(b) = self.offer.budget {
+            if !(b >= 0.0 && b.is_finite()) {
+                problems.push((
+                    "offer.budget",
+                    format!("offer.budget must be a non-negative amount, got {b}"),
+                ));
+            } else if self.offer.discount_pct <= 0.0 {
+                problems.push((
+                    "offer.budget",
+                    "offer.budget limits the cost of a discount: set offer.discount_pct".into(),
+                ));
+            }
+        }
+        let average_price = self.offer.average_price.unwrap_or(30.0);
+        if !(average_price > 0.0 && average_price.is_finite()) {
+            problems.push((
+                "offer.average_price",
+                format!("offer.average_price must be above 0, got {average_price}"),
+            ));
+        }
+
+        let kind_name = self.kind;
+        let sections = [
+            ("drop", self.drop.is_some(), KindName::Drop),
+            (
+                "weekly_deal",
+                self.weekly_deal.is_some(),
+                KindName::WeeklyDeal,
+            ),
+            ("seasonal", self.seasonal.is_some(), KindName::Seasonal),
+        ];
+        for (section, present, kind) in sections {
+            if present && kind != kind_name {
+                problems.push((
+                    section,
+                    format!("[{section}] does not apply to a {kind_name:?} campaign"),
+                ));
+            }
+        }
+        let kind = match kind_name {
+            KindName::Drop => match &self.drop {
+                Some(d) => CampaignKind::Drop { item_id: d.item_id },
+                None => {
+                    problems.push(("kind", "a drop campaign needs [drop] item_id".into()));
+                    CampaignKind::Drop { item_id: 0 }
+                }
+            },
+            KindName::WeeklyDeal => {
+                let w = self.weekly_deal.clone().unwrap_or(WeeklyDealFile {
+                    max_discount_share: None,
+                    max_sensitivity: None,
+                });
+                let max = w.max_discount_share.unwrap_or(0.6);
+                share(&mut problems, "weekly_deal.max_discount_share", max, 1.0);
+                let max_sensitivity = w.max_sensitivity.unwrap_or(0.5);
+                share(
+                    &mut problems,
+                    "weekly_deal.max_sensitivity",
+                    max_sensitivity,
+                    1.0,
+                );
+
+                if self.offer.discount_pct <= 0.0 {
+                    problems.push((
+                        "offer.discount_pct",
+                        "a weekly_deal needs offer.discount_pct above 0".into(),
+                    ));
+                }
+                CampaignKind::WeeklyDeal {
+                    max_discount_share: max,
+                    max_sensitivity,
+                }
+            }
+            KindName::NewBuyer => CampaignKind::NewBuyer,
+            KindName::Seasonal => {
+                let min_uplift = self
+                    .seasonal
+                    .as_ref()
+                    .and_then(|s| s.min_uplift)
+                    .unwrap_or(0.0);
+                if !(-1.0..=1.0).contains(&min_uplift) {
+                    problems.push((
+                        "seasonal.min_uplift",
+                        format!("seasonal.min_uplift must be between -1 and 1, got {min_uplift}"),
+                    ));
+                }
+                CampaignKind::Seasonal { min_uplift }
+            }
+        };
+        if kind_name == KindName::Drop && self.offer.discount_pct > 0.0 {
+            problems.push((
+                "offer.discount_pct",
+                "a drop carries no discount: remove offer.discount_pct".into(),
+            ));
+        }
+
+        if let Some(dest) = &self.export.destination {
+            if !(dest.starts_with("file://") || dest.starts_with("s3://")) {
+                problems.push((
+                    "export.destination",
+                    format!("export.destination {dest:?} must be a file:// or s3:// URI"),
+                ));
+            }
+        }
+        let schedule = match &self.schedule {
+            None => None,
+            Some(s) => match Schedule::parse(&s.cron, s.timezone.as_deref()) {
+                Ok(s) => Some(s),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
+        };
+        for (path, message) in problems {
+            located.add(span_of(table, path), message);
+        }
+        let mut eligibility = Vec::new();
+        for (i, rule) in self.eligibility.iter().enumerate() {
+            match check(rule.get_ref(), catalog) {
+                Ok(r) => eligibility.push(r),
+                Err(e) => located.add(Some(rule.span()), format!("eligibility[{i}]: {e}")),
+            }
+        }
+        if !located.list.is_empty() {
+            return Err(located.into_error());
+        }
+        let label = self.offer.label.unwrap_or_else(|| {
+            if self.offer.discount_pct > 0.0 {
+                format!("{}% off", self.offer.discount_pct)
+            } else {
+                String::new()
+            }
+        });
+        Ok(Campaign {
+            name: self.name.unwrap_or_else(|| self.id.clone()),
+            salt: self.salt.unwrap_or_else(|| self.id.clone()),
+            id: self.id,
+            kind,
+            schedule,
+            eligibility,
+            priority: self.priority,
+            holdout: self.holdout,
+            max_audience: self.max_audience as usize,
+            offer: Offer {
+                discount_pct: self.offer.discount_pct,
+                label,
+                margin,
+                budget: self.offer.budget,
+                average_price,
+            },
+            format: self.export.format.unwrap_or(ExportFormat::CsvGzip),
+            columns: self.export.columns.unwrap_or(ColumnPreset::Generic),
+            holdout_file: self.export.holdout_file,
+            destination: self.export.destination,
+        })
+    }
+}

@@ -1,0 +1,554 @@
+//! Who gets which campaign tonight.
+//!
+//! [`select_night`] builds the audiences of every campaign due on a date in three steps:
+//!
+//! 1. **rank** each campaign on its own: the filters that always apply whatever a config says
+//!    (consent, suppressions, the global control group, the frequency cap and, for an offer with
+//!    a discount, the discount cooldown — both read from the assignment history), then the
+//!    campaign's eligibility rules, then the kind's own filter and ranking;
+//! 2. **arbitrate**: a user gets at most one campaign a night. By priority, campaigns pick in
+//!    priority order; by expected value, every (campaign, user) pair is taken in order of the
+//!    user's expected incremental profit from it. Either way a campaign stops at its maximum
+//!    audience and, for an offer with a budget, when the expected discount cost would pass
+//!    it;
+//! 3. **split**: each selected user's holdout arm comes from the campaign's salted hash.
+//!
+//! Every step's survivors are counted into the funnel, so a preview can say where users went.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+use polars::prelude::*;
+
+use crate::campaign::{Campaign, CampaignKind};
+use crate::holdout::{arm, bucket, Arm};
+use crate::rules::Catalog;
+use crate::{Result, SegmentError};
+
+/// Settings that hold for every campaign.
+#[derive(Debug, Clone)]
+pub struct SelectionContext {
+    /// Share of all users no campaign ever reaches (the global control group).
+    pub global_control_share: f64,
+    /// Salt of the global control hash; fixed for the life of a deployment.
+    pub global_control_salt: String,
+    /// The names eligibility rules use, with the categorical levels of the scoring model.
+    pub catalog: Catalog,
+    /// The run date as days since 1970-01-01: dates in rules and history windows are relative
+    /// to it.
+    pub run_day: i64,
+    pub limits: Limits,
+}
+
+impl SelectionContext {
+    /// Whether a user belongs to the global control group.
+    pub fn in_global_control(&self, user_id: i64) -> bool {
+        bucket(&self.global_control_salt, user_id) < self.global_control_share
+    }
+}
+
+/// Limits across campaigns, from the settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// At most this many messages per user in any window of `cap_days` days, tonight's
+    /// included (0: no cap).
+    pub max_messages: usize,
+    pub cap_days: i64,
+    /// No discount to a user who got one in the last this many days (0: no cooldown), so users
+    /// are not trained to wait for deals.
+    pub discount_cooldown_days: i64,
+    pub arbitration: Arbitration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_messages: 0,
+            cap_days: 7,
+            discount_cooldown_days: 0,
+            arbitration: Arbitration::Priority,
+        }
+    }
+}
+
+/// How a user wanted by several campaigns on the same night is given to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arbitration {
+    /// The campaign with the higher `priority` (then the smaller id) wins.
+    #[default]
+    Priority,
+    /// The campaign with the higher expected incremental profit for that user wins.
+    ExpectedValue,
+}
+
+/// One assignment a user got before tonight (either arm of a succeeded run: a holdout member
+/// counts as if messaged, so that caps and cooldowns treat both arms alike and keep them
+/// comparable).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PastMessage {
+    /// Run date, as days since 1970-01-01.
+    pub day: i64,
+    /// Whether it carried a discount.
+    pub discounted: bool,
+}
+
+/// The assignment history the cap and the cooldown read, by user.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub by_user: HashMap<i64, Vec<PastMessage>>,
+}
+
+impl History {
+    /// Messages of `user` in the `days` days before `run_day` (tonight excluded: a re-run of
+    /// the same night must not count its own earlier run).
+    fn recent(&self, user: i64, run_day: i64, days: i64) -> impl Iterator<Item = &PastMessage> {
+        self.by_user
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter(move |m| m.day < run_day && m.day > run_day - days)
+    }
+}
+
+/// Users left after one selection step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunnelStep {
+    /// The filter: an always-on step, an eligibility rule as written, or the kind's filter.
+    pub step: String,
+    pub users: usize,
+}
+
+/// One selected user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub user_id: i64,
+    /// 1-based position in the campaign's ranking (holdout members included).
+    pub rank: usize,
+    pub arm: Arm,
+    /// The value the campaign ranked by.
+    pub score: f64,
+    pub uplift: f64,
+    pub p_control: f64,
+    /// Expected incremental profit, as a share of the list price of a purchase: see
+    /// [`Candidate::value`].
+    pub expected_value: f64,
+    /// Expected discount given, as a share of the list price (0 without a discount).
+    pub discount_cost: f64,
+}
+
+/// A campaign's audience: selected users in rank order, and how many survived each step.
+#[derive(Debug, Clone)]
+pub struct Audience {
+    pub campaign_id: String,
+    pub funnel: Vec<FunnelStep>,
+    pub members: Vec<Member>,
+    /// For each other campaign of the night: how many of this campaign's eligible users it
+    /// wanted too (before arbitration).
+    pub overlap: Vec<(String, usize)>,
+}
+
+impl Audience {
+    /// Users who passed every filter of the campaign itself, before arbitration and the cap.
+    pub fn eligible(&self) -> usize {
+        self.funnel
+            .iter()
+            .rev()
+            .find(|s| !s.step.starts_with(ARBITRATION_STEP))
+            .map_or(0, |s| s.users)
+    }
+
+    pub fn count(&self, arm: Arm) -> usize {
+        self.members.iter().filter(|m| m.arm == arm).count()
+    }
+
+    /// Expected incremental purchases from the treatment members (the sum of their uplift).
+    pub fn expected_conversions(&self) -> f64 {
+        self.members
+            .iter()
+            .filter(|m| m.arm == Arm::Treatment)
+            .map(|m| m.uplift)
+            .sum()
+    }
+
+    /// Expected discount given to the treatment members, as a number of list prices.
+    pub fn expected_discount_cost(&self) -> f64 {
+        self.members
+            .iter()
+            .filter(|m| m.arm == Arm::Treatment)
+            .map(|m| m.discount_cost)
+            .sum()
+    }
+}
+
+/// Funnel step after arbitration.
+const ARBITRATION_STEP: &str = "not taken by another campaign tonight";
+
+fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
+    Ok(frame
+        .column(name)?
+        .cast(&DataType::Float64)?
+        .f64()?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+/// A user a campaign wants, before arbitration.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    user_id: i64,
+    /// The kind's ranking key (affinity, uplift or expected profit).
+    key: f64,
+    uplift: f64,
+    p_control: f64,
+    /// Expected incremental profit per list price: effect × (margin − d) − p_control × d, with
+    /// d the discount share and effect the discount uplift for an offer with a discount, the
+    /// conversion uplift otherwise. Users who would buy anyway cost the discount.
+    value: f64,
+    /// Expected discount given per list price: (p_control + effect⁺) × d.
+    discount_cost: f64,
+}
+
+/// A campaign's eligible users in rank order, and its funnel so far.
+struct Ranked {
+    funnel: Vec<FunnelStep>,
+    candidates: Vec<Candidate>,
+}
+
+/// The columns selection reads from the frame of scored users, besides those the rules name:
+/// `marketing_opt_in` and `suppressed` are 0/1, `user_id` an integer, the rest numbers.
+pub const SCORED_COLUMNS: [&str; 9] = [
+    "user_id",
+    "uplift",
+    "p_control",
+    "discount_uplift",
+    "discount_sensitivity",
+    "marketing_opt_in",
+    "suppressed",
+    "orders_total",
+    "discount_share_orders_365d",
+];
+
+/// Applies the always-on filters, the rules and the kind's filter, and ranks the survivors.
+///
+/// `frame` holds one row per user with the [`SCORED_COLUMNS`] and the catalogue's columns; a
+/// drop also needs `affinity`.
+fn rank(
+    campaign: &Campaign,
+    frame: &DataFrame,
+    ctx: &SelectionContext,
+    history: &History,
+) -> Result<Ranked> {
+    let user: Vec<i64> = frame
+        .column("user_id")?
+        .i64()?
+        .iter()
+        .map(|v| v.unwrap_or_default())
+        .collect();
+    let uplift = floats(frame, "uplift")?;
+    let p_control = floats(frame, "p_control")?;
+    let discount_uplift = floats(frame, "discount_uplift")?;
+    let sensitivity = floats(frame, "discount_sensitivity")?;
+    let opt_in = floats(frame, "marketing_opt_in")?;
+    let suppressed = floats(frame, "suppressed")?;
+    let orders = floats(frame, "orders_total")?;
+    let discount_share = floats(frame, "discount_share_orders_365d")?;
+
+    let d = campaign.offer.discount_pct / 100.0;
+    let effect = if d > 0.0 { &discount_uplift } else { &uplift };
+    let margin = campaign.offer.margin;
+    let value: Vec<f64> = (0..user.len())
+        .map(|i| effect[i] * (margin - d) - p_control[i] * d)
+        .collect();
+    let cost: Vec<f64> = (0..user.len())
+        .map(|i| (p_control[i] + effect[i].max(0.0)) * d)
+        .collect();
+
+    let mut keep: Vec<usize> = (0..user.len()).collect();
+    let mut funnel = vec![FunnelStep {
+        step: "users".into(),
+        users: keep.len(),
+    }];
+    let mut step = |keep: &mut Vec<usize>, name: &str, pass: &dyn Fn(usize) -> bool| {
+        keep.retain(|&i| pass(i));
+        funnel.push(FunnelStep {
+            step: name.to_string(),
+            users: keep.len(),
+        });
+    };
+
+    // Always on, whatever the campaign says.
+    step(&mut keep, "consented", &|i| opt_in[i] == 1.0);
+    step(&mut keep, "not suppressed", &|i| suppressed[i] == 0.0);
+    step(&mut keep, "outside global control", &|i| {
+        !ctx.in_global_control(user[i])
+    });
+    let l = ctx.limits;
+    if l.max_messages > 0 {
+        // Tonight's message would be one more.
+        step(&mut keep, "under frequency cap", &|i| {
+            history.recent(user[i], ctx.run_day, l.cap_days).count() < l.max_messages
+        });
+    }
+    if d > 0.0 && l.discount_cooldown_days > 0 {
+        step(&mut keep, "outside discount cooldown", &|i| {
+            !history
+                .recent(user[i], ctx.run_day, l.discount_cooldown_days)
+                .any(|m| m.discounted)
+        });
+    }
+
+    // The campaign's eligibility rules, one funnel step each. A rule that is null for a user
+    // (a missing value) does not make the user eligible.
+    for rule in &campaign.eligibility {
+        let mask = frame
+            .clone()
+            .lazy()
+            .select([rule
+                .to_expr(&ctx.catalog, ctx.run_day)
+                .fill_null(lit(false))
+                .alias("eligible")])
+            .collect()?;
+        let pass: Vec<bool> = mask
+            .column("eligible")?
+            .bool()?
+            .iter()
+            .map(|v| v.unwrap_or(false))
+            .collect();
+        // A rule without names (`true`) is one value for everyone.
+        step(&mut keep, &rule.text, &|i| {
+            pass.get(i).or(pass.first()).copied().unwrap_or(false)
+        });
+    }
+
+    let affinity;
+    let key: &[f64] = match &campaign.kind {
+        CampaignKind::Drop { .. } => {
+            affinity = floats(frame, "affinity").map_err(|_| SegmentError::Selection {
+                campaign: campaign.id.clone(),
+                why: "a drop needs the affinity of each user to the dropped item".into(),
+            })?;
+            step(&mut keep, "affinity to the drop", &|i| affinity[i] > 0.0);
+            &affinity
+        }
+        CampaignKind::WeeklyDeal {
+            max_discount_share,
+            max_sensitivity,
+        } => {
+            // Missing share = no orders last year: not a deal hunter.
+            step(&mut keep, "not deal-conditioned", &|i| {
+                discount_share[i].is_nan() || discount_share[i] <= *max_discount_share
+            });
+            step(&mut keep, "discount sensitivity under threshold", &|i| {
+                sensitivity[i] <= *max_sensitivity
+            });
+            step(&mut keep, "positive expected profit", &|i| value[i] > 0.0);
+            // Under a budget the best value for the money comes first.
+            affinity = if campaign.offer.budget.is_some() {
+                (0..user.len())
+                    .map(|i| value[i] / cost[i].max(1e-12))
+                    .collect()
+            } else {
+                value.clone()
+            };
+            &affinity
+        }
+        CampaignKind::NewBuyer => {
+            step(&mut keep, "no purchase yet", &|i| orders[i] == 0.0);
+            &uplift
+        }
+        CampaignKind::Seasonal { min_uplift } => {
+            step(&mut keep, "uplift above floor", &|i| {
+                uplift[i] >= *min_uplift
+            });
+            &uplift
+        }
+    };
+
+    // Rank by the kind's key, then uplift, then user id, so equal scores order the same way on
+    // every run.
+    keep.sort_by(|&a, &b| {
+        key[b]
+            .total_cmp(&key[a])
+            .then(uplift[b].total_cmp(&uplift[a]))
+            .then(user[a].cmp(&user[b]))
+    });
+    let candidates = keep
+        .iter()
+        .map(|&i| Candidate {
+            user_id: user[i],
+            key: key[i],
+            uplift: uplift[i],
+            p_control: p_control[i],
+            value: value[i],
+            discount_cost: cost[i],
+        })
+        .collect();
+    Ok(Ranked { funnel, candidates })
+}
+
+/// A campaign filling up during arbitration.
+struct Filling<'a> {
+    campaign: &'a Campaign,
+    taken: Vec<Candidate>,
+    /// Expected discount cost of the treatment members so far, in currency units.
+    spent: f64,
+}
+
+impl Filling<'_> {
+    /// Expected discount cost of `c` in currency units: 0 for a holdout member, who is not
+    /// messaged.
+    fn cost(&self, c: &Candidate) -> f64 {
+        let o = &self.campaign.offer;
+        match arm(&self.campaign.salt, self.campaign.holdout, c.user_id) {
+            Arm::Treatment => c.discount_cost * o.average_price,
+            Arm::Holdout => 0.0,
+        }
+    }
+
+    /// Whether the campaign can still take `c`: room under `max_audience` and under the
+    /// offer's budget, if it has one.
+    fn accepts(&self, c: &Candidate) -> bool {
+        self.taken.len() < self.campaign.max_audience
+            && self
+                .campaign
+                .offer
+                .budget
+                .is_none_or(|budget| self.spent + self.cost(c) <= budget)
+    }
+
+    fn take(&mut self, c: Candidate) {
+        self.spent += self.cost(&c);
+        self.taken.push(c);
+    }
+}
+
+/// Builds the audiences of the night's campaigns, each from its own frame of scored users
+/// (see [`rank`] for the columns), with arbitration, caps and budgets across them. The
+/// audiences come back in the order of `campaigns`.
+pub fn select_night(
+    campaigns: &[(&Campaign, &DataFrame)],
+    ctx: &SelectionContext,
+    history: &History,
+) -> Result<Vec<Audience>> {
+    let ranked: Vec<Ranked> = campaigns
+        .iter()
+        .map(|(c, frame)| rank(c, frame, ctx, history))
+        .collect::<Result<_>>()?;
+    let mut filling: Vec<Filling> = campaigns
+        .iter()
+        .map(|(c, _)| Filling {
+            campaign: c,
+            taken: Vec::new(),
+            spent: 0.0,
+        })
+        .collect();
+    let mut claimed: HashSet<i64> = HashSet::new();
+    // (campaign index, position in its ranking) in the order campaigns get to pick.
+    let mut order: Vec<(usize, usize)> = ranked
+        .iter()
+        .enumerate()
+        .flat_map(|(k, r)| (0..r.candidates.len()).map(move |p| (k, p)))
+        .collect();
+    let by_priority = |a: usize, b: usize| {
+        let (ca, cb) = (campaigns[a].0, campaigns[b].0);
+        cb.priority.cmp(&ca.priority).then(ca.id.cmp(&cb.id))
+    };
+    match ctx.limits.arbitration {
+        Arbitration::Priority => {
+            order.sort_by(|&(a, pa), &(b, pb)| by_priority(a, b).then(pa.cmp(&pb)))
+        }
+        Arbitration::ExpectedValue => order.sort_by(|&(a, pa), &(b, pb)| {
+            let (va, vb) = (
+                ranked[a].candidates[pa].value,
+                ranked[b].candidates[pb].value,
+            );
+            vb.total_cmp(&va).then(by_priority(a, b)).then(pa.cmp(&pb))
+        }),
+    }
+    for (k, p) in order {
+        let c = ranked[k].candidates[p];
+        if claimed.contains(&c.user_id) || !filling[k].accepts(&c) {
+            continue;
+        }
+        claimed.insert(c.user_id);
+        filling[k].take(c);
+    }
+    let eligible: Vec<HashSet<i64>> = ranked
+        .iter()
+        .map(|r| r.candidates.iter().map(|c| c.user_id).collect())
+        .collect();
+    let overlap = |k: usize| -> Vec<(String, usize)> {
+        (0..campaigns.len())
+            .filter(|&j| j != k)
+            .map(|j| {
+                let (small, large) = if eligible[k].len() <= eligible[j].len() {
+                    (&eligible[k], &eligible[j])
+                } else {
+                    (&eligible[j], &eligible[k])
+                };
+                (
+                    campaigns[j].0.id.clone(),
+                    small.iter().filter(|u| large.contains(u)).count(),
+                )
+            })
+            .collect()
+    };
+    let audiences = ranked
+        .into_iter()
+        .zip(filling)
+        .enumerate()
+        .map(|(k, (r, f))| {
+            let mut funnel = r.funnel;
+            let mine: HashSet<i64> = f.taken.iter().map(|c| c.user_id).collect();
+            // Eligible users that another campaign took tonight.
+            let lost = r
+                .candidates
+                .iter()
+                .filter(|c| claimed.contains(&c.user_id) && !mine.contains(&c.user_id))
+                .count();
+            funnel.push(FunnelStep {
+                step: ARBITRATION_STEP.into(),
+                users: r.candidates.len() - lost,
+            });
+            // Members keep their campaign's own order.
+            let mut taken = f.taken;
+            let position: HashMap<i64, usize> = r
+                .candidates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.user_id, i))
+                .collect();
+            taken.sort_by_key(|c| position[&c.user_id]);
+            Audience {
+                campaign_id: f.campaign.id.clone(),
+                funnel,
+                members: taken
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, c)| Member {
+                        user_id: c.user_id,
+                        rank: pos + 1,
+                        arm: arm(&f.campaign.salt, f.campaign.holdout, c.user_id),
+                        score: c.key,
+                        uplift: c.uplift,
+                        p_control: c.p_control,
+                        expected_value: c.value,
+                        discount_cost: c.discount_cost,
+                    })
+                    .collect(),
+                overlap: overlap(k),
+            }
+        })
+        .collect();
+    Ok(audiences)
+}
+
+/// Builds one campaign's audience on its own (no other campaign tonight, no history).
+pub fn select(campaign: &Campaign, frame: &DataFrame, ctx: &SelectionContext) -> Result<Audience> {
+    let mut audiences = select_night(&[(campaign, frame)], ctx, &History::default())?;
+    Ok(audiences.remove(0))
+}

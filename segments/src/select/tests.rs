@@ -1,0 +1,390 @@
+//! Selection's tests: the always-on filters, each kind's ranking, caps, budgets, holdouts and
+//! arbitration, on generated users.
+
+use super::*;
+use crate::campaign::parse;
+use crate::rules::{Field, FieldKind};
+use crate::testgen::Gen;
+
+fn frame() -> DataFrame {
+    df! {
+        "user_id" => [1i64, 2, 3, 4, 5, 6],
+        "uplift" => [0.05, 0.20, -0.01, 0.10, 0.30, 0.15],
+        "p_control" => [0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+        "discount_uplift" => [0.40, 0.25, 0.02, 0.2, 0.3, 0.5],
+        "discount_sensitivity" => [0.2, 0.3, 0.1, 0.2, 0.2, 0.9],
+        "marketing_opt_in" => [1i64, 1, 1, 1, 0, 1],
+        "suppressed" => [0i64, 0, 0, 1, 0, 0],
+        "orders_total" => [0.0, 3.0, 0.0, 0.0, 0.0, 5.0],
+        "discount_share_orders_365d" => [None, Some(0.1), None, None, None, Some(0.9)],
+        "affinity" => [0.0, 2.0, 1.0, 3.0, 3.0, 1.0],
+    }
+    .unwrap()
+}
+
+fn catalog() -> Catalog {
+    let field = |name: &str, kind| Field {
+        name: name.into(),
+        kind,
+        column: name.into(),
+        description: String::new(),
+    };
+    Catalog {
+        fields: vec![
+            field("orders_total", FieldKind::Number),
+            field("uplift", FieldKind::Number),
+        ],
+    }
+}
+
+fn campaign_with(id: &str, kind: &str, priority: i32, extra: &str) -> Campaign {
+    let text = format!(
+        "format_version = 1\nid = \"{id}\"\nkind = \"{kind}\"\npriority = {priority}\n\
+         holdout = 0.0\nmax_audience = 10\n{extra}"
+    );
+    parse("c.toml", &text, &catalog()).unwrap()
+}
+
+fn campaign(kind: &str, extra: &str) -> Campaign {
+    campaign_with("c", kind, 0, extra)
+}
+
+fn ids(a: &Audience) -> Vec<i64> {
+    a.members.iter().map(|m| m.user_id).collect()
+}
+
+const RUN_DAY: i64 = 20_000;
+
+fn ctx(limits: Limits) -> SelectionContext {
+    SelectionContext {
+        global_control_share: 0.0,
+        global_control_salt: String::new(),
+        catalog: catalog(),
+        run_day: RUN_DAY,
+        limits,
+    }
+}
+
+fn no_control() -> SelectionContext {
+    ctx(Limits::default())
+}
+
+// Users 4 (suppressed) and 5 (no consent) are never selected, whatever the kind.
+#[test]
+fn weekly_deal_ranks_by_expected_profit_and_drops_deal_hunters() {
+    // 20% off at a 30% margin: value = discount_uplift × 0.1 − 0.1 × 0.2, so user 1:
+    // 0.02, user 2: 0.005, user 3: −0.018 (out); user 6 is a deal hunter (share 0.9).
+    let c = campaign("weekly_deal", "[offer]\ndiscount_pct = 20\n");
+    let a = select(&c, &frame(), &no_control()).unwrap();
+    assert_eq!(ids(&a), vec![1, 2]);
+    assert!((a.members[0].expected_value - 0.02).abs() < 1e-12);
+    // Expected discount given: (0.1 + 0.4) × 0.2 + (0.1 + 0.25) × 0.2 list prices.
+    assert!((a.expected_discount_cost() - 0.17).abs() < 1e-12);
+    assert_eq!(a.eligible(), 2);
+}
+
+#[test]
+fn weekly_deal_budget_is_never_exceeded() {
+    // Costs at an average price of 30: user 1 3.00, user 2 2.10.
+    let deal = |budget: f64| {
+        campaign(
+            "weekly_deal",
+            &format!("[offer]\ndiscount_pct = 20\nbudget = {budget}\n"),
+        )
+    };
+    assert_eq!(
+        ids(&select(&deal(4.0), &frame(), &no_control()).unwrap()),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&select(&deal(2.5), &frame(), &no_control()).unwrap()),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&select(&deal(5.2), &frame(), &no_control()).unwrap()),
+        vec![1, 2]
+    );
+    assert!(ids(&select(&deal(1.0), &frame(), &no_control()).unwrap()).is_empty());
+}
+
+#[test]
+fn new_buyer_keeps_users_without_orders() {
+    let a = select(&campaign("new_buyer", ""), &frame(), &no_control()).unwrap();
+    assert_eq!(ids(&a), vec![1, 3]);
+}
+
+#[test]
+fn drop_ranks_by_affinity_then_uplift() {
+    let a = select(
+        &campaign("drop", "[drop]\nitem_id = 7\n"),
+        &frame(),
+        &no_control(),
+    )
+    .unwrap();
+    assert_eq!(ids(&a), vec![2, 6, 3]);
+    assert_eq!(a.members[0].rank, 1);
+}
+
+#[test]
+fn seasonal_applies_the_floor_and_the_cap() {
+    let mut c = campaign("seasonal", "[seasonal]\nmin_uplift = 0.0\n");
+    c.max_audience = 2;
+    let a = select(&c, &frame(), &no_control()).unwrap();
+    assert_eq!(ids(&a), vec![2, 6]);
+    assert_eq!(
+        a.funnel.iter().map(|s| s.users).collect::<Vec<_>>(),
+        vec![6, 5, 4, 4, 3, 3]
+    );
+    assert_eq!(a.eligible(), 3);
+}
+
+#[test]
+fn eligibility_rules_are_funnel_steps() {
+    let c = campaign(
+        "seasonal",
+        "eligibility = [\"orders_total >= 1\", \"uplift < 0.2 or orders_total > 4\"]\n",
+    );
+    let a = select(&c, &frame(), &no_control()).unwrap();
+    // Consented, unsuppressed users 1, 2, 3, 6; with an order: 2, 6; then 2 (uplift
+    // 0.20) fails "uplift < 0.2" and has 3 orders, 6 has 5 orders.
+    assert_eq!(ids(&a), vec![6]);
+    let steps: Vec<(&str, usize)> = a
+        .funnel
+        .iter()
+        .map(|s| (s.step.as_str(), s.users))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("users", 6),
+            ("consented", 5),
+            ("not suppressed", 4),
+            ("outside global control", 4),
+            ("orders_total >= 1", 2),
+            ("uplift < 0.2 or orders_total > 4", 1),
+            ("uplift above floor", 1),
+            ("not taken by another campaign tonight", 1),
+        ]
+    );
+}
+
+#[test]
+fn arbitration_by_priority_or_by_expected_value() {
+    let welcome = campaign_with("welcome", "new_buyer", 25, "");
+    let sale = campaign_with("sale", "seasonal", 10, "[offer]\nmargin = 0.5\n");
+    let f = frame();
+    let night = |arbitration| {
+        let limits = Limits {
+            arbitration,
+            ..Limits::default()
+        };
+        let a = select_night(
+            &[(&sale, &f), (&welcome, &f)],
+            &ctx(limits),
+            &History::default(),
+        )
+        .unwrap();
+        (ids(&a[0]), ids(&a[1]), a[0].funnel.last().unwrap().users)
+    };
+    // The welcome campaign picks first and takes user 1 from the sale.
+    assert_eq!(night(Arbitration::Priority), (vec![2, 6], vec![1, 3], 2));
+    let limits = Limits::default();
+    let a = select_night(
+        &[(&sale, &f), (&welcome, &f)],
+        &ctx(limits),
+        &History::default(),
+    )
+    .unwrap();
+    // Both wanted user 1.
+    assert_eq!(a[0].overlap, vec![("welcome".to_string(), 1)]);
+    assert_eq!(a[1].overlap, vec![("sale".to_string(), 1)]);
+    // User 1 is worth 0.05 × 0.5 = 0.025 to the sale and 0.05 × 0.3 = 0.015 to the
+    // welcome campaign: the sale gets them.
+    assert_eq!(
+        night(Arbitration::ExpectedValue),
+        (vec![2, 6, 1], vec![3], 3)
+    );
+}
+
+#[test]
+fn frequency_cap_and_discount_cooldown_read_the_history() {
+    let mut history = History::default();
+    let past = |days_ago: i64, discounted: bool| PastMessage {
+        day: RUN_DAY - days_ago,
+        discounted,
+    };
+    history.by_user.insert(2, vec![past(3, false)]);
+    history.by_user.insert(6, vec![past(7, false)]);
+    history.by_user.insert(1, vec![past(10, true)]);
+    let capped = ctx(Limits {
+        max_messages: 1,
+        cap_days: 7,
+        discount_cooldown_days: 14,
+        arbitration: Arbitration::Priority,
+    });
+    // User 2 had a message 3 days ago; user 6's was 7 days ago, outside the window.
+    let sale = campaign("seasonal", "");
+    let a = &select_night(&[(&sale, &frame())], &capped, &history).unwrap()[0];
+    assert_eq!(ids(a), vec![6, 1]);
+    // User 1 had a discount 10 days ago: no discount for 14 days.
+    let deal = campaign("weekly_deal", "[offer]\ndiscount_pct = 20\n");
+    let a = &select_night(&[(&deal, &frame())], &capped, &history).unwrap()[0];
+    assert!(ids(a).is_empty(), "{:?}", ids(a));
+    assert!(a
+        .funnel
+        .iter()
+        .any(|s| s.step == "outside discount cooldown"));
+    // A message without a discount ignores the cooldown.
+    let welcome = campaign("new_buyer", "");
+    let a = &select_night(&[(&welcome, &frame())], &capped, &history).unwrap()[0];
+    assert_eq!(ids(a), vec![1, 3]);
+}
+
+#[test]
+fn global_control_users_are_never_selected() {
+    let ctx = SelectionContext {
+        global_control_share: 1.0,
+        global_control_salt: "g".into(),
+        ..no_control()
+    };
+    let a = select(&campaign("new_buyer", ""), &frame(), &ctx).unwrap();
+    assert!(a.members.is_empty());
+}
+
+fn random_frame(g: &mut Gen, n: usize) -> DataFrame {
+    let mut col =
+        |f: &mut dyn FnMut(&mut Gen) -> f64| -> Vec<f64> { (0..n).map(|_| f(g)).collect() };
+    let uplift = col(&mut |g| g.unit() * 0.3 - 0.1);
+    let p_control = col(&mut |g| g.unit() * 0.3);
+    let du = col(&mut |g| g.unit() * 0.4 - 0.1);
+    let sens = col(&mut |g| g.unit());
+    let opt_in = col(&mut |g| f64::from(u8::from(g.unit() < 0.85)));
+    let suppressed = col(&mut |g| f64::from(u8::from(g.unit() < 0.1)));
+    let orders = col(&mut |g| g.below(4) as f64);
+    let share: Vec<Option<f64>> = orders
+        .iter()
+        .map(|&o| (o > 0.0).then(|| (o * 0.37) % 1.0))
+        .collect();
+    let affinity = col(&mut |g| g.below(3) as f64);
+    df! {
+        "user_id" => (1..=n as i64).collect::<Vec<_>>(),
+        "uplift" => uplift,
+        "p_control" => p_control,
+        "discount_uplift" => du,
+        "discount_sensitivity" => sens,
+        "marketing_opt_in" => opt_in,
+        "suppressed" => suppressed,
+        "orders_total" => orders,
+        "discount_share_orders_365d" => share,
+        "affinity" => affinity,
+    }
+    .unwrap()
+}
+
+fn random_campaigns(g: &mut Gen) -> Vec<Campaign> {
+    let kinds = [
+        ("drop", "[drop]\nitem_id = 1\n"),
+        ("weekly_deal", "[offer]\ndiscount_pct = 25\n"),
+        ("new_buyer", "[offer]\ndiscount_pct = 10\n"),
+        ("seasonal", "[seasonal]\nmin_uplift = -0.05\n"),
+    ];
+    (0..1 + g.below(4))
+        .map(|k| {
+            let (kind, extra) = kinds[g.below(4) as usize];
+            let mut extra = extra.to_string();
+            // The offer table comes last in `extra`: a budget joins it.
+            if extra.contains("discount_pct") && g.below(2) == 0 {
+                extra.push_str(&format!("budget = {}\n", g.below(30)));
+            }
+            let mut c = campaign_with(&format!("c{k}"), kind, g.below(3) as i32, &extra);
+            c.holdout = [0.0, 0.1, 0.5][g.below(3) as usize];
+            c.max_audience = 1 + g.below(60) as usize;
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn always_on_rules_caps_cooldowns_and_budgets_hold_over_30_nights() {
+    let mut g = Gen(0x2545_F491_4F6C_DD1D);
+    for trial in 0..25 {
+        let n = 150;
+        let limits = Limits {
+            max_messages: 1 + g.below(3) as usize,
+            cap_days: 3 + g.below(6) as i64,
+            discount_cooldown_days: g.below(10) as i64,
+            arbitration: if g.below(2) == 0 {
+                Arbitration::Priority
+            } else {
+                Arbitration::ExpectedValue
+            },
+        };
+        let campaigns = random_campaigns(&mut g);
+        let mut history = History::default();
+        // Every message sent, by user: (night, discounted).
+        let mut sent: HashMap<i64, Vec<(i64, bool)>> = HashMap::new();
+        for night in 0..30 {
+            let f = random_frame(&mut g, n);
+            let c = SelectionContext {
+                run_day: RUN_DAY + night,
+                global_control_share: 0.05,
+                global_control_salt: "g".into(),
+                ..ctx(limits)
+            };
+            let pairs: Vec<(&Campaign, &DataFrame)> = campaigns.iter().map(|c| (c, &f)).collect();
+            let audiences = select_night(&pairs, &c, &history).unwrap();
+            let opt_in = floats(&f, "marketing_opt_in").unwrap();
+            let suppressed = floats(&f, "suppressed").unwrap();
+            let mut tonight = HashSet::new();
+            for (camp, a) in campaigns.iter().zip(&audiences) {
+                assert!(a.members.len() <= camp.max_audience);
+                for m in &a.members {
+                    let i = (m.user_id - 1) as usize;
+                    assert_eq!(opt_in[i], 1.0, "trial {trial}: consent");
+                    assert_eq!(suppressed[i], 0.0, "trial {trial}: suppression");
+                    assert!(!c.in_global_control(m.user_id), "global control");
+                    assert!(tonight.insert(m.user_id), "one campaign a night");
+                    // The arm is the campaign's hash, so a holdout user is never treated.
+                    assert_eq!(m.arm, arm(&camp.salt, camp.holdout, m.user_id));
+                    let discounted = camp.offer.discount_pct > 0.0;
+                    // Both arms go to the history, as the ledger records them.
+                    history
+                        .by_user
+                        .entry(m.user_id)
+                        .or_default()
+                        .push(PastMessage {
+                            day: RUN_DAY + night,
+                            discounted,
+                        });
+                    if m.arm == Arm::Treatment {
+                        sent.entry(m.user_id).or_default().push((night, discounted));
+                    }
+                }
+                if let Some(budget) = camp.offer.budget {
+                    let spent = a.expected_discount_cost() * camp.offer.average_price;
+                    assert!(spent <= budget + 1e-9, "budget {budget} spent {spent}");
+                }
+            }
+        }
+        for (user, msgs) in &sent {
+            for &(night, discounted) in msgs {
+                // Messages in the cap window ending at this one, this one included.
+                let in_window = msgs
+                    .iter()
+                    .filter(|(d, _)| *d <= night && *d > night - limits.cap_days)
+                    .count();
+                assert!(
+                    in_window <= limits.max_messages,
+                    "trial {trial}: user {user} got {in_window} messages in {} days",
+                    limits.cap_days
+                );
+                if discounted && limits.discount_cooldown_days > 0 {
+                    let earlier = msgs.iter().any(|&(d, disc)| {
+                        disc && d < night && d > night - limits.discount_cooldown_days
+                    });
+                    assert!(!earlier, "trial {trial}: user {user} discount in cooldown");
+                }
+            }
+        }
+    }
+}
