@@ -1,11 +1,9 @@
 //! Bad input: one clear line naming the file, field or URL (never a password), a non-zero exit,
 //! and nothing published.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn assert_one_line_error(out: &std::process::Output, must_contain: &[&str]) -> String {
     assert!(
@@ -46,8 +44,8 @@ fn missing_config_file() {
 
 #[test]
 fn invalid_config_file_is_located() {
-    let dir = tempdir("badconfig");
-    let file = dir.join("targeting.toml");
+    let world = TestEnv::sqlite("badconfig");
+    let file = world.dir.join("targeting.toml");
     std::fs::write(&file, "[export]\ndestinaton = \"file:///tmp/x\"\n").unwrap();
     let out = targeting(&["--config", file.to_str().unwrap(), "run"]);
     assert_one_line_error(&out, &[&format!("{}:2:1", file.display()), "destinaton"]);
@@ -66,18 +64,8 @@ fn unreachable_database_names_the_url_without_password() {
 
 #[test]
 fn unknown_campaign() {
-    let dir = tempdir("unknown");
-    let out = targeting(&[
-        "demo",
-        "--users",
-        "2000",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--date",
-        DATE,
-        "--campaign",
-        "no-such-campaign",
-    ]);
+    let world = TestEnv::sqlite("unknown");
+    let out = world.demo("2000", &["--campaign", "no-such-campaign"]);
     assert_one_line_error(
         &out,
         &["unknown campaign \"no-such-campaign\"", "weekly-deal"],
@@ -86,27 +74,16 @@ fn unknown_campaign() {
 
 #[test]
 fn unwritable_export_destination_publishes_nothing() {
-    let dir = tempdir("unwritable");
+    let world = TestEnv::sqlite("unwritable");
     // A regular file where the export folder should be: no folder can be created under it.
-    let blocker = dir.join("blocker");
+    let blocker = world.dir.join("blocker");
     std::fs::write(&blocker, "not a folder").unwrap();
     let dest = format!("file://{}/exports", blocker.display());
-    let out = targeting(&[
-        "demo",
-        "--users",
-        "3000",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--date",
-        DATE,
-        "--exports",
-        &dest,
-    ]);
+    let out = world.demo("3000", &["--exports", &dest]);
     assert_one_line_error(&out, &["4 of 4 campaigns failed", &dest]);
-    assert!(no_success_marker(&dir));
-    let url = format!("sqlite://{}/source.db", dir.display());
+    assert!(no_success_marker(&world.dir));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let ledger = rt.block_on(ledger(&url));
+    let ledger = rt.block_on(ledger(&world.db));
     assert_eq!(ledger.len(), 4);
     assert!(
         ledger

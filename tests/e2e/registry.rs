@@ -2,32 +2,20 @@
 //! them, a nightly `run` scores with `current`, and a model whose features do not match is
 //! refused with nothing published.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
-    let dir = tempdir("registry");
-    let d = dir.display().to_string();
-    assert_ok(&targeting(&[
-        "demo",
-        "--users",
-        "20000",
-        "--dir",
-        &d,
-        "--date",
-        DATE,
-        "--threads",
-        "2",
-    ]));
+    let world = TestEnv::sqlite("registry");
+    let (dir, d) = (&world.dir, world.path());
+    assert_ok(&world.demo("20000", &[]));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
     let demo_version = summary["model"]["version"].as_str().unwrap().to_string();
 
     let store = format!("{d}/models");
     let env = [("TARGETING__MODELS__STORE", store.as_str())];
-    let db = format!("sqlite://{d}/source.db");
+    let db = world.db.clone();
     let exports = format!("file://{d}/exports");
     let run = [
         "run",
@@ -49,7 +37,7 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
         table.contains(&format!("{demo_version} (")) && table.contains("from the store"),
         "{table}"
     );
-    let runs = run_folders(&dir.join("exports"), "weekly-deal", DATE);
+    let runs = run_folders(&world.exports(), "weekly-deal", DATE);
     assert_eq!(runs.len(), 2);
     assert_eq!(
         read_export(&runs[0]).part_hashes,
@@ -155,9 +143,8 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
         "{err}"
     );
     assert_eq!(
-        run_folders(&dir.join("exports"), "weekly-deal", DATE).len(),
+        run_folders(&world.exports(), "weekly-deal", DATE).len(),
         2,
         "nothing new published"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

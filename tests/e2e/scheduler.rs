@@ -3,15 +3,13 @@
 //! SIGTERM in the middle of a run leaves no complete export and an `aborted` ledger row, and the
 //! next start catches the run up; `/metrics` agrees with the ledger.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const USERS: &str = "20000";
 
@@ -41,7 +39,6 @@ fn campaigns(dir: &Path, cron_a: &str, cron_b: &str) -> PathBuf {
 /// A demo source in `db`, with models trained into `dir/models`.
 fn demo_source(dir: &Path, db: &str) {
     let args = demo_args(USERS, dir, db);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let campaigns = dir.join("campaigns").display().to_string();
     let out = targeting_env(
         &args,
@@ -194,10 +191,10 @@ fn runs_total(metrics: &str) -> BTreeMap<(String, String), u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_runs_campaigns_on_schedule_and_its_metrics_match_the_ledger() {
-    let dir = tempdir("daemon");
-    campaigns(&dir, "*/2 * * * * *", "*/3 * * * * *");
-    let db = fresh_postgres_db("daemon").await;
-    demo_source(&dir, &db);
+    let world = TestEnv::postgres("daemon").await;
+    campaigns(&world.dir, "*/2 * * * * *", "*/3 * * * * *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     let daemon = Daemon::start(&dir, &db, "daemon", &dir.join("models"), &[]);
     let health = daemon.get("/healthz");
     assert!(
@@ -236,7 +233,6 @@ async fn the_daemon_runs_campaigns_on_schedule_and_its_metrics_match_the_ledger(
             "{metrics}"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Two daemons on one database and one schedule: each campaign runs once for the date.
@@ -274,33 +270,31 @@ async fn check_two_daemons(dir: &Path, db: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_on_postgres_run_each_campaign_once_per_date() {
-    let dir = tempdir("two-daemons");
-    campaigns(&dir, "*/2 * * * * *", "*/2 * * * * *");
-    let db = fresh_postgres_db("two_daemons").await;
-    demo_source(&dir, &db);
+    let world = TestEnv::postgres("two-daemons").await;
+    campaigns(&world.dir, "*/2 * * * * *", "*/2 * * * * *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     check_two_daemons(&dir, &db).await;
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The same with SQLite leases instead of advisory locks.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_on_sqlite_run_each_campaign_once_per_date() {
-    let dir = tempdir("two-daemons-sqlite");
-    campaigns(&dir, "*/2 * * * * *", "*/2 * * * * *");
-    let db = format!("sqlite://{}/source.db", dir.display());
-    demo_source(&dir, &db);
+    let world = TestEnv::sqlite("two-daemons-sqlite");
+    campaigns(&world.dir, "*/2 * * * * *", "*/2 * * * * *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     check_two_daemons(&dir, &db).await;
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The object store is unreachable: each campaign is tried `attempts` times, every attempt a
 /// failed ledger row with the error, and `/metrics` counts them.
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_failures_are_retried_then_recorded_failed() {
-    let dir = tempdir("daemon-retries");
-    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
-    let db = fresh_postgres_db("daemon_retries").await;
-    demo_source(&dir, &db);
+    let world = TestEnv::postgres("daemon-retries").await;
+    campaigns(&world.dir, "0 0 0 * * *", "0 0 0 * * *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     let daemon = Daemon::start(
         &dir,
         &db,
@@ -350,16 +344,15 @@ async fn transient_failures_are_retried_then_recorded_failed() {
             "{metrics}"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_run_aborts_it_and_the_next_start_completes_it() {
-    let dir = tempdir("sigterm");
+    let world = TestEnv::postgres("sigterm").await;
     // Daily at midnight UTC: only the catch-up at start runs today's firing.
-    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
-    let db = fresh_postgres_db("sigterm").await;
-    demo_source(&dir, &db);
+    campaigns(&world.dir, "0 0 0 * * *", "0 0 0 * * *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     // An empty model store: the first run trains for several seconds, time to stop it.
     let models = dir.join("fresh-models");
     let daemon = Daemon::start(
@@ -412,7 +405,6 @@ async fn sigterm_mid_run_aborts_it_and_the_next_start_completes_it() {
         assert_eq!(complete.len(), 1, "{campaign}: {runs:?}");
         read_export(complete[0]);
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A daemon killed mid-run (SIGKILL: no cleanup): the next one takes over once the lock is
@@ -453,33 +445,31 @@ async fn check_crash_takeover(dir: &Path, db: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_daemons_run_is_aborted_and_taken_over_on_postgres() {
-    let dir = tempdir("crash-pg");
-    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
-    let db = fresh_postgres_db("crash").await;
-    demo_source(&dir, &db);
+    let world = TestEnv::postgres("crash-pg").await;
+    campaigns(&world.dir, "0 0 0 * * *", "0 0 0 * * *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     check_crash_takeover(&dir, &db).await;
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_daemons_lease_expires_and_its_run_is_taken_over_on_sqlite() {
-    let dir = tempdir("crash-sqlite");
-    campaigns(&dir, "0 0 0 * * *", "0 0 0 * * *");
-    let db = format!("sqlite://{}/source.db", dir.display());
-    demo_source(&dir, &db);
+    let world = TestEnv::sqlite("crash-sqlite");
+    campaigns(&world.dir, "0 0 0 * * *", "0 0 0 * * *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     check_crash_takeover(&dir, &db).await;
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The models retrain on the settings' schedule, once a day however often it fires; no
 /// campaign runs when none is due.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_retrains_on_its_schedule_once_a_day() {
-    let dir = tempdir("retrain");
+    let world = TestEnv::postgres("retrain").await;
     // January 1st only, and no catch-up: no campaign runs.
-    campaigns(&dir, "0 0 0 1 1 *", "0 0 0 1 1 *");
-    let db = fresh_postgres_db("retrain").await;
-    demo_source(&dir, &db);
+    campaigns(&world.dir, "0 0 0 1 1 *", "0 0 0 1 1 *");
+    demo_source(&world.dir, &world.db);
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     let models = dir.join("retrained");
     let daemon = Daemon::start(
         &dir,
@@ -514,5 +504,4 @@ async fn the_daemon_retrains_on_its_schedule_once_a_day() {
         rows_of(&db, &today()).await.is_empty(),
         "no campaign was due"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -4,13 +4,11 @@
 //! the files, byte-identical parts on a re-run, `runs list`, wrong credentials, and a server
 //! that stops in the middle of a run.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use common::s3::{self, Relay};
-use common::*;
+use crate::common::s3::{self, Relay};
+use crate::common::*;
 
 const USERS: &str = "30000";
 
@@ -110,7 +108,6 @@ fn env_for(dir: &Path) -> Vec<(String, String)> {
 /// Runs the binary on a blocking thread, so that a relay on this runtime keeps serving.
 async fn run(args: Vec<String>, env: Vec<(String, String)>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         targeting_env(&args, &env)
     })
@@ -122,17 +119,17 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// Generates the demo source in a new PostgreSQL database and trains the models (publishing
-/// to a local folder); returns the database URL.
-async fn demo_source(dir: &Path, name: &str) -> String {
-    let url = fresh_postgres_db(name).await;
-    let mut args = demo_args(USERS, dir, &url);
+/// A world with the demo source in a new PostgreSQL database and the models trained
+/// (publishing to a local folder).
+async fn demo_source(name: &str) -> TestEnv {
+    let world = TestEnv::postgres(name).await;
+    let mut args = world.demo_args(USERS);
     args.extend([
         "--exports".into(),
-        format!("file://{}", dir.join("local").display()),
+        format!("file://{}", world.dir.join("local").display()),
     ]);
-    assert_ok(&run(args, env_for(dir)).await);
-    url
+    assert_ok(&run(args, env_for(&world.dir)).await);
+    world
 }
 
 /// `targeting run` for the test date against the generated source: every campaign (they have
@@ -176,8 +173,8 @@ async fn run_prefixes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_to_s3_verifiably_and_repeatably() {
-    let dir = tempdir("s3-publish");
-    let db = demo_source(&dir, "s3_publish").await;
+    let world = demo_source("s3-publish").await;
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     let client = s3::default_client();
     // Unique per test process: the server may outlive one run of the tests.
     let bucket = &format!("targeting-publish-{}", std::process::id());
@@ -313,7 +310,6 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
         lines[0].contains(&format!("s3://{bucket}/{}", newest.trim_end_matches('/'))),
         "{text}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,8 +324,8 @@ async fn wrong_credentials_publish_nothing() {
             "run the tests with `bash scripts/test.sh`: it starts a server that checks signatures"
         );
     };
-    let dir = tempdir("s3-auth");
-    let db = demo_source(&dir, "s3_auth").await;
+    let world = demo_source("s3-auth").await;
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     // Unique per test process: the server may outlive one run of the tests.
     let root = format!("exports-{}", std::process::id());
     let exports = format!("s3://{bucket}/{root}");
@@ -338,7 +334,7 @@ async fn wrong_credentials_publish_nothing() {
     env.push(("AWS_ACCESS_KEY_ID".into(), key.clone()));
     let mut wrong = env.clone();
     wrong.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret-key".into()));
-    let before = ledger(&db).await.len();
+    let before = ledger(&db).await;
 
     let out = run(run_args(&db, &exports), wrong).await;
     assert!(!out.status.success());
@@ -356,9 +352,9 @@ async fn wrong_credentials_publish_nothing() {
         s3::list(&client, &bucket, &root).await.is_empty(),
         "nothing is published"
     );
-    let rows = ledger(&db).await;
-    assert_eq!(rows.len(), before + 3);
-    for r in &rows[before..] {
+    let rows = ledger_since(&db, &before).await;
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
         assert_eq!(r.status, "failed", "{r:?}");
         assert!(r
             .error
@@ -377,13 +373,12 @@ async fn wrong_credentials_publish_nothing() {
         assert_eq!(runs.len(), 1, "{campaign}");
         s3::read_s3_export(&client, &bucket, &runs[0]).await;
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishes() {
-    let dir = tempdir("s3-outage");
-    let db = demo_source(&dir, "s3_outage").await;
+    let world = demo_source("s3-outage").await;
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     let client = s3::default_client();
     let bucket = &format!("targeting-outage-{}", std::process::id());
     s3::create_bucket(&client, bucket).await;
@@ -393,7 +388,7 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
     let exports = format!("s3://{bucket}/exports");
     let mut env = env_for(&dir);
     env.push(("AWS_ENDPOINT_URL".into(), relay.endpoint()));
-    let before = ledger(&db).await.len();
+    let before = ledger(&db).await;
 
     let out = run(run_args(&db, &exports), env.clone()).await;
     assert!(relay.tripped.load(std::sync::atomic::Ordering::SeqCst));
@@ -404,11 +399,8 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
         "{err}"
     );
     assert!(err.contains("gave up after 5 attempts"), "{err}");
-    let rows = ledger(&db).await;
-    let big = rows[before..]
-        .iter()
-        .find(|r| r.campaign_id == "big-list")
-        .unwrap();
+    let rows = ledger_since(&db, &before).await;
+    let big = rows.iter().find(|r| r.campaign_id == "big-list").unwrap();
     assert_eq!(big.status, "failed", "{big:?}");
     assert!(
         big.error.as_deref().unwrap().contains("cannot be reached"),
@@ -416,7 +408,7 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
     );
     // Whatever else happened, no run folder of that run is complete.
     for campaign in CAMPAIGNS {
-        let status = &rows[before..]
+        let status = &rows
             .iter()
             .find(|r| r.campaign_id == campaign)
             .unwrap()
@@ -450,13 +442,12 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
         );
         s3::read_s3_export(&client, bucket, newest).await;
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_are_stored_in_s3_and_a_run_scores_from_there() {
-    let dir = tempdir("s3-models");
-    let db = demo_source(&dir, "s3_models").await;
+    let world = demo_source("s3-models").await;
+    let (dir, db) = (world.dir.clone(), world.db.clone());
     let client = s3::default_client();
     let bucket = &format!("targeting-models-{}", std::process::id());
     s3::create_bucket(&client, bucket).await;
@@ -521,5 +512,4 @@ async fn models_are_stored_in_s3_and_a_run_scores_from_there() {
         table.contains(&format!("{version} (")) && table.contains("from the store"),
         "{table}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,21 +1,16 @@
-//! `targeting evaluate` on the real uplift samples in `../shared/eval_data`: every learner on the
+//! `targeting evaluate` on the real uplift samples in `tests/fixtures/uplift`: every learner on the
 //! Lenta sample, a reproducible split, and clear errors for bad columns and data.
-
-mod common;
 
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 
+/// A sample of `tests/fixtures/uplift` (see its README for where each comes from).
 fn eval_data(file: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/eval_data")
+        .join("tests/fixtures/uplift")
         .join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: the tests need ../shared beside the clone",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing", p.display());
     p.display().to_string()
 }
 

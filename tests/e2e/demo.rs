@@ -2,29 +2,14 @@
 //! match their parts, consent and suppressions, holdout shares, the ledger and assignments, the
 //! model's Qini, and identical rows on a re-run for the same date.
 
-mod common;
-
-use std::path::Path;
-
-use common::*;
+use crate::common::*;
 
 const USERS: &str = "30000";
 
 /// Runs the demo twice for the same date and checks everything the foundation promises.
-async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
-    let dir_s = dir.display().to_string();
-    let mut args = vec![
-        "demo",
-        "--users",
-        USERS,
-        "--dir",
-        &dir_s,
-        "--date",
-        DATE,
-        "--threads",
-        "2",
-    ];
-    args.extend_from_slice(extra);
+async fn check_demo(env: &TestEnv) {
+    let (dir, db_url) = (&env.dir, env.db.as_str());
+    let args = env.demo_args(USERS);
     let first = targeting(&args);
     assert_ok(&first);
     let table = String::from_utf8_lossy(&first.stdout).into_owned();
@@ -61,7 +46,7 @@ async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
     );
     let holdouts = configured_holdouts();
     let ledger = ledger(db_url).await;
-    let exports = dir.join("exports");
+    let exports = env.exports();
     assert_eq!(holdouts.len(), 4);
     for (campaign, share) in &holdouts {
         let runs = run_folders(&exports, campaign, DATE);
@@ -157,7 +142,7 @@ async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
     }
     assert_eq!(previewed, 4, "{text}");
     assert_eq!(
-        common::ledger(db_url).await.len(),
+        crate::common::ledger(db_url).await.len(),
         8,
         "a dry run records nothing"
     );
@@ -173,16 +158,10 @@ async fn check_demo(dir: &Path, db_url: &str, extra: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_on_sqlite() {
-    let dir = tempdir("sqlite");
-    let url = format!("sqlite://{}/source.db", dir.display());
-    check_demo(&dir, &url, &[]).await;
-    std::fs::remove_dir_all(&dir).ok();
+    check_demo(&TestEnv::sqlite("demo-sqlite")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_on_postgres() {
-    let dir = tempdir("postgres");
-    let url = fresh_postgres_db("demo").await;
-    check_demo(&dir, &url, &["--database-url", &url]).await;
-    std::fs::remove_dir_all(&dir).ok();
+    check_demo(&TestEnv::postgres("demo-postgres").await).await;
 }

@@ -1,10 +1,10 @@
 //! Helpers for the end-to-end tests: run the real `targeting` binary, read back what it
 //! published, and query the databases it wrote.
-#![allow(dead_code)]
 
 pub mod s3;
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,7 +17,7 @@ use sqlx::Row;
 pub const DATE: &str = "2026-11-20";
 
 /// A fresh folder under the system temp dir.
-pub fn tempdir(name: &str) -> PathBuf {
+fn tempdir(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "targeting-{name}-{}-{}",
@@ -27,6 +27,62 @@ pub fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// One test's world: a folder of its own (removed when the test passes, kept to look at when it
+/// fails) holding the exports and the model store, and the source and state database (SQLite in
+/// the folder, or a fresh database on the PostgreSQL server of `DATABASE_URL`).
+#[derive(Debug)]
+pub struct TestEnv {
+    pub dir: PathBuf,
+    /// The source database URL; the state lives there too.
+    pub db: String,
+}
+
+impl TestEnv {
+    /// A folder with a SQLite source at `source.db`.
+    pub fn sqlite(name: &str) -> Self {
+        let dir = tempdir(name);
+        let db = format!("sqlite://{}/source.db", dir.display());
+        TestEnv { dir, db }
+    }
+
+    /// A folder and a new, empty PostgreSQL database.
+    pub async fn postgres(name: &str) -> Self {
+        let dir = tempdir(name);
+        let db = fresh_postgres_db(&name.replace('-', "_")).await;
+        TestEnv { dir, db }
+    }
+
+    /// The folder as a string, for arguments.
+    pub fn path(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// Where `targeting demo` publishes: `<dir>/exports`.
+    pub fn exports(&self) -> PathBuf {
+        self.dir.join("exports")
+    }
+
+    /// The arguments of `targeting demo` on `users` users in this world.
+    pub fn demo_args(&self, users: &str) -> Vec<String> {
+        demo_args(users, &self.dir, &self.db)
+    }
+
+    /// Runs `targeting demo` on `users` users in this world, with extra arguments.
+    pub fn demo(&self, users: &str, extra: &[&str]) -> Output {
+        let mut args = self.demo_args(users);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        targeting(&args)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 /// `targeting demo` on `users` users into `dir` (models in `dir/models`, exports in
@@ -52,12 +108,12 @@ pub fn demo_args(users: &str, dir: &Path, db: &str) -> Vec<String> {
 
 /// Runs the binary from the repository root (where `config/` is), without inherited
 /// `TARGETING__*` overrides.
-pub fn targeting(args: &[&str]) -> Output {
+pub fn targeting<S: AsRef<OsStr>>(args: &[S]) -> Output {
     targeting_env(args, &[])
 }
 
 /// Runs the binary with extra environment variables (e.g. `TARGETING__MODELS__STORE`).
-pub fn targeting_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn targeting_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_targeting"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
     for (k, _) in std::env::vars() {
@@ -102,7 +158,6 @@ pub fn configured_holdouts() -> BTreeMap<String, f64> {
 /// One published run folder of a campaign, read back and verified against its manifest.
 #[derive(Debug)]
 pub struct Export {
-    pub dir: PathBuf,
     pub manifest: serde_json::Value,
     /// `external_id` of every row, in file order.
     pub ids: Vec<i64>,
@@ -184,7 +239,6 @@ pub fn read_export(dir: &Path) -> Export {
         dir.display()
     );
     Export {
-        dir: dir.to_path_buf(),
         manifest,
         ids,
         part_hashes,
@@ -232,6 +286,7 @@ pub async fn emails(url: &str) -> std::collections::HashMap<i64, Option<String>>
 /// A ledger row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerRow {
+    pub run_id: String,
     pub campaign_id: String,
     pub run_date: String,
     pub status: String,
@@ -244,14 +299,15 @@ pub struct LedgerRow {
 pub async fn ledger(url: &str) -> Vec<LedgerRow> {
     let pool = pool(url).await;
     sqlx::query(
-        "SELECT campaign_id, status, audience_size, holdout_size, export_uri, error, run_date \
-         FROM targeting_runs ORDER BY started_at, run_id, campaign_id",
+        "SELECT campaign_id, status, audience_size, holdout_size, export_uri, error, run_date, \
+         run_id FROM targeting_runs ORDER BY started_at, run_id, campaign_id",
     )
     .fetch_all(&pool)
     .await
     .unwrap()
     .iter()
     .map(|r| LedgerRow {
+        run_id: r.get(7),
         campaign_id: r.get(0),
         run_date: r.get(6),
         status: r.get(1),
@@ -261,6 +317,14 @@ pub async fn ledger(url: &str) -> Vec<LedgerRow> {
         error: r.get(5),
     })
     .collect()
+}
+
+/// The ledger rows that are not in `before`: those of the runs since. (Rows started in the same
+/// second are in no particular order, so an index into the ledger cannot tell them apart.)
+pub async fn ledger_since(url: &str, before: &[LedgerRow]) -> Vec<LedgerRow> {
+    let mut rows = ledger(url).await;
+    rows.retain(|r| !before.contains(r));
+    rows
 }
 
 /// Users recorded for a run and campaign in one arm.

@@ -1,9 +1,7 @@
 //! `targeting validate` on campaign files: the shipped examples pass, and each broken file gets
 //! its own clear error with its location, all reported in one run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn example_campaigns_are_valid() {
