@@ -16,12 +16,13 @@
 // The S3 SDK's futures nest deeply inside the command's async block.
 #![recursion_limit = "256"]
 
+// Only the command line is for the binary; everything else is this crate's own.
 pub mod cli;
-pub mod config;
-pub mod daemon;
-pub mod pipeline;
-pub mod redact;
-pub mod state;
-pub mod store;
-pub mod tools;
-pub mod training;
+mod config;
+mod daemon;
+mod pipeline;
+mod redact;
+mod state;
+mod store;
+mod tools;
+mod training;

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // The one place a failure is reported: one line, secrets already redacted; broken
             // campaign files get one line per problem (plus a rule and its caret).
-            match e.downcast_ref::<jobs::config::campaigns::CampaignProblems>() {
+            match e.downcast_ref::<jobs::cli::CampaignProblems>() {
                 Some(p) => {
                     eprintln!("error: {} problem(s) in campaign files:\n{p}", p.0.len());
                 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use models::{ModelName, RunDate};
 
+pub use crate::config::campaigns::CampaignProblems;
 use crate::config::{self, Overrides};
 use commands::{list_models, list_runs, run_demo, run_job, run_train, validate};
 use telemetry::LogFormat;

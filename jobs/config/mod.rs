@@ -25,7 +25,7 @@ use file::{
 
 use crate::redact::redact;
 use crate::state::db::Db;
-use crate::store::{Location, ObjectStore, StoreOptions};
+use crate::store::{Location, ObjectStore, StoreOptions, MIN_PART_BYTES};
 
 /// Prefix of the environment variables that override settings, e.g.
 /// `TARGETING__SOURCE__DATABASE_URL`.
@@ -332,8 +332,10 @@ impl S3Section {
     fn validate(self, export: &ExportSection) -> Result<StoreOptions> {
         let defaults = StoreOptions::default();
         let upload_mb = export.upload_part_mb.unwrap_or(defaults.part_bytes / MB);
-        if !(5..=512).contains(&upload_mb) {
-            bail!("export.upload_part_mb must be between 5 and 512, got {upload_mb}");
+        // S3 refuses parts smaller than its minimum (except an upload's last).
+        let min_mb = MIN_PART_BYTES / MB;
+        if !(min_mb..=512).contains(&upload_mb) {
+            bail!("export.upload_part_mb must be between {min_mb} and 512, got {upload_mb}");
         }
         let attempts = export.attempts.unwrap_or(defaults.attempts);
         if !(1..=20).contains(&attempts) {

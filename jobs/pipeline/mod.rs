@@ -191,7 +191,7 @@ async fn run_from(
     given: Option<ScoredUsers>,
 ) -> Result<RunReport> {
     let run_id = new_run_id();
-    tracing::Span::current().record("run_id", run_id.as_str());
+    tracing::Span::current().record("run_id", tracing::field::display(&run_id));
     if !req.dry_run {
         let started = Utc::now().timestamp();
         for c in req.published() {
