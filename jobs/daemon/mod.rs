@@ -420,8 +420,8 @@ impl Worker<'_> {
                 return Ok(());
             }
         }
-        let src =
-            pipeline::extract::extract(&self.source, Some(&self.state), self.settings).await?;
+        let src = pipeline::extract::extract(&self.source, Some(&self.state), self.settings, date)
+            .await?;
         let m = training::train_and_store(self.settings, &src, date).await?;
         info!(version = %m.set.used.version, "models retrained");
         Ok(())

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
 use models::features::TABLES;
-use models::SourceTables;
+use models::{RunDate, SourceTables};
 use polars::prelude::DataFrame;
 use sqlx::Row;
-use tracing::{info, info_span, instrument, Instrument};
+use tracing::{info, info_span, instrument, warn, Instrument};
 
 use crate::config::Settings;
 use crate::state::db::{query_text, Db};
@@ -43,12 +43,23 @@ const ASSIGNMENT_EXPOSURES: &str = include_str!("../../sql/queries/assignment_ex
 /// Email addresses of consenting users (only for presets with an email column).
 const CONTACT_EMAILS: &str = include_str!("../../sql/queries/contact_emails.sql");
 
-/// Reads every contract table from the source database. With `state` (and
-/// `models.own_exposures`), the exposures also hold the assignments of past succeeded runs, so
-/// that each night's holdouts become training data.
-#[instrument(name = "extract", skip_all)]
-pub async fn extract(db: &Db, state: Option<&Db>, settings: &Settings) -> Result<SourceTables> {
+/// Reads every contract table from the source database and holds it to the data contract as of
+/// `date`. With `state` (and `models.own_exposures`), the exposures also hold the assignments
+/// of past succeeded runs, so that each night's holdouts become training data.
+///
+/// The contract fails closed: anything that could let a user who must not be messaged into a
+/// list (NULL suppression ids, NULL consent, NULL or duplicate user ids, no users) is an error
+/// naming the query, the column and the rows; harmless faults (events after the run date,
+/// negative money, unknown arms) are dropped and logged.
+#[instrument(name = "extract", skip_all, fields(run_date = %date))]
+pub async fn extract(
+    db: &Db,
+    state: Option<&Db>,
+    settings: &Settings,
+    date: RunDate,
+) -> Result<SourceTables> {
     let mut frames = Vec::with_capacity(TABLES.len());
+    let mut origins = Vec::with_capacity(TABLES.len());
     for spec in TABLES {
         let builtin = BUILTIN
             .iter()
@@ -71,8 +82,35 @@ pub async fn extract(db: &Db, state: Option<&Db>, settings: &Settings) -> Result
             frame.vstack_mut(&own)?;
         }
         frames.push((spec.name.to_string(), frame));
+        origins.push((spec.name, origin));
     }
-    Ok(SourceTables::from_named(frames)?)
+    let checked = SourceTables::from_named(frames)?.check_contract(date)?;
+    for d in &checked.dropped {
+        warn!(
+            table = d.table,
+            column = d.column,
+            rows = d.rows,
+            "dropped rows that break the data contract: {d}"
+        );
+    }
+    if !checked.stops.is_empty() {
+        let origin = |table: &str| {
+            origins
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map_or(String::new(), |(_, o)| o.clone())
+        };
+        let each: Vec<String> = checked
+            .stops
+            .iter()
+            .map(|b| format!("query {}: {b}", origin(b.table)))
+            .collect();
+        bail!(
+            "the source breaks the data contract, so nobody is selected: {}",
+            each.join("; ")
+        );
+    }
+    Ok(checked.tables)
 }
 
 async fn own_exposures(

@@ -235,7 +235,7 @@ async fn night(
     let scored = match given {
         Some(scored) => scored,
         None => {
-            let tables = extract::extract(source, Some(state), s).await?;
+            let tables = extract::extract(source, Some(state), s, req.date).await?;
             let models = score::models(s, &tables, req.date, req.retrain).await?;
             score::score(s, tables, &models, req.date)?
         }

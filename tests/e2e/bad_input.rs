@@ -92,3 +92,85 @@ fn unwritable_export_destination_publishes_nothing() {
         "{ledger:?}"
     );
 }
+
+/// A deployment's own queries that return rows breaking the data contract: a suppression
+/// without a user id (as a warehouse without constraints may deliver) stops the run with
+/// nothing published; a purchase dated after the run date is dropped, said, and the run goes on.
+#[test]
+fn the_data_contract_stops_on_null_suppression_ids_and_drops_future_purchases() {
+    let world = TestEnv::sqlite("contract");
+    assert_ok(&world.demo("3000", &[]));
+    let queries = world.dir.join("queries");
+    std::fs::create_dir_all(&queries).unwrap();
+    let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/queries");
+    for entry in std::fs::read_dir(builtin).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, queries.join(path.file_name().unwrap())).unwrap();
+    }
+    let query = |name: &str, extra: &str| {
+        let path = queries.join(format!("{name}.sql"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{}\n{extra}\n", text.trim_end())).unwrap();
+    };
+    // 2026-11-22: two days after the run date.
+    query(
+        "purchases",
+        "UNION ALL SELECT 999999, 1, 1, 1795305600, 1000, 1000, 0, NULL",
+    );
+    let exports = format!("file://{}", world.exports().display());
+    let models = world.dir.join("models").display().to_string();
+    let queries_dir = queries.display().to_string();
+    let env = [
+        ("TARGETING__SOURCE__QUERIES_DIR", queries_dir.as_str()),
+        ("TARGETING__MODELS__STORE", models.as_str()),
+    ];
+    let run = [
+        "run",
+        "--all",
+        "--date",
+        DATE,
+        "--database-url",
+        &world.db,
+        "--exports",
+        &exports,
+        "--threads",
+        "2",
+    ];
+    let out = targeting_env(&run, &env);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("dropped rows that break the data contract")
+            && err.contains("purchases.purchased_at is after the run date in 1 row(s)"),
+        "{err}"
+    );
+
+    query("suppressions", "UNION ALL SELECT NULL, 'legal hold', 0");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before = rt.block_on(ledger(&world.db));
+    let folders = run_folders(&world.exports(), "weekly-deal", DATE).len();
+    let out = targeting_env(&run, &env);
+    let suppressions = queries.join("suppressions.sql").display().to_string();
+    assert_one_line_error(
+        &out,
+        &[
+            &format!("query {suppressions}: suppressions.user_id is NULL in 1 row(s)"),
+            "nobody is selected",
+        ],
+    );
+    assert_eq!(
+        run_folders(&world.exports(), "weekly-deal", DATE).len(),
+        folders,
+        "nothing published"
+    );
+    let rows = rt.block_on(ledger_since(&world.db, &before));
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.status == "failed"
+            && r.error
+                .as_deref()
+                .unwrap()
+                .contains("suppressions.user_id is NULL")),
+        "{rows:?}"
+    );
+}

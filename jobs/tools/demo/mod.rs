@@ -99,7 +99,7 @@ pub async fn run(
     request: RunRequest<'_>,
 ) -> Result<DemoRun> {
     let date = request.date;
-    let tables = pipeline::extract::extract(source, Some(state), s).await?;
+    let tables = pipeline::extract::extract(source, Some(state), s, date).await?;
     let trained = training::train_and_store(s, &tables, date).await?;
     let truth = truth(source).await?;
     let ceiling = tokio::task::block_in_place(|| {

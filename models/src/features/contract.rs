@@ -147,3 +147,239 @@ impl SourceTables {
         ]
     }
 }
+
+/// Rows of the source that break the data contract, as one rule finds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breach {
+    pub table: &'static str,
+    /// The column at fault.
+    pub column: &'static str,
+    /// What is wrong with it, e.g. `is NULL`.
+    pub problem: &'static str,
+    /// Why it stops the run, or what dropping the rows loses.
+    pub why: &'static str,
+    pub rows: usize,
+}
+
+impl std::fmt::Display for Breach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{} {} in {} row(s) ({})",
+            self.table, self.column, self.problem, self.rows, self.why
+        )
+    }
+}
+
+/// The tables after the contract check: rows that break it harmlessly are gone, and said.
+#[derive(Debug)]
+pub struct Checked {
+    pub tables: SourceTables,
+    /// Rows dropped as bad data (future-dated events, negative money, unknown arms…).
+    pub dropped: Vec<Breach>,
+    /// Rows that could put a user who must not be messaged into a list: the run must stop.
+    pub stops: Vec<Breach>,
+}
+
+/// A rule whose breaking rows are dropped: the table, the column, a mask of the rows that
+/// break it (NULL counts as breaking), the problem and what dropping loses.
+type DropRule = (&'static str, &'static str, Expr, &'static str, &'static str);
+
+impl SourceTables {
+    /// Checks the tables against the contract as of the run `date`. Rows that could let a user
+    /// who must not be messaged into a list (NULL or duplicate user ids, NULL consent, NULL
+    /// suppression ids, no users at all) are reported in [`Checked::stops`]; data-quality
+    /// faults that cannot (events after the run date, negative money, unknown arms, NULL keys of
+    /// history) are dropped and reported in [`Checked::dropped`].
+    pub fn check_contract(self, date: crate::RunDate) -> Result<Checked> {
+        let mut stops = Vec::new();
+        let stop = |table, column, problem, why, rows: usize, stops: &mut Vec<Breach>| {
+            if rows > 0 {
+                stops.push(Breach {
+                    table,
+                    column,
+                    problem,
+                    why,
+                    rows,
+                });
+            }
+        };
+        let users = &self.users;
+        if users.height() == 0 {
+            stops.push(Breach {
+                table: "users",
+                column: "user_id",
+                problem: "has no rows",
+                why: "an empty users table is an extraction fault, not a night without users",
+                rows: 0,
+            });
+        }
+        let ids = users.column("user_id")?;
+        stop(
+            "users",
+            "user_id",
+            "is NULL",
+            "such a user cannot be matched to consent or suppressions",
+            ids.null_count(),
+            &mut stops,
+        );
+        stop(
+            "users",
+            "user_id",
+            "is duplicated",
+            "two rows of one user may disagree about consent",
+            users.height() - ids.n_unique()?,
+            &mut stops,
+        );
+        stop(
+            "users",
+            "marketing_opt_in",
+            "is NULL",
+            "consent must be known before anyone is messaged",
+            users.column("marketing_opt_in")?.null_count(),
+            &mut stops,
+        );
+        stop(
+            "suppressions",
+            "user_id",
+            "is NULL",
+            "a suppressed user without an id would be messaged",
+            self.suppressions.column("user_id")?.null_count(),
+            &mut stops,
+        );
+
+        // Events dated after the run date: no feature sees them, and they can only be faults.
+        let end = lit(date.cutoff() + crate::DAY);
+        let after = |c: &str| col(c).is_null().or(col(c).gt_eq(end.clone()));
+        let null = |c: &str| col(c).is_null();
+        let negative = |c: &str| col(c).lt(lit(0i64)).fill_null(lit(false));
+        const FUTURE: &str = "is after the run date";
+        const FUTURE_WHY: &str = "an event from the future is a fault of the source";
+        let rules: Vec<DropRule> = vec![
+            (
+                "purchases",
+                "user_id",
+                null("user_id"),
+                "is NULL",
+                "a purchase of no one",
+            ),
+            (
+                "purchases",
+                "purchased_at",
+                after("purchased_at"),
+                FUTURE,
+                FUTURE_WHY,
+            ),
+            (
+                "purchases",
+                "list_price_cents",
+                negative("list_price_cents"),
+                "is negative",
+                "a negative price is not a sale",
+            ),
+            (
+                "purchases",
+                "paid_cents",
+                negative("paid_cents"),
+                "is negative",
+                "a negative payment is not a sale",
+            ),
+            (
+                "items",
+                "list_price_cents",
+                negative("list_price_cents"),
+                "is negative",
+                "a negative price is not an item for sale",
+            ),
+            ("engagement_daily", "day", after("day"), FUTURE, FUTURE_WHY),
+            (
+                "wishlist",
+                "added_at",
+                after("added_at"),
+                FUTURE,
+                FUTURE_WHY,
+            ),
+            ("friendships", "since", after("since"), FUTURE, FUTURE_WHY),
+            (
+                "campaign_exposures",
+                "user_id",
+                null("user_id"),
+                "is NULL",
+                "an exposure of no one",
+            ),
+            (
+                "campaign_exposures",
+                "assigned_at",
+                after("assigned_at"),
+                FUTURE,
+                FUTURE_WHY,
+            ),
+            (
+                "campaign_exposures",
+                "arm",
+                col("arm")
+                    .eq(lit("treatment"))
+                    .or(col("arm").eq(lit("control")))
+                    .fill_null(lit(false))
+                    .not(),
+                "is neither treatment nor control",
+                "an exposure of no known arm cannot train an uplift model",
+            ),
+        ];
+        let mut tables = self;
+        let mut dropped = Vec::new();
+        for (name, frame) in tables.frames_mut() {
+            let mut bad: Option<Expr> = None;
+            for (table, column, mask, problem, why) in rules.iter().filter(|r| r.0 == name) {
+                let rows = count(frame, mask.clone())?;
+                if rows > 0 {
+                    dropped.push(Breach {
+                        table,
+                        column,
+                        problem,
+                        why,
+                        rows,
+                    });
+                }
+                bad = Some(match bad {
+                    Some(b) => b.or(mask.clone()),
+                    None => mask.clone(),
+                });
+            }
+            if let Some(bad) = bad {
+                if dropped.iter().any(|d| d.table == name) {
+                    *frame = frame.clone().lazy().filter(bad.not()).collect()?;
+                }
+            }
+        }
+        Ok(Checked {
+            tables,
+            dropped,
+            stops,
+        })
+    }
+
+    /// Every table by its contract name, to change in place.
+    fn frames_mut(&mut self) -> [(&'static str, &mut DataFrame); 8] {
+        [
+            ("users", &mut self.users),
+            ("suppressions", &mut self.suppressions),
+            ("items", &mut self.items),
+            ("purchases", &mut self.purchases),
+            ("engagement_daily", &mut self.engagement_daily),
+            ("wishlist", &mut self.wishlist),
+            ("friendships", &mut self.friendships),
+            ("campaign_exposures", &mut self.campaign_exposures),
+        ]
+    }
+}
+
+/// The rows of `frame` for which `mask` holds.
+fn count(frame: &DataFrame, mask: Expr) -> Result<usize> {
+    let n = frame
+        .clone()
+        .lazy()
+        .select([mask.cast(DataType::Int64).sum().alias("n")])
+        .collect()?;
+    Ok(n.column("n")?.i64()?.get(0).unwrap_or(0).max(0) as usize)
+}

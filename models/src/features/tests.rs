@@ -172,3 +172,78 @@ fn events_before_the_cutoff_do_count() {
     let orders: f64 = f.values("orders_total").unwrap().iter().sum();
     assert_eq!(orders, 40.0, "every order lies before the cutoff");
 }
+
+#[test]
+fn the_contract_stops_on_unsafe_ids_and_drops_bad_history() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let date = crate::RunDate::new(
+        chrono::DateTime::from_timestamp(T0 + 201 * DAY, 0)
+            .unwrap()
+            .date_naive(),
+    );
+    let clean = random_source(&mut rng).check_contract(date).unwrap();
+    assert!(clean.stops.is_empty(), "{:?}", clean.stops);
+    assert!(clean.dropped.is_empty(), "{:?}", clean.dropped);
+
+    let mut src = clean.tables;
+    let (purchases, exposures) = (src.purchases.height(), src.campaign_exposures.height());
+    let late = T0 + 203 * DAY;
+    src.purchases
+        .vstack_mut(
+            &df! {
+                "order_id" => [900i64, 901, 902], "user_id" => [Some(1i64), Some(2), None],
+                "item_id" => [1i64, 1, 1], "purchased_at" => [late, T0, T0],
+                "list_price_cents" => [1000i64, 1000, 1000], "paid_cents" => [1000i64, -5, 1000],
+                "is_gift" => [0i64, 0, 0], "recipient_user_id" => [None::<i64>, None, None],
+            }
+            .unwrap(),
+        )
+        .unwrap();
+    src.campaign_exposures
+        .vstack_mut(
+            &df! {
+                "campaign_id" => ["c"], "user_id" => [1i64], "assigned_at" => [T0],
+                "arm" => ["foo"], "discount_pct" => [0.0],
+            }
+            .unwrap(),
+        )
+        .unwrap();
+    src.suppressions = df! {
+        "user_id" => [Some(1i64), None], "reason" => ["unsubscribed", "legal"],
+        "created_at" => [T0, T0],
+    }
+    .unwrap();
+    let twice = src.users.slice(0, 1);
+    src.users.vstack_mut(&twice).unwrap();
+
+    let checked = src.check_contract(date).unwrap();
+    let found = |list: &[Breach]| -> Vec<(&str, &str, usize)> {
+        list.iter().map(|b| (b.table, b.column, b.rows)).collect()
+    };
+    assert_eq!(
+        found(&checked.stops),
+        [("users", "user_id", 1), ("suppressions", "user_id", 1)]
+    );
+    assert_eq!(
+        found(&checked.dropped),
+        [
+            ("purchases", "user_id", 1),
+            ("purchases", "purchased_at", 1),
+            ("purchases", "paid_cents", 1),
+            ("campaign_exposures", "arm", 1),
+        ]
+    );
+    assert_eq!(checked.tables.purchases.height(), purchases);
+    assert_eq!(checked.tables.campaign_exposures.height(), exposures);
+    assert_eq!(
+        checked.stops[1].to_string(),
+        "suppressions.user_id is NULL in 1 row(s) (a suppressed user without an id would be messaged)"
+    );
+
+    let empty = SourceTables {
+        users: checked.tables.users.clear(),
+        ..checked.tables
+    };
+    let stops = empty.check_contract(date).unwrap().stops;
+    assert_eq!(stops[0].problem, "has no rows");
+}
