@@ -6,11 +6,12 @@ use models::{ModelArtifact, RunDate};
 use tracing::info;
 
 use super::summary::{runs_table, Summary};
-use super::{DemoArgs, JobFlags, RunsListArgs, TrainArgs, ValidateArgs};
+use super::{DemoArgs, JobFlags, ModelsCommand, RunsListArgs, TrainArgs, ValidateArgs};
 use crate::config::{campaigns, Settings};
 use crate::pipeline::{self, RunReport, RunRequest};
 use crate::state::db::Db;
 use crate::state::ledger;
+use crate::store::ObjectStore;
 use crate::tools::demo::{self, DemoSpec};
 use crate::training::{self, model_store};
 
@@ -195,10 +196,30 @@ pub(super) async fn list_runs(settings: &Settings, a: &RunsListArgs) -> Result<(
     Ok(())
 }
 
-/// `targeting models list`: every stored version; `*` marks `current`.
-pub(super) async fn list_models(settings: &Settings) -> Result<()> {
+/// `targeting models …`: list the stored versions, or move a model's `current`.
+pub(super) async fn models_command(settings: &Settings, command: ModelsCommand) -> Result<()> {
     let store = settings.models.open_store(&settings.store).await?;
-    let listed = model_store::list(&store).await?;
+    let moved = match command {
+        ModelsCommand::List => return list_models(settings, &store).await,
+        ModelsCommand::Promote { name, version } => {
+            (name, model_store::promote(&store, name, &version).await?)
+        }
+        ModelsCommand::Rollback { name } => (name, model_store::rollback(&store, name).await?),
+    };
+    let (name, m) = moved;
+    println!(
+        "{name}: current is {} (was {}), by {} at {}",
+        m.version,
+        m.previous.as_deref().unwrap_or("none"),
+        m.by,
+        m.at
+    );
+    Ok(())
+}
+
+/// `targeting models list`: every stored version; `*` marks `current`.
+async fn list_models(settings: &Settings, store: &ObjectStore) -> Result<()> {
+    let listed = model_store::list(store).await?;
     if listed.is_empty() {
         println!("no models in {}", settings.models.store);
         return Ok(());

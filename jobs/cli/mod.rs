@@ -13,7 +13,7 @@ use models::{ModelName, RunDate};
 
 pub use crate::config::campaigns::CampaignProblems;
 use crate::config::{self, Overrides};
-use commands::{list_models, list_runs, run_demo, run_job, run_train, validate};
+use commands::{list_runs, models_command, run_demo, run_job, run_train, validate};
 use telemetry::LogFormat;
 
 /// Nightly campaign targeting: scores users by the purchases a message would cause and
@@ -102,6 +102,21 @@ pub enum CampaignsCommand {
 pub enum ModelsCommand {
     /// Every stored version with its headline metrics; `*` marks `current`.
     List,
+    /// Point a model's `current` at a stored version (recorded with who and when).
+    Promote {
+        /// conversion_uplift, discount_uplift or discount_sensitivity.
+        #[arg(value_name = "NAME")]
+        name: ModelName,
+        /// A version `models list` shows.
+        #[arg(value_name = "VERSION")]
+        version: String,
+    },
+    /// Put back the version before `current` (the newest stored one older than it).
+    Rollback {
+        /// conversion_uplift, discount_uplift or discount_sensitivity.
+        #[arg(value_name = "NAME")]
+        name: ModelName,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -238,9 +253,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Command::Run(a) => run_job(&settings, &a.job, a.retrain, a.dry_run).await,
             Command::Schedule(_) => crate::daemon::serve(&settings).await,
             Command::Train(a) => run_train(&settings, &a).await,
-            Command::Models {
-                command: ModelsCommand::List,
-            } => list_models(&settings).await,
+            Command::Models { command } => models_command(&settings, command).await,
             Command::Validate(a) => validate(&settings, &a),
             Command::Runs {
                 command: RunsCommand::List(a),

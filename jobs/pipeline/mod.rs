@@ -236,7 +236,7 @@ async fn night(
         Some(scored) => scored,
         None => {
             let tables = extract::extract(source, Some(state), s, req.date).await?;
-            let models = score::models(s, &tables, req.date, req.retrain).await?;
+            let models = score::models(s, &tables, req.date, req.retrain, req.dry_run).await?;
             score::score(s, tables, &models, req.date)?
         }
     };

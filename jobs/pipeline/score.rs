@@ -26,23 +26,25 @@ pub struct ScoredUsers {
     pub levels: models::CategoricalLevels,
 }
 
-/// The models a run scores with: the store's `current` ones unless `retrain`, trained now (and
-/// stored) when asked to or when the store has none.
+/// The models a run scores with: the store's `current` ones unless `retrain`, else trained now —
+/// and stored as the new `current`, except for a dry run, which changes nothing.
 pub async fn models(
     s: &Settings,
     tables: &SourceTables,
     date: RunDate,
     retrain: bool,
+    dry_run: bool,
 ) -> Result<ModelSet> {
-    let stored = if retrain {
-        None
-    } else {
-        training::load_stored(s).await?
-    };
-    Ok(match stored {
-        Some(set) => set,
-        None => training::train_and_store(s, tables, date).await?.set,
-    })
+    if !retrain {
+        if let Some(set) = training::load_stored(s).await? {
+            return Ok(set);
+        }
+    }
+    if dry_run {
+        info!("dry run: the models are trained for this preview and not stored");
+        return Ok(training::train(s, tables, date)?.set);
+    }
+    Ok(training::train_and_store(s, tables, date).await?.set)
 }
 
 /// Scores every user with `set` as of `date` (LightGBM runs on a blocking thread).

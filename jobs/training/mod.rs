@@ -209,8 +209,9 @@ fn fit_sensitivity(src: &SourceTables, opts: &TrainingOptions) -> Result<Trained
     Ok(trained)
 }
 
-/// The training itself: the fitted LightGBM handles are dropped here, their texts kept.
-fn train(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained> {
+/// Trains the three models as of `as_of` without storing them (a dry run's, which must change
+/// nothing). The fitted LightGBM handles are dropped here, their texts kept.
+pub fn train(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained> {
     let opts = options(s, as_of);
     let trained = fit_uplift(src, UpliftTarget::Conversion, &opts)?;
     let t = &trained.test;

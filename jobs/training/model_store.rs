@@ -1,10 +1,14 @@
 //! The model store, in the object store (a local folder or `s3://`): `<model>/<version>/` holds
 //! the LightGBM text of each of the learner's models (`<role>.txt`) and `metadata.json`;
 //! `<model>/current` names the version in use. The pointer is written last, as one object, so
-//! a reader sees the old version or the new one, never half of one.
+//! a reader sees the old version or the new one, never half of one. Every move of the pointer
+//! (training, `models promote`, `models rollback`) is recorded as one object in
+//! `<model>/history/`, saying who moved it, when, and from which version.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
 use models::{ModelArtifact, ModelMetadata, ModelName};
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::config::Settings;
@@ -37,15 +41,120 @@ pub async fn save(store: &ObjectStore, artifact: &ModelArtifact) -> Result<Strin
                 artifact.metadata_json()?.as_bytes(),
             )
             .await?;
-        store
-            .put(&format!("{}/current", meta.name), meta.version.as_bytes())
-            .await?;
         anyhow::Ok(())
     };
     write
         .await
         .with_context(|| format!("cannot save model {} to {uri}", meta.version))?;
+    point(store, &meta.name, &meta.version, Action::Train).await?;
     Ok(uri)
+}
+
+/// Why `current` moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A newly trained version became current.
+    Train,
+    /// An operator named the version (`models promote`).
+    Promote,
+    /// An operator put back the version before (`models rollback`).
+    Rollback,
+}
+
+/// One move of a model's `current` pointer, as `<model>/history/` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointerMove {
+    pub version: String,
+    /// What `current` named before, if anything.
+    pub previous: Option<String>,
+    pub action: Action,
+    /// The operator (`USER`) and machine (`HOSTNAME`) that moved it.
+    pub by: String,
+    /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub at: String,
+}
+
+/// Points `current` at a stored version and records the move.
+async fn point(
+    store: &ObjectStore,
+    name: &str,
+    version: &str,
+    action: Action,
+) -> Result<PointerMove> {
+    let now = Utc::now();
+    let record = PointerMove {
+        version: version.to_string(),
+        previous: current_version(store, name).await?,
+        action,
+        by: format!(
+            "{}@{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into())
+        ),
+        at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    };
+    let key = format!(
+        "{name}/history/{}-{version}.json",
+        now.format("%Y%m%dT%H%M%S%.6fZ")
+    );
+    store
+        .put(&key, serde_json::to_string(&record)?.as_bytes())
+        .await
+        .with_context(|| format!("cannot record the move of {name}/current"))?;
+    store
+        .put(&format!("{name}/current"), version.as_bytes())
+        .await
+        .with_context(|| format!("cannot point {name}/current at {version}"))?;
+    Ok(record)
+}
+
+/// The stored versions of a model, oldest first (a version begins with its training time).
+async fn versions(store: &ObjectStore, name: ModelName) -> Result<Vec<String>> {
+    let mut out: Vec<String> = store
+        .list(&format!("{name}/"))
+        .await?
+        .iter()
+        .filter_map(|k| {
+            let rest = k.strip_prefix(&format!("{name}/"))?;
+            let version = rest.strip_suffix("/metadata.json")?;
+            (!version.contains('/')).then(|| version.to_string())
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// `models promote`: points `current` at a stored version.
+pub async fn promote(store: &ObjectStore, name: ModelName, version: &str) -> Result<PointerMove> {
+    let known = versions(store, name).await?;
+    if !known.iter().any(|v| v == version) {
+        bail!(
+            "model {name} has no version {version:?} in {} (stored: {})",
+            store.uri(name.as_str()),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
+    point(store, name.as_str(), version, Action::Promote).await
+}
+
+/// `models rollback`: points `current` at the newest stored version older than it.
+pub async fn rollback(store: &ObjectStore, name: ModelName) -> Result<PointerMove> {
+    let Some(current) = current_version(store, name.as_str()).await? else {
+        bail!(
+            "model {name} has no current version in {}",
+            store.uri(name.as_str())
+        );
+    };
+    let known = versions(store, name).await?;
+    let Some(before) = known.iter().rev().find(|v| **v < current) else {
+        bail!("model {name} has no version older than {current} to roll back to");
+    };
+    point(store, name.as_str(), before, Action::Rollback).await
 }
 
 async fn read_metadata(store: &ObjectStore, dir: &str) -> Result<ModelMetadata> {

@@ -115,6 +115,88 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
         newest.contains(" auc ") && auc > 0.6 && auc < 1.0,
         "{newest}"
     );
+    // Rollback puts back the version before `current`, promote names one; both are recorded
+    // with who and when, and an unknown version is refused with the stored ones listed.
+    let versions: Vec<String> = listing
+        .lines()
+        .filter(|l| l.contains("discount_sensitivity"))
+        .map(|l| l.split_whitespace().rev().nth(5).unwrap().to_string())
+        .collect();
+    assert_eq!(versions.len(), 3, "{listing}");
+    let out = targeting_env(&["models", "rollback", "discount_sensitivity"], &env);
+    assert_ok(&out);
+    assert_eq!(current("discount_sensitivity"), versions[1]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&format!(
+            "discount_sensitivity: current is {} (was {}), by ",
+            versions[1], versions[2]
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_ok(&targeting_env(
+        &["models", "promote", "discount_sensitivity", &versions[2]],
+        &env,
+    ));
+    assert_eq!(current("discount_sensitivity"), versions[2]);
+    let history: Vec<serde_json::Value> =
+        std::fs::read_dir(dir.join("models/discount_sensitivity/history"))
+            .unwrap()
+            .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+            .collect();
+    let actions = |a: &str| history.iter().filter(|h| h["action"] == a).count();
+    assert_eq!(
+        (actions("train"), actions("rollback"), actions("promote")),
+        (3, 1, 1),
+        "{history:?}"
+    );
+    let out = targeting_env(&["models", "promote", "discount_sensitivity", "nope"], &env);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no version \"nope\"") && stderr(&out).contains(&versions[0]),
+        "{}",
+        stderr(&out)
+    );
+
+    // A dry run changes nothing, even when it must train: with --retrain, and on an empty store.
+    let store_files = |root: &std::path::Path| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = store_files(&dir.join("models"));
+    let dry = [&run[..], &["--dry-run", "--retrain"]].concat();
+    let out = targeting_env(&dry, &env);
+    assert_ok(&out);
+    assert_eq!(
+        store_files(&dir.join("models")),
+        before,
+        "a dry run stored models"
+    );
+    let empty = dir.join("empty-store");
+    let empty_s = empty.display().to_string();
+    let out = targeting_env(
+        &[&run[..], &["--dry-run"]].concat(),
+        &[("TARGETING__MODELS__STORE", empty_s.as_str())],
+    );
+    assert_ok(&out);
+    assert!(
+        store_files(&empty).is_empty(),
+        "a dry run stored models: {:?}",
+        store_files(&empty)
+    );
+
     let out = targeting_env(&["train", "--model", "churn"], &env);
     assert!(!out.status.success());
     assert!(
