@@ -6,9 +6,10 @@ use models::{ModelArtifact, RunDate};
 use tracing::info;
 
 use super::summary::{runs_table, Summary};
-use super::{DemoArgs, JobFlags, ModelsCommand, RunsListArgs, TrainArgs, ValidateArgs};
+use super::{DemoArgs, ModelsCommand, RunArgs, RunsListArgs, TrainArgs, ValidateArgs};
 use crate::config::{campaigns, Settings};
-use crate::pipeline::{self, RunReport, RunRequest};
+use crate::pipeline::{self, recover, RunReport, RunRequest};
+use crate::state::claim::{self, Claim};
 use crate::state::db::Db;
 use crate::state::ledger;
 use crate::store::ObjectStore;
@@ -75,6 +76,7 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         dry_run: false,
         // The demo shows what a model learns: `demo::run` always trains, before the run.
         retrain: false,
+        forced: vec![],
     };
     let night = demo::run(settings, &source, &state, request).await?;
     let summary = Summary::new(&night.report, Some(night.truth));
@@ -85,12 +87,12 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
 }
 
 /// `targeting run`: the night's due campaigns (or the named ones) on the configured source.
-pub(super) async fn run_job(
-    settings: &Settings,
-    j: &JobFlags,
-    retrain: bool,
-    dry_run: bool,
-) -> Result<()> {
+/// Each campaign-day is claimed first, as the daemon claims it: one held by another process is
+/// left to it (and the run fails, so an external scheduler tries again), one that succeeded is
+/// skipped unless `--force`, and a complete export of a stopped run is adopted, not published
+/// again.
+pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
+    let j = &a.job;
     let all = settings.targeting.campaigns()?;
     campaigns::check_ids(&all, &j.campaigns)?;
     let date = j.date.unwrap_or_else(RunDate::today);
@@ -101,26 +103,84 @@ pub(super) async fn run_job(
     }
     let source = settings.source.connect(false).await?;
     let state = settings.state_db(&source).await?;
-    let report = pipeline::run(
-        RunRequest {
-            settings,
-            date,
-            campaigns,
-            only: j.campaigns.clone(),
-            dry_run,
-            retrain,
-        },
-        &source,
-        &state,
-    )
-    .await?;
-    let summary = Summary::new(&report, None);
-    if dry_run {
-        print!("{}", summary.preview());
+    let wanted: Vec<String> = if j.campaigns.is_empty() {
+        campaigns.iter().map(|c| c.id.clone()).collect()
     } else {
-        print!("{}", summary.table());
+        j.campaigns.clone()
+    };
+    let (mut locks, mut only, mut forced, mut elsewhere) = (vec![], vec![], vec![], vec![]);
+    if a.dry_run {
+        only = wanted;
+    } else {
+        let holder = claim::holder_id();
+        let lease = settings.scheduler.lease;
+        for id in wanted {
+            match claim::claim(&state, &id, date, &holder, lease, a.force).await? {
+                Claim::Ours { lock, republish } => {
+                    // The night's campaigns hold every named one.
+                    let Some(campaign) = campaigns.iter().find(|c| c.id == id) else {
+                        continue;
+                    };
+                    let adopted = recover::settle(settings, &state, campaign, date).await?;
+                    if let Some(uri) = &adopted {
+                        println!("{id}: adopted the complete export {uri} of a stopped run");
+                        if !a.force {
+                            lock.release().await;
+                            continue;
+                        }
+                    }
+                    locks.push(lock);
+                    if republish || adopted.is_some() {
+                        forced.push(id.clone());
+                    }
+                    only.push(id);
+                }
+                Claim::Done => {
+                    println!("{id}: already published for {date} (--force publishes it again)")
+                }
+                Claim::Elsewhere => elsewhere.push(id),
+            }
+        }
     }
-    fail_on_campaign_errors(&report)
+    let outcome = async {
+        if only.is_empty() {
+            return Ok(());
+        }
+        let report = pipeline::run(
+            RunRequest {
+                settings,
+                date,
+                campaigns,
+                only,
+                dry_run: a.dry_run,
+                retrain: a.retrain,
+                forced,
+            },
+            &source,
+            &state,
+        )
+        .await?;
+        let summary = Summary::new(&report, None);
+        if a.dry_run {
+            print!("{}", summary.preview());
+        } else {
+            print!("{}", summary.table());
+        }
+        fail_on_campaign_errors(&report)
+    }
+    .await;
+    for lock in locks {
+        lock.release().await;
+    }
+    outcome?;
+    if !elsewhere.is_empty() {
+        bail!(
+            "{} campaign(s) for {date} are being run by another process, not by this run: {}",
+            elsewhere.len(),
+            elsewhere.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn fail_on_campaign_errors(report: &RunReport) -> Result<()> {

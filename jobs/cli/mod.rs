@@ -196,10 +196,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub retrain: bool,
     /// Preview: the funnel, audience and holdout sizes, expected incremental conversions and
-    /// discount cost, and the overlap with the night's other campaigns. Publishes and records
-    /// nothing.
+    /// discount cost, and the overlap with the night's other campaigns. Publishes, records and
+    /// stores nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Publish campaign-days that already succeeded again (their ledger rows say so). Without
+    /// it a campaign-day with a succeeded run is skipped. (A dry run claims nothing.)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs the parsed command line.
@@ -250,7 +254,7 @@ pub fn main(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
-            Command::Run(a) => run_job(&settings, &a.job, a.retrain, a.dry_run).await,
+            Command::Run(a) => run_job(&settings, &a).await,
             Command::Schedule(_) => crate::daemon::serve(&settings).await,
             Command::Train(a) => run_train(&settings, &a).await,
             Command::Models { command } => models_command(&settings, command).await,

@@ -259,6 +259,9 @@ pub fn runs_table(runs: &[crate::state::ledger::RunRow]) -> String {
         if let Some(e) = &r.error {
             let _ = writeln!(out, "{:<24} error: {e}", "");
         }
+        if let Some(n) = &r.note {
+            let _ = writeln!(out, "{:<24} note: {n}", "");
+        }
     }
     out
 }

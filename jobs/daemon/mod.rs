@@ -26,7 +26,6 @@ pub mod metrics;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
 use models::{ModelName, RunDate};
-use rand::Rng;
 use segments::campaign::Schedule;
 use segments::Campaign;
 use tokio::sync::{mpsc, watch};
@@ -34,7 +33,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::{campaigns, Settings};
-use crate::pipeline::{self, RunRequest};
+use crate::pipeline::{self, recover, RunRequest};
+use crate::state::claim::{self, Claim};
 use crate::state::db::Db;
 use crate::state::ledger::{self, Status};
 use crate::state::lock::Lock;
@@ -136,7 +136,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
         source,
         state,
         metrics,
-        holder: holder_id(),
+        holder: claim::holder_id(),
         stop: stop.clone(),
         queue: queue.clone(),
     };
@@ -217,13 +217,6 @@ async fn wait_for_signal(mut terminate: tokio::signal::unix::Signal) {
     }
 }
 
-/// This process, as a lock holder: host, pid and a random suffix.
-fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
-    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
-    format!("{host}-{}-{suffix:06x}", std::process::id())
-}
-
 struct Worker<'a> {
     settings: &'a Settings,
     campaigns: Vec<Campaign>,
@@ -238,16 +231,37 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     async fn handle(&self, f: Fired) {
-        let (key, name) = match &f.task {
-            Task::Campaign(id) => (format!("campaign:{id}:{}", f.date), id.clone()),
-            Task::Retrain => (format!("retrain:{}", f.date), "retrain".to_string()),
+        let name = match &f.task {
+            Task::Campaign(id) => id.clone(),
+            Task::Retrain => "retrain".to_string(),
         };
         let span = info_span!("scheduled", task = %name, run_date = %f.date);
         async {
             let lease = self.settings.scheduler.lease;
-            let lock = match Lock::try_acquire(&self.state, &key, &self.holder, lease).await {
-                Ok(Some(lock)) => lock,
-                Ok(None) => {
+            let claimed = match &f.task {
+                Task::Campaign(id) => {
+                    claim::claim(&self.state, id, f.date, &self.holder, lease, false).await
+                }
+                Task::Retrain => {
+                    let key = format!("retrain:{}", f.date);
+                    Lock::try_acquire(&self.state, &key, &self.holder, lease)
+                        .await
+                        .map(|lock| {
+                            lock.map_or(Claim::Elsewhere, |lock| Claim::Ours {
+                                lock,
+                                republish: false,
+                            })
+                        })
+                }
+            };
+            let lock = match claimed {
+                Ok(Claim::Ours { lock, .. }) => lock,
+                Ok(Claim::Done) => {
+                    info!("already succeeded: skipped");
+                    self.metrics.skipped(&name, "done");
+                    return;
+                }
+                Ok(Claim::Elsewhere) => {
                     info!(rechecks = f.rechecks, "held by another process: skipped");
                     self.metrics.skipped(&name, "locked");
                     self.recheck_later(&f);
@@ -330,32 +344,33 @@ impl Worker<'_> {
         tokio::time::timeout(grace, work).await.ok()
     }
 
-    /// One campaign's run for a date: skipped when it already succeeded; the leftovers of a
-    /// stopped process are marked aborted first; transient failures are retried.
+    /// One campaign's run for a date, claimed already (see [`claim::claim`]): unfinished runs
+    /// are settled first (a complete export adopted), and transient failures are retried, each
+    /// retry only when the ledger still has no succeeded run and no complete export.
     async fn campaign(&self, id: &str, date: RunDate) -> Result<()> {
-        if ledger::has_succeeded(&self.state, id, date).await? {
-            info!("already succeeded: skipped");
-            self.metrics.skipped(id, "done");
-            return Ok(());
-        }
-        let stale = ledger::abort_running(
-            &self.state,
-            id,
-            date,
-            "its process stopped before the run finished",
-        )
-        .await?;
-        if stale > 0 {
-            warn!(
-                runs = stale,
-                "marked the unfinished runs of a stopped process aborted"
-            );
-        }
+        let campaign = self
+            .campaigns
+            .iter()
+            .find(|c| c.id == id)
+            .with_context(|| format!("campaign {id} is not in the campaign files"))?;
         let s = &self.settings.scheduler;
         let mut wait = s.retry_backoff;
         // The night: every campaign due on the date takes part in arbitration.
         let night = campaigns::night(&self.campaigns, date, &[id.to_string()]);
         for attempt in 1..=s.attempts {
+            if attempt > 1 && ledger::has_succeeded(&self.state, id, date).await? {
+                info!(attempt, "succeeded meanwhile: no retry");
+                return Ok(());
+            }
+            // A complete export that an earlier run (or attempt) could not record is the
+            // campaign-day's list: adopted, not published again.
+            if recover::settle(self.settings, &self.state, campaign, date)
+                .await?
+                .is_some()
+            {
+                self.metrics.skipped(id, "done");
+                return Ok(());
+            }
             let started = Instant::now();
             let result = pipeline::run(
                 RunRequest {
@@ -365,6 +380,7 @@ impl Worker<'_> {
                     only: vec![id.to_string()],
                     dry_run: false,
                     retrain: false,
+                    forced: vec![],
                 },
                 &self.source,
                 &self.state,

@@ -13,6 +13,7 @@
 pub mod extract;
 pub mod publish;
 pub mod record;
+pub mod recover;
 pub mod score;
 pub mod select;
 
@@ -49,6 +50,9 @@ pub struct RunRequest<'a> {
     pub dry_run: bool,
     /// Train new models instead of scoring with the store's `current` ones.
     pub retrain: bool,
+    /// Campaigns published again on purpose although their campaign-day had succeeded
+    /// (`run --force`): their ledger rows say so.
+    pub forced: Vec<String>,
 }
 
 impl RunRequest<'_> {
@@ -195,7 +199,11 @@ async fn run_from(
     if !req.dry_run {
         let started = Utc::now().timestamp();
         for c in req.published() {
-            ledger::start(state, &run_id, &c.id, req.date, started).await?;
+            let note = req
+                .forced
+                .contains(&c.id)
+                .then_some("published again on purpose (--force): the campaign-day had succeeded");
+            ledger::start(state, &run_id, &c.id, req.date, started, note).await?;
         }
     }
     match night(&req, source, state, given).await {

@@ -75,19 +75,21 @@ pub struct Finish<'a> {
     pub error: Option<&'a str>,
 }
 
-/// Records that a campaign's run has started.
+/// Records that a campaign's run has started, with a note for the operator if any.
 pub async fn start(
     db: &Db,
     run_id: &str,
     campaign_id: &str,
     run_date: RunDate,
     at: i64,
+    note: Option<&str>,
 ) -> Result<()> {
     sqlx::query(INSERT_RUN)
         .bind(run_id)
         .bind(campaign_id)
         .bind(run_date.to_string())
         .bind(at)
+        .bind(note.map(str::to_string))
         .execute(&db.pool)
         .await
         .with_context(|| format!("cannot record the start of run {run_id} in {}", db.display))?;
@@ -159,6 +161,7 @@ pub struct RunRow {
     pub holdout_size: Option<i64>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
+    pub note: Option<String>,
 }
 
 /// The most recent `limit` campaign runs, newest first, of one campaign or (with `None`) all.
@@ -184,6 +187,7 @@ pub async fn runs(db: &Db, campaign: Option<&str>, limit: usize) -> Result<Vec<R
                 holdout_size: r.try_get(7).with_context(context)?,
                 export_uri: r.try_get(8).with_context(context)?,
                 error: r.try_get(9).with_context(context)?,
+                note: r.try_get(10).with_context(context)?,
             })
         })
         .collect()
@@ -216,6 +220,7 @@ pub async fn history(db: &Db, run_date: RunDate, days: i64) -> Result<History> {
 }
 
 const SUCCEEDED_RUN: &str = include_str!("../../sql/queries/succeeded_run.sql");
+const RUNNING_RUNS: &str = include_str!("../../sql/queries/running_runs.sql");
 const ABORT_RUNNING: &str = include_str!("../../sql/statements/abort_running.sql");
 
 /// Whether a campaign already has a succeeded run for a date.
@@ -227,6 +232,16 @@ pub async fn has_succeeded(db: &Db, campaign_id: &str, run_date: RunDate) -> Res
         .await
         .with_context(|| format!("cannot read the run ledger in {}", db.display))?;
     Ok(n > 0)
+}
+
+/// The run ids of a campaign and date still marked `running`, oldest first.
+pub async fn running(db: &Db, campaign_id: &str, run_date: RunDate) -> Result<Vec<String>> {
+    sqlx::query_scalar(RUNNING_RUNS)
+        .bind(campaign_id)
+        .bind(run_date.to_string())
+        .fetch_all(&db.pool)
+        .await
+        .with_context(|| format!("cannot read the run ledger in {}", db.display))
 }
 
 /// Marks a campaign and date's runs that are still `running` as `aborted`, with the reason;

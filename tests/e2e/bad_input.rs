@@ -127,6 +127,7 @@ fn the_data_contract_stops_on_null_suppression_ids_and_drops_future_purchases() 
     let run = [
         "run",
         "--all",
+        "--force",
         "--date",
         DATE,
         "--database-url",

@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod demo;
 mod evaluate;
+mod exactly_once;
 mod publish_s3;
 mod registry;
 mod scheduler;

@@ -133,10 +133,11 @@ async fn demo_source(name: &str) -> TestEnv {
 }
 
 /// `targeting run` for the test date against the generated source: every campaign (they have
-/// no schedule, so all are due).
+/// no schedule, so all are due), published again on purpose (the demo published the date).
 fn run_args(db_url: &str, exports: &str) -> Vec<String> {
     strings(&[
         "run",
+        "--force",
         "--date",
         DATE,
         "--database-url",
@@ -300,8 +301,19 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     .await;
     assert_ok(&listed);
     let text = String::from_utf8_lossy(&listed.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().skip(1).collect();
+    // A run's line, then its note for the forced re-publishes of the demo's date.
+    let lines: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(' '))
+        .collect();
     assert_eq!(lines.len(), 3, "two S3 runs and the demo's: {text}");
+    assert_eq!(
+        text.matches("note: published again on purpose (--force)")
+            .count(),
+        2,
+        "{text}"
+    );
     assert!(lines
         .iter()
         .all(|l| l.contains("deal-csv") && l.contains("succeeded")));

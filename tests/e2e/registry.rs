@@ -17,8 +17,10 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     let env = [("TARGETING__MODELS__STORE", store.as_str())];
     let db = world.db.clone();
     let exports = format!("file://{d}/exports");
+    // The demo published this date: the run publishes it again on purpose.
     let run = [
         "run",
+        "--force",
         "--database-url",
         &db,
         "--exports",

@@ -21,7 +21,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use polars::prelude::*;
 use segments::{Arm, Audience, Campaign, ColumnPreset, ExportFormat, Member};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::PartLimits;
@@ -35,7 +35,7 @@ pub const MANIFEST: &str = "manifest.json";
 pub const HOLDOUT_FILE: &str = "holdout.csv.gz";
 
 /// One written file, as listed in the manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartInfo {
     pub path: String,
     pub rows: usize,
@@ -44,7 +44,7 @@ pub struct PartInfo {
 }
 
 /// `manifest.json`: what a reader needs to verify the export.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub campaign_id: String,
     pub campaign_kind: String,
@@ -270,11 +270,16 @@ impl Encoder {
     }
 }
 
+/// A run's folder under the destination: `<campaign>/dt=<date>/run=<run_id>`.
+pub fn run_folder(campaign_id: &str, run_date: &str, run_id: &str) -> String {
+    format!("{campaign_id}/dt={run_date}/run={run_id}")
+}
+
 /// Writes the parts, the holdout file and the manifest of an export (not `_SUCCESS`). On
 /// error whatever was written of the run folder is deleted.
 #[tracing::instrument(name = "publish", skip_all)]
 pub async fn stage(store: &ObjectStore, req: &ExportRequest<'_>) -> Result<Staged> {
-    let prefix = format!("{}/dt={}/run={}", req.campaign.id, req.run_date, req.run_id);
+    let prefix = run_folder(&req.campaign.id, req.run_date, req.run_id);
     let uri = store.uri(&prefix);
     match write_export(store, req, &prefix).await {
         Ok(manifest) => Ok(Staged {

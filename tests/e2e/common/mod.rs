@@ -258,6 +258,11 @@ async fn pool(url: &str) -> sqlx::AnyPool {
         .unwrap()
 }
 
+/// Runs one statement on a database (to set up what a test needs there).
+pub async fn execute(url: &str, sql: &str) {
+    sqlx::raw_sql(sql).execute(&pool(url).await).await.unwrap();
+}
+
 /// Users no list may contain: without consent, or suppressed.
 pub async fn forbidden_users(url: &str) -> HashSet<i64> {
     let pool = pool(url).await;
