@@ -5,18 +5,7 @@
 #   bash scripts/trials/concurrent_runs.sh [TRIALS] [DATABASE_URL]
 # Default 20 trials on a SQLite source in a scratch folder; with a postgres:// URL (an empty
 # database), on PostgreSQL.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-source scripts/setup.sh
-trials="${1:-20}"
-# TARGETING_BIN: another build of the binary to try (e.g. an older one, for a before/after).
-bin="${TARGETING_BIN:-$(build_targeting)}"
-work="$(mktemp -d -t targeting-trials.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
-db="${2:-sqlite://$work/source.db}"
-"$bin" demo --users 5000 --seed 7 --date 2026-11-20 --dir "$work" --database-url "$db" \
-  --threads 1 >/dev/null 2>"$work/demo.log"
-export TARGETING__MODELS__STORE="$work/models"
+DEMO_USERS=5000 source "$(dirname "$0")/setup.sh"
 doubles=0
 published=0
 for t in $(seq 1 "$trials"); do

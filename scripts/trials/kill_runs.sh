@@ -1,22 +1,12 @@
 #!/usr/bin/env bash
-# Trials of `targeting run` killed with SIGKILL at a random moment, then run again (as an
+# Trials of `targeting run` killed with SIGKILL while it publishes, then run again (as an
 # external scheduler retries): counts campaign-days with more than one complete list, and
 # succeeded ledger rows whose export is not complete. The suite keeps a short version of this
 # (tests/e2e/exactly_once.rs: the window between `_SUCCESS` and the ledger); this is the sweep:
 #   bash scripts/trials/kill_runs.sh [TRIALS] [DATABASE_URL]
 # Default 20 trials on a SQLite source in a scratch folder; with a postgres:// URL (an empty
 # database), on PostgreSQL. TARGETING_BIN tries another build of the binary.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-source scripts/setup.sh
-trials="${1:-20}"
-bin="${TARGETING_BIN:-$(build_targeting)}"
-work="$(mktemp -d -t targeting-kills.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
-db="${2:-sqlite://$work/source.db}"
-"$bin" demo --users 20000 --seed 7 --date 2026-11-20 --dir "$work" --database-url "$db" \
-  --threads 1 >/dev/null 2>"$work/demo.log"
-export TARGETING__MODELS__STORE="$work/models"
+DEMO_USERS=20000 source "$(dirname "$0")/setup.sh"
 # A killed run's SQLite lease then runs out in seconds, not the default five minutes.
 export TARGETING__SCHEDULER__LEASE_SECS=3
 doubles=0
