@@ -25,6 +25,7 @@ pub(super) fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
         a.paths.clone()
     };
     let campaigns = campaigns::load(&paths)?;
+    settings.check_destinations(&campaigns)?;
     for c in &campaigns {
         let schedule = c.schedule.as_ref().map_or("every night".to_string(), |s| {
             format!("{} ({})", s.cron, s.timezone)
@@ -50,7 +51,7 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     if a.users < 1_000 {
         bail!("--users must be at least 1000 for the models to have data to learn from");
     }
-    let all = settings.targeting.campaigns()?;
+    let all = settings.campaigns()?;
     campaigns::check_ids(&all, &a.job.campaigns)?;
     let date = a.job.date.unwrap_or_else(RunDate::today);
     let source = settings.source.connect(true).await?;
@@ -93,7 +94,7 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
 /// again.
 pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
     let j = &a.job;
-    let all = settings.targeting.campaigns()?;
+    let all = settings.campaigns()?;
     campaigns::check_ids(&all, &j.campaigns)?;
     let date = j.date.unwrap_or_else(RunDate::today);
     let campaigns = campaigns::night(&all, date, &j.campaigns);

@@ -77,6 +77,10 @@ pub struct ExportSection {
     /// `s3://bucket/prefix`. Default `file://demo/exports`. A campaign's own
     /// `export.destination` wins.
     pub destination: Option<String>,
+    /// Where campaign files may send their lists: URIs (`s3://bucket/prefix`, `file:///path`)
+    /// a campaign's own `[export] destination` must equal or lie under. Default: `destination`
+    /// alone, so a campaign file can pick a sub-prefix of it and nothing else.
+    pub allowed_destinations: Option<Vec<String>>,
     /// Most rows in one part file (1 to 2,000,000). Default 1,000,000.
     pub max_part_rows: Option<usize>,
     /// Most bytes in one part file before compression, in MB (1 to 500). Default 256.

@@ -101,6 +101,30 @@ pub struct ExportSettings {
     pub destination: String,
     /// Where parts are cut.
     pub part_limits: PartLimits,
+    /// The roots a campaign's own destination must lie under.
+    pub allowed: Vec<String>,
+}
+
+impl ExportSettings {
+    /// Refuses a campaign's own destination outside the allowed roots: the operator, not a
+    /// campaign file, decides where the job may write.
+    pub fn check_destination(&self, campaign_id: &str, destination: &str) -> Result<()> {
+        let location = Location::parse(destination)
+            .with_context(|| format!("campaign {campaign_id}: export.destination"))?;
+        let permitted = self
+            .allowed
+            .iter()
+            .any(|root| Location::parse(root).is_ok_and(|root| location.within(&root)));
+        if !permitted {
+            bail!(
+                "campaign {campaign_id}: export.destination {} is not under an allowed destination \
+                 (export.allowed_destinations: {})",
+                redact(destination),
+                self.allowed.iter().map(|d| redact(d)).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Where parts are cut.
@@ -133,11 +157,6 @@ pub struct TargetingSettings {
 }
 
 impl TargetingSettings {
-    /// Every campaign file of `campaigns_dir`, validated.
-    pub fn campaigns(&self) -> Result<Vec<Campaign>> {
-        campaigns::load(std::slice::from_ref(&self.campaigns_dir))
-    }
-
     /// What selection needs besides the candidates: these rules, the rule catalogue and the
     /// run's day number.
     pub fn selection_context(&self, catalog: Catalog, run_day: i64) -> SelectionContext {
@@ -316,8 +335,20 @@ impl ExportSection {
         if !(1..=500).contains(&max_mb) {
             bail!("export.max_part_mb must be between 1 and 500, got {max_mb}");
         }
+        let allowed = self
+            .allowed_destinations
+            .unwrap_or_else(|| vec![destination.clone()]);
+        for root in &allowed {
+            Location::parse(root).with_context(|| {
+                format!(
+                    "export.allowed_destinations: {} must be a file:// or s3:// URI",
+                    redact(root)
+                )
+            })?;
+        }
         Ok(ExportSettings {
             destination,
+            allowed,
             part_limits: PartLimits {
                 max_rows,
                 max_bytes: max_mb * MB,
@@ -479,6 +510,24 @@ impl RuntimeSection {
 }
 
 impl Settings {
+    /// Every campaign file of `targeting.campaigns_dir`, validated, with each campaign's own
+    /// destination checked against `export.allowed_destinations`.
+    pub fn campaigns(&self) -> Result<Vec<Campaign>> {
+        let all = campaigns::load(std::slice::from_ref(&self.targeting.campaigns_dir))?;
+        self.check_destinations(&all)?;
+        Ok(all)
+    }
+
+    /// Checks every campaign's own destination against `export.allowed_destinations`.
+    pub fn check_destinations(&self, campaigns: &[Campaign]) -> Result<()> {
+        for c in campaigns {
+            if let Some(d) = &c.destination {
+                self.export.check_destination(&c.id, d)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The state database (the source's pool when they are the same database), with its tables
     /// created or updated: the one place the state is migrated.
     pub async fn state_db(&self, source: &Db) -> Result<Db> {

@@ -68,7 +68,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot handle SIGTERM")?;
     let s = &settings.scheduler;
-    let campaigns = settings.targeting.campaigns()?;
+    let campaigns = settings.campaigns()?;
     let source = settings.source.connect(false).await?;
     let state = settings.state_db(&source).await?;
 

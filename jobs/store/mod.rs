@@ -155,6 +155,32 @@ impl Location {
             },
         })
     }
+
+    /// Whether this location is `root` or lies under it: the same bucket under its key prefix,
+    /// or a folder under its folder. A path that climbs (`..`) is never under anything.
+    pub fn within(&self, root: &Location) -> bool {
+        match (self, root) {
+            (Location::Local(path), Location::Local(root)) => {
+                let climbs = |p: &Path| {
+                    p.components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                };
+                !climbs(path) && !climbs(root) && path.starts_with(root)
+            }
+            (
+                Location::S3 { bucket, prefix },
+                Location::S3 {
+                    bucket: root_bucket,
+                    prefix: root_prefix,
+                },
+            ) => {
+                bucket == root_bucket
+                    && prefix.starts_with(root_prefix.as_str())
+                    && !prefix.split('/').any(|s| s == "..")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An object as written: its size and SHA-256, and how many upload parts it took (0 for a
@@ -380,6 +406,25 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_is_within_its_root_only() {
+        let loc = |u: &str| Location::parse(u).unwrap();
+        let root = loc("s3://crm-lists/targeting");
+        assert!(loc("s3://crm-lists/targeting").within(&root));
+        assert!(loc("s3://crm-lists/targeting/braze").within(&root));
+        assert!(!loc("s3://crm-lists/targeting-other").within(&root));
+        assert!(!loc("s3://crm-lists").within(&root));
+        assert!(!loc("s3://other-bucket/targeting").within(&root));
+        assert!(!loc("s3://crm-lists/targeting/../secrets").within(&root));
+        let dir = loc("file:///data/exports");
+        assert!(loc("file:///data/exports/braze").within(&dir));
+        assert!(!loc("file:///data/exports/../elsewhere").within(&dir));
+        assert!(!loc("file:///data/exports-2").within(&dir));
+        assert!(!loc("file:///data/exports/x").within(&root));
+        assert!(loc("file://demo/exports/x").within(&loc("file://demo/exports")));
+        assert!(!loc("file://../elsewhere").within(&loc("file://demo/exports")));
+    }
 
     #[test]
     fn locations_parse() {

@@ -80,3 +80,48 @@ fn schema_and_fields_describe_the_files() {
         assert!(fields.contains(name), "{name} not in {fields}");
     }
 }
+
+/// A campaign file picks a destination under the operator's allowed roots, never outside them:
+/// `validate` refuses the others, naming the campaign and the roots.
+#[test]
+fn a_campaign_destination_must_lie_under_an_allowed_root() {
+    let world = TestEnv::sqlite("destinations");
+    let campaign = |id: &str, destination: &str| {
+        std::fs::write(
+            world.dir.join(format!("{id}.toml")),
+            format!(
+                "format_version = 1\nid = \"{id}\"\nkind = \"seasonal\"\npriority = 1\n\
+                 holdout = 0.1\nmax_audience = 100\n[export]\ndestination = \"{destination}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let dir = world.path();
+    campaign("under", "file://demo/exports/braze");
+    assert_ok(&targeting(&["validate", &dir]));
+
+    campaign("outside", "file://../elsewhere");
+    let out = targeting(&["validate", &dir]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "campaign outside: export.destination file://../elsewhere is not under an allowed \
+             destination (export.allowed_destinations: file://demo/exports)"
+        ),
+        "{err}"
+    );
+
+    // The operator's list decides: a bucket of its own is fine once listed.
+    campaign("outside", "s3://crm-lists/targeting/braze");
+    let out = targeting_env(
+        &["validate", &dir],
+        &[(
+            "TARGETING__EXPORT__ALLOWED_DESTINATIONS",
+            "[\"file://demo/exports\", \"s3://crm-lists/targeting\"]",
+        )],
+    );
+    assert_ok(&out);
+    let out = targeting(&["validate", &dir]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+}
