@@ -209,14 +209,28 @@ pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings> {
     let mut table: toml::Table = parse_located(&origin, &text)?;
     // Check the file alone first, so that its errors carry a line and column.
     parse_located::<SettingsFile>(&origin, &text)?;
-    for (key, value) in std::env::vars() {
-        if let Some(path) = key.strip_prefix(ENV_PREFIX) {
-            apply_env(&mut table, &key, path, &value)?;
+    // One variable at a time, so that an error names the variable at fault.
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (key, value) in &vars {
+        let path = &key[ENV_PREFIX.len()..];
+        let mut typed = table.clone();
+        apply_env(&mut typed, key, path, value, true)?;
+        if fits(&typed).is_ok() {
+            table = typed;
+            continue;
         }
+        // A value that reads as a number or a boolean may be meant as text (a salt `2024`).
+        let mut text = table.clone();
+        apply_env(&mut text, key, path, value, false)?;
+        if let Err(e) = fits(&text) {
+            bail!("environment variable {key}: {}", e.message().trim());
+        }
+        table = text;
     }
-    let file: SettingsFile = table
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("environment override: {}", e.message()))?;
+    let file = fits(&table).map_err(|e| anyhow::anyhow!("settings: {}", e.message().trim()))?;
     file.validate(overrides)
         .with_context(|| format!("invalid settings ({origin} and {ENV_PREFIX}* variables)"))
 }
@@ -229,9 +243,20 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(origin: &str, text: &str) -
     })
 }
 
-/// Sets `section.key` from `TARGETING__SECTION__KEY`. The value is read as a TOML value when it
-/// is one (numbers, booleans), else as a string.
-fn apply_env(table: &mut toml::Table, var: &str, path: &str, value: &str) -> Result<()> {
+/// The settings file a table of settings makes, if it makes one.
+fn fits(table: &toml::Table) -> Result<SettingsFile, toml::de::Error> {
+    table.clone().try_into()
+}
+
+/// Sets `section.key` from `TARGETING__SECTION__KEY`. With `typed`, the value is read as a TOML
+/// value when it is one (numbers, booleans, arrays), else as a string; without, as a string.
+fn apply_env(
+    table: &mut toml::Table,
+    var: &str,
+    path: &str,
+    value: &str,
+    typed: bool,
+) -> Result<()> {
     let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
     let [section, key] = parts.as_slice() else {
         bail!("environment variable {var} must look like {ENV_PREFIX}SECTION__KEY");
@@ -239,6 +264,7 @@ fn apply_env(table: &mut toml::Table, var: &str, path: &str, value: &str) -> Res
     let parsed = format!("v = {value}")
         .parse::<toml::Table>()
         .ok()
+        .filter(|_| typed)
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
     let section = table
@@ -277,7 +303,7 @@ impl SettingsFile {
             models: self.models.validate(o)?,
             targeting: self.targeting.validate()?,
             scheduler: self.scheduler.validate()?,
-            threads: self.runtime.validate(o),
+            threads: self.runtime.validate(o)?,
             source,
         })
     }
@@ -499,12 +525,18 @@ impl SchedulerSection {
     }
 }
 
+/// Most threads a job may ask for: far above any machine's cores, far below what exhausts one.
+const MAX_THREADS: usize = 512;
+
 impl RuntimeSection {
     /// Threads: the flag, else the setting; 0 is one per core.
-    fn validate(self, o: &Overrides) -> usize {
+    fn validate(self, o: &Overrides) -> Result<usize> {
         match o.threads.or(self.threads).unwrap_or(0) {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+            0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            n if n > MAX_THREADS => {
+                bail!("runtime.threads (or --threads) must be between 0 and {MAX_THREADS}, got {n}")
+            }
+            n => Ok(n),
         }
     }
 }
@@ -548,12 +580,25 @@ mod tests {
     #[test]
     fn env_values_are_typed() {
         let mut t = toml::Table::new();
-        apply_env(&mut t, "TARGETING__SHARE", "SHARE", "0.1").unwrap_err();
-        apply_env(&mut t, "V", "TARGETING__GLOBAL_CONTROL_SHARE", "0.1").unwrap();
-        apply_env(&mut t, "V", "SOURCE__DATABASE_URL", "postgres://x/y").unwrap();
+        apply_env(&mut t, "TARGETING__SHARE", "SHARE", "0.1", true).unwrap_err();
+        apply_env(&mut t, "V", "TARGETING__GLOBAL_CONTROL_SHARE", "0.1", true).unwrap();
+        apply_env(&mut t, "V", "SOURCE__DATABASE_URL", "postgres://x/y", true).unwrap();
         let f: SettingsFile = t.try_into().unwrap();
         assert_eq!(f.targeting.global_control_share, Some(0.1));
         assert_eq!(f.source.database_url.as_deref(), Some("postgres://x/y"));
+    }
+
+    #[test]
+    fn runaway_thread_counts_are_refused() {
+        let o = Overrides {
+            threads: Some(100_000),
+            ..Overrides::default()
+        };
+        let e = SettingsFile::default().validate(&o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "runtime.threads (or --threads) must be between 0 and 512, got 100000"
+        );
     }
 
     #[test]

@@ -128,7 +128,10 @@ pub enum Location {
 impl Location {
     /// Parses `file:///abs`, `file://relative` or `s3://bucket[/prefix]`.
     pub fn parse(uri: &str) -> Result<Location, StoreError> {
-        let invalid = || StoreError::InvalidUri { uri: uri.into() };
+        // Never echo a credential: an unparseable URI may carry one.
+        let invalid = || StoreError::InvalidUri {
+            uri: crate::redact::redact(uri),
+        };
         if let Some(path) = uri.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(invalid());

@@ -175,3 +175,25 @@ fn the_data_contract_stops_on_null_suppression_ids_and_drops_future_purchases() 
         "{rows:?}"
     );
 }
+
+/// Settings from the environment and the command line: an error names the variable, a value
+/// that looks like a number may still be text, a credential in a broken URI is never echoed,
+/// and a runaway thread count is refused instead of crashing.
+#[test]
+fn settings_errors_name_the_variable_and_never_a_secret() {
+    let out = targeting_env(
+        &["validate", "config/campaigns"],
+        &[("TARGETING__EXPORT__ATTEMPTS", "lots")],
+    );
+    assert_one_line_error(&out, &["environment variable TARGETING__EXPORT__ATTEMPTS"]);
+    assert_ok(&targeting_env(
+        &["validate", "config/campaigns"],
+        &[("TARGETING__TARGETING__GLOBAL_CONTROL_SALT", "2024")],
+    ));
+    let out = targeting(&["run", "--exports", "s3://ops:hunter2@Not_A_Bucket/x"]);
+    let line = assert_one_line_error(&out, &["export.destination", "s3://ops:***@"]);
+    assert!(!stderr(&out).contains("hunter2"), "{line}");
+    let out = targeting(&["run", "--threads", "100000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_one_line_error(&out, &["--threads) must be between 0 and 512, got 100000"]);
+}
