@@ -329,10 +329,37 @@ impl SourceTables {
         let mut tables = self;
         let mut dropped = Vec::new();
         for (name, frame) in tables.frames_mut() {
-            let mut bad: Option<Expr> = None;
-            for (table, column, mask, problem, why) in rules.iter().filter(|r| r.0 == name) {
-                let rows = count(frame, mask.clone())?;
+            let mine: Vec<&DropRule> = rules.iter().filter(|r| r.0 == name).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            // Every rule's count in one pass over the table (the largest has a row per user
+            // and day).
+            let counts = frame
+                .clone()
+                .lazy()
+                .select(
+                    mine.iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            r.2.clone()
+                                .cast(DataType::Int64)
+                                .sum()
+                                .alias(format!("r{i}"))
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .collect()?;
+            let mut any = false;
+            for (i, &&(table, column, _, problem, why)) in mine.iter().enumerate() {
+                let rows = counts
+                    .column(&format!("r{i}"))?
+                    .i64()?
+                    .get(0)
+                    .unwrap_or(0)
+                    .max(0) as usize;
                 if rows > 0 {
+                    any = true;
                     dropped.push(Breach {
                         table,
                         column,
@@ -341,15 +368,14 @@ impl SourceTables {
                         rows,
                     });
                 }
-                bad = Some(match bad {
-                    Some(b) => b.or(mask.clone()),
-                    None => mask.clone(),
-                });
             }
-            if let Some(bad) = bad {
-                if dropped.iter().any(|d| d.table == name) {
-                    *frame = frame.clone().lazy().filter(bad.not()).collect()?;
-                }
+            if any {
+                let bad = mine
+                    .iter()
+                    .map(|r| r.2.clone())
+                    .reduce(|a, b| a.or(b))
+                    .unwrap_or(lit(false));
+                *frame = frame.clone().lazy().filter(bad.not()).collect()?;
             }
         }
         Ok(Checked {
@@ -372,14 +398,4 @@ impl SourceTables {
             ("campaign_exposures", &mut self.campaign_exposures),
         ]
     }
-}
-
-/// The rows of `frame` for which `mask` holds.
-fn count(frame: &DataFrame, mask: Expr) -> Result<usize> {
-    let n = frame
-        .clone()
-        .lazy()
-        .select([mask.cast(DataType::Int64).sum().alias("n")])
-        .collect()?;
-    Ok(n.column("n")?.i64()?.get(0).unwrap_or(0).max(0) as usize)
 }
