@@ -1,6 +1,6 @@
 //! The commands' bodies: each reads what it needs, runs the stages or tools, and prints.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use models::metrics::Interval;
 use models::{ModelArtifact, RunDate};
 use tracing::info;
@@ -118,10 +118,12 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
         for id in wanted {
             match claim::claim(&state, &id, date, &holder, lease, a.force).await? {
                 Claim::Ours { lock, republish } => {
-                    // The night's campaigns hold every named one.
-                    let Some(campaign) = campaigns.iter().find(|c| c.id == id) else {
-                        continue;
-                    };
+                    // The night holds every campaign this run publishes (`night` adds the
+                    // named ones).
+                    let campaign = campaigns
+                        .iter()
+                        .find(|c| c.id == id)
+                        .with_context(|| format!("campaign {id} is not in the night"))?;
                     let adopted = recover::settle(settings, &state, campaign, date).await?;
                     if let Some(uri) = &adopted {
                         println!("{id}: adopted the complete export {uri} of a stopped run");
