@@ -1,13 +1,9 @@
 //! What the daemon tells a monitoring system: Prometheus metrics of the runs it recorded, and a
-//! health check, served over plain HTTP on a (loopback by default) address.
+//! health check, served by [`super::http`] on a (loopback by default) address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::warn;
+use std::sync::Mutex;
 
 use crate::state::ledger::Status;
 
@@ -149,7 +145,8 @@ impl Metrics {
         })
     }
 
-    fn health(&self) -> String {
+    /// The body of `/healthz`.
+    pub fn health(&self) -> String {
         self.with(|c| {
             serde_json::json!({ "status": "ok", "running": c.running }).to_string() + "\n"
         })
@@ -167,46 +164,6 @@ fn family(
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (series, value) in samples {
         let _ = writeln!(out, "{name}{series} {value}");
-    }
-}
-
-/// Serves `GET /healthz` and `GET /metrics` until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            // The request line is all we need; stop at the end of the headers or 8 KB.
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let line = String::from_utf8_lossy(&request);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (status, content_type, body) = match (line.starts_with("GET "), path) {
-                (true, "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                (true, "/healthz") => ("200 OK", "application/json", metrics.health()),
-                (true, _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-                (false, _) => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "only GET\n".to_string(),
-                ),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Err(e) = socket.write_all(response.as_bytes()).await {
-                warn!(error = %e, "cannot answer a metrics request");
-            }
-        });
     }
 }
 

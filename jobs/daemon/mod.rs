@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod http;
 pub mod metrics;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -77,7 +78,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on scheduler.listen {}", s.listen))?;
     info!(address = %listener.local_addr()?, "serving /healthz and /metrics");
-    let http = tokio::spawn(metrics::serve(listener, metrics.clone()));
+    let http = tokio::spawn(http::serve(listener, metrics.clone()));
 
     let (queue, mut fired) = mpsc::unbounded_channel::<Fired>();
     let scheduler = JobScheduler::new()
