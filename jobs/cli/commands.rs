@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use models::metrics::Interval;
 use models::{ModelArtifact, RunDate};
+use segments::campaign::CampaignKind;
 use tracing::info;
 
 use super::summary::{runs_table, Summary};
@@ -17,8 +18,9 @@ use crate::tools::demo::{self, DemoSpec};
 use crate::training::{self, model_store};
 
 /// `targeting validate`: every campaign file checked, every problem reported; a summary line
-/// per valid campaign.
-pub(super) fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
+/// per valid campaign. Unless `--offline`, each drop's item is looked up in the source's
+/// catalogue, so that a file `validate` passes does not fail at run time.
+pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
     let paths = if a.paths.is_empty() {
         vec![settings.targeting.campaigns_dir.clone()]
     } else {
@@ -26,6 +28,32 @@ pub(super) fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
     };
     let campaigns = campaigns::load(&paths)?;
     settings.check_destinations(&campaigns)?;
+    let drops: Vec<(&str, i64)> = campaigns
+        .iter()
+        .filter_map(|c| match c.kind {
+            CampaignKind::Drop { item_id } => Some((c.id.as_str(), item_id)),
+            _ => None,
+        })
+        .collect();
+    let items_checked = !a.offline && !drops.is_empty();
+    if items_checked {
+        let hint = "cannot check [drop] item_id against the source's items \
+                    (--offline checks the files alone)";
+        let source = settings.source.connect(false).await.context(hint)?;
+        let (items, origin) = pipeline::extract::item_ids(&source, settings)
+            .await
+            .context(hint)?;
+        let missing: Vec<String> = drops
+            .iter()
+            .filter(|(_, item)| !items.contains(item))
+            .map(|(id, item)| {
+                format!("campaign {id}: [drop] item_id {item} is not in the source's items (query {origin})")
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(campaigns::CampaignProblems(missing).into());
+        }
+    }
     for c in &campaigns {
         let schedule = c.schedule.as_ref().map_or("every night".to_string(), |s| {
             format!("{} ({})", s.cron, s.timezone)
@@ -40,6 +68,9 @@ pub(super) fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
             c.eligibility.len(),
             schedule
         );
+    }
+    if items_checked {
+        println!("drop items found in the source's catalogue");
     }
     println!("{} campaign files valid", campaigns.len());
     Ok(())

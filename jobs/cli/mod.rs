@@ -88,6 +88,14 @@ pub struct ValidateArgs {
     /// Campaign files or folders of them.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Check the files alone: do not read the source's items to check each drop's `item_id`
+    /// (for a pull request's checks, where the source cannot be reached).
+    #[arg(long)]
+    pub offline: bool,
+    /// Source database whose items the drops are checked against (default: the settings'
+    /// source.database_url).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,9 +245,14 @@ pub fn main(cli: Cli) -> Result<()> {
             },
             None,
         ),
-        Command::Models { .. } | Command::Validate(_) | Command::Campaigns { .. } => {
-            (Overrides::default(), None)
-        }
+        Command::Validate(a) => (
+            Overrides {
+                database_url: a.database_url.clone(),
+                ..Overrides::default()
+            },
+            None,
+        ),
+        Command::Models { .. } | Command::Campaigns { .. } => (Overrides::default(), None),
     };
     let settings = config::load(cli.config.as_deref(), &overrides)?;
     // Polars reads its thread count once, from the environment, before its pool starts.
@@ -258,7 +271,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Command::Schedule(_) => crate::daemon::serve(&settings).await,
             Command::Train(a) => run_train(&settings, &a).await,
             Command::Models { command } => models_command(&settings, command).await,
-            Command::Validate(a) => validate(&settings, &a),
+            Command::Validate(a) => validate(&settings, &a).await,
             Command::Runs {
                 command: RunsCommand::List(a),
             } => list_runs(&settings, &a).await,

@@ -163,13 +163,24 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Campaign>> {
 }
 
 fn read_one(file: &Path, catalog: &Catalog) -> Result<Campaign> {
-    let text = std::fs::read_to_string(file)
+    let bytes = std::fs::read(file)
         .with_context(|| format!("cannot read campaign file {}", file.display()))?;
-    Ok(segments::campaign::parse(
-        &file.display().to_string(),
-        &text,
-        catalog,
-    )?)
+    let origin = file.display().to_string();
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Located like every other problem: the first byte that is not UTF-8.
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+            bail!(
+                "{}: byte 0x{:02x} is not UTF-8: save the file as UTF-8 text",
+                segments::campaign::locate(&origin, valid, Some(at..at)),
+                bytes[at]
+            );
+        }
+    };
+    Ok(segments::campaign::parse(&origin, &text, catalog)?)
 }
 
 /// The night of `date`: every campaign due on it by its schedule (a campaign without one is

@@ -1,7 +1,7 @@
 //! The extract stage: every contract table through its query in `sql/queries/`, streamed into
 //! polars frames, with the project's own assignment history added to the exposures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
@@ -127,6 +127,29 @@ async fn own_exposures(
         .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
         .instrument(info_span!("query", table = "assignment_exposures"))
         .await
+}
+
+/// Every `item_id` of the source's catalogue, through the same `items` query as the run, and
+/// where it came from (for messages).
+pub async fn item_ids(db: &Db, settings: &Settings) -> Result<(HashSet<i64>, String)> {
+    let spec = TABLES
+        .iter()
+        .find(|t| t.name == "items")
+        .context("the data contract has no items table")?;
+    let builtin = BUILTIN
+        .iter()
+        .find(|(name, _)| *name == "items")
+        .map_or("", |(_, sql)| sql);
+    let (sql, origin) = query_text(settings.source.queries_dir.as_deref(), "items", builtin)?;
+    let frame = db
+        .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
+        .await?;
+    let ids = frame
+        .column("item_id")?
+        .i64()?
+        .into_no_null_iter()
+        .collect();
+    Ok((ids, origin))
 }
 
 /// The email address of every consenting user who has one, by user id.

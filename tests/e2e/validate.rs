@@ -5,7 +5,7 @@ use crate::common::*;
 
 #[test]
 fn example_campaigns_are_valid() {
-    let out = targeting(&["validate", "config/campaigns"]);
+    let out = targeting(&["validate", "--offline", "config/campaigns"]);
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 campaign files valid"), "{stdout}");
@@ -19,7 +19,7 @@ fn every_broken_file_gets_its_own_located_error() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.starts_with("error: 7 problem(s) in campaign files:\n"),
+        err.starts_with("error: 8 problem(s) in campaign files:\n"),
         "{err}"
     );
     let expect = [
@@ -33,6 +33,11 @@ fn every_broken_file_gets_its_own_located_error() {
             "    orders_total >= 1 and (country == \"US\"\n                                          ^",
         ),
         ("holdout-too-large.toml:4:11: holdout must be between 0 and 0.5, got 1.5", ""),
+        // Latin-1 "é": located at the byte, not "stream did not contain valid UTF-8".
+        (
+            "not-utf8.toml:4:12: byte 0xe9 is not UTF-8: save the file as UTF-8 text",
+            "",
+        ),
         (
             "negative-budget.toml:9:10: offer.budget must be a non-negative amount, got -500",
             "",
@@ -124,4 +129,81 @@ fn a_campaign_destination_must_lie_under_an_allowed_root() {
     assert_ok(&out);
     let out = targeting(&["validate", &dir]);
     assert!(!out.status.success(), "{}", stderr(&out));
+}
+
+/// A source with a catalogue of `items` and nothing else.
+async fn catalogue(db: &str, items: &[i64]) {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("{db}?mode=rwc"))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE items (item_id INTEGER PRIMARY KEY, title TEXT, kind TEXT, \
+         publisher_id INTEGER, game_id INTEGER, category TEXT, list_price_cents INTEGER, \
+         released_at INTEGER)",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    for id in items {
+        sqlx::query("INSERT INTO items VALUES (?, 'x', '1p', 1, 1, 'rpg', 1999, 0)")
+            .bind(id)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+/// A drop whose item is not in the source's catalogue can only fail at run time, so
+/// `validate` looks it up (unless `--offline`) and names the campaign, the item and the query.
+#[tokio::test]
+async fn a_drop_item_missing_from_the_source_is_reported() {
+    let found = TestEnv::sqlite("items-found");
+    catalogue(&found.db, &[7, 100]).await;
+    let out = targeting(&["validate", "config/campaigns", "--database-url", &found.db]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("drop items found in the source's catalogue"),
+        "{stdout}"
+    );
+
+    let missing = TestEnv::sqlite("items-missing");
+    catalogue(&missing.db, &[7]).await;
+    let out = targeting(&[
+        "validate",
+        "config/campaigns",
+        "--database-url",
+        &missing.db,
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "campaign drop-starfall-nightfall: [drop] item_id 100 is not in the source's items \
+             (query sql/queries/items.sql)"
+        ),
+        "{err}"
+    );
+
+    // No source at all: an error that says how to check the files alone, which works.
+    let nowhere = TestEnv::sqlite("items-nowhere");
+    let out = targeting(&[
+        "validate",
+        "config/campaigns",
+        "--database-url",
+        &nowhere.db,
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("(--offline checks the files alone)"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    let out = targeting(&[
+        "validate",
+        "config/campaigns",
+        "--offline",
+        "--database-url",
+        &nowhere.db,
+    ]);
+    assert_ok(&out);
 }

@@ -27,14 +27,18 @@ pub use schedule::Schedule;
 /// The campaign file format this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The longest campaign id: it names an export folder (a file name, at most 255 bytes, with
+/// the run date and run id beside it in the path) and is part of object keys and lock keys.
+pub const MAX_ID_LEN: usize = 64;
+
 /// A campaign file as written.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignFile {
     /// Version of this file format; must be 1.
     pub format_version: u32,
-    /// Stable identifier: lowercase letters, digits and `-`. Names the export folder and the
-    /// ledger rows, so never reuse one for a different campaign.
+    /// Stable identifier: lowercase letters, digits and `-`, at most 64 characters. Names the
+    /// export folder and the ledger rows, so never reuse one for a different campaign.
     pub id: String,
     /// Human-readable name, shown in previews and reports.
     pub name: Option<String>,
@@ -385,6 +389,15 @@ impl CampaignFile {
                 format!(
                     "id {:?} must be non-empty lowercase letters, digits and '-'",
                     self.id
+                ),
+            ));
+        } else if self.id.len() > MAX_ID_LEN {
+            problems.push((
+                "id",
+                format!(
+                    "id is {} characters long: at most {MAX_ID_LEN}, as it names folders and \
+                     object keys",
+                    self.id.len()
                 ),
             ));
         }

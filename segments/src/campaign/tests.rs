@@ -110,6 +110,27 @@ fn valid_file_gets_defaults() {
 }
 
 #[test]
+fn an_id_too_long_for_a_folder_name_is_refused() {
+    let long = "a".repeat(MAX_ID_LEN + 1);
+    let err = error(&DEAL.replace("weekly-deal", &long));
+    assert_eq!(
+        err,
+        "deal.toml:3:6: id is 65 characters long: at most 64, as it names folders and object keys"
+    );
+    let longest = "a".repeat(MAX_ID_LEN);
+    assert_eq!(
+        parse(
+            "deal.toml",
+            &DEAL.replace("weekly-deal", &longest),
+            &catalog()
+        )
+        .unwrap()
+        .id,
+        longest
+    );
+}
+
+#[test]
 fn unknown_fields_are_located_with_a_hint() {
     let text = DEAL
         .replace("holdout = 0.1", "holdot = 0.1")
