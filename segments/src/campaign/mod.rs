@@ -21,7 +21,7 @@ use toml::Spanned;
 
 use crate::rules::{check, Catalog, CheckedRule};
 use crate::Result;
-use problems::{span_of, unknown_fields, Problems};
+use problems::{place_of, unknown_fields, Problems};
 pub use schedule::Schedule;
 
 /// The campaign file format this build reads.
@@ -528,7 +528,7 @@ impl CampaignFile {
             },
         };
         for (path, message) in problems {
-            located.add(span_of(table, path), message);
+            located.add(place_of(table, path), message);
         }
         let mut eligibility = Vec::new();
         for (i, rule) in self.eligibility.iter().enumerate() {

@@ -198,8 +198,24 @@ fn node_items<'a>(
     node.get("items")
 }
 
+/// Where a problem with the field at a dotted `path` is shown: the field's value; when the
+/// field is absent (a problem of a missing field), the closest enclosing table that is
+/// present; else the `kind`, which is what asks for the field.
+pub(super) fn place_of(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+    let mut path = path;
+    loop {
+        if let Some(span) = span_of(table, path) {
+            return Some(span);
+        }
+        match path.rsplit_once('.') {
+            Some((parent, _)) => path = parent,
+            None => return span_of(table, "kind"),
+        }
+    }
+}
+
 /// The byte range of the value at a dotted `path` (e.g. `offer.discount_pct`), if present.
-pub(super) fn span_of(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+fn span_of(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
     let (head, rest) = path.split_once('.').unwrap_or((path, ""));
     let (_, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == head)?;
     match (rest.is_empty(), value.get_ref()) {
