@@ -8,6 +8,7 @@ mod bad_input;
 mod demo;
 mod evaluate;
 mod exactly_once;
+mod faults;
 mod publish_s3;
 mod registry;
 mod scheduler;

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::common::s3::{self, Relay};
+use crate::common::s3::{self, run_prefixes, Relay};
 use crate::common::*;
 
 const USERS: &str = "30000";
@@ -149,29 +149,6 @@ fn run_args(db_url: &str, exports: &str) -> Vec<String> {
     ])
 }
 
-/// The run folders of a campaign for the test date under `root`, oldest first
-/// (`<root>/<campaign>/dt=<date>/run=…/`).
-async fn run_prefixes(
-    c: &aws_sdk_s3::Client,
-    bucket: &str,
-    root: &str,
-    campaign: &str,
-) -> Vec<String> {
-    let day = format!("{root}/{campaign}/dt={DATE}/");
-    let mut runs: Vec<String> = s3::list(c, bucket, &day)
-        .await
-        .into_iter()
-        .filter_map(|o| {
-            let rest = o.key.strip_prefix(&day)?;
-            let run = rest.split('/').next()?;
-            Some(format!("{day}{run}/"))
-        })
-        .collect();
-    runs.sort();
-    runs.dedup();
-    runs
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_to_s3_verifiably_and_repeatably() {
     let world = demo_source("s3-publish").await;
@@ -192,7 +169,7 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     let ledger = ledger(&db).await;
     let mut multipart_seen = false;
     for campaign in CAMPAIGNS {
-        let runs = run_prefixes(&client, bucket, "exports", campaign).await;
+        let runs = run_prefixes(&client, bucket, "exports", campaign, DATE).await;
         assert_eq!(runs.len(), 2, "{campaign}: one folder per run: {runs:?}");
         let a = s3::read_s3_export(&client, bucket, &runs[0]).await;
         let b = s3::read_s3_export(&client, bucket, &runs[1]).await;
@@ -253,7 +230,7 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     // the first (which replaced the demo's run of the same date), both arms.
     let mut first_run = 0;
     for campaign in CAMPAIGNS {
-        let runs = run_prefixes(&client, bucket, "exports", campaign).await;
+        let runs = run_prefixes(&client, bucket, "exports", campaign, DATE).await;
         let m = s3::read_s3_export(&client, bucket, &runs[0]).await.manifest;
         first_run += m["row_count"].as_u64().unwrap() + m["holdout_count"].as_u64().unwrap();
     }
@@ -268,7 +245,7 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
 
     // Presets: the Iterable list carries each user's email address (all of them consented),
     // empty where a user has none.
-    let welcome = run_prefixes(&client, bucket, "exports", "welcome-parquet").await;
+    let welcome = run_prefixes(&client, bucket, "exports", "welcome-parquet", DATE).await;
     let export = s3::read_s3_export(&client, bucket, &welcome[0]).await;
     assert_eq!(export.manifest["preset"], "iterable");
     assert_eq!(export.manifest["columns"][1], "email");
@@ -281,7 +258,7 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
         let user: i64 = r[0].as_deref().unwrap().parse().unwrap();
         assert_eq!(r[1], known[&user], "email of user {user}");
     }
-    let big = run_prefixes(&client, bucket, "exports", "big-list").await;
+    let big = run_prefixes(&client, bucket, "exports", "big-list", DATE).await;
     let manifest = s3::read_s3_export(&client, bucket, &big[0]).await.manifest;
     assert_eq!(manifest["columns"][1], "targeting_campaign");
 
@@ -317,7 +294,7 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     assert!(lines
         .iter()
         .all(|l| l.contains("deal-csv") && l.contains("succeeded")));
-    let newest = run_prefixes(&client, bucket, "exports", "deal-csv").await[1].clone();
+    let newest = run_prefixes(&client, bucket, "exports", "deal-csv", DATE).await[1].clone();
     assert!(
         lines[0].contains(&format!("s3://{bucket}/{}", newest.trim_end_matches('/'))),
         "{text}"
@@ -381,7 +358,7 @@ async fn wrong_credentials_publish_nothing() {
     right.push(("AWS_SECRET_ACCESS_KEY".into(), secret.clone()));
     assert_ok(&run(run_args(&db, &exports), right).await);
     for campaign in CAMPAIGNS {
-        let runs = run_prefixes(&client, &bucket, &root, campaign).await;
+        let runs = run_prefixes(&client, &bucket, &root, campaign, DATE).await;
         assert_eq!(runs.len(), 1, "{campaign}");
         s3::read_s3_export(&client, &bucket, &runs[0]).await;
     }
@@ -425,7 +402,7 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
             .find(|r| r.campaign_id == campaign)
             .unwrap()
             .status;
-        for prefix in run_prefixes(&client, bucket, "exports", campaign).await {
+        for prefix in run_prefixes(&client, bucket, "exports", campaign, DATE).await {
             let has_success = s3::list(&client, bucket, &format!("{prefix}_SUCCESS"))
                 .await
                 .len()
@@ -446,7 +423,7 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
             .find(|r| r.campaign_id == campaign)
             .unwrap();
         assert_eq!(last.status, "succeeded");
-        let runs = run_prefixes(&client, bucket, "exports", campaign).await;
+        let runs = run_prefixes(&client, bucket, "exports", campaign, DATE).await;
         let newest = runs.last().unwrap();
         assert_eq!(
             last.export_uri.as_deref(),

@@ -114,6 +114,14 @@ pub fn targeting<S: AsRef<OsStr>>(args: &[S]) -> Output {
 
 /// Runs the binary with extra environment variables (e.g. `TARGETING__MODELS__STORE`).
 pub fn targeting_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
+    targeting_command(args, env)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The binary's command, from the repository root, with `env` instead of inherited
+/// `TARGETING__*` overrides: for a test that starts it and stops it itself.
+pub fn targeting_command<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_targeting"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
     for (k, _) in std::env::vars() {
@@ -122,7 +130,7 @@ pub fn targeting_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Outpu
         }
     }
     cmd.envs(env.iter().copied());
-    cmd.output().expect("the binary runs")
+    cmd
 }
 
 pub fn stderr(o: &Output) -> String {

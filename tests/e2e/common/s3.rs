@@ -81,6 +81,30 @@ pub async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
+/// The run folders of a campaign for `date` under `root`, oldest first
+/// (`<root>/<campaign>/dt=<date>/run=…/`).
+pub async fn run_prefixes(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    root: &str,
+    campaign: &str,
+    date: &str,
+) -> Vec<String> {
+    let day = format!("{root}/{campaign}/dt={date}/");
+    let mut runs: Vec<String> = list(c, bucket, &day)
+        .await
+        .into_iter()
+        .filter_map(|o| {
+            let rest = o.key.strip_prefix(&day)?;
+            let run = rest.split('/').next()?;
+            Some(format!("{day}{run}/"))
+        })
+        .collect();
+    runs.sort();
+    runs.dedup();
+    runs
+}
+
 /// One published run folder read back from S3 and checked against its manifest.
 #[derive(Debug)]
 pub struct S3Export {
