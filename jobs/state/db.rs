@@ -1,6 +1,6 @@
 //! Databases through sqlx: SQLite (the embedded default) and PostgreSQL, chosen by the URL
-//! scheme. Connects with redacted errors, runs migrations, streams query results into polars
-//! frames in batches, and writes rows in multi-row statements.
+//! scheme. Connects with redacted errors, runs migrations, reads query results into polars
+//! frames (through [`super::frames`]), and writes rows in multi-row statements.
 //!
 //! Every statement's text lives under `sql/`; this module only adds placeholders.
 
@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use futures::TryStreamExt;
-use models::features::{ColumnKind, TableSpec};
+use models::features::TableSpec;
 use polars::prelude::*;
 use std::str::FromStr;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::ConnectOptions as _;
-use sqlx::{AnyPool, Column as _, Executor as _, Row};
+use sqlx::{AnyPool, Executor as _};
 
+use super::frames;
 use crate::redact::redact;
 
 /// Statements run on every new SQLite connection.
@@ -39,6 +39,8 @@ pub struct Db {
     /// PostgreSQL's own pool, for what the generic driver cannot do (COPY). Connects on first
     /// use.
     pg: Option<sqlx::PgPool>,
+    /// The SQLite file, which extraction reads through SQLite's own API.
+    sqlite: Option<PathBuf>,
 }
 
 impl Db {
@@ -132,11 +134,13 @@ impl Db {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to database {display}"))?;
+        let sqlite = (backend == Backend::Sqlite).then(|| sqlite_path(&url));
         Ok(Db {
             pool,
             backend,
             display,
             pg,
+            sqlite,
         })
     }
 
@@ -159,8 +163,9 @@ impl Db {
             .with_context(|| format!("cannot migrate the state tables in {}", self.display))
     }
 
-    /// Runs `sql` and streams its rows into a frame, `batch_rows` rows at a time, checking that
-    /// it returns the columns of `spec` in order. `origin` names the query in errors.
+    /// Runs `sql` and reads its rows into a frame, `batch_rows` rows per chunk, checking that
+    /// it returns the columns of `spec` in order and values of their kinds (see
+    /// [`super::frames`]). `origin` names the query in errors.
     pub async fn fetch_frame(
         &self,
         spec: &TableSpec,
@@ -168,34 +173,15 @@ impl Db {
         origin: &str,
         batch_rows: usize,
     ) -> Result<DataFrame> {
-        let mut rows = sqlx::query(sql).fetch(&self.pool);
-        // Drawn only on a terminal; a scheduler's log gets the stage spans instead.
-        let progress = indicatif::ProgressBar::new_spinner().with_style(
-            indicatif::ProgressStyle::with_template("extracting {msg}: {human_pos} rows {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        progress.set_message(spec.name);
-        let mut batch = Batch::new(spec);
-        let mut frame: Option<DataFrame> = None;
-        let mut checked = false;
-        while let Some(row) = rows
-            .try_next()
-            .await
-            .with_context(|| format!("query {origin} failed on {}", self.display))?
-        {
-            if !checked {
-                check_columns(spec, &row, origin)?;
-                checked = true;
+        match (&self.pg, &self.sqlite) {
+            (Some(pg), _) => {
+                frames::pg_frame(pg, spec, sql, origin, &self.display, batch_rows).await
             }
-            batch.push(&row, origin)?;
-            if batch.len >= batch_rows {
-                progress.inc(batch.len as u64);
-                append(&mut frame, batch.take()?)?;
+            (None, Some(path)) => {
+                frames::sqlite_frame(path, spec, sql, origin, &self.display, batch_rows).await
             }
+            (None, None) => bail!("no reader for {}", self.display),
         }
-        append(&mut frame, batch.take()?)?;
-        progress.finish_and_clear();
-        Ok(frame.expect("append always leaves a frame"))
     }
 
     /// Inserts rows with a multi-row statement: `insert_sql` is the statement up to `VALUES`,
@@ -335,95 +321,6 @@ pub fn sqlite_path(url: &str) -> PathBuf {
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     PathBuf::from(rest.split('?').next().unwrap_or(rest))
-}
-
-fn check_columns(spec: &TableSpec, row: &AnyRow, origin: &str) -> Result<()> {
-    let got: Vec<String> = row.columns().iter().map(|c| c.name().to_string()).collect();
-    let want: Vec<&str> = spec.columns.iter().map(|(n, _)| *n).collect();
-    if got != want {
-        bail!(
-            "query {origin} must return the columns {} but returns {}",
-            want.join(", "),
-            got.join(", ")
-        );
-    }
-    Ok(())
-}
-
-fn append(frame: &mut Option<DataFrame>, part: DataFrame) -> Result<()> {
-    match frame {
-        Some(f) if part.height() > 0 => {
-            f.vstack_mut_owned(part)?;
-        }
-        Some(_) => {}
-        None => *frame = Some(part),
-    }
-    Ok(())
-}
-
-enum Buffer {
-    Int(Vec<Option<i64>>),
-    Float(Vec<Option<f64>>),
-    Text(Vec<Option<String>>),
-}
-
-/// Column buffers for one batch of rows.
-struct Batch<'a> {
-    spec: &'a TableSpec,
-    columns: Vec<Buffer>,
-    len: usize,
-}
-
-impl<'a> Batch<'a> {
-    fn new(spec: &'a TableSpec) -> Self {
-        let columns = spec
-            .columns
-            .iter()
-            .map(|(_, kind)| match kind {
-                ColumnKind::Int => Buffer::Int(Vec::new()),
-                ColumnKind::Float => Buffer::Float(Vec::new()),
-                ColumnKind::Text => Buffer::Text(Vec::new()),
-            })
-            .collect();
-        Self {
-            spec,
-            columns,
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, row: &AnyRow, origin: &str) -> Result<()> {
-        for (i, buf) in self.columns.iter_mut().enumerate() {
-            let name = self.spec.columns[i].0;
-            let bad = |e: sqlx::Error| anyhow::anyhow!("query {origin}: column {name}: {e}");
-            match buf {
-                Buffer::Int(v) => v.push(row.try_get(i).map_err(bad)?),
-                Buffer::Float(v) => v.push(row.try_get(i).map_err(bad)?),
-                Buffer::Text(v) => v.push(row.try_get(i).map_err(bad)?),
-            }
-        }
-        self.len += 1;
-        Ok(())
-    }
-
-    /// The buffered rows as a frame; the buffers are left empty.
-    fn take(&mut self) -> Result<DataFrame> {
-        let columns = self
-            .columns
-            .iter_mut()
-            .zip(self.spec.columns)
-            .map(|(buf, (name, _))| {
-                let name: PlSmallStr = (*name).into();
-                match buf {
-                    Buffer::Int(v) => Column::new(name, std::mem::take(v)),
-                    Buffer::Float(v) => Column::new(name, std::mem::take(v)),
-                    Buffer::Text(v) => Column::new(name, std::mem::take(v)),
-                }
-            })
-            .collect();
-        self.len = 0;
-        Ok(DataFrame::new_infer_height(columns)?)
-    }
 }
 
 /// Reads a query: from `dir` when the settings name one (a deployment's own SQL), else the copy

@@ -187,7 +187,7 @@ fn settings_errors_name_the_variable_and_never_a_secret() {
     );
     assert_one_line_error(&out, &["environment variable TARGETING__EXPORT__ATTEMPTS"]);
     assert_ok(&targeting_env(
-        &["validate", "config/campaigns"],
+        &["validate", "--offline", "config/campaigns"],
         &[("TARGETING__TARGETING__GLOBAL_CONTROL_SALT", "2024")],
     ));
     let out = targeting(&["run", "--exports", "s3://ops:hunter2@Not_A_Bucket/x"]);
