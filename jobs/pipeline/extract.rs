@@ -74,7 +74,7 @@ pub async fn extract(
         if let (Some(state), "campaign_exposures", true) =
             (state, spec.name, settings.models.own_exposures)
         {
-            let own = own_exposures(state, spec, settings).await?;
+            let own = own_exposures(state, spec, settings, date).await?;
             info!(
                 rows = own.height(),
                 "own assignments added to the exposures"
@@ -113,20 +113,29 @@ pub async fn extract(
     Ok(checked.tables)
 }
 
+/// The project's own assignments as exposures, those of nights before `date` only. A night's
+/// assignments are stamped with its cutoff (see [`super::record`]), so a re-run of a night
+/// never sees its own earlier run, however early either ran.
 async fn own_exposures(
     state: &Db,
     spec: &models::features::TableSpec,
     settings: &Settings,
+    date: RunDate,
 ) -> Result<DataFrame> {
+    use polars::prelude::{col, lit, IntoLazy};
     let (sql, origin) = query_text(
         settings.source.queries_dir.as_deref(),
         "assignment_exposures",
         ASSIGNMENT_EXPOSURES,
     )?;
-    state
+    let all = state
         .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
         .instrument(info_span!("query", table = "assignment_exposures"))
-        .await
+        .await?;
+    Ok(all
+        .lazy()
+        .filter(col("assigned_at").lt(lit(date.cutoff())))
+        .collect()?)
 }
 
 /// Every `item_id` of the source's catalogue, through the same `items` query as the run, and

@@ -325,6 +325,7 @@ async fn publish_night(
                 run_id,
                 &audience,
                 c.offer.discount_pct,
+                req.date,
             )
             .await?;
             info!(uri = %staged.uri, rows = staged.manifest.row_count, "published");

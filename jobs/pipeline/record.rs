@@ -2,10 +2,14 @@
 //! the export visible, then the ledger row says how the campaign's run ended.
 //!
 //! Assignments are recorded before `_SUCCESS`, so a list a CRM can see always has its history
-//! (the frequency cap and the cooldown of later nights count it).
+//! (the frequency cap and the cooldown of later nights count it). They are stamped with the run
+//! date's cutoff (its midnight, UTC), not the wall clock: they come back as exposures in later
+//! nights' features, and a clock time would make those depend on when a night happened to run
+//! (a night run before its midnight would even see itself when re-run).
 
 use anyhow::Result;
 use chrono::Utc;
+use models::RunDate;
 use segments::{Arm, Audience};
 use tracing::instrument;
 
@@ -24,16 +28,10 @@ pub async fn record(
     run_id: &str,
     audience: &Audience,
     discount_pct: f64,
+    date: RunDate,
 ) -> Result<()> {
     let recorded = async {
-        ledger::record_assignments(
-            state,
-            run_id,
-            audience,
-            discount_pct,
-            Utc::now().timestamp(),
-        )
-        .await?;
+        ledger::record_assignments(state, run_id, audience, discount_pct, date.cutoff()).await?;
         publish::commit(store, staged).await
     }
     .await;
