@@ -1,5 +1,5 @@
 //! What the daemon tells a monitoring system: Prometheus metrics of the runs it recorded, and a
-//! health check, served by [`super::http`] on a (loopback by default) address.
+//! health check, served over HTTP by the daemon on a (loopback by default) address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
