@@ -63,45 +63,21 @@ fn read_sqlite(path: &Path, spec: &TableSpec, sql: &str, batch_rows: usize) -> R
     while let Some(row) = rows.next()? {
         for (i, buffer) in columns.buffers.iter_mut().enumerate() {
             let value = row.get_ref(i)?;
-            let ok = match (buffer, value) {
-                (Buffer::Int(v), ValueRef::Integer(x)) => {
-                    v.push(Some(x));
-                    true
-                }
-                (Buffer::Float(v), ValueRef::Real(x)) => {
-                    v.push(Some(x));
-                    true
-                }
+            match (buffer, value) {
+                (buffer, ValueRef::Null) => buffer.push_null(),
+                (Buffer::Int(v), ValueRef::Integer(x)) => v.push(Some(x)),
+                (Buffer::Float(v), ValueRef::Real(x)) => v.push(Some(x)),
                 // SQLite stores a whole number in a REAL column as an integer when it can.
-                (Buffer::Float(v), ValueRef::Integer(x)) => {
-                    v.push(Some(x as f64));
-                    true
-                }
+                (Buffer::Float(v), ValueRef::Integer(x)) => v.push(Some(x as f64)),
                 (Buffer::Text(v), ValueRef::Text(x)) => {
-                    v.push(Some(String::from_utf8_lossy(x).into_owned()));
-                    true
+                    v.push(Some(String::from_utf8_lossy(x).into_owned()))
                 }
-                (Buffer::Int(v), ValueRef::Null) => {
-                    v.push(None);
-                    true
-                }
-                (Buffer::Float(v), ValueRef::Null) => {
-                    v.push(None);
-                    true
-                }
-                (Buffer::Text(v), ValueRef::Null) => {
-                    v.push(None);
-                    true
-                }
-                _ => false,
-            };
-            if !ok {
-                bail!(
+                _ => bail!(
                     "column {} must hold {} values, got {}",
                     spec.columns[i].0,
                     kind_name(spec.columns[i].1),
-                    value.data_type()
-                );
+                    value.data_type().to_string().to_lowercase()
+                ),
             }
         }
         columns.row_done()?;
@@ -181,6 +157,16 @@ enum Buffer {
     Text(Vec<Option<String>>),
 }
 
+impl Buffer {
+    fn push_null(&mut self) {
+        match self {
+            Buffer::Int(v) => v.push(None),
+            Buffer::Float(v) => v.push(None),
+            Buffer::Text(v) => v.push(None),
+        }
+    }
+}
+
 /// Typed column buffers, turned into a frame chunk every `batch_rows` rows.
 struct Columns<'a> {
     spec: &'a TableSpec,
@@ -228,28 +214,9 @@ impl<'a> Columns<'a> {
                 )
             };
             match buffer {
-                Buffer::Int(v) => v.push(match null {
-                    true => None,
-                    false => Some(
-                        std::str::from_utf8(field)
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .with_context(bad)?,
-                    ),
-                }),
-                Buffer::Float(v) => v.push(match null {
-                    true => None,
-                    false => Some(
-                        std::str::from_utf8(field)
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .with_context(bad)?,
-                    ),
-                }),
-                Buffer::Text(v) => v.push(match null {
-                    true => None,
-                    false => Some(unescape(field)),
-                }),
+                Buffer::Int(v) => v.push(number(field, null).with_context(bad)?),
+                Buffer::Float(v) => v.push(number(field, null).with_context(bad)?),
+                Buffer::Text(v) => v.push((!null).then(|| unescape(field))),
             }
         }
         if fields.next().is_some() {
@@ -297,6 +264,14 @@ impl<'a> Columns<'a> {
         self.flush()?;
         Ok(self.frame.take().unwrap_or_default())
     }
+}
+
+/// A number as PostgreSQL prints it (`Some(None)` for NULL), or `None` when it is not one.
+fn number<T: std::str::FromStr>(field: &[u8], null: bool) -> Option<Option<T>> {
+    if null {
+        return Some(None);
+    }
+    std::str::from_utf8(field).ok()?.parse().ok().map(Some)
 }
 
 /// A text field of the COPY text format, unescaped: `\t`, `\n`, `\\` and the other backslash
@@ -379,6 +354,33 @@ mod tests {
         assert_eq!(titles, [Some("plain"), None, Some("tab\there\nand \\N, A")]);
         let prices = f.column("price").unwrap().f64().unwrap();
         assert!(prices.get(2).unwrap().is_nan());
+    }
+
+    #[test]
+    fn sqlite_values_are_read_as_stored() {
+        let path = std::env::temp_dir().join(format!("frames-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER, price REAL, title TEXT);
+             INSERT INTO t VALUES (1, 2.5, 'a'), (NULL, 3, NULL), (3, NULL, 'é');",
+        )
+        .unwrap();
+        let f = read_sqlite(&path, &SPEC, "SELECT id, price, title FROM t", 2).unwrap();
+        let prices = f.column("price").unwrap().f64().unwrap();
+        let prices: Vec<Option<f64>> = (0..3).map(|i| prices.get(i)).collect();
+        assert_eq!(prices, [Some(2.5), Some(3.0), None]);
+        let e = read_sqlite(&path, &SPEC, "SELECT title, price, title FROM t", 10).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the query must return the columns id, price, title but returns title, price, title"
+        );
+        let e = read_sqlite(&path, &SPEC, "SELECT title AS id, price, title FROM t", 10);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "column id must hold integer values, got text"
+        );
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -226,14 +226,9 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
     }
     assert!(multipart_seen, "no part went through a multipart upload");
 
-    // Training sees the assignments of past runs as exposures: before the second run, those of
-    // the first (which replaced the demo's run of the same date), both arms.
-    let mut first_run = 0;
-    for campaign in CAMPAIGNS {
-        let runs = run_prefixes(&client, bucket, "exports", campaign, DATE).await;
-        let m = s3::read_s3_export(&client, bucket, &runs[0]).await.manifest;
-        first_run += m["row_count"].as_u64().unwrap() + m["holdout_count"].as_u64().unwrap();
-    }
+    // Training sees the assignments of earlier nights as exposures, never those of its own
+    // night: the second run of the date saw none of the first's; the next night sees the last
+    // run of the date (the second, which replaced the first), both arms.
     let added = |log: &str| -> u64 {
         let line = log
             .lines()
@@ -241,7 +236,28 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
             .unwrap_or_else(|| panic!("{log}"));
         line.rsplit("rows=").next().unwrap().trim().parse().unwrap()
     };
-    assert_eq!(added(&outputs[1]), first_run, "{}", outputs[1]);
+    assert_eq!(added(&outputs[1]), 0, "{}", outputs[1]);
+    let mut last_run = 0;
+    for campaign in CAMPAIGNS {
+        let runs = run_prefixes(&client, bucket, "exports", campaign, DATE).await;
+        let m = s3::read_s3_export(&client, bucket, &runs[1]).await.manifest;
+        last_run += m["row_count"].as_u64().unwrap() + m["holdout_count"].as_u64().unwrap();
+    }
+    let next_night = strings(&[
+        "run",
+        "--dry-run",
+        "--date",
+        "2026-11-21",
+        "--database-url",
+        &db,
+        "--exports",
+        &exports,
+        "--threads",
+        "2",
+    ]);
+    let out = run(next_night, env_for(&dir)).await;
+    assert_ok(&out);
+    assert_eq!(added(&stderr(&out)), last_run, "{}", stderr(&out));
 
     // Presets: the Iterable list carries each user's email address (all of them consented),
     // empty where a user has none.

@@ -142,6 +142,14 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A test that fails leaves no daemon behind (after `stop`, the child has exited already).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Today in UTC: the run date of every firing of a UTC schedule.
 fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
