@@ -78,4 +78,9 @@ export TEST_S3_AUTH_ENDPOINT="http://127.0.0.1:$auth_port" TEST_S3_AUTH_BUCKET=t
 export TEST_S3_AUTH_KEY_ID="$auth_key" TEST_S3_AUTH_SECRET="$auth_secret"
 log "moto S3 server with signature checks on 127.0.0.1:$auth_port"
 
+# The tests run two at a time, and many start daemons and runs that train with LightGBM's OpenMP
+# threads: far more threads than this machine's two cores. OpenMP's default busy-waiting then
+# starves the others (a daemon's training stalled for minutes under the full suite, while it
+# takes seconds alone): waiting threads sleep instead.
+export OMP_WAIT_POLICY=PASSIVE
 cargo test --release --workspace "$@"
