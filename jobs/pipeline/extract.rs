@@ -38,6 +38,16 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The query of a contract table: the deployment's own (`source.queries_dir`), else the one
+/// built in; and where it came from, for messages.
+fn contract_query(settings: &Settings, table: &str) -> Result<(String, String)> {
+    let builtin = BUILTIN
+        .iter()
+        .find(|(name, _)| *name == table)
+        .map_or("", |(_, sql)| sql);
+    query_text(settings.source.queries_dir.as_deref(), table, builtin)
+}
+
 /// Own assignments as exposures (run on the state database).
 const ASSIGNMENT_EXPOSURES: &str = include_str!("../../sql/queries/assignment_exposures.sql");
 /// Email addresses of consenting users (only for presets with an email column).
@@ -61,11 +71,7 @@ pub async fn extract(
     let mut frames = Vec::with_capacity(TABLES.len());
     let mut origins = Vec::with_capacity(TABLES.len());
     for spec in TABLES {
-        let builtin = BUILTIN
-            .iter()
-            .find(|(name, _)| *name == spec.name)
-            .map_or("", |(_, sql)| sql);
-        let (sql, origin) = query_text(settings.source.queries_dir.as_deref(), spec.name, builtin)?;
+        let (sql, origin) = contract_query(settings, spec.name)?;
         let mut frame = db
             .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
             .instrument(info_span!("query", table = spec.name))
@@ -145,11 +151,7 @@ pub async fn item_ids(db: &Db, settings: &Settings) -> Result<(HashSet<i64>, Str
         .iter()
         .find(|t| t.name == "items")
         .context("the data contract has no items table")?;
-    let builtin = BUILTIN
-        .iter()
-        .find(|(name, _)| *name == "items")
-        .map_or("", |(_, sql)| sql);
-    let (sql, origin) = query_text(settings.source.queries_dir.as_deref(), "items", builtin)?;
+    let (sql, origin) = contract_query(settings, "items")?;
     let frame = db
         .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
         .await?;
