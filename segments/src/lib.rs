@@ -14,8 +14,8 @@ mod testgen;
 pub use campaign::{Campaign, CampaignKind, ColumnPreset, ExportFormat, Offer};
 pub use holdout::{bucket, Arm};
 pub use select::{
-    select, select_night, Arbitration, Audience, FunnelStep, History, Limits, Member, PastMessage,
-    SelectionContext,
+    arbitrate, rank, select, select_night, Arbitration, Audience, Candidate, FunnelStep, History,
+    Limits, Member, PastMessage, Ranking, SelectionContext,
 };
 
 /// Everything that can go wrong while building an audience.
@@ -28,6 +28,9 @@ pub enum SegmentError {
     Polars(#[from] polars::error::PolarsError),
     #[error("campaign {campaign}: {why}")]
     Selection { campaign: String, why: String },
+    /// Rankings of parts of the users that cannot be joined.
+    #[error("cannot merge rankings: {0}")]
+    Merge(String),
 }
 
 pub type Result<T, E = SegmentError> = std::result::Result<T, E>;

@@ -14,6 +14,11 @@
 //! 3. **split**: each selected user's holdout arm comes from the campaign's salted hash.
 //!
 //! Every step's survivors are counted into the funnel, so a preview can say where users went.
+//!
+//! Ranking looks at one user at a time, so the users can be split into parts (shards) that are
+//! ranked apart: [`rank`] gives each part's [`Ranking`], [`Ranking::merge`] joins the parts'
+//! rankings into the ranking of all users — the same whatever the split — and [`arbitrate`]
+//! then runs steps 2 and 3 over them.
 
 #[cfg(test)]
 mod tests;
@@ -114,7 +119,7 @@ impl History {
 }
 
 /// Users left after one selection step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FunnelStep {
     /// The filter: an always-on step, an eligibility rule as written, or the kind's filter.
     pub step: String,
@@ -197,25 +202,83 @@ fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
 }
 
 /// A user a campaign wants, before arbitration.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    user_id: i64,
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Candidate {
+    pub user_id: i64,
     /// The kind's ranking key (affinity, uplift or expected profit).
-    key: f64,
-    uplift: f64,
-    p_control: f64,
+    pub key: f64,
+    pub uplift: f64,
+    pub p_control: f64,
     /// Expected incremental profit per list price: effect × (margin − d) − p_control × d, with
     /// d the discount share and effect the discount uplift for an offer with a discount, the
     /// conversion uplift otherwise. Users who would buy anyway cost the discount.
-    value: f64,
+    pub value: f64,
     /// Expected discount given per list price: (p_control + effect⁺) × d.
-    discount_cost: f64,
+    pub discount_cost: f64,
 }
 
-/// A campaign's eligible users in rank order, and its funnel so far.
-struct Ranked {
-    funnel: Vec<FunnelStep>,
-    candidates: Vec<Candidate>,
+impl Candidate {
+    /// The campaign's order: by the kind's key, then uplift, then user id, so that equal scores
+    /// order the same way on every run and however the users were split.
+    fn before(&self, other: &Candidate) -> std::cmp::Ordering {
+        other
+            .key
+            .total_cmp(&self.key)
+            .then(other.uplift.total_cmp(&self.uplift))
+            .then(self.user_id.cmp(&other.user_id))
+    }
+}
+
+/// A campaign's eligible users in rank order, and its funnel so far: of all users, or of one
+/// part of them (a shard).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ranking {
+    pub funnel: Vec<FunnelStep>,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Ranking {
+    /// The ranking of the union of disjoint parts of the users: funnels add up step by step and
+    /// the candidates interleave in the campaign's order. Refuses parts whose funnels have
+    /// different steps (ranked by different campaign versions).
+    pub fn merge(parts: Vec<Ranking>) -> Result<Ranking> {
+        let mut parts = parts.into_iter();
+        let Some(mut whole) = parts.next() else {
+            return Ok(Ranking {
+                funnel: vec![],
+                candidates: vec![],
+            });
+        };
+        for part in parts {
+            let same = part.funnel.len() == whole.funnel.len()
+                && part
+                    .funnel
+                    .iter()
+                    .zip(&whole.funnel)
+                    .all(|(a, b)| a.step == b.step);
+            if !same {
+                return Err(SegmentError::Merge(format!(
+                    "funnels differ: [{}] against [{}]",
+                    steps(&part.funnel),
+                    steps(&whole.funnel)
+                )));
+            }
+            for (w, p) in whole.funnel.iter_mut().zip(&part.funnel) {
+                w.users += p.users;
+            }
+            whole.candidates.extend(part.candidates);
+        }
+        whole.candidates.sort_by(Candidate::before);
+        Ok(whole)
+    }
+}
+
+fn steps(funnel: &[FunnelStep]) -> String {
+    funnel
+        .iter()
+        .map(|s| s.step.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The columns selection reads from the frame of scored users, besides those the rules name:
@@ -232,16 +295,18 @@ pub const SCORED_COLUMNS: [&str; 9] = [
     "discount_share_orders_365d",
 ];
 
-/// Applies the always-on filters, the rules and the kind's filter, and ranks the survivors.
+/// Applies the always-on filters, the rules and the kind's filter to the users of `frame`, and
+/// ranks the survivors.
 ///
 /// `frame` holds one row per user with the [`SCORED_COLUMNS`] and the catalogue's columns; a
-/// drop also needs `affinity`.
-fn rank(
+/// drop also needs `affinity`. It may hold all users or one part of them: see
+/// [`Ranking::merge`].
+pub fn rank(
     campaign: &Campaign,
     frame: &DataFrame,
     ctx: &SelectionContext,
     history: &History,
-) -> Result<Ranked> {
+) -> Result<Ranking> {
     let user: Vec<i64> = frame
         .column("user_id")?
         .i64()?
@@ -368,15 +433,7 @@ fn rank(
         }
     };
 
-    // Rank by the kind's key, then uplift, then user id, so equal scores order the same way on
-    // every run.
-    keep.sort_by(|&a, &b| {
-        key[b]
-            .total_cmp(&key[a])
-            .then(uplift[b].total_cmp(&uplift[a]))
-            .then(user[a].cmp(&user[b]))
-    });
-    let candidates = keep
+    let mut candidates: Vec<Candidate> = keep
         .iter()
         .map(|&i| Candidate {
             user_id: user[i],
@@ -387,7 +444,8 @@ fn rank(
             discount_cost: cost[i],
         })
         .collect();
-    Ok(Ranked { funnel, candidates })
+    candidates.sort_by(Candidate::before);
+    Ok(Ranking { funnel, candidates })
 }
 
 /// A campaign filling up during arbitration.
@@ -434,13 +492,21 @@ pub fn select_night(
     ctx: &SelectionContext,
     history: &History,
 ) -> Result<Vec<Audience>> {
-    let ranked: Vec<Ranked> = campaigns
+    let ranked = campaigns
         .iter()
-        .map(|(c, frame)| rank(c, frame, ctx, history))
-        .collect::<Result<_>>()?;
+        .map(|(c, frame)| Ok((*c, rank(c, frame, ctx, history)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(arbitrate(ranked, ctx))
+}
+
+/// Builds the audiences of the night's campaigns from their rankings of all users (see
+/// [`rank`] and [`Ranking::merge`]): arbitration, maximum audiences and budgets across them,
+/// then each member's arm. The audiences come back in the order of `ranked`.
+pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> Vec<Audience> {
+    let (campaigns, ranked): (Vec<&Campaign>, Vec<Ranking>) = ranked.into_iter().unzip();
     let mut filling: Vec<Filling> = campaigns
         .iter()
-        .map(|(c, _)| Filling {
+        .map(|c| Filling {
             campaign: c,
             taken: Vec::new(),
             spent: 0.0,
@@ -454,7 +520,7 @@ pub fn select_night(
         .flat_map(|(k, r)| (0..r.candidates.len()).map(move |p| (k, p)))
         .collect();
     let by_priority = |a: usize, b: usize| {
-        let (ca, cb) = (campaigns[a].0, campaigns[b].0);
+        let (ca, cb) = (campaigns[a], campaigns[b]);
         cb.priority.cmp(&ca.priority).then(ca.id.cmp(&cb.id))
     };
     match ctx.limits.arbitration {
@@ -491,13 +557,13 @@ pub fn select_night(
                     (&eligible[j], &eligible[k])
                 };
                 (
-                    campaigns[j].0.id.clone(),
+                    campaigns[j].id.clone(),
                     small.iter().filter(|u| large.contains(u)).count(),
                 )
             })
             .collect()
     };
-    let audiences = ranked
+    ranked
         .into_iter()
         .zip(filling)
         .enumerate()
@@ -543,8 +609,7 @@ pub fn select_night(
                 overlap: overlap(k),
             }
         })
-        .collect();
-    Ok(audiences)
+        .collect()
 }
 
 /// Builds one campaign's audience on its own (no other campaign tonight, no history).

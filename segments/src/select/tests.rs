@@ -388,3 +388,83 @@ fn always_on_rules_caps_cooldowns_and_budgets_hold_over_30_nights() {
         }
     }
 }
+
+/// Rows of `frame` split into `parts` parts at random (some may be empty).
+fn split(g: &mut Gen, frame: &DataFrame, parts: u64) -> Vec<DataFrame> {
+    let part: Vec<u64> = (0..frame.height()).map(|_| g.below(parts)).collect();
+    (0..parts)
+        .map(|k| {
+            let mask: BooleanChunked = part.iter().map(|&p| p == k).collect();
+            frame.filter(&mask).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn rankings_of_parts_merge_into_the_night_of_all_users() {
+    let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+    for trial in 0..40 {
+        let f = random_frame(&mut g, 120);
+        let mut campaigns = random_campaigns(&mut g);
+        // A rule, and a rule without names, which is one value for every user of a part.
+        campaigns[0].eligibility = parse(
+            "r.toml",
+            "format_version = 1\nid = \"r\"\nkind = \"seasonal\"\nholdout = 0.0\n\
+             max_audience = 1\neligibility = [\"orders_total < 3\", \"true\"]\n",
+            &catalog(),
+        )
+        .unwrap()
+        .eligibility;
+        let c = SelectionContext {
+            global_control_share: 0.1,
+            global_control_salt: "g".into(),
+            ..ctx(Limits {
+                arbitration: if trial % 2 == 0 {
+                    Arbitration::Priority
+                } else {
+                    Arbitration::ExpectedValue
+                },
+                ..Limits::default()
+            })
+        };
+        let pairs: Vec<(&Campaign, &DataFrame)> = campaigns.iter().map(|c| (c, &f)).collect();
+        let whole = select_night(&pairs, &c, &History::default()).unwrap();
+
+        let k = 1 + g.below(5);
+        let parts = split(&mut g, &f, k);
+        let merged: Vec<(&Campaign, Ranking)> = campaigns
+            .iter()
+            .map(|camp| {
+                let ranked = parts
+                    .iter()
+                    .map(|p| rank(camp, p, &c, &History::default()).unwrap())
+                    .collect();
+                (camp, Ranking::merge(ranked).unwrap())
+            })
+            .collect();
+        let night = arbitrate(merged, &c);
+        assert_eq!(night.len(), whole.len());
+        for (a, b) in night.iter().zip(&whole) {
+            assert_eq!(
+                a.funnel, b.funnel,
+                "trial {trial}: funnel of {}",
+                a.campaign_id
+            );
+            assert_eq!(a.members, b.members, "trial {trial}: members");
+            assert_eq!(a.overlap, b.overlap, "trial {trial}: overlap");
+        }
+    }
+}
+
+#[test]
+fn rankings_with_different_steps_do_not_merge() {
+    let deal = campaign("weekly_deal", "[offer]\ndiscount_pct = 25\n");
+    let seasonal = campaign("seasonal", "[seasonal]\nmin_uplift = 0.0\n");
+    let a = rank(&deal, &frame(), &no_control(), &History::default()).unwrap();
+    let b = rank(&seasonal, &frame(), &no_control(), &History::default()).unwrap();
+    let e = Ranking::merge(vec![a, b]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("cannot merge rankings: funnels differ"),
+        "{e}"
+    );
+}
