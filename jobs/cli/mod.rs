@@ -178,6 +178,10 @@ pub struct TargetFlags {
     /// Threads for LightGBM and polars (overrides runtime.threads; 0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Score the users in this many shards, one after another (overrides runtime.shards;
+    /// default: as many as runtime.memory_mb requires). The lists are the same for any number.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +316,7 @@ fn job_overrides(j: &TargetFlags) -> Overrides {
         exports: j.exports.clone(),
         model_store: None,
         threads: j.threads,
+        shards: j.shards,
     }
 }
 

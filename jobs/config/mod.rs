@@ -52,6 +52,38 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     /// Threads for LightGBM and polars.
     pub threads: usize,
+    /// How many shards a nightly run scores its users in.
+    pub shards: ShardPlan,
+}
+
+/// How many shards a nightly run scores its users in, one after another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardPlan {
+    /// Exactly this many (`runtime.shards`, `--shards`).
+    Fixed(u32),
+    /// As many as keep the run's memory under this many megabytes (`runtime.memory_mb`).
+    Budget { memory_mb: usize },
+}
+
+/// Memory a run needs per user when scored in one shard, in bytes: the peak RSS of the demo's
+/// nightly run at 1M users, less the process's own, per user (`scripts/bench.sh`).
+const BYTES_PER_USER: u64 = 2_400;
+/// Memory of the process besides the users' (the binary, LightGBM's models, polars' pools).
+const BASE_MB: u64 = 200;
+
+impl ShardPlan {
+    /// The shards for `users` users.
+    pub fn shards(self, users: u64) -> u32 {
+        match self {
+            ShardPlan::Fixed(n) => n,
+            ShardPlan::Budget { memory_mb } => {
+                let room = (memory_mb as u64).saturating_sub(BASE_MB).max(1) * MB as u64;
+                let need = users * BYTES_PER_USER;
+                need.div_ceil(room)
+                    .clamp(1, u64::from(models::shard::MAX_SHARDS)) as u32
+            }
+        }
+    }
 }
 
 /// Validated `[source]`.
@@ -191,6 +223,7 @@ pub struct Overrides {
     pub exports: Option<String>,
     pub model_store: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub shards: Option<u32>,
 }
 
 /// Loads settings: the file (`--config`, or `config/targeting.toml` when it exists), then the
@@ -303,7 +336,8 @@ impl SettingsFile {
             models: self.models.validate(o)?,
             targeting: self.targeting.validate()?,
             scheduler: self.scheduler.validate()?,
-            threads: self.runtime.validate(o)?,
+            threads: self.runtime.threads(o)?,
+            shards: self.runtime.shards(o)?,
             source,
         })
     }
@@ -529,8 +563,23 @@ impl SchedulerSection {
 const MAX_THREADS: usize = 512;
 
 impl RuntimeSection {
+    /// Shards: the flag, else the setting, else as the memory budget requires.
+    fn shards(&self, o: &Overrides) -> Result<ShardPlan> {
+        let max = models::shard::MAX_SHARDS;
+        match o.shards.or(self.shards) {
+            Some(n) if n == 0 || n > max => {
+                bail!("runtime.shards (or --shards) must be between 1 and {max}, got {n}")
+            }
+            Some(n) => Ok(ShardPlan::Fixed(n)),
+            None => match self.memory_mb.unwrap_or(2048) {
+                m if m < 256 => bail!("runtime.memory_mb must be at least 256, got {m}"),
+                memory_mb => Ok(ShardPlan::Budget { memory_mb }),
+            },
+        }
+    }
+
     /// Threads: the flag, else the setting; 0 is one per core.
-    fn validate(self, o: &Overrides) -> Result<usize> {
+    fn threads(&self, o: &Overrides) -> Result<usize> {
         match o.threads.or(self.threads).unwrap_or(0) {
             0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n if n > MAX_THREADS => {
@@ -586,6 +635,37 @@ mod tests {
         let f: SettingsFile = t.try_into().unwrap();
         assert_eq!(f.targeting.global_control_share, Some(0.1));
         assert_eq!(f.source.database_url.as_deref(), Some("postgres://x/y"));
+    }
+
+    #[test]
+    fn shards_follow_the_flag_the_setting_or_the_memory_budget() {
+        let mut f = SettingsFile::default();
+        let s = f.clone().validate(&Overrides::default()).unwrap();
+        assert_eq!(s.shards, ShardPlan::Budget { memory_mb: 2048 });
+        assert_eq!(s.shards.shards(100_000), 1);
+        // 10M users need more than one 2 GB shard, and fewer than a shard per 1k users.
+        let n = s.shards.shards(10_000_000);
+        assert!((2..=100).contains(&n), "{n}");
+        assert!(ShardPlan::Budget { memory_mb: 4096 }.shards(10_000_000) < n);
+        f.runtime.shards = Some(3);
+        assert_eq!(
+            f.clone().validate(&Overrides::default()).unwrap().shards,
+            ShardPlan::Fixed(3)
+        );
+        let o = Overrides {
+            shards: Some(8),
+            ..Overrides::default()
+        };
+        assert_eq!(f.clone().validate(&o).unwrap().shards.shards(5), 8);
+        let o = Overrides {
+            shards: Some(0),
+            ..Overrides::default()
+        };
+        let e = f.validate(&o).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "runtime.shards (or --shards) must be between 1 and 4096, got 0"
+        );
     }
 
     #[test]

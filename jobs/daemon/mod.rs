@@ -437,8 +437,14 @@ impl Worker<'_> {
                 return Ok(());
             }
         }
-        let src = pipeline::extract::extract(&self.source, Some(&self.state), self.settings, date)
-            .await?;
+        let src = pipeline::extract::extract(
+            &self.source,
+            Some(&self.state),
+            self.settings,
+            date,
+            &pipeline::extract::Slice::Everything,
+        )
+        .await?;
         let m = training::train_and_store(self.settings, &src, date).await?;
         info!(version = %m.set.used.version, "models retrained");
         Ok(())

@@ -1,13 +1,16 @@
 //! The extract stage: every contract table through its query in `sql/queries/`, streamed into
-//! polars frames, with the project's own assignment history added to the exposures.
+//! polars frames, with the project's own assignment history added to the exposures. Training
+//! reads every row; scoring reads a [`Slice`]: the run date's window of each table, and one
+//! shard's users.
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures::TryStreamExt;
-use models::features::TABLES;
-use models::{RunDate, SourceTables};
+use models::features::{Breach, Extent, TableSpec, TABLES};
+use models::{RunDate, Shard, SourceTables, DAY};
 use polars::prelude::DataFrame;
+use segments::{Campaign, CampaignKind};
 use sqlx::Row;
 use tracing::{info, info_span, instrument, warn, Instrument};
 
@@ -48,13 +51,114 @@ fn contract_query(settings: &Settings, table: &str) -> Result<(String, String)> 
     query_text(settings.source.queries_dir.as_deref(), table, builtin)
 }
 
+/// A contract query as a subquery with a filter on its columns (see [`Slice`]).
+const SLICE: &str = include_str!("../../sql/statements/slice.sql");
+/// Counts a contract query's rows.
+const COUNT: &str = include_str!("../../sql/statements/count_rows.sql");
+/// The shard of a user id in SQL, as [`models::shard::shard_of`] computes it.
+const SHARD_OF: &str = include_str!("../../sql/statements/shard_of.sql");
+
+/// What of the source a run reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slice {
+    /// Every row of every table: training reads all history.
+    Everything,
+    /// What scoring one shard of the night needs (see [`models::features::Slicing`]): no older
+    /// event than a feature reads, and the rows of the shard's users and of those other users
+    /// its features read (friends' recent orders, owners of a dropped game).
+    Scoring {
+        date: RunDate,
+        shard: Shard,
+        /// Every item of the night's dropped games.
+        drop_items: Vec<i64>,
+    },
+}
+
+impl Slice {
+    /// The users the slice holds, for the contract check.
+    fn extent(&self) -> Extent {
+        match self {
+            Slice::Scoring { shard, .. } if shard.count() > 1 => Extent::SomeUsers,
+            _ => Extent::AllUsers,
+        }
+    }
+
+    /// The query of `spec`'s table restricted to the slice: `sql` itself when the slice keeps
+    /// every row, else `sql` as a subquery with a filter on the contract's columns.
+    fn query(&self, spec: &TableSpec, sql: &str) -> String {
+        let Slice::Scoring {
+            date,
+            shard,
+            drop_items,
+        } = self
+        else {
+            return sql.to_string();
+        };
+        let s = &spec.slicing;
+        let cutoff = date.cutoff();
+        let mut all = Vec::new();
+        // Events after the run date are read all the same: the contract check reports them (a
+        // clock or a load gone wrong) before it drops them.
+        if let (Some(time), Some(days)) = (s.time, s.lookback_days) {
+            all.push(format!("{time} >= {}", cutoff - days * DAY));
+        }
+        if shard.count() > 1 && !s.users.is_empty() {
+            let mut any: Vec<String> = s
+                .users
+                .iter()
+                .enumerate()
+                .map(|(i, column)| {
+                    let of = shard_sql(column, shard.count());
+                    // A row without an owner goes to shard 0, where the contract sees it.
+                    if i == 0 {
+                        format!("COALESCE({of}, 0) = {}", shard.index())
+                    } else {
+                        format!("{of} = {}", shard.index())
+                    }
+                })
+                .collect();
+            if let (Some(time), Some(days)) = (s.time, s.shared_days) {
+                any.push(format!("{time} >= {}", cutoff - days * DAY));
+            }
+            if s.shared_for_drops && !drop_items.is_empty() {
+                let ids: Vec<String> = drop_items.iter().map(i64::to_string).collect();
+                any.push(format!("item_id IN ({})", ids.join(", ")));
+            }
+            all.push(format!("({})", any.join(" OR ")));
+        }
+        if all.is_empty() {
+            return sql.to_string();
+        }
+        template(SLICE)
+            .replace("{query}", sql.trim().trim_end_matches(';'))
+            .replace("{filter}", &all.join(" AND "))
+    }
+}
+
+/// The SQL expression of the shard of the id in `column` among `shards`.
+fn shard_sql(column: &str, shards: u32) -> String {
+    template(SHARD_OF)
+        .replace("{column}", column)
+        .replace("{shards}", &shards.to_string())
+}
+
+/// A statement template of `sql/statements/` without its comment lines (which name the
+/// placeholders the caller fills in).
+fn template(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    lines.join("\n").trim().to_string()
+}
+
 /// Own assignments as exposures (run on the state database).
 const ASSIGNMENT_EXPOSURES: &str = include_str!("../../sql/queries/assignment_exposures.sql");
 /// Email addresses of consenting users (only for presets with an email column).
 const CONTACT_EMAILS: &str = include_str!("../../sql/queries/contact_emails.sql");
 
-/// Reads every contract table from the source database and holds it to the data contract as of
-/// `date`. With `state` (and `models.own_exposures`), the exposures also hold the assignments
+/// Reads every contract table from the source database — all of it, or the `slice` a shard's
+/// scores need — and holds it to the data contract as of `date`. With `state` (and `models.own_exposures`), the exposures also hold the assignments
 /// of past succeeded runs, so that each night's holdouts become training data.
 ///
 /// The contract fails closed: anything that could let a user who must not be messaged into a
@@ -67,20 +171,25 @@ pub async fn extract(
     state: Option<&Db>,
     settings: &Settings,
     date: RunDate,
+    slice: &Slice,
 ) -> Result<SourceTables> {
     let mut frames = Vec::with_capacity(TABLES.len());
-    let mut origins = Vec::with_capacity(TABLES.len());
     for spec in TABLES {
         let (sql, origin) = contract_query(settings, spec.name)?;
         let mut frame = db
-            .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
+            .fetch_frame(
+                spec,
+                &slice.query(spec, &sql),
+                &origin,
+                settings.source.batch_rows,
+            )
             .instrument(info_span!("query", table = spec.name))
             .await?;
         info!(table = spec.name, rows = frame.height(), "extracted");
         if let (Some(state), "campaign_exposures", true) =
             (state, spec.name, settings.models.own_exposures)
         {
-            let own = own_exposures(state, spec, settings, date).await?;
+            let own = own_exposures(state, spec, settings, date, slice).await?;
             info!(
                 rows = own.height(),
                 "own assignments added to the exposures"
@@ -88,9 +197,8 @@ pub async fn extract(
             frame.vstack_mut(&own)?;
         }
         frames.push((spec.name.to_string(), frame));
-        origins.push((spec.name, origin));
     }
-    let checked = SourceTables::from_named(frames)?.check_contract(date)?;
+    let checked = SourceTables::from_named(frames)?.check_contract(date, slice.extent())?;
     for d in &checked.dropped {
         warn!(
             table = d.table,
@@ -100,23 +208,63 @@ pub async fn extract(
         );
     }
     if !checked.stops.is_empty() {
-        let origin = |table: &str| {
-            origins
-                .iter()
-                .find(|(t, _)| *t == table)
-                .map_or(String::new(), |(_, o)| o.clone())
-        };
-        let each: Vec<String> = checked
-            .stops
-            .iter()
-            .map(|b| format!("query {}: {b}", origin(b.table)))
-            .collect();
-        bail!(
-            "the source breaks the data contract, so nobody is selected: {}",
-            each.join("; ")
-        );
+        return Err(breaks_contract(settings, &checked.stops));
     }
     Ok(checked.tables)
+}
+
+/// The error of a source that breaks the data contract: every breach, with its query.
+pub fn breaks_contract(settings: &Settings, stops: &[Breach]) -> anyhow::Error {
+    let each: Vec<String> = stops
+        .iter()
+        .map(|b| {
+            let origin = contract_query(settings, b.table).map_or(String::new(), |(_, o)| o);
+            format!("query {origin}: {b}")
+        })
+        .collect();
+    anyhow::anyhow!(
+        "the source breaks the data contract, so nobody is selected: {}",
+        each.join("; ")
+    )
+}
+
+/// Counts the rows of the `users` query, for the number of shards a memory budget needs.
+pub async fn count_users(db: &Db, settings: &Settings) -> Result<u64> {
+    let (sql, origin) = contract_query(settings, "users")?;
+    let count = template(COUNT).replace("{query}", sql.trim().trim_end_matches(';'));
+    let n: i64 = sqlx::query_scalar(&count)
+        .fetch_one(&db.pool)
+        .await
+        .with_context(|| format!("query {origin} failed on {}", db.display))?;
+    Ok(n.max(0) as u64)
+}
+
+/// Every item of the games of the campaigns' drops: their purchases are read by every shard,
+/// since a user's affinity to a drop counts friends owning its game.
+pub async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) -> Result<Vec<i64>> {
+    let dropped: Vec<i64> = campaigns
+        .iter()
+        .filter_map(|c| match c.kind {
+            CampaignKind::Drop { item_id } => Some(item_id),
+            _ => None,
+        })
+        .collect();
+    if dropped.is_empty() {
+        return Ok(vec![]);
+    }
+    let (items, _) = items(db, settings).await?;
+    let ids = items.column("item_id")?.i64()?;
+    let games = items.column("game_id")?.i64()?;
+    let dropped_games: HashSet<i64> = ids
+        .iter()
+        .zip(games.iter())
+        .filter_map(|(i, g)| i.filter(|i| dropped.contains(i)).and(g))
+        .collect();
+    Ok(ids
+        .iter()
+        .zip(games.iter())
+        .filter_map(|(i, g)| g.filter(|g| dropped_games.contains(g)).and(i))
+        .collect())
 }
 
 /// The project's own assignments as exposures, those of nights before `date` only. A night's
@@ -127,6 +275,7 @@ async fn own_exposures(
     spec: &models::features::TableSpec,
     settings: &Settings,
     date: RunDate,
+    slice: &Slice,
 ) -> Result<DataFrame> {
     use polars::prelude::{col, lit, IntoLazy};
     let (sql, origin) = query_text(
@@ -135,7 +284,12 @@ async fn own_exposures(
         ASSIGNMENT_EXPOSURES,
     )?;
     let all = state
-        .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
+        .fetch_frame(
+            spec,
+            &slice.query(spec, &sql),
+            &origin,
+            settings.source.batch_rows,
+        )
         .instrument(info_span!("query", table = "assignment_exposures"))
         .await?;
     Ok(all
@@ -147,6 +301,17 @@ async fn own_exposures(
 /// Every `item_id` of the source's catalogue, through the same `items` query as the run, and
 /// where it came from (for messages).
 pub async fn item_ids(db: &Db, settings: &Settings) -> Result<(HashSet<i64>, String)> {
+    let (frame, origin) = items(db, settings).await?;
+    let ids = frame
+        .column("item_id")?
+        .i64()?
+        .into_no_null_iter()
+        .collect();
+    Ok((ids, origin))
+}
+
+/// The catalogue through the `items` query, and where the query came from.
+async fn items(db: &Db, settings: &Settings) -> Result<(DataFrame, String)> {
     let spec = TABLES
         .iter()
         .find(|t| t.name == "items")
@@ -155,12 +320,7 @@ pub async fn item_ids(db: &Db, settings: &Settings) -> Result<(HashSet<i64>, Str
     let frame = db
         .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
         .await?;
-    let ids = frame
-        .column("item_id")?
-        .i64()?
-        .into_no_null_iter()
-        .collect();
-    Ok((ids, origin))
+    Ok((frame, origin))
 }
 
 /// The email address of every consenting user who has one, by user id.
@@ -180,4 +340,97 @@ pub async fn contact_emails(db: &Db, settings: &Settings) -> Result<HashMap<i64,
     }
     info!(rows = emails.len(), "contact emails read");
     Ok(emails)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shard expression of the SQL, evaluated by SQLite, against the Rust function.
+    #[test]
+    fn the_sql_shard_of_a_user_is_the_rust_one() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        let ids = [
+            0i64,
+            1,
+            2,
+            7,
+            65_536,
+            2_147_483_647,
+            2_147_483_648,
+            -1,
+            -977,
+            i64::MAX,
+        ]
+        .into_iter()
+        .chain((0..2_000).map(|k| k * 7_919 + 13));
+        for count in [1u32, 2, 7, 8, 4096] {
+            for id in ids.clone() {
+                let expr = shard_sql(&id.to_string(), count);
+                let got: i64 = db
+                    .query_row(&format!("SELECT {expr}"), [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(
+                    got,
+                    i64::from(models::shard::shard_of(id, count)),
+                    "{id} of {count}"
+                );
+            }
+        }
+        let null: Option<i64> = db
+            .query_row(&format!("SELECT {}", shard_sql("NULL", 8)), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(null, None);
+    }
+
+    #[test]
+    fn a_scoring_slice_filters_the_contract_columns() {
+        let date: RunDate = "2026-11-20".parse().unwrap();
+        let spec = |name: &str| TABLES.iter().find(|t| t.name == name).unwrap();
+        let whole = Slice::Scoring {
+            date,
+            shard: Shard::WHOLE,
+            drop_items: vec![5, 6],
+        };
+        // Items are read whole; users of one shard are all users.
+        assert_eq!(whole.query(spec("items"), "SELECT 1"), "SELECT 1");
+        assert_eq!(whole.query(spec("users"), "SELECT 1"), "SELECT 1");
+        let cutoff = date.cutoff();
+        let engagement = whole.query(spec("engagement_daily"), "SELECT x FROM t;");
+        assert!(
+            engagement.contains("SELECT x FROM t\n) AS contract"),
+            "{engagement}"
+        );
+        assert!(
+            engagement.ends_with(&format!("WHERE day >= {}", cutoff - 366 * DAY)),
+            "{engagement}"
+        );
+        let shard = Slice::Scoring {
+            date,
+            shard: Shard::new(2, 8).unwrap(),
+            drop_items: vec![5, 6],
+        };
+        let purchases = shard.query(spec("purchases"), "SELECT 1");
+        assert!(
+            purchases.contains("COALESCE((((((user_id % "),
+            "{purchases}"
+        );
+        assert!(
+            purchases.contains("% 8), 0) = 2 OR (((((recipient_user_id % "),
+            "{purchases}"
+        );
+        assert!(
+            purchases.contains(&format!(
+                "% 8) = 2 OR purchased_at >= {} OR item_id IN (5, 6))",
+                cutoff - 31 * DAY
+            )),
+            "{purchases}"
+        );
+        assert_eq!(
+            Slice::Everything.query(spec("purchases"), "SELECT 1"),
+            "SELECT 1"
+        );
+    }
 }

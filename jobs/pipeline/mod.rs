@@ -1,9 +1,12 @@
 //! The nightly run, as a chain of stages that each take and return a named type:
 //!
 //! ```text
-//! extract → SourceTables → score → ScoredUsers → select → Night
-//!         → per campaign: publish → Staged → record → a ledger row
+//! per shard: extract → SourceTables → score → ScoredUsers → rank → Rankings
+//! select → Night → per campaign: publish → Staged → record → a ledger row
 //! ```
+//!
+//! The users are scored a shard at a time (`runtime.shards`, or as many as `runtime.memory_mb`
+//! requires), so memory follows a shard's size; selection then runs over the rankings of all.
 //!
 //! Every campaign of the run gets a ledger row before any work starts, so a run that dies in an
 //! early stage still says so. Each campaign is then published on its own: its parts and
@@ -21,20 +24,22 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use chrono::Utc;
-use models::RunDate;
+use models::features::Breach;
+use models::{RunDate, Shard};
 use rand::Rng;
 use segments::{Arm, Audience, Campaign, FunnelStep};
 use tracing::{info, info_span, instrument, warn, Instrument};
 
-use crate::config::Settings;
+use crate::config::{Settings, ShardPlan};
 use crate::state::db::Db;
 use crate::state::ledger;
 use crate::store::ObjectStore;
 use crate::training::ModelUsed;
+use extract::Slice;
 use publish::ExportRequest;
 use record::Ending;
 use score::ScoredUsers;
-use select::Night;
+use select::{Night, Rankings, Selector};
 
 /// What to run.
 #[derive(Debug)]
@@ -207,13 +212,13 @@ async fn run_from(
         }
     }
     match night(&req, source, state, given).await {
-        Ok((scored, night, emails)) => {
-            let campaigns = publish_night(&req, state, &run_id, &scored, night, emails).await?;
+        Ok((scoring, night, emails)) => {
+            let campaigns = publish_night(&req, state, &run_id, &scoring, night, emails).await?;
             Ok(RunReport {
                 run_id,
                 run_date: req.date,
-                users: scored.tables.users.height(),
-                model: scored.model,
+                users: scoring.users,
+                model: scoring.model,
                 campaigns,
             })
         }
@@ -232,21 +237,37 @@ async fn run_from(
 /// Email addresses of consenting users, by user id.
 type Emails = HashMap<i64, String>;
 
+/// What the night was scored with, and how many users: for the report, the manifests and the
+/// ledger.
+struct Scoring {
+    users: usize,
+    model: ModelUsed,
+    /// The version of each model by its name.
+    versions: BTreeMap<String, String>,
+}
+
 /// Everything before publishing: extract, score and select (and the emails a list needs).
 async fn night(
     req: &RunRequest<'_>,
     source: &Db,
     state: &Db,
     given: Option<ScoredUsers>,
-) -> Result<(ScoredUsers, Night, Option<Emails>)> {
+) -> Result<(Scoring, Night, Option<Emails>)> {
     let s = req.settings;
-    let scored = match given {
-        Some(scored) => scored,
-        None => {
-            let tables = extract::extract(source, Some(state), s, req.date).await?;
-            let models = score::models(s, &tables, req.date, req.retrain, req.dry_run).await?;
-            score::score(s, tables, &models, req.date)?
+    let (scoring, night) = match given {
+        Some(scored) => {
+            let selector =
+                Selector::new(s, &req.campaigns, &scored.levels, req.date, state).await?;
+            let mut rankings = Rankings::default();
+            selector.rank(&scored, &mut rankings);
+            let scoring = Scoring {
+                users: scored.frame.height(),
+                model: scored.model,
+                versions: scored.versions,
+            };
+            (scoring, selector.select(rankings))
         }
+        None => scored_night(req, source, state).await?,
     };
     // Email addresses stay in the database unless a list needs them.
     let emails = if !req.dry_run && req.published().any(|c| publish::needs_emails(c.columns)) {
@@ -254,8 +275,64 @@ async fn night(
     } else {
         None
     };
-    let night = select::select(s, &req.campaigns, &scored, req.date, state).await?;
-    Ok((scored, night, emails))
+    Ok((scoring, night, emails))
+}
+
+/// Scores the night's users a shard at a time, each shard extracted, scored and ranked alone
+/// and then dropped, so that memory follows the shard's size, not the source's; then selects
+/// the night from the rankings of all shards. The lists are the same for any number of shards.
+#[instrument(name = "shards", skip_all, fields(shards = tracing::field::Empty))]
+async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(Scoring, Night)> {
+    let s = req.settings;
+    let date = req.date;
+    let models = score::Models::for_run(s, source, state, date, req.retrain, req.dry_run).await?;
+    let levels = &models.set.uplift.metadata.categorical_levels;
+    let selector = Selector::new(s, &req.campaigns, levels, date, state).await?;
+    let mut rankings = Rankings::default();
+    let mut users = 0;
+    let count = match s.shards {
+        ShardPlan::Fixed(n) => n,
+        plan => plan.shards(extract::count_users(source, s).await?),
+    };
+    tracing::Span::current().record("shards", count);
+    let score::Models { set, trained_on } = models;
+    match trained_on {
+        // Trained on every row just now: one shard scores those tables as they are.
+        Some(tables) if count == 1 => {
+            let scored = score::score(s, tables, &set, date)?;
+            users += scored.frame.height();
+            selector.rank(&scored, &mut rankings);
+        }
+        trained_on => {
+            drop(trained_on);
+            let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
+            for shard in Shard::all(count) {
+                let slice = Slice::Scoring {
+                    date,
+                    shard,
+                    drop_items: drop_items.clone(),
+                };
+                async {
+                    let tables = extract::extract(source, Some(state), s, date, &slice).await?;
+                    let scored = score::score(s, tables, &set, date)?;
+                    users += scored.frame.height();
+                    selector.rank(&scored, &mut rankings);
+                    anyhow::Ok(())
+                }
+                .instrument(info_span!("shard", shard = %shard))
+                .await?;
+            }
+        }
+    }
+    if users == 0 {
+        return Err(extract::breaks_contract(s, &[Breach::no_users()]));
+    }
+    let scoring = Scoring {
+        users,
+        model: set.used.clone(),
+        versions: set.versions(),
+    };
+    Ok((scoring, selector.select(rankings)))
 }
 
 /// Publishes and records each campaign of the run (or, for a dry run, only reports it).
@@ -263,7 +340,7 @@ async fn publish_night(
     req: &RunRequest<'_>,
     state: &Db,
     run_id: &str,
-    scored: &ScoredUsers,
+    scoring: &Scoring,
     mut night: Night,
     emails: Option<Emails>,
 ) -> Result<Vec<CampaignReport>> {
@@ -277,7 +354,7 @@ async fn publish_night(
             })
             .collect());
     }
-    let versions = &scored.versions;
+    let versions = &scoring.versions;
     let run_date = req.date.to_string();
     let versions_json = serde_json::to_string(&versions)?;
 

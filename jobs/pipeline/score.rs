@@ -1,5 +1,6 @@
-//! The score stage: every user of the extracted tables scored by the three models as of the run
-//! date, and the models to score with (the store's `current` ones, or trained now).
+//! The score stage: every user of the extracted tables (all users, or one shard's) scored by the
+//! three models as of the run date, and the models to score with (the store's `current` ones,
+//! or trained now).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,9 @@ use models::{RunDate, SourceTables};
 use polars::prelude::*;
 use tracing::{info, instrument};
 
+use super::extract::{self, Slice};
 use crate::config::Settings;
+use crate::state::db::Db;
 use crate::training::{self, ModelSet, ModelUsed};
 
 /// The extracted tables and every user's scores: what selection reads. Built only by
@@ -26,28 +29,51 @@ pub struct ScoredUsers {
     pub levels: models::CategoricalLevels,
 }
 
-/// The models a run scores with: the store's `current` ones unless `retrain`, else trained now —
-/// and stored as the new `current`, except for a dry run, which changes nothing.
-pub async fn models(
-    s: &Settings,
-    tables: &SourceTables,
-    date: RunDate,
-    retrain: bool,
-    dry_run: bool,
-) -> Result<ModelSet> {
-    if !retrain {
-        if let Some(set) = training::load_stored(s).await? {
-            return Ok(set);
-        }
-    }
-    if dry_run {
-        info!("dry run: the models are trained for this preview and not stored");
-        return Ok(training::train(s, tables, date)?.set);
-    }
-    Ok(training::train_and_store(s, tables, date).await?.set)
+/// The models a run scores with; and, when they were trained now, the tables they were trained
+/// on (every row of the source), which a run of one shard scores as they are.
+pub struct Models {
+    pub set: ModelSet,
+    pub trained_on: Option<SourceTables>,
 }
 
-/// Scores every user with `set` as of `date` (LightGBM runs on a blocking thread).
+/// The models a run scores with: the store's `current` ones unless `retrain`, else trained now on
+/// the whole source — and stored as the new `current`, except for a dry run, which changes
+/// nothing.
+impl Models {
+    pub async fn for_run(
+        s: &Settings,
+        source: &Db,
+        state: &Db,
+        date: RunDate,
+        retrain: bool,
+        dry_run: bool,
+    ) -> Result<Models> {
+        let stored = if retrain {
+            None
+        } else {
+            training::load_stored(s).await?
+        };
+        let (set, trained_on) = match stored {
+            Some(set) => (set, None),
+            None => {
+                let tables =
+                    extract::extract(source, Some(state), s, date, &Slice::Everything).await?;
+                let set = if dry_run {
+                    info!("dry run: the models are trained for this preview and not stored");
+                    training::train(s, &tables, date)?.set
+                } else {
+                    training::train_and_store(s, &tables, date).await?.set
+                };
+                (set, Some(tables))
+            }
+        };
+        Ok(Models { set, trained_on })
+    }
+}
+
+/// Scores every user of `tables` with `set` as of `date` (LightGBM runs on a blocking thread;
+/// its models are not `Send`, so they are loaded here rather than held across a shard's
+/// extraction).
 #[instrument(name = "score", skip_all, fields(users = tables.users.height()))]
 pub fn score(
     s: &Settings,
@@ -71,6 +97,6 @@ pub fn score(
         frame,
         model: set.used.clone(),
         versions: set.versions(),
-        levels: scorers.levels,
+        levels: scorers.levels.clone(),
     })
 }

@@ -1,13 +1,15 @@
 //! The select stage: the night's audiences, chosen all at once, since arbitration, the
-//! frequency cap and the discount cooldown span campaigns. The assignment history comes from
-//! the state database; the decisions are `segments`'.
+//! frequency cap and the discount cooldown span campaigns. Each shard's scored users are ranked
+//! for every campaign as they come ([`Selector::rank`]); the rankings of all shards are then
+//! merged and arbitrated ([`Selector::select`]). The assignment history comes from the state
+//! database; the decisions are `segments`'.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use models::RunDate;
 use polars::prelude::*;
-use segments::{select_night, Arm, Audience, Campaign, CampaignKind};
+use segments::{Arm, Audience, Campaign, CampaignKind, History, Ranking, SelectionContext};
 use tracing::{info, instrument};
 
 use super::score::ScoredUsers;
@@ -30,53 +32,96 @@ impl Night {
     }
 }
 
-/// Selects the audience of every campaign of the night. A campaign whose candidates cannot be
-/// built fails alone; a failure of the night's selection fails every campaign.
-#[instrument(name = "select", skip_all, fields(campaigns = campaigns.len()))]
-pub async fn select(
-    s: &Settings,
-    campaigns: &[Campaign],
-    scored: &ScoredUsers,
-    date: RunDate,
-    state: &Db,
-) -> Result<Night> {
-    let t = &s.targeting;
-    let ctx = t.selection_context(campaigns::catalog(Some(&scored.levels)), date.day());
-    let window = t.limits.cap_days.max(t.limits.discount_cooldown_days);
-    let history = ledger::history(state, date, window).await?;
-    info!(history_users = history.by_user.len(), "history read");
+/// Each campaign's rankings of the shards ranked so far, or why it has none.
+#[derive(Debug, Default)]
+pub struct Rankings {
+    by_campaign: BTreeMap<String, Result<Vec<Ranking>, String>>,
+}
 
-    let mut audiences: BTreeMap<String, Result<Audience, String>> = BTreeMap::new();
-    let mut frames = Vec::new();
-    for c in campaigns {
-        match candidates(c, scored, date) {
-            Ok(f) => frames.push((c, f)),
-            Err(e) => {
-                audiences.insert(c.id.clone(), Err(format!("{e:#}")));
+/// What ranking every shard and selecting the night read: the night's campaigns, the selection
+/// context and the assignment history.
+pub struct Selector<'a> {
+    campaigns: &'a [Campaign],
+    ctx: SelectionContext,
+    history: History,
+    date: RunDate,
+}
+
+impl<'a> Selector<'a> {
+    /// Reads the assignment history of the cap and cooldown windows; `levels` are the scoring
+    /// model's categorical levels, which text values in rules compile to.
+    #[instrument(name = "history", skip_all)]
+    pub async fn new(
+        s: &Settings,
+        campaigns: &'a [Campaign],
+        levels: &models::CategoricalLevels,
+        date: RunDate,
+        state: &Db,
+    ) -> Result<Selector<'a>> {
+        let t = &s.targeting;
+        let ctx = t.selection_context(campaigns::catalog(Some(levels)), date.day());
+        let window = t.limits.cap_days.max(t.limits.discount_cooldown_days);
+        let history = ledger::history(state, date, window).await?;
+        info!(history_users = history.by_user.len(), "history read");
+        Ok(Selector {
+            campaigns,
+            ctx,
+            history,
+            date,
+        })
+    }
+
+    /// Ranks the scored users (all, or one shard's) for every campaign, adding each ranking to
+    /// `into`. A campaign whose candidates cannot be built fails alone.
+    #[instrument(name = "rank", skip_all, fields(users = scored.frame.height()))]
+    pub fn rank(&self, scored: &ScoredUsers, into: &mut Rankings) {
+        for c in self.campaigns {
+            let slot = into
+                .by_campaign
+                .entry(c.id.clone())
+                .or_insert_with(|| Ok(Vec::new()));
+            let Ok(parts) = slot else { continue };
+            let ranked = candidates(c, scored, self.date).and_then(|frame| {
+                tokio::task::block_in_place(|| segments::rank(c, &frame, &self.ctx, &self.history))
+                    .map_err(anyhow::Error::from)
+            });
+            match ranked {
+                Ok(r) => parts.push(r),
+                Err(e) => *slot = Err(format!("{e:#}")),
             }
         }
     }
-    let pairs: Vec<(&Campaign, &DataFrame)> = frames.iter().map(|(c, f)| (*c, f)).collect();
-    match tokio::task::block_in_place(|| select_night(&pairs, &ctx, &history)) {
-        Ok(selected) => {
-            for a in selected {
-                info!(
-                    campaign = %a.campaign_id,
-                    eligible = a.eligible(),
-                    rows = a.count(Arm::Treatment),
-                    holdout = a.count(Arm::Holdout),
-                    "selected"
-                );
-                audiences.insert(a.campaign_id.clone(), Ok(a));
+
+    /// The night's audiences from the rankings of every shard: arbitration, maximum audiences,
+    /// budgets and holdouts across the campaigns.
+    #[instrument(name = "select", skip_all, fields(campaigns = self.campaigns.len()))]
+    pub fn select(&self, rankings: Rankings) -> Night {
+        let mut rankings = rankings.by_campaign;
+        let mut audiences: BTreeMap<String, Result<Audience, String>> = BTreeMap::new();
+        let mut ranked = Vec::new();
+        for c in self.campaigns {
+            let parts = rankings
+                .remove(&c.id)
+                .unwrap_or_else(|| Err("not ranked".into()));
+            match parts.and_then(|p| Ranking::merge(p).map_err(|e| e.to_string())) {
+                Ok(r) => ranked.push((c, r)),
+                Err(e) => {
+                    audiences.insert(c.id.clone(), Err(e));
+                }
             }
         }
-        Err(e) => {
-            for (c, _) in &pairs {
-                audiences.insert(c.id.clone(), Err(format!("selection failed: {e}")));
-            }
+        for a in tokio::task::block_in_place(|| segments::arbitrate(ranked, &self.ctx)) {
+            info!(
+                campaign = %a.campaign_id,
+                eligible = a.eligible(),
+                rows = a.count(Arm::Treatment),
+                holdout = a.count(Arm::Holdout),
+                "selected"
+            );
+            audiences.insert(a.campaign_id.clone(), Ok(a));
         }
+        Night { audiences }
     }
-    Ok(Night { audiences })
 }
 
 /// The frame a campaign selects from: the scored users, plus the affinity to the dropped item

@@ -38,6 +38,7 @@ pub async fn sqlite_frame(
     let spec = TableSpec {
         name: spec.name,
         columns: spec.columns,
+        slicing: spec.slicing,
     };
     tokio::task::spawn_blocking(move || {
         read_sqlite(&path, &spec, &sql, batch_rows)
@@ -335,6 +336,7 @@ mod tests {
             ("price", ColumnKind::Float),
             ("title", ColumnKind::Text),
         ],
+        slicing: models::features::Slicing::WHOLE,
     };
 
     #[test]

@@ -10,12 +10,14 @@ pub mod calibration;
 mod date;
 pub mod features;
 pub mod metrics;
+pub mod shard;
 pub mod training;
 pub mod uplift;
 
 pub use artifact::{ModelArtifact, ModelMetadata};
 pub use date::RunDate;
 pub use features::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
+pub use shard::Shard;
 pub use training::{ModelName, ScoredFrame, Scorers, TrainedUplift, TrainingOptions};
 pub use uplift::{Learner, TrainingSet, UpliftModel, UpliftParams, UpliftScores};
 

@@ -12,4 +12,5 @@ mod faults;
 mod publish_s3;
 mod registry;
 mod scheduler;
+mod shards;
 mod validate;

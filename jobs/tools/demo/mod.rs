@@ -33,6 +33,7 @@ const TRUTH_SPEC: models::features::TableSpec = models::features::TableSpec {
             models::features::ColumnKind::Float,
         ),
     ],
+    slicing: models::features::Slicing::WHOLE,
 };
 
 /// The demo's truth, by user.
@@ -99,7 +100,14 @@ pub async fn run(
     request: RunRequest<'_>,
 ) -> Result<DemoRun> {
     let date = request.date;
-    let tables = pipeline::extract::extract(source, Some(state), s, date).await?;
+    let tables = pipeline::extract::extract(
+        source,
+        Some(state),
+        s,
+        date,
+        &pipeline::extract::Slice::Everything,
+    )
+    .await?;
     let trained = training::train_and_store(s, &tables, date).await?;
     let truth = truth(source).await?;
     let ceiling = tokio::task::block_in_place(|| {

@@ -6,6 +6,14 @@ use polars::prelude::*;
 use super::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
 use crate::{ModelError, Result, DAY};
 
+/// Days of daily engagement before a cutoff that any feature reads (the 365-day windows, and the
+/// day that is not yet whole).
+pub(super) const ENGAGEMENT_DAYS: i64 = 366;
+/// Days of friends' orders before a cutoff that any feature reads (`friend_purchases_30d`).
+pub(super) const FRIEND_ORDER_DAYS: i64 = 31;
+/// Days of campaign exposures before a cutoff that any feature reads (`messages_90d`).
+pub(super) const MESSAGE_DAYS: i64 = 91;
+
 fn days(n: i64) -> Expr {
     lit(n * DAY)
 }
@@ -130,7 +138,7 @@ pub fn featurize(
         src.engagement_daily
             .clone()
             .lazy()
-            .filter(col("day").gt_eq(lit(min_cut - 366 * DAY)))
+            .filter(col("day").gt_eq(lit(min_cut - ENGAGEMENT_DAYS * DAY)))
             .filter(col("day").lt(lit(max_cut))),
         "user_id",
         "day",
@@ -194,7 +202,7 @@ pub fn featurize(
         .select([col("user_id"), col("friend_id"), col("since")])
         .join(
             purchases
-                .filter(col("purchased_at").gt_eq(lit(min_cut - 31 * DAY)))
+                .filter(col("purchased_at").gt_eq(lit(min_cut - FRIEND_ORDER_DAYS * DAY)))
                 .filter(col("purchased_at").lt(lit(max_cut)))
                 .select([col("user_id").alias("friend_id"), col("purchased_at")]),
             [col("friend_id")],
@@ -212,6 +220,7 @@ pub fn featurize(
         src.campaign_exposures
             .clone()
             .lazy()
+            .filter(col("assigned_at").gt_eq(lit(min_cut - MESSAGE_DAYS * DAY)))
             .filter(col("arm").eq(lit("treatment")))
             .select([col("user_id"), col("assigned_at")]),
         "user_id",

@@ -18,8 +18,52 @@ pub enum ColumnKind {
 pub struct TableSpec {
     pub name: &'static str,
     pub columns: &'static [(&'static str, ColumnKind)],
+    /// What of the table a run that only scores reads.
+    pub slicing: Slicing,
 }
 
+/// What of a table a run that only scores reads (training reads everything): rows no score of
+/// the run can see are left in the database, and a shard reads the rows of its own users plus
+/// the rows other users' features need.
+#[derive(Debug, Clone, Copy)]
+pub struct Slicing {
+    /// The column of each row's event time, when rows are events.
+    pub time: Option<&'static str>,
+    /// How many days before the cutoff the features read; `None`: the whole history.
+    pub lookback_days: Option<i64>,
+    /// The columns naming users a row belongs to: a shard reads the rows of its users by any of
+    /// them. The first names the row's owner: a row without one belongs to shard 0, where the
+    /// contract check sees it. Empty: every shard reads the whole table.
+    pub users: &'static [&'static str],
+    /// Rows of the last this many days belong to every shard: a user's features read other
+    /// users' recent rows (friends' orders).
+    pub shared_days: Option<i64>,
+    /// Rows of the dropped items' games belong to every shard: a drop's affinity reads whether
+    /// a user's friends own its game.
+    pub shared_for_drops: bool,
+}
+
+impl Slicing {
+    /// Read whole by every run and every shard.
+    pub const WHOLE: Slicing = Slicing {
+        time: None,
+        lookback_days: None,
+        users: &[],
+        shared_days: None,
+        shared_for_drops: false,
+    };
+
+    /// Events of users, all their history.
+    const fn events(time: &'static str) -> Slicing {
+        Slicing {
+            time: Some(time),
+            users: &["user_id"],
+            ..Slicing::WHOLE
+        }
+    }
+}
+
+use super::compute::{ENGAGEMENT_DAYS, FRIEND_ORDER_DAYS, MESSAGE_DAYS};
 use ColumnKind::{Float, Int, Text};
 
 /// The source data contract, in the order the extraction stage reads it. The query
@@ -36,10 +80,18 @@ pub const TABLES: &[TableSpec] = &[
             ("has_email", Int),
             ("marketing_opt_in", Int),
         ],
+        slicing: Slicing {
+            users: &["user_id"],
+            ..Slicing::WHOLE
+        },
     },
     TableSpec {
         name: "suppressions",
         columns: &[("user_id", Int), ("reason", Text), ("created_at", Int)],
+        slicing: Slicing {
+            users: &["user_id"],
+            ..Slicing::WHOLE
+        },
     },
     TableSpec {
         name: "items",
@@ -53,6 +105,7 @@ pub const TABLES: &[TableSpec] = &[
             ("list_price_cents", Int),
             ("released_at", Int),
         ],
+        slicing: Slicing::WHOLE,
     },
     TableSpec {
         name: "purchases",
@@ -66,6 +119,13 @@ pub const TABLES: &[TableSpec] = &[
             ("is_gift", Int),
             ("recipient_user_id", Int),
         ],
+        slicing: Slicing {
+            time: Some("purchased_at"),
+            lookback_days: None,
+            users: &["user_id", "recipient_user_id"],
+            shared_days: Some(FRIEND_ORDER_DAYS),
+            shared_for_drops: true,
+        },
     },
     TableSpec {
         name: "engagement_daily",
@@ -77,14 +137,20 @@ pub const TABLES: &[TableSpec] = &[
             ("wishlist_adds", Int),
             ("cart_adds", Int),
         ],
+        slicing: Slicing {
+            lookback_days: Some(ENGAGEMENT_DAYS),
+            ..Slicing::events("day")
+        },
     },
     TableSpec {
         name: "wishlist",
         columns: &[("user_id", Int), ("item_id", Int), ("added_at", Int)],
+        slicing: Slicing::events("added_at"),
     },
     TableSpec {
         name: "friendships",
         columns: &[("user_id", Int), ("friend_id", Int), ("since", Int)],
+        slicing: Slicing::events("since"),
     },
     TableSpec {
         name: "campaign_exposures",
@@ -95,6 +161,10 @@ pub const TABLES: &[TableSpec] = &[
             ("arm", Text),
             ("discount_pct", Float),
         ],
+        slicing: Slicing {
+            lookback_days: Some(MESSAGE_DAYS),
+            ..Slicing::events("assigned_at")
+        },
     },
 ];
 
@@ -161,6 +231,28 @@ pub struct Breach {
     pub rows: usize,
 }
 
+impl Breach {
+    /// No users at all: the run stops.
+    pub fn no_users() -> Breach {
+        Breach {
+            table: "users",
+            column: "user_id",
+            problem: "has no rows",
+            why: "an empty users table is an extraction fault, not a night without users",
+            rows: 0,
+        }
+    }
+}
+
+/// Which users extracted tables hold, for the contract check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// Every user of the source.
+    AllUsers,
+    /// One shard of them.
+    SomeUsers,
+}
+
 impl std::fmt::Display for Breach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -191,7 +283,10 @@ impl SourceTables {
     /// suppression ids, no users at all) are reported in [`Checked::stops`]; data-quality
     /// faults that cannot (events after the run date, negative money, unknown arms, NULL keys of
     /// history) are dropped and reported in [`Checked::dropped`].
-    pub fn check_contract(self, date: crate::RunDate) -> Result<Checked> {
+    ///
+    /// A shard of the users ([`Extent::SomeUsers`]) may be empty: whether the users table is,
+    /// is for whoever holds all shards to say ([`Breach::no_users`]).
+    pub fn check_contract(self, date: crate::RunDate, extent: Extent) -> Result<Checked> {
         let mut stops = Vec::new();
         let stop = |table, column, problem, why, rows: usize, stops: &mut Vec<Breach>| {
             if rows > 0 {
@@ -205,14 +300,8 @@ impl SourceTables {
             }
         };
         let users = &self.users;
-        if users.height() == 0 {
-            stops.push(Breach {
-                table: "users",
-                column: "user_id",
-                problem: "has no rows",
-                why: "an empty users table is an extraction fault, not a night without users",
-                rows: 0,
-            });
+        if users.height() == 0 && extent == Extent::AllUsers {
+            stops.push(Breach::no_users());
         }
         let ids = users.column("user_id")?;
         stop(

@@ -16,7 +16,7 @@ use polars::prelude::*;
 use crate::{ModelError, Result};
 
 pub use compute::{drop_affinity, featurize, purchased_within};
-pub use contract::{Breach, Checked, ColumnKind, SourceTables, TableSpec, TABLES};
+pub use contract::{Breach, Checked, ColumnKind, Extent, Slicing, SourceTables, TableSpec, TABLES};
 
 /// A feature of the catalogue: its column name and what it means.
 #[derive(Debug)]
