@@ -2,14 +2,16 @@
 
 use anyhow::{bail, Context, Result};
 use models::metrics::Interval;
-use models::{ModelArtifact, RunDate};
+use models::{ModelArtifact, RunDate, Shard};
 use segments::campaign::CampaignKind;
 use tracing::info;
 
 use super::summary::{runs_table, Summary};
-use super::{DemoArgs, ModelsCommand, RunArgs, RunsListArgs, TrainArgs, ValidateArgs};
+use super::{
+    DemoArgs, ModelsCommand, RunArgs, RunsListArgs, ScoreShardArgs, TrainArgs, ValidateArgs,
+};
 use crate::config::{campaigns, Settings};
-use crate::pipeline::{self, recover, RunReport, RunRequest};
+use crate::pipeline::{self, recover, RunReport, RunRequest, ShardRequest};
 use crate::state::claim::{self, Claim};
 use crate::state::db::Db;
 use crate::state::ledger;
@@ -109,6 +111,7 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         // The demo shows what a model learns: `demo::run` always trains, before the run.
         retrain: false,
         forced: vec![],
+        from_shards: None,
     };
     let night = demo::run(settings, &source, &state, request).await?;
     let summary = Summary::new(&night.report, Some(night.truth));
@@ -116,6 +119,59 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     summary.write_json(&a.dir.join("summary.json"))?;
     print!("{}", summary.table());
     fail_on_campaign_errors(&night.report)
+}
+
+/// `targeting score-shard`: one shard of the night scored, ranked and written to the object
+/// store, for `targeting run --from-shards N`.
+pub(super) async fn score_shard(settings: &Settings, a: &ScoreShardArgs) -> Result<()> {
+    let j = &a.job;
+    let all = settings.campaigns()?;
+    campaigns::check_ids(&all, &j.campaigns)?;
+    let date = j.date.unwrap_or_else(RunDate::today);
+    let index = shard_index(a.shard)?;
+    let shard = Shard::new(index, a.of).with_context(|| {
+        format!(
+            "shard {index} of {} does not exist: --of is 1 to {} and the shard 0 to --of − 1",
+            a.of,
+            models::shard::MAX_SHARDS
+        )
+    })?;
+    let campaigns = campaigns::night(&all, date, &j.campaigns);
+    if campaigns.is_empty() {
+        println!("no campaign is due on {date}");
+        return Ok(());
+    }
+    let source = settings.source.connect(false).await?;
+    let state = settings.state_db(&source).await?;
+    let request = ShardRequest {
+        settings,
+        date,
+        campaigns,
+        shard,
+    };
+    let (uri, users) = pipeline::score_shard(request, &source, &state).await?;
+    println!("shard {shard} for {date}: {users} users scored and ranked, written to {uri}");
+    Ok(())
+}
+
+/// The shard of a `score-shard` job: the flag, else the index a Kubernetes Indexed Job
+/// (`JOB_COMPLETION_INDEX`) or an AWS Batch array job (`AWS_BATCH_JOB_ARRAY_INDEX`) gives it.
+fn shard_index(flag: Option<u32>) -> Result<u32> {
+    if let Some(i) = flag {
+        return Ok(i);
+    }
+    for var in ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"] {
+        if let Ok(v) = std::env::var(var) {
+            return v
+                .trim()
+                .parse()
+                .with_context(|| format!("{var}={v:?} is not a shard index"));
+        }
+    }
+    bail!(
+        "score-shard needs --shard I, or JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job) \
+         or AWS_BATCH_JOB_ARRAY_INDEX (set by an AWS Batch array job)"
+    )
 }
 
 /// `targeting run`: the night's due campaigns (or the named ones) on the configured source.
@@ -189,6 +245,7 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
                 dry_run: a.dry_run,
                 retrain: a.retrain,
                 forced,
+                from_shards: a.from_shards,
             },
             &source,
             &state,

@@ -13,7 +13,7 @@ use models::{ModelName, RunDate};
 
 pub use crate::config::campaigns::CampaignProblems;
 use crate::config::{self, Overrides};
-use commands::{list_runs, models_command, run_demo, run_job, run_train, validate};
+use commands::{list_runs, models_command, run_demo, run_job, run_train, score_shard, validate};
 use telemetry::LogFormat;
 
 /// Nightly campaign targeting: scores users by the purchases a message would cause and
@@ -38,6 +38,10 @@ pub enum Command {
     /// Run the nightly job on the configured source database (the one-shot entry for an
     /// external scheduler: exit code 0 only when every due campaign succeeded).
     Run(RunArgs),
+    /// Score and rank one shard of a night's users with the store's current models and write
+    /// its output to the object store, for `targeting run --from-shards N` (scale-out: one job
+    /// per shard, e.g. a Kubernetes Indexed Job).
+    ScoreShard(ScoreShardArgs),
     /// The daemon: run each campaign on its own schedule, and retrain on the settings'
     /// schedule, until SIGTERM or SIGINT. Serves /healthz and /metrics on scheduler.listen.
     Schedule(TargetFlags),
@@ -216,6 +220,25 @@ pub struct RunArgs {
     /// it a campaign-day with a succeeded run is skipped. (A dry run claims nothing.)
     #[arg(long)]
     pub force: bool,
+    /// Do not score: select, publish and record the night from the outputs of N
+    /// `targeting score-shard` jobs of the same date (under export.destination/_shards/),
+    /// after checking that every shard is there, complete, and scored with the store's
+    /// current models.
+    #[arg(long, value_name = "N", conflicts_with_all = ["retrain", "shards"])]
+    pub from_shards: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreShardArgs {
+    #[command(flatten)]
+    pub job: JobFlags,
+    /// This job's shard, 0 to N-1 (default: JOB_COMPLETION_INDEX, as a Kubernetes Indexed Job
+    /// sets it, or AWS_BATCH_JOB_ARRAY_INDEX, as an AWS Batch array job does).
+    #[arg(long, value_name = "I")]
+    pub shard: Option<u32>,
+    /// How many shards the night is split into.
+    #[arg(long, value_name = "N")]
+    pub of: u32,
 }
 
 /// Runs the parsed command line.
@@ -224,6 +247,7 @@ pub fn main(cli: Cli) -> Result<()> {
     let (overrides, threads_hint) = match &cli.command {
         Command::Demo(a) => (demo_overrides(a), a.job.target.threads),
         Command::Run(a) => (job_overrides(&a.job.target), a.job.target.threads),
+        Command::ScoreShard(a) => (job_overrides(&a.job.target), a.job.target.threads),
         Command::Schedule(a) => (job_overrides(a), a.threads),
         Command::Evaluate(a) => (
             Overrides {
@@ -272,6 +296,7 @@ pub fn main(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
             Command::Run(a) => run_job(&settings, &a).await,
+            Command::ScoreShard(a) => score_shard(&settings, &a).await,
             Command::Schedule(_) => crate::daemon::serve(&settings).await,
             Command::Train(a) => run_train(&settings, &a).await,
             Command::Models { command } => models_command(&settings, command).await,

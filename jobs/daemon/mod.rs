@@ -382,6 +382,7 @@ impl Worker<'_> {
                     dry_run: false,
                     retrain: false,
                     forced: vec![],
+                    from_shards: None,
                 },
                 &self.source,
                 &self.state,

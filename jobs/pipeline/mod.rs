@@ -19,10 +19,11 @@ pub mod record;
 pub mod recover;
 pub mod score;
 pub mod select;
+pub mod shards;
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use models::features::Breach;
 use models::{RunDate, Shard};
@@ -34,7 +35,7 @@ use crate::config::{Settings, ShardPlan};
 use crate::state::db::Db;
 use crate::state::ledger;
 use crate::store::ObjectStore;
-use crate::training::ModelUsed;
+use crate::training::{self, ModelSet, ModelUsed};
 use extract::Slice;
 use publish::ExportRequest;
 use record::Ending;
@@ -58,6 +59,9 @@ pub struct RunRequest<'a> {
     /// Campaigns published again on purpose although their campaign-day had succeeded
     /// (`run --force`): their ledger rows say so.
     pub forced: Vec<String>,
+    /// Select from the outputs of this many `score-shard` jobs instead of scoring
+    /// (`run --from-shards N`).
+    pub from_shards: Option<u32>,
 }
 
 impl RunRequest<'_> {
@@ -267,7 +271,10 @@ async fn night(
             };
             (scoring, selector.select(rankings))
         }
-        None => scored_night(req, source, state).await?,
+        None => match req.from_shards {
+            Some(of) => gathered_night(req, state, of).await?,
+            None => scored_night(req, source, state).await?,
+        },
     };
     // Email addresses stay in the database unless a list needs them.
     let emails = if !req.dry_run && req.published().any(|c| publish::needs_emails(c.columns)) {
@@ -307,20 +314,14 @@ async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(
             drop(trained_on);
             let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
             for shard in Shard::all(count) {
-                let slice = Slice::Scoring {
+                let part = ShardPart {
                     date,
                     shard,
-                    drop_items: drop_items.clone(),
+                    drop_items: &drop_items,
+                    set: &set,
+                    selector: &selector,
                 };
-                async {
-                    let tables = extract::extract(source, Some(state), s, date, &slice).await?;
-                    let scored = score::score(s, tables, &set, date)?;
-                    users += scored.frame.height();
-                    selector.rank(&scored, &mut rankings);
-                    anyhow::Ok(())
-                }
-                .instrument(info_span!("shard", shard = %shard))
-                .await?;
+                users += part.rank(s, source, state, &mut rankings).await?;
             }
         }
     }
@@ -333,6 +334,141 @@ async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(
         versions: set.versions(),
     };
     Ok((scoring, selector.select(rankings)))
+}
+
+/// One shard of a night to score and rank.
+struct ShardPart<'a> {
+    date: RunDate,
+    shard: Shard,
+    /// Every item of the night's dropped games (see [`Slice::Scoring`]).
+    drop_items: &'a [i64],
+    set: &'a ModelSet,
+    selector: &'a Selector<'a>,
+}
+
+impl ShardPart<'_> {
+    /// Extracts the shard's slice, scores it and adds its rankings to `into`; returns its
+    /// users. The shard's tables are dropped on return.
+    async fn rank(
+        &self,
+        s: &Settings,
+        source: &Db,
+        state: &Db,
+        into: &mut Rankings,
+    ) -> Result<usize> {
+        let slice = Slice::Scoring {
+            date: self.date,
+            shard: self.shard,
+            drop_items: self.drop_items.to_vec(),
+        };
+        async {
+            let tables = extract::extract(source, Some(state), s, self.date, &slice).await?;
+            let scored = score::score(s, tables, self.set, self.date)?;
+            self.selector.rank(&scored, into);
+            Ok(scored.frame.height())
+        }
+        .instrument(info_span!("shard", shard = %self.shard))
+        .await
+    }
+}
+
+/// The night from the outputs of `of` `score-shard` jobs: gathered and checked (see
+/// [`shards::gather`]), scored with the store's `current` models, then selected as one.
+#[instrument(name = "from_shards", skip_all, fields(shards = of))]
+async fn gathered_night(req: &RunRequest<'_>, state: &Db, of: u32) -> Result<(Scoring, Night)> {
+    let s = req.settings;
+    let store = ObjectStore::open(&s.export.destination, &s.store)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open {} for the shards' outputs",
+                s.export.destination
+            )
+        })?;
+    let gathered = shards::gather(&store, req.date, of, &req.campaigns).await?;
+    let set = stored_models(s).await?;
+    if set.versions() != gathered.models {
+        bail!(
+            "the shards were scored with models {:?} but the model store's current ones are {:?}: score the shards again",
+            gathered.models,
+            set.versions()
+        );
+    }
+    if gathered.users == 0 {
+        return Err(extract::breaks_contract(s, &[Breach::no_users()]));
+    }
+    let levels = &set.uplift.metadata.categorical_levels;
+    let selector = Selector::new(s, &req.campaigns, levels, req.date, state).await?;
+    let scoring = Scoring {
+        users: gathered.users,
+        model: set.used.clone(),
+        versions: set.versions(),
+    };
+    Ok((scoring, selector.select(gathered.rankings)))
+}
+
+/// The store's `current` models, which a shard job and the run gathering the shards must find
+/// (neither trains: shards trained apart would score with different models).
+async fn stored_models(s: &Settings) -> Result<ModelSet> {
+    training::load_stored(s).await?.with_context(|| {
+        format!(
+            "no current models in {}: train them first (targeting train)",
+            s.models.store
+        )
+    })
+}
+
+/// One shard job of a night: `targeting score-shard`.
+#[derive(Debug)]
+pub struct ShardRequest<'a> {
+    pub settings: &'a Settings,
+    pub date: RunDate,
+    /// The night's campaigns, all ranked (arbitration comes later, over every shard).
+    pub campaigns: Vec<Campaign>,
+    pub shard: Shard,
+}
+
+/// Scores and ranks one shard of the night with the store's `current` models and writes its
+/// output to the object store (see [`shards`]); returns the manifest's URI and the shard's
+/// users.
+#[instrument(name = "score_shard", skip_all, fields(shard = %req.shard, run_date = %req.date))]
+pub async fn score_shard(
+    req: ShardRequest<'_>,
+    source: &Db,
+    state: &Db,
+) -> Result<(String, usize)> {
+    let s = req.settings;
+    let set = stored_models(s).await?;
+    let levels = &set.uplift.metadata.categorical_levels;
+    let selector = Selector::new(s, &req.campaigns, levels, req.date, state).await?;
+    let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
+    let part = ShardPart {
+        date: req.date,
+        shard: req.shard,
+        drop_items: &drop_items,
+        set: &set,
+        selector: &selector,
+    };
+    let mut rankings = Rankings::default();
+    let users = part.rank(s, source, state, &mut rankings).await?;
+    let store = ObjectStore::open(&s.export.destination, &s.store)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open {} for the shard's output",
+                s.export.destination
+            )
+        })?;
+    let output = shards::ShardOutput {
+        date: req.date,
+        shard: req.shard,
+        users,
+        models: set.versions(),
+        campaigns: &req.campaigns,
+        rankings,
+    };
+    let uri = shards::write(&store, output).await?;
+    Ok((uri, users))
 }
 
 /// Publishes and records each campaign of the run (or, for a dry run, only reports it).

@@ -38,6 +38,33 @@ pub struct Rankings {
     by_campaign: BTreeMap<String, Result<Vec<Ranking>, String>>,
 }
 
+impl Rankings {
+    /// Adds a shard's ranking of a campaign, or why the campaign could not be ranked (then it
+    /// fails, whatever the other shards gave).
+    pub fn add(&mut self, campaign: String, part: Result<Ranking, String>) {
+        let slot = self
+            .by_campaign
+            .entry(campaign)
+            .or_insert_with(|| Ok(Vec::new()));
+        match (slot, part) {
+            (Ok(parts), Ok(r)) => parts.push(r),
+            (slot @ Ok(_), Err(e)) => *slot = Err(e),
+            (Err(_), _) => {}
+        }
+    }
+
+    /// Each campaign's ranking of all the shards added, or why it has none.
+    pub fn into_merged(self) -> BTreeMap<String, Result<Ranking, String>> {
+        self.by_campaign
+            .into_iter()
+            .map(|(id, parts)| {
+                let merged = parts.and_then(|p| Ranking::merge(p).map_err(|e| e.to_string()));
+                (id, merged)
+            })
+            .collect()
+    }
+}
+
 /// What ranking every shard and selecting the night read: the night's campaigns, the selection
 /// context and the assignment history.
 pub struct Selector<'a> {
@@ -76,19 +103,11 @@ impl<'a> Selector<'a> {
     #[instrument(name = "rank", skip_all, fields(users = scored.frame.height()))]
     pub fn rank(&self, scored: &ScoredUsers, into: &mut Rankings) {
         for c in self.campaigns {
-            let slot = into
-                .by_campaign
-                .entry(c.id.clone())
-                .or_insert_with(|| Ok(Vec::new()));
-            let Ok(parts) = slot else { continue };
             let ranked = candidates(c, scored, self.date).and_then(|frame| {
                 tokio::task::block_in_place(|| segments::rank(c, &frame, &self.ctx, &self.history))
                     .map_err(anyhow::Error::from)
             });
-            match ranked {
-                Ok(r) => parts.push(r),
-                Err(e) => *slot = Err(format!("{e:#}")),
-            }
+            into.add(c.id.clone(), ranked.map_err(|e| format!("{e:#}")));
         }
     }
 
@@ -96,14 +115,14 @@ impl<'a> Selector<'a> {
     /// budgets and holdouts across the campaigns.
     #[instrument(name = "select", skip_all, fields(campaigns = self.campaigns.len()))]
     pub fn select(&self, rankings: Rankings) -> Night {
-        let mut rankings = rankings.by_campaign;
+        let mut rankings = rankings.into_merged();
         let mut audiences: BTreeMap<String, Result<Audience, String>> = BTreeMap::new();
         let mut ranked = Vec::new();
         for c in self.campaigns {
-            let parts = rankings
+            let merged = rankings
                 .remove(&c.id)
                 .unwrap_or_else(|| Err("not ranked".into()));
-            match parts.and_then(|p| Ranking::merge(p).map_err(|e| e.to_string())) {
+            match merged {
                 Ok(r) => ranked.push((c, r)),
                 Err(e) => {
                     audiences.insert(c.id.clone(), Err(e));

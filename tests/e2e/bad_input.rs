@@ -5,21 +5,6 @@ use std::path::Path;
 
 use crate::common::*;
 
-fn assert_one_line_error(out: &std::process::Output, must_contain: &[&str]) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, stderr: {}",
-        stderr(out)
-    );
-    let err = stderr(out);
-    let last = err.lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("error: "), "{err}");
-    for s in must_contain {
-        assert!(last.contains(s), "{s:?} not in {last:?}");
-    }
-    last
-}
-
 fn no_success_marker(dir: &Path) -> bool {
     fn walk(d: &Path) -> bool {
         std::fs::read_dir(d).map_or(true, |rd| {

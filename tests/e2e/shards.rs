@@ -3,6 +3,7 @@
 //! friends owning its game, and the uplift models read friends' orders and gifts received:
 //! features that cross shards.
 
+use crate::common::s3;
 use crate::common::*;
 
 /// The demo's night, published again by every run: the audiences are full (a later night's
@@ -88,4 +89,196 @@ fn n_shards_publish_what_one_does_on_sqlite() {
 async fn n_shards_publish_what_one_does_on_postgres() {
     let world = TestEnv::postgres("shards-pg").await;
     tokio::task::block_in_place(|| identical_whatever_the_split(&world, &["1", "4"]));
+}
+
+/// Scale-out: `score-shard` processes, each told its shard by `JOB_COMPLETION_INDEX` as a
+/// Kubernetes Indexed Job tells its pods, write their outputs to S3; `run --from-shards N` then
+/// publishes the night — the same lists and funnels as one run scoring every user. A missing,
+/// incomplete, mismatched or foreign shard output stops it with one line naming the shard, and
+/// nothing is published; a retried shard job replaces its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_jobs_on_s3_and_postgres_publish_what_one_run_does() {
+    let world = TestEnv::postgres("shard-jobs").await;
+    let client = s3::default_client();
+    let bucket = &format!("targeting-shards-{}", std::process::id());
+    s3::create_bucket(&client, bucket).await;
+    let night = format!("s3://{bucket}/night");
+    let models = world.dir.join("models").display().to_string();
+    let env = [("TARGETING__MODELS__STORE", models.as_str())];
+    let db = world.db.clone();
+    let base = |command: &str, exports: &str| -> Vec<String> {
+        [
+            command,
+            "--date",
+            DATE,
+            "--database-url",
+            &db,
+            "--exports",
+            exports,
+            "--threads",
+            "1",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let with = |mut args: Vec<String>, extra: &[&str]| {
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let shard_jobs = |indices: &[u32]| {
+        let jobs: Vec<_> = indices
+            .iter()
+            .map(|i| {
+                let index = i.to_string();
+                let mut env = env.to_vec();
+                env.push(("JOB_COMPLETION_INDEX", index.as_str()));
+                targeting_command(&with(base("score-shard", &night), &["--of", "3"]), &env)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for job in jobs {
+            assert_ok(&job.wait_with_output().unwrap());
+        }
+    };
+    let merge = |extra: &[&str]| targeting_env(&with(base("run", &night), extra), &env);
+    let published = || async {
+        let mut folders = 0;
+        for c in CAMPAIGNS {
+            folders += s3::run_prefixes(&client, bucket, "night", c, DATE)
+                .await
+                .len();
+        }
+        folders
+    };
+
+    tokio::task::block_in_place(|| {
+        assert_ok(&world.demo("5000", &[]));
+        shard_jobs(&[0, 1, 2]);
+    });
+    let shard = |i: u32| format!("night/_shards/dt={DATE}/of=3/shard={i:04}/");
+    let files = |i: u32| {
+        let client = client.clone();
+        async move {
+            s3::list(&client, bucket, &shard(i))
+                .await
+                .into_iter()
+                .map(|o| o.key)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(files(1).await.len(), 2, "{:?}", files(1).await);
+
+    // A missing shard.
+    let manifest = |i: u32| format!("{}manifest.json", shard(i));
+    let kept = s3::get(&client, bucket, &manifest(1)).await;
+    client
+        .delete_object()
+        .bucket(bucket)
+        .key(manifest(1))
+        .send()
+        .await
+        .unwrap();
+    let out = tokio::task::block_in_place(|| merge(&["--from-shards", "3", "--force"]));
+    assert_one_line_error(&out, &[&format!("shard 1 of 3 for {DATE} is missing")]);
+    // An incomplete one: its file is not what its manifest says.
+    put(&client, bucket, &manifest(1), kept).await;
+    let data = files(2)
+        .await
+        .into_iter()
+        .find(|k| k.contains("rankings-"))
+        .unwrap();
+    put(&client, bucket, &data, b"half a file".to_vec()).await;
+    let out = tokio::task::block_in_place(|| merge(&["--from-shards", "3", "--force"]));
+    assert_one_line_error(&out, &[&format!("shard 2 of 3 for {DATE} is incomplete")]);
+    // Scored with other models.
+    let m0 = s3::get(&client, bucket, &manifest(0)).await;
+    let other = String::from_utf8(m0.clone()).unwrap().replacen(
+        "\"conversion_uplift\": \"",
+        "\"conversion_uplift\": \"older-",
+        1,
+    );
+    put(&client, bucket, &manifest(0), other.into_bytes()).await;
+    let out = tokio::task::block_in_place(|| merge(&["--from-shards", "3", "--force"]));
+    assert_one_line_error(
+        &out,
+        &[&format!("shard 1 of 3 for {DATE} was scored with models")],
+    );
+    // Another night, another split: their shards are not there.
+    let out = tokio::task::block_in_place(|| merge(&["--from-shards", "4", "--force"]));
+    assert_one_line_error(&out, &[&format!("shard 0 of 4 for {DATE} is missing")]);
+    assert_eq!(published().await, 0, "a refused merge published something");
+
+    // The faulty shards' jobs run again: each replaces its own output.
+    tokio::task::block_in_place(|| shard_jobs(&[0, 2]));
+    let now = files(2).await;
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(
+        !now.contains(&data),
+        "the retried shard left its first attempt: {now:?}"
+    );
+
+    // The night from the shards is the night one run scores itself.
+    let one = format!("file://{}", world.dir.join("one").display());
+    let (preview_shards, preview_one) = tokio::task::block_in_place(|| {
+        let a = merge(&["--from-shards", "3", "--dry-run"]);
+        let b = targeting_env(
+            &with(base("run", &one), &["--shards", "1", "--dry-run"]),
+            &env,
+        );
+        assert_ok(&a);
+        assert_ok(&b);
+        assert_ok(&merge(&["--from-shards", "3", "--force"]));
+        assert_ok(&targeting_env(
+            &with(base("run", &one), &["--shards", "1", "--force"]),
+            &env,
+        ));
+        (a.stdout, b.stdout)
+    });
+    assert_eq!(
+        String::from_utf8(preview_shards).unwrap(),
+        String::from_utf8(preview_one).unwrap()
+    );
+    let mut listed = 0;
+    for c in CAMPAIGNS {
+        let runs = s3::run_prefixes(&client, bucket, "night", c, DATE).await;
+        assert_eq!(runs.len(), 1, "{c}: {runs:?}");
+        let from_shards = s3::read_s3_export(&client, bucket, &runs[0]).await;
+        let folders = run_folders(&world.dir.join("one"), c, DATE);
+        let scored = read_export(&folders[0]);
+        assert_eq!(from_shards.ids, scored.ids, "{c}: the list from the shards");
+        assert_eq!(
+            from_shards.part_hashes, scored.part_hashes,
+            "{c}: its parts"
+        );
+        listed += scored.ids.len();
+    }
+    assert!(
+        listed > 1000,
+        "{listed} users listed: too few to prove anything"
+    );
+}
+
+async fn put(client: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8>) {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_shard_job_without_a_valid_shard_says_so() {
+    let args = ["score-shard", "--of", "3", "--date", DATE];
+    let out = targeting(&args);
+    assert_one_line_error(&out, &["score-shard needs --shard I, or JOB_COMPLETION_INDEX"]);
+    let out = targeting_env(&args, &[("JOB_COMPLETION_INDEX", "x")]);
+    assert_one_line_error(&out, &["JOB_COMPLETION_INDEX=\"x\" is not a shard index"]);
+    let out = targeting_env(&args, &[("AWS_BATCH_JOB_ARRAY_INDEX", "3")]);
+    assert_one_line_error(&out, &["shard 3 of 3 does not exist"]);
 }

@@ -133,6 +133,23 @@ pub fn targeting_command<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> C
     cmd
 }
 
+/// Checks that a command failed with one `error: ` line holding every `must_contain`; returns
+/// the line.
+pub fn assert_one_line_error(out: &std::process::Output, must_contain: &[&str]) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, stderr: {}",
+        stderr(out)
+    );
+    let err = stderr(out);
+    let last = err.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("error: "), "{err}");
+    for s in must_contain {
+        assert!(last.contains(s), "{s:?} not in {last:?}");
+    }
+    last
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

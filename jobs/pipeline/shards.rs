@@ -1,0 +1,356 @@
+//! Shard outputs in the object store: what `targeting score-shard` writes for its shard of a
+//! night (the rankings of every campaign, compact: the funnel's counts and the eligible users
+//! with their ranking values), and what `targeting run --from-shards N` gathers back, checked,
+//! before it selects, publishes and records the night.
+//!
+//! A shard's output lives under `<export.destination>/_shards/dt=<date>/of=<N>/shard=<I>/`:
+//! `rankings-<attempt>.parquet` (one row per eligible user and campaign) and then
+//! `manifest.json`, which names that file and its SHA-256. The manifest is written last and in
+//! one put, so a shard is complete exactly when its manifest is there and its file matches; a
+//! retried shard job writes a new attempt's file and switches the manifest to it, atomically.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use anyhow::{bail, Context, Result};
+use models::{RunDate, Shard};
+use polars::prelude::*;
+use polars_io::SerReader;
+use rand::Rng;
+use segments::{Campaign, Candidate, FunnelStep, Ranking};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{info, instrument};
+
+use super::select::Rankings;
+use crate::store::{hex, ObjectStore};
+
+/// The version of the shard output's layout.
+const FORMAT_VERSION: u32 = 1;
+
+/// What a shard's manifest says of its output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardManifest {
+    pub format_version: u32,
+    /// The night, `YYYY-MM-DD`.
+    pub run_date: String,
+    pub shard: u32,
+    pub of: u32,
+    /// Users of the shard.
+    pub users: usize,
+    /// The version of each model the shard was scored with, by name.
+    pub models: BTreeMap<String, String>,
+    /// Every campaign of the night as the shard ranked it.
+    pub campaigns: Vec<ShardCampaign>,
+    /// The rankings file, next to the manifest.
+    pub data: String,
+    pub data_sha256: String,
+    pub data_rows: usize,
+    pub created_at: String,
+}
+
+/// One campaign as a shard ranked it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardCampaign {
+    pub id: String,
+    /// SHA-256 of the campaign as this build read it: shards must rank the same definition.
+    pub fingerprint: String,
+    /// The funnel over the shard's users; empty when the campaign failed.
+    pub funnel: Vec<FunnelStep>,
+    /// Why the campaign could not be ranked, if it could not.
+    pub error: Option<String>,
+}
+
+/// The fingerprint of a campaign's definition.
+fn fingerprint(c: &Campaign) -> String {
+    hex(&Sha256::digest(format!("{c:?}").as_bytes()))
+}
+
+/// The folder of a night's shard outputs for `of` shards, under the export root.
+fn night_prefix(date: RunDate, of: u32) -> String {
+    format!("_shards/dt={date}/of={of}/")
+}
+
+fn shard_prefix(date: RunDate, shard: Shard) -> String {
+    format!(
+        "{}shard={:04}/",
+        night_prefix(date, shard.count()),
+        shard.index()
+    )
+}
+
+/// A shard's output, ready to write.
+pub struct ShardOutput<'a> {
+    pub date: RunDate,
+    pub shard: Shard,
+    pub users: usize,
+    pub models: BTreeMap<String, String>,
+    pub campaigns: &'a [Campaign],
+    pub rankings: Rankings,
+}
+
+/// Writes a shard's output: the rankings file of a new attempt, then the manifest that points
+/// to it, then removes the files of earlier attempts. Returns the manifest's URI.
+#[instrument(name = "write_shard", skip_all, fields(shard = %out.shard))]
+pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> {
+    let prefix = shard_prefix(out.date, out.shard);
+    let mut by_id = out.rankings.into_merged();
+    let mut campaigns = Vec::new();
+    let (mut ids, mut users, mut key, mut uplift, mut p_control, mut value, mut cost) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for c in out.campaigns {
+        let ranked = by_id
+            .remove(&c.id)
+            .unwrap_or_else(|| Err("not ranked".into()));
+        let (funnel, error) = match ranked {
+            Ok(r) => {
+                for x in &r.candidates {
+                    ids.push(c.id.clone());
+                    users.push(x.user_id);
+                    key.push(x.key);
+                    uplift.push(x.uplift);
+                    p_control.push(x.p_control);
+                    value.push(x.value);
+                    cost.push(x.discount_cost);
+                }
+                (r.funnel, None)
+            }
+            Err(e) => (vec![], Some(e)),
+        };
+        campaigns.push(ShardCampaign {
+            id: c.id.clone(),
+            fingerprint: fingerprint(c),
+            funnel,
+            error,
+        });
+    }
+    let rows = users.len();
+    let mut frame = df! {
+        "campaign_id" => ids,
+        "user_id" => users,
+        "key" => key,
+        "uplift" => uplift,
+        "p_control" => p_control,
+        "value" => value,
+        "discount_cost" => cost,
+    }?;
+    let mut bytes = Vec::new();
+    polars_io::parquet::write::ParquetWriter::new(&mut bytes)
+        .with_compression(polars_io::parquet::write::ParquetCompression::Snappy)
+        .finish(&mut frame)
+        .map_err(|e| anyhow::anyhow!("cannot encode the shard's rankings: {e}"))?;
+    let attempt: u32 = rand::rng().random_range(0..0x100_0000);
+    let data = format!("rankings-{attempt:06x}.parquet");
+    store.put(&format!("{prefix}{data}"), &bytes).await?;
+    let manifest = ShardManifest {
+        format_version: FORMAT_VERSION,
+        run_date: out.date.to_string(),
+        shard: out.shard.index(),
+        of: out.shard.count(),
+        users: out.users,
+        models: out.models,
+        campaigns,
+        data: data.clone(),
+        data_sha256: hex(&Sha256::digest(&bytes)),
+        data_rows: rows,
+        created_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    };
+    let key = format!("{prefix}manifest.json");
+    store
+        .put(&key, &serde_json::to_vec_pretty(&manifest)?)
+        .await?;
+    // Files of earlier attempts of this shard: the manifest no longer points to them.
+    for stale in store.list(&prefix).await? {
+        let name = stale.rsplit('/').next().unwrap_or_default();
+        if name.starts_with("rankings-") && name != data {
+            store.delete_prefix(&stale).await?;
+        }
+    }
+    info!(rows, users = out.users, "shard written");
+    Ok(store.uri(&key))
+}
+
+/// Every shard of a night, gathered and checked.
+pub struct Gathered {
+    pub rankings: Rankings,
+    pub users: usize,
+    /// The models every shard was scored with.
+    pub models: BTreeMap<String, String>,
+}
+
+/// Reads the output of every one of `of` shards of the night and checks it: each present and
+/// complete, for this date and split, scored with the same models, and ranking the night's
+/// campaigns as this run defines them. The first fault stops the gathering with one line
+/// naming the shard.
+#[instrument(name = "gather_shards", skip_all, fields(shards = of))]
+pub async fn gather(
+    store: &ObjectStore,
+    date: RunDate,
+    of: u32,
+    campaigns: &[Campaign],
+) -> Result<Gathered> {
+    let Some(first) = Shard::new(0, of) else {
+        bail!(
+            "--from-shards must be between 1 and {}",
+            models::shard::MAX_SHARDS
+        );
+    };
+    let night = night_prefix(date, of);
+    for key in store.list(&night).await? {
+        let folder = key[night.len()..].split('/').next().unwrap_or_default();
+        let index = folder
+            .strip_prefix("shard=")
+            .and_then(|i| i.parse::<u32>().ok());
+        if index.is_none_or(|i| i >= of) {
+            bail!(
+                "{} is not the output of a shard of {of}: a night split differently was written here",
+                store.uri(&key)
+            );
+        }
+    }
+    let mut rankings = Rankings::default();
+    let mut users = 0;
+    let mut models: Option<BTreeMap<String, String>> = None;
+    for shard in Shard::all(of) {
+        let name = format!("shard {shard} for {date}");
+        let prefix = shard_prefix(date, shard);
+        let manifest_key = format!("{prefix}manifest.json");
+        let Some(bytes) = store.get_opt(&manifest_key).await? else {
+            bail!(
+                "{name} is missing: no {} (did its job finish?)",
+                store.uri(&manifest_key)
+            );
+        };
+        let m: ShardManifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{name}: {} is unreadable", store.uri(&manifest_key)))?;
+        if m.format_version != FORMAT_VERSION {
+            bail!(
+                "{name}: {} has format_version {}, this build reads {FORMAT_VERSION}",
+                store.uri(&manifest_key),
+                m.format_version
+            );
+        }
+        if (m.run_date.as_str(), m.shard, m.of) != (date.to_string().as_str(), shard.index(), of) {
+            bail!(
+                "{name}: {} holds shard {} of {} for {}",
+                store.uri(&manifest_key),
+                m.shard,
+                m.of,
+                m.run_date
+            );
+        }
+        match &models {
+            None => models = Some(m.models.clone()),
+            Some(first_models) if *first_models != m.models => bail!(
+                "{name} was scored with models {} but shard {first} with {}: score every shard again with the same models",
+                versions(&m.models),
+                versions(first_models)
+            ),
+            Some(_) => {}
+        }
+        check_campaigns(&name, &m, campaigns)?;
+        let data_key = format!("{prefix}{}", m.data);
+        let Some(data) = store.get_opt(&data_key).await? else {
+            bail!("{name} is incomplete: no {}", store.uri(&data_key));
+        };
+        if hex(&Sha256::digest(&data)) != m.data_sha256 {
+            bail!(
+                "{name} is incomplete: {} does not match the SHA-256 of its manifest",
+                store.uri(&data_key)
+            );
+        }
+        let parts = read_rankings(&data, &m)
+            .with_context(|| format!("{name}: {} is unreadable", store.uri(&data_key)))?;
+        for (id, part) in parts {
+            rankings.add(id, part);
+        }
+        users += m.users;
+    }
+    info!(users, "shards gathered");
+    Ok(Gathered {
+        rankings,
+        users,
+        models: models.unwrap_or_default(),
+    })
+}
+
+fn versions(models: &BTreeMap<String, String>) -> String {
+    let each: Vec<String> = models.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    each.join(", ")
+}
+
+/// Refuses a shard that ranked other campaigns, or other definitions of them, than this run's.
+fn check_campaigns(name: &str, m: &ShardManifest, campaigns: &[Campaign]) -> Result<()> {
+    let theirs: Vec<&str> = m.campaigns.iter().map(|c| c.id.as_str()).collect();
+    let ours: Vec<&str> = campaigns.iter().map(|c| c.id.as_str()).collect();
+    if theirs != ours {
+        bail!(
+            "{name} ranked the campaigns [{}] but this run's night has [{}]",
+            theirs.join(", "),
+            ours.join(", ")
+        );
+    }
+    for (mine, c) in campaigns.iter().zip(&m.campaigns) {
+        if fingerprint(mine) != c.fingerprint {
+            bail!(
+                "{name} ranked campaign {} as it was defined then, and its file has changed since",
+                c.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The rankings of one shard's output, by campaign.
+fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<(String, Result<Ranking, String>)>> {
+    let frame = polars_io::parquet::read::ParquetReader::new(Cursor::new(data)).finish()?;
+    if frame.height() != m.data_rows {
+        bail!("{} rows, the manifest says {}", frame.height(), m.data_rows);
+    }
+    let ids = frame.column("campaign_id")?.str()?;
+    let users = frame.column("user_id")?.i64()?;
+    let f = |name: &str| -> Result<Vec<f64>> {
+        Ok(frame
+            .column(name)?
+            .f64()?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    };
+    let (key, uplift, p_control, value, cost) = (
+        f("key")?,
+        f("uplift")?,
+        f("p_control")?,
+        f("value")?,
+        f("discount_cost")?,
+    );
+    let mut candidates: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
+    for i in 0..frame.height() {
+        let (Some(id), Some(user_id)) = (ids.get(i), users.get(i)) else {
+            bail!("row {i} has no campaign or user");
+        };
+        candidates.entry(id).or_default().push(Candidate {
+            user_id,
+            key: key[i],
+            uplift: uplift[i],
+            p_control: p_control[i],
+            value: value[i],
+            discount_cost: cost[i],
+        });
+    }
+    Ok(m.campaigns
+        .iter()
+        .map(|c| {
+            let ranked = match &c.error {
+                Some(e) => Err(e.clone()),
+                None => Ok(Ranking {
+                    funnel: c.funnel.clone(),
+                    candidates: candidates.remove(c.id.as_str()).unwrap_or_default(),
+                }),
+            };
+            (c.id.clone(), ranked)
+        })
+        .collect())
+}
