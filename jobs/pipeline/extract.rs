@@ -16,6 +16,7 @@ use tracing::{info, info_span, instrument, warn, Instrument};
 
 use crate::config::Settings;
 use crate::state::db::{query_text, Db};
+use crate::state::frames::{ChunkSink, Collect};
 
 /// The extraction queries built into the binary, by table name.
 const BUILTIN: &[(&str, &str)] = &[
@@ -76,7 +77,7 @@ pub enum Slice {
 
 impl Slice {
     /// The users the slice holds, for the contract check.
-    fn extent(&self) -> Extent {
+    pub fn extent(&self) -> Extent {
         match self {
             Slice::Scoring { shard, .. } if shard.count() > 1 => Extent::SomeUsers,
             _ => Extent::AllUsers,
@@ -85,7 +86,7 @@ impl Slice {
 
     /// The query of `spec`'s table restricted to the slice: `sql` itself when the slice keeps
     /// every row, else `sql` as a subquery with a filter on the contract's columns.
-    fn query(&self, spec: &TableSpec, sql: &str) -> String {
+    pub fn query(&self, spec: &TableSpec, sql: &str) -> String {
         let Slice::Scoring {
             date,
             shard,
@@ -175,21 +176,18 @@ pub async fn extract(
 ) -> Result<SourceTables> {
     let mut frames = Vec::with_capacity(TABLES.len());
     for spec in TABLES {
-        let (sql, origin) = contract_query(settings, spec.name)?;
-        let mut frame = db
-            .fetch_frame(
-                spec,
-                &slice.query(spec, &sql),
-                &origin,
-                settings.source.batch_rows,
-            )
+        let mut frame = fetch_slice(db, settings, spec, slice, Collect::default())
             .instrument(info_span!("query", table = spec.name))
-            .await?;
+            .await?
+            .0;
         info!(table = spec.name, rows = frame.height(), "extracted");
-        if let (Some(state), "campaign_exposures", true) =
-            (state, spec.name, settings.models.own_exposures)
+        if let (Some(state), Some((sql, origin))) =
+            (state, own_exposures_query(settings, spec, date, slice)?)
         {
-            let own = own_exposures(state, spec, settings, date, slice).await?;
+            let own = state
+                .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
+                .instrument(info_span!("query", table = "assignment_exposures"))
+                .await?;
             info!(
                 rows = own.height(),
                 "own assignments added to the exposures"
@@ -198,7 +196,33 @@ pub async fn extract(
         }
         frames.push((spec.name.to_string(), frame));
     }
-    let checked = SourceTables::from_named(frames)?.check_contract(date, slice.extent())?;
+    hold_to_contract(settings, frames, date, slice.extent())
+}
+
+/// Runs a contract table's query, restricted to `slice`, handing its rows to `sink`.
+pub async fn fetch_slice<S: ChunkSink>(
+    db: &Db,
+    settings: &Settings,
+    spec: &TableSpec,
+    slice: &Slice,
+    sink: S,
+) -> Result<S> {
+    let (sql, origin) = contract_query(settings, spec.name)?;
+    let sql = slice.query(spec, &sql);
+    db.fetch_chunks(spec, &sql, &origin, settings.source.batch_rows, sink)
+        .await
+}
+
+/// Holds the extracted tables (all users', or one shard's: `extent`) to the data contract as of
+/// `date`: harmless faults are dropped and logged, and what could let a user who must not be
+/// messaged into a list stops the run.
+pub fn hold_to_contract(
+    settings: &Settings,
+    frames: Vec<(String, DataFrame)>,
+    date: RunDate,
+    extent: Extent,
+) -> Result<SourceTables> {
+    let checked = SourceTables::from_named(frames)?.check_contract(date, extent)?;
     for d in &checked.dropped {
         warn!(
             table = d.table,
@@ -267,35 +291,30 @@ pub async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) ->
         .collect())
 }
 
-/// The project's own assignments as exposures, those of nights before `date` only. A night's
-/// assignments are stamped with its cutoff (see [`super::record`]), so a re-run of a night
-/// never sees its own earlier run, however early either ran.
-async fn own_exposures(
-    state: &Db,
-    spec: &models::features::TableSpec,
+/// The query of the project's own assignments as exposures (run on the state database), for
+/// the exposures table when `models.own_exposures` is on, and where it came from: those of
+/// nights before `date` only. A night's assignments are stamped with its cutoff (see
+/// [`super::record`]), so a re-run of a night never sees its own earlier run, however early
+/// either ran.
+pub fn own_exposures_query(
     settings: &Settings,
+    spec: &TableSpec,
     date: RunDate,
     slice: &Slice,
-) -> Result<DataFrame> {
-    use polars::prelude::{col, lit, IntoLazy};
+) -> Result<Option<(String, String)>> {
+    if spec.name != "campaign_exposures" || !settings.models.own_exposures {
+        return Ok(None);
+    }
     let (sql, origin) = query_text(
         settings.source.queries_dir.as_deref(),
         "assignment_exposures",
         ASSIGNMENT_EXPOSURES,
     )?;
-    let all = state
-        .fetch_frame(
-            spec,
-            &slice.query(spec, &sql),
-            &origin,
-            settings.source.batch_rows,
-        )
-        .instrument(info_span!("query", table = "assignment_exposures"))
-        .await?;
-    Ok(all
-        .lazy()
-        .filter(col("assigned_at").lt(lit(date.cutoff())))
-        .collect()?)
+    let sliced = slice.query(spec, &sql);
+    let earlier = template(SLICE)
+        .replace("{query}", sliced.trim().trim_end_matches(';'))
+        .replace("{filter}", &format!("assigned_at < {}", date.cutoff()));
+    Ok(Some((earlier, origin)))
 }
 
 /// Every `item_id` of the source's catalogue, through the same `items` query as the run, and

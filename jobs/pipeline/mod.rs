@@ -20,13 +20,14 @@ pub mod recover;
 pub mod score;
 pub mod select;
 pub mod shards;
+pub mod spill;
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use models::features::Breach;
-use models::{RunDate, Shard};
+use models::{RunDate, Shard, SourceTables};
 use rand::Rng;
 use segments::{Arm, Audience, Campaign, FunnelStep};
 use tracing::{info, info_span, instrument, warn, Instrument};
@@ -313,15 +314,23 @@ async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(
         trained_on => {
             drop(trained_on);
             let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
-            for shard in Shard::all(count) {
-                let part = ShardPart {
-                    date,
-                    shard,
-                    drop_items: &drop_items,
-                    set: &set,
-                    selector: &selector,
-                };
-                users += part.rank(s, source, state, &mut rankings).await?;
+            let part = |shard| ShardPart {
+                date,
+                shard,
+                drop_items: &drop_items,
+                set: &set,
+                selector: &selector,
+            };
+            if count == 1 {
+                let tables = part(Shard::WHOLE).extract(s, source, state).await?;
+                users += part(Shard::WHOLE).rank(s, tables, &mut rankings)?;
+            } else {
+                // One pass over the source, each shard's rows to its own files.
+                let spilled = spill::spill(source, state, s, date, count, &drop_items).await?;
+                for shard in Shard::all(count) {
+                    let tables = spilled.tables(s, date, shard)?;
+                    users += part(shard).rank(s, tables, &mut rankings)?;
+                }
             }
         }
     }
@@ -347,28 +356,23 @@ struct ShardPart<'a> {
 }
 
 impl ShardPart<'_> {
-    /// Extracts the shard's slice, scores it and adds its rankings to `into`; returns its
-    /// users. The shard's tables are dropped on return.
-    async fn rank(
-        &self,
-        s: &Settings,
-        source: &Db,
-        state: &Db,
-        into: &mut Rankings,
-    ) -> Result<usize> {
+    /// The shard's slice of the source, through its own sliced queries.
+    async fn extract(&self, s: &Settings, source: &Db, state: &Db) -> Result<SourceTables> {
         let slice = Slice::Scoring {
             date: self.date,
             shard: self.shard,
             drop_items: self.drop_items.to_vec(),
         };
-        async {
-            let tables = extract::extract(source, Some(state), s, self.date, &slice).await?;
-            let scored = score::score(s, tables, self.set, self.date)?;
-            self.selector.rank(&scored, into);
-            Ok(scored.frame.height())
-        }
-        .instrument(info_span!("shard", shard = %self.shard))
-        .await
+        extract::extract(source, Some(state), s, self.date, &slice).await
+    }
+
+    /// Scores the shard's tables and adds its rankings to `into`; returns its users. The
+    /// tables are dropped on return.
+    fn rank(&self, s: &Settings, tables: SourceTables, into: &mut Rankings) -> Result<usize> {
+        let _span = info_span!("shard", shard = %self.shard).entered();
+        let scored = score::score(s, tables, self.set, self.date)?;
+        self.selector.rank(&scored, into);
+        Ok(scored.frame.height())
     }
 }
 
@@ -450,7 +454,8 @@ pub async fn score_shard(
         selector: &selector,
     };
     let mut rankings = Rankings::default();
-    let users = part.rank(s, source, state, &mut rankings).await?;
+    let tables = part.extract(s, source, state).await?;
+    let users = part.rank(s, tables, &mut rankings)?;
     let store = ObjectStore::open(&s.export.destination, &s.store)
         .await
         .with_context(|| {

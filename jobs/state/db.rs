@@ -173,12 +173,29 @@ impl Db {
         origin: &str,
         batch_rows: usize,
     ) -> Result<DataFrame> {
+        let all = self
+            .fetch_chunks(spec, sql, origin, batch_rows, frames::Collect::default())
+            .await?;
+        Ok(all.0)
+    }
+
+    /// Runs a query whose columns are those of `spec`, handing its rows to `sink` in chunks of
+    /// `batch_rows` (see [`frames`]); returns the sink.
+    pub async fn fetch_chunks<S: frames::ChunkSink>(
+        &self,
+        spec: &TableSpec,
+        sql: &str,
+        origin: &str,
+        batch_rows: usize,
+        sink: S,
+    ) -> Result<S> {
+        let display = &self.display;
         match (&self.pg, &self.sqlite) {
             (Some(pg), _) => {
-                frames::pg_frame(pg, spec, sql, origin, &self.display, batch_rows).await
+                frames::pg_chunks(pg, spec, sql, origin, display, batch_rows, sink).await
             }
             (None, Some(path)) => {
-                frames::sqlite_frame(path, spec, sql, origin, &self.display, batch_rows).await
+                frames::sqlite_chunks(path, spec, sql, origin, display, batch_rows, sink).await
             }
             (None, None) => bail!("no reader for {}", self.display),
         }

@@ -19,16 +19,39 @@ use models::features::{ColumnKind, TableSpec};
 use polars::prelude::*;
 use sqlx::{Column as _, Executor as _};
 
-/// Runs `sql` on the SQLite file at `path` (read-only) into a frame with the columns of `spec`,
-/// `batch_rows` rows per chunk. `origin` names the query and `display` the database in errors.
-pub async fn sqlite_frame(
+/// Where the chunks of a query's rows go, `batch_rows` rows at a time, as frames with the
+/// columns of the table's spec.
+pub trait ChunkSink: Send + 'static {
+    fn push(&mut self, chunk: DataFrame) -> Result<()>;
+}
+
+/// The chunks stacked into one frame.
+#[derive(Debug, Default)]
+pub struct Collect(pub DataFrame);
+
+impl ChunkSink for Collect {
+    fn push(&mut self, chunk: DataFrame) -> Result<()> {
+        if self.0.width() == 0 {
+            self.0 = chunk;
+        } else if chunk.height() > 0 {
+            self.0.vstack_mut_owned(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `sql` on the SQLite file at `path` (read-only), handing its rows to `sink` in chunks
+/// of `batch_rows` with the columns of `spec`; returns the sink. `origin` names the query and
+/// `display` the database in errors.
+pub async fn sqlite_chunks<S: ChunkSink>(
     path: &Path,
     spec: &TableSpec,
     sql: &str,
     origin: &str,
     display: &str,
     batch_rows: usize,
-) -> Result<DataFrame> {
+    sink: S,
+) -> Result<S> {
     let (path, sql, origin, display) = (
         path.to_path_buf(),
         sql.to_string(),
@@ -41,14 +64,20 @@ pub async fn sqlite_frame(
         slicing: spec.slicing,
     };
     tokio::task::spawn_blocking(move || {
-        read_sqlite(&path, &spec, &sql, batch_rows)
+        read_sqlite(&path, &spec, &sql, batch_rows, sink)
             .with_context(|| format!("query {origin} failed on {display}"))
     })
     .await
     .context("the SQLite reader stopped")?
 }
 
-fn read_sqlite(path: &Path, spec: &TableSpec, sql: &str, batch_rows: usize) -> Result<DataFrame> {
+fn read_sqlite<S: ChunkSink>(
+    path: &Path,
+    spec: &TableSpec,
+    sql: &str,
+    batch_rows: usize,
+    sink: S,
+) -> Result<S> {
     use rusqlite::types::ValueRef;
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
@@ -60,7 +89,7 @@ fn read_sqlite(path: &Path, spec: &TableSpec, sql: &str, batch_rows: usize) -> R
     let mut stmt = conn.prepare(sql)?;
     check_names(spec, &stmt.column_names())?;
     let mut rows = stmt.query([])?;
-    let mut columns = Columns::new(spec, batch_rows);
+    let mut columns = Columns::new(spec, batch_rows, sink);
     while let Some(row) = rows.next()? {
         for (i, buffer) in columns.buffers.iter_mut().enumerate() {
             let value = row.get_ref(i)?;
@@ -86,17 +115,19 @@ fn read_sqlite(path: &Path, spec: &TableSpec, sql: &str, batch_rows: usize) -> R
     columns.finish()
 }
 
-/// Runs `sql` on PostgreSQL with `COPY (sql) TO STDOUT` into a frame with the columns of
-/// `spec`, `batch_rows` rows per chunk. The query's columns are checked first (from the
-/// statement's description), so a wrong query fails before any row is read.
-pub async fn pg_frame(
+/// Runs `sql` on PostgreSQL with `COPY (sql) TO STDOUT`, handing its rows to `sink` in chunks
+/// of `batch_rows` with the columns of `spec`; returns the sink. The query's columns are
+/// checked first (from the statement's description), so a wrong query fails before any row is
+/// read.
+pub async fn pg_chunks<S: ChunkSink>(
     pool: &sqlx::PgPool,
     spec: &TableSpec,
     sql: &str,
     origin: &str,
     display: &str,
     batch_rows: usize,
-) -> Result<DataFrame> {
+    sink: S,
+) -> Result<S> {
     let failed = || format!("query {origin} failed on {display}");
     let mut conn = pool.acquire().await.with_context(failed)?;
     let described = (&mut *conn).describe(sql).await.with_context(failed)?;
@@ -107,7 +138,7 @@ pub async fn pg_frame(
     let body = sql.trim_end().trim_end_matches(';');
     let copy = format!("COPY (\n{body}\n) TO STDOUT");
     let mut stream = conn.copy_out_raw(&copy).await.with_context(failed)?;
-    let mut columns = Columns::new(spec, batch_rows);
+    let mut columns = Columns::new(spec, batch_rows, sink);
     let mut carry: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.try_next().await.with_context(failed)? {
         carry.extend_from_slice(&chunk);
@@ -123,7 +154,7 @@ pub async fn pg_frame(
     if !carry.is_empty() {
         columns.push_text_row(&carry).with_context(failed)?;
     }
-    columns.finish()
+    columns.finish().with_context(failed)
 }
 
 fn memchr(byte: u8, haystack: &[u8]) -> Option<usize> {
@@ -168,17 +199,20 @@ impl Buffer {
     }
 }
 
-/// Typed column buffers, turned into a frame chunk every `batch_rows` rows.
-struct Columns<'a> {
+/// Typed column buffers, handed to the sink as a frame chunk every `batch_rows` rows.
+struct Columns<'a, S> {
     spec: &'a TableSpec,
     buffers: Vec<Buffer>,
     rows: usize,
     batch_rows: usize,
-    frame: Option<DataFrame>,
+    sink: S,
+    /// Whether a chunk went to the sink yet: an empty result still gives it one (empty, with
+    /// the columns).
+    pushed: bool,
 }
 
-impl<'a> Columns<'a> {
-    fn new(spec: &'a TableSpec, batch_rows: usize) -> Self {
+impl<'a, S: ChunkSink> Columns<'a, S> {
+    fn new(spec: &'a TableSpec, batch_rows: usize, sink: S) -> Self {
         let buffers = spec
             .columns
             .iter()
@@ -193,7 +227,8 @@ impl<'a> Columns<'a> {
             buffers,
             rows: 0,
             batch_rows: batch_rows.max(1),
-            frame: None,
+            sink,
+            pushed: false,
         }
     }
 
@@ -234,7 +269,7 @@ impl<'a> Columns<'a> {
         Ok(())
     }
 
-    /// The buffered rows appended to the frame as a chunk; the buffers are left empty.
+    /// The buffered rows handed to the sink as a chunk; the buffers are left empty.
     fn flush(&mut self) -> Result<()> {
         let columns: Vec<Column> = self
             .buffers
@@ -250,20 +285,19 @@ impl<'a> Columns<'a> {
             })
             .collect();
         let part = DataFrame::new_infer_height(columns)?;
-        match &mut self.frame {
-            Some(f) if part.height() > 0 => {
-                f.vstack_mut_owned(part)?;
-            }
-            Some(_) => {}
-            None => self.frame = Some(part),
+        if part.height() > 0 || !self.pushed {
+            self.sink.push(part)?;
+            self.pushed = true;
         }
         self.rows = 0;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<DataFrame> {
-        self.flush()?;
-        Ok(self.frame.take().unwrap_or_default())
+    fn finish(mut self) -> Result<S> {
+        if self.rows > 0 || !self.pushed {
+            self.flush()?;
+        }
+        Ok(self.sink)
     }
 }
 
@@ -341,12 +375,12 @@ mod tests {
 
     #[test]
     fn copy_text_rows_are_typed_with_nulls_and_escapes() {
-        let mut c = Columns::new(&SPEC, 2);
+        let mut c = Columns::new(&SPEC, 2, Collect::default());
         c.push_text_row(b"1\t2.5\tplain").unwrap();
         c.push_text_row(b"\\N\t\\N\t\\N").unwrap();
         c.push_text_row(b"3\tNaN\ttab\\there\\nand \\\\N, \\101")
             .unwrap();
-        let f = c.finish().unwrap();
+        let f = c.finish().unwrap().0;
         assert_eq!(f.height(), 3);
         let ids = f.column("id").unwrap().i64().unwrap();
         let ids: Vec<Option<i64>> = (0..3).map(|i| ids.get(i)).collect();
@@ -368,16 +402,21 @@ mod tests {
              INSERT INTO t VALUES (1, 2.5, 'a'), (NULL, 3, NULL), (3, NULL, 'é');",
         )
         .unwrap();
-        let f = read_sqlite(&path, &SPEC, "SELECT id, price, title FROM t", 2).unwrap();
+        let sql = "SELECT id, price, title FROM t";
+        let f = read_sqlite(&path, &SPEC, sql, 2, Collect::default())
+            .unwrap()
+            .0;
         let prices = f.column("price").unwrap().f64().unwrap();
         let prices: Vec<Option<f64>> = (0..3).map(|i| prices.get(i)).collect();
         assert_eq!(prices, [Some(2.5), Some(3.0), None]);
-        let e = read_sqlite(&path, &SPEC, "SELECT title, price, title FROM t", 10).unwrap_err();
+        let sql = "SELECT title, price, title FROM t";
+        let e = read_sqlite(&path, &SPEC, sql, 10, Collect::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "the query must return the columns id, price, title but returns title, price, title"
         );
-        let e = read_sqlite(&path, &SPEC, "SELECT title AS id, price, title FROM t", 10);
+        let sql = "SELECT title AS id, price, title FROM t";
+        let e = read_sqlite(&path, &SPEC, sql, 10, Collect::default());
         assert_eq!(
             e.unwrap_err().to_string(),
             "column id must hold integer values, got text"
@@ -387,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_value_of_the_wrong_kind_names_its_column() {
-        let mut c = Columns::new(&SPEC, 10);
+        let mut c = Columns::new(&SPEC, 10, Collect::default());
         let e = c.push_text_row(b"1.5\t2\tx").unwrap_err();
         assert_eq!(
             e.to_string(),

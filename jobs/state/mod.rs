@@ -5,6 +5,6 @@
 
 pub mod claim;
 pub mod db;
-mod frames;
+pub mod frames;
 pub mod ledger;
 pub mod lock;

@@ -276,7 +276,10 @@ async fn put(client: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8
 fn a_shard_job_without_a_valid_shard_says_so() {
     let args = ["score-shard", "--of", "3", "--date", DATE];
     let out = targeting(&args);
-    assert_one_line_error(&out, &["score-shard needs --shard I, or JOB_COMPLETION_INDEX"]);
+    assert_one_line_error(
+        &out,
+        &["score-shard needs --shard I, or JOB_COMPLETION_INDEX"],
+    );
     let out = targeting_env(&args, &[("JOB_COMPLETION_INDEX", "x")]);
     assert_one_line_error(&out, &["JOB_COMPLETION_INDEX=\"x\" is not a shard index"]);
     let out = targeting_env(&args, &[("AWS_BATCH_JOB_ARRAY_INDEX", "3")]);

@@ -1,0 +1,366 @@
+//! In-process shards that read the source once. Scoring N shards one after another through
+//! each shard's own sliced queries would scan every table N times; instead one pass reads each
+//! table's scoring slice (the run date's window, see [`Slice::Scoring`]) and routes every row,
+//! as it streams, to the shards that read it — by the same rules as the shard predicate of the
+//! SQL ([`models::features::Slicing`]) — into local Arrow IPC files. Each shard's tables are
+//! then loaded from its files alone, so memory follows one shard's size. The files live in a
+//! folder under the system's temporary directory (`TMPDIR`), removed when the run ends.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use models::features::{Extent, Slicing, TableSpec, TABLES};
+use models::shard::shard_of;
+use models::{RunDate, Shard, SourceTables, DAY};
+use polars::prelude::*;
+use polars_io::ipc::{IpcReader, IpcWriter};
+use polars_io::{SerReader, SerWriter};
+use tracing::{info, info_span, instrument, Instrument};
+
+use super::extract::{self, Slice};
+use crate::config::Settings;
+use crate::state::db::Db;
+use crate::state::frames::ChunkSink;
+
+/// Rows a shard's buffer of a table holds before they go to a file of their own.
+const SEGMENT_ROWS: usize = 200_000;
+
+/// The night's scoring slice, split into shards on local disk.
+pub struct Spilled {
+    dir: PathBuf,
+    count: u32,
+    /// Files written, by table and shard.
+    segments: Vec<(&'static str, Vec<usize>)>,
+}
+
+impl Drop for Spilled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads every table's scoring slice once and writes each shard's rows to its own files.
+#[instrument(name = "spill", skip_all, fields(shards = count))]
+pub async fn spill(
+    source: &Db,
+    state: &Db,
+    s: &Settings,
+    date: RunDate,
+    count: u32,
+    drop_items: &[i64],
+) -> Result<Spilled> {
+    let dir = std::env::temp_dir().join(format!(
+        "targeting-spill-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    ));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the spill folder {}", dir.display()))?;
+    let mut spilled = Spilled {
+        dir,
+        count,
+        segments: Vec::new(),
+    };
+    let slice = Slice::Scoring {
+        date,
+        shard: Shard::WHOLE,
+        drop_items: drop_items.to_vec(),
+    };
+    let drop_items: HashSet<i64> = drop_items.iter().copied().collect();
+    for spec in TABLES {
+        let router = Router::new(&spilled.dir, spec, count, date, &drop_items, None);
+        let router = extract::fetch_slice(source, s, spec, &slice, router)
+            .instrument(info_span!("query", table = spec.name))
+            .await?;
+        let mut written = router.finish()?;
+        if let Some((sql, origin)) = extract::own_exposures_query(s, spec, date, &slice)? {
+            // The state database's assignments join the exposures, in files numbered after
+            // the table's own.
+            let router = Router::new(&spilled.dir, spec, count, date, &drop_items, Some(written));
+            written = state
+                .fetch_chunks(spec, &sql, &origin, s.source.batch_rows, router)
+                .instrument(info_span!("query", table = "assignment_exposures"))
+                .await?
+                .finish()?;
+        }
+        info!(table = spec.name, "spilled");
+        spilled.segments.push((spec.name, written));
+    }
+    Ok(spilled)
+}
+
+impl Spilled {
+    /// The tables of one shard, read back from its files and held to the contract.
+    #[instrument(name = "load_shard", skip_all, fields(shard = %shard))]
+    pub fn tables(&self, s: &Settings, date: RunDate, shard: Shard) -> Result<SourceTables> {
+        debug_assert_eq!(shard.count(), self.count);
+        let mut frames = Vec::new();
+        for (table, segments) in &self.segments {
+            let spec = TABLES
+                .iter()
+                .find(|t| t.name == *table)
+                .context("a spilled table is not in the data contract")?;
+            let mut frame = empty(spec);
+            for n in 0..segments[shard.index() as usize] {
+                let path = segment_path(&self.dir, table, shard.index(), n);
+                let file = File::open(&path)
+                    .with_context(|| format!("cannot read the spill file {}", path.display()))?;
+                frame.vstack_mut_owned(IpcReader::new(file).finish()?)?;
+            }
+            frames.push((table.to_string(), frame));
+        }
+        extract::hold_to_contract(s, frames, date, Extent::SomeUsers)
+    }
+}
+
+/// An empty frame with the columns of `spec`.
+fn empty(spec: &TableSpec) -> DataFrame {
+    let columns: Vec<Column> = spec
+        .columns
+        .iter()
+        .map(|(name, kind)| {
+            let dtype = match kind {
+                models::features::ColumnKind::Int => DataType::Int64,
+                models::features::ColumnKind::Float => DataType::Float64,
+                models::features::ColumnKind::Text => DataType::String,
+            };
+            Column::new_empty((*name).into(), &dtype)
+        })
+        .collect();
+    DataFrame::new_infer_height(columns).unwrap_or_default()
+}
+
+fn segment_path(dir: &Path, table: &str, shard: u32, n: usize) -> PathBuf {
+    dir.join(format!("{table}-{shard:04}-{n:05}.arrow"))
+}
+
+/// Routes a table's chunks to the shards that read each row, buffering each shard's rows and
+/// writing them out a segment at a time.
+struct Router {
+    dir: PathBuf,
+    table: &'static str,
+    slicing: Slicing,
+    count: u32,
+    /// Rows of the last `shared_days` belong to every shard.
+    recent: Option<i64>,
+    drop_items: HashSet<i64>,
+    buffers: Vec<Option<DataFrame>>,
+    /// Segment files of each shard so far (a second query of the same table continues the
+    /// numbering).
+    segments: Vec<usize>,
+}
+
+impl Router {
+    fn new(
+        dir: &Path,
+        spec: &TableSpec,
+        count: u32,
+        date: RunDate,
+        drop_items: &HashSet<i64>,
+        after: Option<Vec<usize>>,
+    ) -> Router {
+        let cutoff = date.cutoff();
+        Router {
+            dir: dir.to_path_buf(),
+            table: spec.name,
+            slicing: spec.slicing,
+            count,
+            recent: spec.slicing.shared_days.map(|d| cutoff - d * DAY),
+            drop_items: if spec.slicing.shared_for_drops {
+                drop_items.clone()
+            } else {
+                HashSet::new()
+            },
+            buffers: vec![None; count as usize],
+            segments: after.unwrap_or_else(|| vec![0; count as usize]),
+        }
+    }
+
+    /// Which shards read each row of `chunk`: a mask per shard.
+    fn masks(&self, chunk: &DataFrame) -> Result<Vec<BooleanChunked>> {
+        let n = chunk.height();
+        let s = &self.slicing;
+        let ints = |name: &str| -> Result<Vec<Option<i64>>> {
+            Ok(chunk.column(name)?.i64()?.iter().collect())
+        };
+        let users: Vec<Vec<Option<i64>>> =
+            s.users.iter().map(|c| ints(c)).collect::<Result<_>>()?;
+        let time = match s.time {
+            Some(t) => Some(ints(t)?),
+            None => None,
+        };
+        let items = if self.drop_items.is_empty() {
+            None
+        } else {
+            Some(ints("item_id")?)
+        };
+        let mut masks = vec![Vec::with_capacity(n); self.count as usize];
+        for i in 0..n {
+            let shared = users.is_empty()
+                || matches!((&time, self.recent), (Some(t), Some(r)) if t[i].is_some_and(|t| t >= r))
+                || items
+                    .as_ref()
+                    .is_some_and(|it| it[i].is_some_and(|x| self.drop_items.contains(&x)));
+            let owner = users
+                .first()
+                .map_or(0, |u| u[i].map_or(0, |id| shard_of(id, self.count)));
+            let others: Vec<u32> = users
+                .iter()
+                .skip(1)
+                .filter_map(|u| u[i].map(|id| shard_of(id, self.count)))
+                .collect();
+            for (k, mask) in masks.iter_mut().enumerate() {
+                let k = k as u32;
+                mask.push(shared || owner == k || others.contains(&k));
+            }
+        }
+        Ok(masks
+            .into_iter()
+            .map(|m| BooleanChunked::from_slice("mask".into(), &m))
+            .collect())
+    }
+
+    /// Writes shard `k`'s buffered rows as its next segment file.
+    fn write(&mut self, k: usize) -> Result<()> {
+        let Some(mut frame) = self.buffers[k].take() else {
+            return Ok(());
+        };
+        let n = self.segments[k];
+        let path = segment_path(&self.dir, self.table, k as u32, n);
+        let file = File::create(&path)
+            .with_context(|| format!("cannot write the spill file {}", path.display()))?;
+        frame.rechunk_mut();
+        IpcWriter::new(file)
+            .finish(&mut frame)
+            .map_err(|e| anyhow::anyhow!("cannot write the spill file {}: {e}", path.display()))?;
+        self.segments[k] += 1;
+        Ok(())
+    }
+
+    /// Writes what is still buffered; returns the number of segments of each shard.
+    fn finish(mut self) -> Result<Vec<usize>> {
+        for k in 0..self.count as usize {
+            self.write(k)?;
+        }
+        Ok(self.segments)
+    }
+}
+
+impl ChunkSink for Router {
+    fn push(&mut self, chunk: DataFrame) -> Result<()> {
+        if chunk.height() == 0 {
+            return Ok(());
+        }
+        for (k, mask) in self.masks(&chunk)?.iter().enumerate() {
+            let part = chunk.filter(mask)?;
+            if part.height() == 0 {
+                continue;
+            }
+            match &mut self.buffers[k] {
+                Some(b) => {
+                    b.vstack_mut_owned(part)?;
+                }
+                None => self.buffers[k] = Some(part),
+            }
+            if self.buffers[k]
+                .as_ref()
+                .is_some_and(|b| b.height() >= SEGMENT_ROWS)
+            {
+                self.write(k)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The routing of rows to shards is the shard predicate of the SQL, row for row: for random
+    /// purchases (owners and recipients missing or not, old and recent, of dropped games or
+    /// not), each shard's rows by the router are those its sliced query returns on SQLite.
+    #[test]
+    fn rows_go_to_the_shards_whose_queries_read_them() {
+        let date: RunDate = "2026-11-20".parse().unwrap();
+        let spec = TABLES.iter().find(|t| t.name == "purchases").unwrap();
+        let mut g = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let n = 3_000;
+        let maybe = |g: &mut rand_chacha::ChaCha8Rng, p: f64, v: i64| g.random_bool(p).then_some(v);
+        let rows: Vec<[Option<i64>; 8]> = (0..n)
+            .map(|i| {
+                let user = g.random_range(-50..5_000);
+                let recipient = g.random_range(0..5_000);
+                let days = g.random_range(0..400);
+                [
+                    Some(i),
+                    maybe(&mut g, 0.97, user),
+                    Some(g.random_range(1..20)),
+                    Some(date.cutoff() - days * DAY),
+                    Some(100),
+                    Some(90),
+                    Some(0),
+                    maybe(&mut g, 0.2, recipient),
+                ]
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!("spill-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE purchases (order_id INTEGER, user_id INTEGER, item_id INTEGER, \
+             purchased_at INTEGER, list_price_cents INTEGER, paid_cents INTEGER, \
+             is_gift INTEGER, recipient_user_id INTEGER)",
+        )
+        .unwrap();
+        for r in &rows {
+            db.execute(
+                "INSERT INTO purchases VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params_from_iter(r.iter()),
+            )
+            .unwrap();
+        }
+        let column = |j: usize| -> Column {
+            let v: Vec<Option<i64>> = rows.iter().map(|r| r[j]).collect();
+            Column::new(spec.columns[j].0.into(), v)
+        };
+        let frame = DataFrame::new_infer_height((0..8).map(column).collect()).unwrap();
+        let drop_items = vec![3, 4];
+        let dropped: HashSet<i64> = drop_items.iter().copied().collect();
+        let count = 4;
+        let dir = std::env::temp_dir();
+        let router = Router::new(&dir, spec, count, date, &dropped, None);
+        let masks = router.masks(&frame).unwrap();
+        let ids = frame.column("order_id").unwrap().i64().unwrap();
+        for shard in Shard::all(count) {
+            let slice = Slice::Scoring {
+                date,
+                shard,
+                drop_items: drop_items.clone(),
+            };
+            let sql = slice.query(spec, "SELECT * FROM purchases");
+            let mut stmt = db.prepare(&sql).unwrap();
+            let mut by_sql: Vec<i64> = stmt
+                .query_map([], |r| r.get::<_, i64>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            by_sql.sort_unstable();
+            let mask = &masks[shard.index() as usize];
+            let by_router: Vec<i64> = (0..n as usize)
+                .filter(|&i| mask.get(i).unwrap_or(false))
+                .filter_map(|i| ids.get(i))
+                .collect();
+            assert_eq!(by_router, by_sql, "shard {shard}");
+            assert!(
+                by_sql.len() > n as usize / 8,
+                "shard {shard}: {}",
+                by_sql.len()
+            );
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
