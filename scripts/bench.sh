@@ -8,7 +8,8 @@
 # Prints one line per size: generation, extract, train (all models, s; conversion uplift rows and
 # that model's own training time, its four learners, refit and the demo's feature ceiling),
 # score (users/s), publish (all campaigns' files, s), record (ledger and assignments, s), total,
-# peak RSS.
+# peak RSS. Then the nightly run alone per size: one shard against BENCH_SHARDS, and with
+# PEER_DIR the Python peer (see the end of this script). BENCH_REPS repeats (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -72,4 +73,61 @@ gen = (t(ready) - t(first)).total_seconds() if ready and first else float("nan")
 print(f"{n:<9d} {gen:7.1f} {s2['extract']:8.1f} {s2['train']:9.1f} {s2.get('rows_train', 0):10d} {s2.get('train_conversion', 0.0):11.1f} "
       f"{n / s2['score']:12.0f} {s2.get('publish', 0.0):9.1f} {s2.get('record', 0.0):8.1f} {float(wall1):9.1f} {float(wall2):9.1f} {max(int(rss1), int(rss2)) / 1024:10.0f}")
 PY
+done
+
+# The nightly run alone, with the stored models the demo trained, on the same data: in one shard
+# against BENCH_SHARDS (default 8) in-process shards, BENCH_REPS times each (default 3),
+# alternating; previews (--dry-run), so that no run changes what the next one sees. Then, with
+# PEER_DIR set (the Python peer's folder, kept outside the repository), the peer's own bench.sh
+# on the same demo folder: the Rust run (`run --all`, default settings) and the peer
+# alternately, with the ratios. Medians of wall time, CPU time and peak RSS.
+reps="${BENCH_REPS:-3}"
+shards="${BENCH_SHARDS:-8}"
+for n in "${sizes[@]}"; do
+  dir="$work/demo-$n"
+  db="${BENCH_DATABASE_URL:-sqlite://$dir/source.db}"
+  : > "$work/night-$n"
+  for i in $(seq 1 "$reps"); do
+    for k in 1 "$shards"; do
+      /usr/bin/time -f "$k %e %U %S %M" -a -o "$work/night-$n" env \
+        TARGETING__MODELS__STORE="$dir/models" "$bin" run --all --dry-run --date 2026-11-20 \
+        --database-url "$db" --shards "$k" --threads "$threads" >/dev/null 2>&1
+    done
+  done
+  python3 - "$n" "$shards" "$work/night-$n" <<'PY'
+import statistics, sys
+n, shards, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+runs = {}
+for line in open(path):
+    k, wall, user, sys_, rss = line.split()
+    runs.setdefault(k, []).append((float(wall), float(user) + float(sys_), int(rss) / 1024))
+med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in runs.items()}
+one, many = med["1"], med[shards]
+print(f"\nnightly run, {n} users, stored models, medians of {len(runs['1'])}: "
+      f"1 shard {one[0]:.1f} s wall, {one[1]:.1f} s CPU, {one[2]:.0f} MB; "
+      f"{shards} shards {many[0]:.1f} s, {many[1]:.1f} s, {many[2]:.0f} MB; "
+      f"ratio {many[0] / one[0]:.2f}x time, {many[2] / one[2]:.2f}x memory")
+PY
+  if [ -n "${PEER_DIR:-}" ] && [ -z "${BENCH_DATABASE_URL:-}" ]; then
+    # The peer's bench runs `run --all` for the demo's own date: the demo's ledger rows would
+    # make it skip every campaign-day, so they go first.
+    python3 - "$dir/source.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+for t in ("targeting_assignments", "targeting_runs", "targeting_leases"):
+    c.execute(f"DELETE FROM {t}")
+c.commit()
+PY
+    echo "against the peer ($PEER_DIR), $n users:"
+    bash "$PEER_DIR/bench.sh" "$bin" "$dir" 2026-11-20 "$reps" | tail -n 12
+    python3 - "$dir/bench/results.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+med = lambda side, k: statistics.median(r[k] for r in rows if r["side"] == side)
+for k in ("wall_s", "cpu_s", "peak_rss_mb"):
+    print(f"peer / rust {k}: {med('peer_connectorx', k) / med('rust', k):.2f}")
+PY
+  elif [ -z "${PEER_DIR:-}" ]; then
+    echo "(PEER_DIR is not set: no comparison with the peer)"
+  fi
 done

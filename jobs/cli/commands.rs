@@ -121,6 +121,24 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     fail_on_campaign_errors(&night.report)
 }
 
+/// The night's campaigns (due on `date`, and the named ones) and the source and state
+/// databases, connected; `None`, said on stdout, when no campaign is due.
+async fn night(
+    settings: &Settings,
+    all: &[segments::Campaign],
+    date: RunDate,
+    j: &super::JobFlags,
+) -> Result<Option<(Vec<segments::Campaign>, Db, Db)>> {
+    let campaigns = campaigns::night(all, date, &j.campaigns);
+    if campaigns.is_empty() {
+        println!("no campaign is due on {date}");
+        return Ok(None);
+    }
+    let source = settings.source.connect(false).await?;
+    let state = settings.state_db(&source).await?;
+    Ok(Some((campaigns, source, state)))
+}
+
 /// `targeting score-shard`: one shard of the night scored, ranked and written to the object
 /// store, for `targeting run --from-shards N`.
 pub(super) async fn score_shard(settings: &Settings, a: &ScoreShardArgs) -> Result<()> {
@@ -136,20 +154,19 @@ pub(super) async fn score_shard(settings: &Settings, a: &ScoreShardArgs) -> Resu
             models::shard::MAX_SHARDS
         )
     })?;
-    let campaigns = campaigns::night(&all, date, &j.campaigns);
-    if campaigns.is_empty() {
-        println!("no campaign is due on {date}");
+    let Some((campaigns, source, state)) = night(settings, &all, date, j).await? else {
         return Ok(());
-    }
-    let source = settings.source.connect(false).await?;
-    let state = settings.state_db(&source).await?;
+    };
     let request = ShardRequest {
         settings,
         date,
         campaigns,
         shard,
     };
-    let (uri, users) = pipeline::score_shard(request, &source, &state).await?;
+    let scored = pipeline::score_shard(request, &source, &state).await;
+    state.close().await;
+    source.close().await;
+    let (uri, users) = scored?;
     println!("shard {shard} for {date}: {users} users scored and ranked, written to {uri}");
     Ok(())
 }
@@ -184,13 +201,9 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
     let all = settings.campaigns()?;
     campaigns::check_ids(&all, &j.campaigns)?;
     let date = j.date.unwrap_or_else(RunDate::today);
-    let campaigns = campaigns::night(&all, date, &j.campaigns);
-    if campaigns.is_empty() {
-        println!("no campaign is due on {date}");
+    let Some((campaigns, source, state)) = night(settings, &all, date, j).await? else {
         return Ok(());
-    }
-    let source = settings.source.connect(false).await?;
-    let state = settings.state_db(&source).await?;
+    };
     let wanted: Vec<String> = if j.campaigns.is_empty() {
         campaigns.iter().map(|c| c.id.clone()).collect()
     } else {
@@ -263,6 +276,8 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
     for lock in locks {
         lock.release().await;
     }
+    state.close().await;
+    source.close().await;
     outcome?;
     if !elsewhere.is_empty() {
         bail!(

@@ -65,11 +65,12 @@ pub enum ShardPlan {
     Budget { memory_mb: usize },
 }
 
-/// Memory a run needs per user when scored in one shard, in bytes: the peak RSS of the demo's
-/// nightly run at 1M users, less the process's own, per user (`scripts/bench.sh`).
-const BYTES_PER_USER: u64 = 2_400;
-/// Memory of the process besides the users' (the binary, LightGBM's models, polars' pools).
-const BASE_MB: u64 = 200;
+/// Memory a run needs per user when scored in one shard, in bytes, and of the process besides
+/// (the binary, the models, polars' pools): the demo's nightly run peaked at 267 MB with 100k
+/// users and 1,880 MB with 1M (stored 1M-user models, `run --dry-run --shards 1`), so
+/// 1,800 bytes a user over about 100 MB.
+const BYTES_PER_USER: u64 = 1_800;
+const BASE_MB: u64 = 100;
 
 impl ShardPlan {
     /// The shards for `users` users.

@@ -381,14 +381,7 @@ impl ShardPart<'_> {
 #[instrument(name = "from_shards", skip_all, fields(shards = of))]
 async fn gathered_night(req: &RunRequest<'_>, state: &Db, of: u32) -> Result<(Scoring, Night)> {
     let s = req.settings;
-    let store = ObjectStore::open(&s.export.destination, &s.store)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open {} for the shards' outputs",
-                s.export.destination
-            )
-        })?;
+    let store = shards::open(s).await?;
     let gathered = shards::gather(&store, req.date, of, &req.campaigns).await?;
     let set = stored_models(s).await?;
     if set.versions() != gathered.models {
@@ -456,14 +449,7 @@ pub async fn score_shard(
     let mut rankings = Rankings::default();
     let tables = part.extract(s, source, state).await?;
     let users = part.rank(s, tables, &mut rankings)?;
-    let store = ObjectStore::open(&s.export.destination, &s.store)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open {} for the shard's output",
-                s.export.destination
-            )
-        })?;
+    let store = shards::open(s).await?;
     let output = shards::ShardOutput {
         date: req.date,
         shard: req.shard,

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, instrument};
 
 use super::select::Rankings;
+use crate::config::Settings;
 use crate::store::{hex, ObjectStore};
 
 /// The version of the shard output's layout.
@@ -61,6 +62,18 @@ pub struct ShardCampaign {
     pub funnel: Vec<FunnelStep>,
     /// Why the campaign could not be ranked, if it could not.
     pub error: Option<String>,
+}
+
+/// The store the shards' outputs go to: the export destination's.
+pub async fn open(s: &Settings) -> Result<ObjectStore> {
+    ObjectStore::open(&s.export.destination, &s.store)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open {} for the shards' outputs",
+                s.export.destination
+            )
+        })
 }
 
 /// The fingerprint of a campaign's definition.

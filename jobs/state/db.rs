@@ -44,6 +44,16 @@ pub struct Db {
 }
 
 impl Db {
+    /// Closes the pools, waiting for their connections: SQLite checkpoints its write-ahead log
+    /// into the file and removes it when the last connection closes, so a finished job leaves a
+    /// database that is its file alone (a copy of the file is a copy of the database).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
+    }
+
     /// A connection of its own, outside the pools, for a session-scoped advisory lock: closing
     /// it (or the process dying) releases the lock. `None` when the database is not PostgreSQL.
     pub async fn dedicated_pg_connection(&self) -> Result<Option<sqlx::PgConnection>> {
