@@ -159,8 +159,9 @@ const ASSIGNMENT_EXPOSURES: &str = include_str!("../../sql/queries/assignment_ex
 const CONTACT_EMAILS: &str = include_str!("../../sql/queries/contact_emails.sql");
 
 /// Reads every contract table from the source database — all of it, or the `slice` a shard's
-/// scores need — and holds it to the data contract as of `date`. With `state` (and `models.own_exposures`), the exposures also hold the assignments
-/// of past succeeded runs, so that each night's holdouts become training data.
+/// scores need — and holds it to the data contract as of `date`. With `state` (and
+/// `models.own_exposures`), the exposures also hold the assignments of past succeeded runs, so
+/// that each night's holdouts become training data.
 ///
 /// The contract fails closed: anything that could let a user who must not be messaged into a
 /// list (NULL suppression ids, NULL consent, NULL or duplicate user ids, no users) is an error
