@@ -204,7 +204,7 @@ pub async fn extract(
 pub async fn fetch_slice<S: ChunkSink>(
     db: &Db,
     settings: &Settings,
-    spec: &TableSpec,
+    spec: &'static TableSpec,
     slice: &Slice,
     sink: S,
 ) -> Result<S> {

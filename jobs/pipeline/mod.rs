@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use models::features::Breach;
-use models::{RunDate, Shard, SourceTables};
+use models::{RunDate, Scorers, Shard, SourceTables};
 use rand::Rng;
 use segments::{Arm, Audience, Campaign, FunnelStep};
 use tracing::{info, info_span, instrument, warn, Instrument};
@@ -273,7 +273,7 @@ async fn night(
             (scoring, selector.select(rankings))
         }
         None => match req.from_shards {
-            Some(of) => gathered_night(req, state, of).await?,
+            Some(of) => gathered_night(req, of).await?,
             None => scored_night(req, source, state).await?,
         },
     };
@@ -304,33 +304,36 @@ async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(
     };
     tracing::Span::current().record("shards", count);
     let score::Models { set, trained_on } = models;
+    let part = |shard, drop_items| ShardPart {
+        date,
+        shard,
+        drop_items,
+        set: &set,
+        selector: &selector,
+    };
+    // The LightGBM models are loaded once, after the last wait on the databases (they cannot
+    // be held across one).
     match trained_on {
         // Trained on every row just now: one shard scores those tables as they are.
         Some(tables) if count == 1 => {
-            let scored = score::score(s, tables, &set, date)?;
-            users += scored.frame.height();
-            selector.rank(&scored, &mut rankings);
+            let scorers = set.load(&s.models.store)?;
+            users += part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings)?;
+        }
+        trained_on if count == 1 => {
+            drop(trained_on);
+            let tables = part(Shard::WHOLE, &[]).extract(s, source, state).await?;
+            let scorers = set.load(&s.models.store)?;
+            users += part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings)?;
         }
         trained_on => {
             drop(trained_on);
+            // One pass over the source, each shard's rows to its own files.
             let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
-            let part = |shard| ShardPart {
-                date,
-                shard,
-                drop_items: &drop_items,
-                set: &set,
-                selector: &selector,
-            };
-            if count == 1 {
-                let tables = part(Shard::WHOLE).extract(s, source, state).await?;
-                users += part(Shard::WHOLE).rank(s, tables, &mut rankings)?;
-            } else {
-                // One pass over the source, each shard's rows to its own files.
-                let spilled = spill::spill(source, state, s, date, count, &drop_items).await?;
-                for shard in Shard::all(count) {
-                    let tables = spilled.tables(s, date, shard)?;
-                    users += part(shard).rank(s, tables, &mut rankings)?;
-                }
+            let spilled = spill::spill(source, state, s, date, count, &drop_items).await?;
+            let scorers = set.load(&s.models.store)?;
+            for shard in Shard::all(count) {
+                let tables = spilled.tables(s, date, shard)?;
+                users += part(shard, &drop_items).rank(s, tables, &scorers, &mut rankings)?;
             }
         }
     }
@@ -366,11 +369,17 @@ impl ShardPart<'_> {
         extract::extract(source, Some(state), s, self.date, &slice).await
     }
 
-    /// Scores the shard's tables and adds its rankings to `into`; returns its users. The
-    /// tables are dropped on return.
-    fn rank(&self, s: &Settings, tables: SourceTables, into: &mut Rankings) -> Result<usize> {
+    /// Scores the shard's tables with `scorers` (the set's models, loaded) and adds its
+    /// rankings to `into`; returns its users. The tables are dropped on return.
+    fn rank(
+        &self,
+        s: &Settings,
+        tables: SourceTables,
+        scorers: &Scorers,
+        into: &mut Rankings,
+    ) -> Result<usize> {
         let _span = info_span!("shard", shard = %self.shard).entered();
-        let scored = score::score(s, tables, self.set, self.date)?;
+        let scored = score::score(s, tables, self.set, scorers, self.date)?;
         self.selector.rank(&scored, into);
         Ok(scored.frame.height())
     }
@@ -379,7 +388,7 @@ impl ShardPart<'_> {
 /// The night from the outputs of `of` `score-shard` jobs: gathered and checked (see
 /// [`shards::gather`]), scored with the store's `current` models, then selected as one.
 #[instrument(name = "from_shards", skip_all, fields(shards = of))]
-async fn gathered_night(req: &RunRequest<'_>, state: &Db, of: u32) -> Result<(Scoring, Night)> {
+async fn gathered_night(req: &RunRequest<'_>, of: u32) -> Result<(Scoring, Night)> {
     let s = req.settings;
     let store = shards::open(s).await?;
     let gathered = shards::gather(&store, req.date, of, &req.campaigns).await?;
@@ -395,7 +404,7 @@ async fn gathered_night(req: &RunRequest<'_>, state: &Db, of: u32) -> Result<(Sc
         return Err(extract::breaks_contract(s, &[Breach::no_users()]));
     }
     let levels = &set.uplift.metadata.categorical_levels;
-    let selector = Selector::new(s, &req.campaigns, levels, req.date, state).await?;
+    let selector = Selector::for_rankings(s, &req.campaigns, levels, req.date);
     let scoring = Scoring {
         users: gathered.users,
         model: set.used.clone(),
@@ -448,7 +457,10 @@ pub async fn score_shard(
     };
     let mut rankings = Rankings::default();
     let tables = part.extract(s, source, state).await?;
-    let users = part.rank(s, tables, &mut rankings)?;
+    let users = {
+        let scorers = set.load(&s.models.store)?;
+        part.rank(s, tables, &scorers, &mut rankings)?
+    };
     let store = shards::open(s).await?;
     let output = shards::ShardOutput {
         date: req.date,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use models::{RunDate, SourceTables};
+use models::{RunDate, Scorers, SourceTables};
 use polars::prelude::*;
 use tracing::{info, instrument};
 
@@ -71,19 +71,18 @@ impl Models {
     }
 }
 
-/// Scores every user of `tables` with `set` as of `date` (LightGBM runs on a blocking thread;
-/// its models are not `Send`, so they are loaded here rather than held across a shard's
-/// extraction).
+/// Scores every user of `tables` with `set`, loaded as `scorers`, as of `date` (LightGBM runs
+/// on a blocking thread).
 #[instrument(name = "score", skip_all, fields(users = tables.users.height()))]
 pub fn score(
     s: &Settings,
     tables: SourceTables,
     set: &ModelSet,
+    scorers: &Scorers,
     date: RunDate,
 ) -> Result<ScoredUsers> {
-    let scorers = set.load(&s.models.store)?;
     let scored = tokio::task::block_in_place(|| {
-        models::training::score_users(&tables, &scorers, date, s.threads)
+        models::training::score_users(&tables, scorers, date, s.threads)
     })?;
     let frame = scored.frame;
     for name in segments::select::SCORED_COLUMNS {

@@ -86,16 +86,39 @@ impl<'a> Selector<'a> {
         state: &Db,
     ) -> Result<Selector<'a>> {
         let t = &s.targeting;
-        let ctx = t.selection_context(campaigns::catalog(Some(levels)), date.day());
         let window = t.limits.cap_days.max(t.limits.discount_cooldown_days);
         let history = ledger::history(state, date, window).await?;
         info!(history_users = history.by_user.len(), "history read");
-        Ok(Selector {
+        Ok(Selector::with_history(s, campaigns, levels, date, history))
+    }
+
+    /// A selector that only selects from rankings made elsewhere (by the `score-shard` jobs,
+    /// which read the history then): it reads no history.
+    pub fn for_rankings(
+        s: &Settings,
+        campaigns: &'a [Campaign],
+        levels: &models::CategoricalLevels,
+        date: RunDate,
+    ) -> Selector<'a> {
+        Selector::with_history(s, campaigns, levels, date, History::default())
+    }
+
+    fn with_history(
+        s: &Settings,
+        campaigns: &'a [Campaign],
+        levels: &models::CategoricalLevels,
+        date: RunDate,
+        history: History,
+    ) -> Selector<'a> {
+        let ctx = s
+            .targeting
+            .selection_context(campaigns::catalog(Some(levels)), date.day());
+        Selector {
             campaigns,
             ctx,
             history,
             date,
-        })
+        }
     }
 
     /// Ranks the scored users (all, or one shard's) for every campaign, adding each ranking to

@@ -22,7 +22,7 @@ use tracing::{info, info_span, instrument, Instrument};
 use super::extract::{self, Slice};
 use crate::config::Settings;
 use crate::state::db::Db;
-use crate::state::frames::ChunkSink;
+use crate::state::frames::{self, ChunkSink};
 
 /// Rows a shard's buffer of a table holds before they go to a file of their own.
 const SEGMENT_ROWS: usize = 200_000;
@@ -102,7 +102,7 @@ impl Spilled {
                 .iter()
                 .find(|t| t.name == *table)
                 .context("a spilled table is not in the data contract")?;
-            let mut frame = empty(spec);
+            let mut frame = frames::empty(spec)?;
             for n in 0..segments[shard.index() as usize] {
                 let path = segment_path(&self.dir, table, shard.index(), n);
                 let file = File::open(&path)
@@ -113,23 +113,6 @@ impl Spilled {
         }
         extract::hold_to_contract(s, frames, date, Extent::SomeUsers)
     }
-}
-
-/// An empty frame with the columns of `spec`.
-fn empty(spec: &TableSpec) -> DataFrame {
-    let columns: Vec<Column> = spec
-        .columns
-        .iter()
-        .map(|(name, kind)| {
-            let dtype = match kind {
-                models::features::ColumnKind::Int => DataType::Int64,
-                models::features::ColumnKind::Float => DataType::Float64,
-                models::features::ColumnKind::Text => DataType::String,
-            };
-            Column::new_empty((*name).into(), &dtype)
-        })
-        .collect();
-    DataFrame::new_infer_height(columns).unwrap_or_default()
 }
 
 fn segment_path(dir: &Path, table: &str, shard: u32, n: usize) -> PathBuf {
@@ -185,40 +168,42 @@ impl Router {
         let ints = |name: &str| -> Result<Vec<Option<i64>>> {
             Ok(chunk.column(name)?.i64()?.iter().collect())
         };
-        let users: Vec<Vec<Option<i64>>> =
-            s.users.iter().map(|c| ints(c)).collect::<Result<_>>()?;
-        let time = match s.time {
-            Some(t) => Some(ints(t)?),
-            None => None,
-        };
-        let items = if self.drop_items.is_empty() {
-            None
-        } else {
-            Some(ints("item_id")?)
-        };
-        let mut masks = vec![Vec::with_capacity(n); self.count as usize];
-        for i in 0..n {
-            let shared = users.is_empty()
-                || matches!((&time, self.recent), (Some(t), Some(r)) if t[i].is_some_and(|t| t >= r))
-                || items
-                    .as_ref()
-                    .is_some_and(|it| it[i].is_some_and(|x| self.drop_items.contains(&x)));
-            let owner = users
-                .first()
-                .map_or(0, |u| u[i].map_or(0, |id| shard_of(id, self.count)));
-            let others: Vec<u32> = users
-                .iter()
-                .skip(1)
-                .filter_map(|u| u[i].map(|id| shard_of(id, self.count)))
-                .collect();
-            for (k, mask) in masks.iter_mut().enumerate() {
-                let k = k as u32;
-                mask.push(shared || owner == k || others.contains(&k));
+        // Rows every shard reads: of a table without users, of the shared recent window, of a
+        // dropped game.
+        let mut shared = vec![s.users.is_empty(); n];
+        if let (Some(t), Some(recent)) = (s.time, self.recent) {
+            for (row, t) in shared.iter_mut().zip(ints(t)?) {
+                *row |= t.is_some_and(|t| t >= recent);
             }
         }
-        Ok(masks
-            .into_iter()
-            .map(|m| BooleanChunked::from_slice("mask".into(), &m))
+        if !self.drop_items.is_empty() {
+            for (row, item) in shared.iter_mut().zip(ints("item_id")?) {
+                *row |= item.is_some_and(|x| self.drop_items.contains(&x));
+            }
+        }
+        // Each user column's shard per row; the owner's (the first) is 0 when missing.
+        let shards: Vec<Vec<Option<u32>>> = s
+            .users
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                let ids = ints(name)?;
+                Ok(ids
+                    .into_iter()
+                    .map(|id| match id {
+                        Some(id) => Some(shard_of(id, self.count)),
+                        None => (c == 0).then_some(0),
+                    })
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        Ok((0..self.count)
+            .map(|k| {
+                let mask: Vec<bool> = (0..n)
+                    .map(|i| shared[i] || shards.iter().any(|col| col[i] == Some(k)))
+                    .collect();
+                BooleanChunked::from_slice("mask".into(), &mask)
+            })
             .collect())
     }
 

@@ -178,7 +178,7 @@ impl Db {
     /// [`super::frames`]). `origin` names the query in errors.
     pub async fn fetch_frame(
         &self,
-        spec: &TableSpec,
+        spec: &'static TableSpec,
         sql: &str,
         origin: &str,
         batch_rows: usize,
@@ -193,20 +193,22 @@ impl Db {
     /// `batch_rows` (see [`frames`]); returns the sink.
     pub async fn fetch_chunks<S: frames::ChunkSink>(
         &self,
-        spec: &TableSpec,
+        spec: &'static TableSpec,
         sql: &str,
         origin: &str,
         batch_rows: usize,
         sink: S,
     ) -> Result<S> {
-        let display = &self.display;
+        let q = frames::Query {
+            spec,
+            sql,
+            origin,
+            display: &self.display,
+            batch_rows,
+        };
         match (&self.pg, &self.sqlite) {
-            (Some(pg), _) => {
-                frames::pg_chunks(pg, spec, sql, origin, display, batch_rows, sink).await
-            }
-            (None, Some(path)) => {
-                frames::sqlite_chunks(path, spec, sql, origin, display, batch_rows, sink).await
-            }
+            (Some(pg), _) => frames::pg_chunks(pg, q, sink).await,
+            (None, Some(path)) => frames::sqlite_chunks(path, q, sink).await,
             (None, None) => bail!("no reader for {}", self.display),
         }
     }

@@ -40,32 +40,42 @@ impl ChunkSink for Collect {
     }
 }
 
-/// Runs `sql` on the SQLite file at `path` (read-only), handing its rows to `sink` in chunks
-/// of `batch_rows` with the columns of `spec`; returns the sink. `origin` names the query and
-/// `display` the database in errors.
-pub async fn sqlite_chunks<S: ChunkSink>(
-    path: &Path,
-    spec: &TableSpec,
-    sql: &str,
-    origin: &str,
-    display: &str,
-    batch_rows: usize,
-    sink: S,
-) -> Result<S> {
-    let (path, sql, origin, display) = (
+/// A frame without rows with the columns of `spec`, typed as a query's would be.
+pub fn empty(spec: &TableSpec) -> Result<DataFrame> {
+    Ok(Columns::new(spec, 1, Collect::default()).finish()?.0)
+}
+
+/// A query whose rows have the columns of a table of the data contract.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub spec: &'static TableSpec,
+    pub sql: &'a str,
+    /// Where the query came from (a file), for errors.
+    pub origin: &'a str,
+    /// The database it runs on (redacted), for errors.
+    pub display: &'a str,
+    /// Rows per chunk handed to the sink.
+    pub batch_rows: usize,
+}
+
+impl Query<'_> {
+    fn failed(&self) -> String {
+        format!("query {} failed on {}", self.origin, self.display)
+    }
+}
+
+/// Runs `q` on the SQLite file at `path` (read-only), handing its rows to `sink` in chunks;
+/// returns the sink.
+pub async fn sqlite_chunks<S: ChunkSink>(path: &Path, q: Query<'_>, sink: S) -> Result<S> {
+    let (path, sql, failed, spec, batch_rows) = (
         path.to_path_buf(),
-        sql.to_string(),
-        origin.to_string(),
-        display.to_string(),
+        q.sql.to_string(),
+        q.failed(),
+        q.spec,
+        q.batch_rows,
     );
-    let spec = TableSpec {
-        name: spec.name,
-        columns: spec.columns,
-        slicing: spec.slicing,
-    };
     tokio::task::spawn_blocking(move || {
-        read_sqlite(&path, &spec, &sql, batch_rows, sink)
-            .with_context(|| format!("query {origin} failed on {display}"))
+        read_sqlite(&path, spec, &sql, batch_rows, sink).context(failed)
     })
     .await
     .context("the SQLite reader stopped")?
@@ -115,20 +125,12 @@ fn read_sqlite<S: ChunkSink>(
     columns.finish()
 }
 
-/// Runs `sql` on PostgreSQL with `COPY (sql) TO STDOUT`, handing its rows to `sink` in chunks
-/// of `batch_rows` with the columns of `spec`; returns the sink. The query's columns are
-/// checked first (from the statement's description), so a wrong query fails before any row is
-/// read.
-pub async fn pg_chunks<S: ChunkSink>(
-    pool: &sqlx::PgPool,
-    spec: &TableSpec,
-    sql: &str,
-    origin: &str,
-    display: &str,
-    batch_rows: usize,
-    sink: S,
-) -> Result<S> {
-    let failed = || format!("query {origin} failed on {display}");
+/// Runs `q` on PostgreSQL with `COPY (sql) TO STDOUT`, handing its rows to `sink` in chunks;
+/// returns the sink. The query's columns are checked first (from the statement's
+/// description), so a wrong query fails before any row is read.
+pub async fn pg_chunks<S: ChunkSink>(pool: &sqlx::PgPool, q: Query<'_>, sink: S) -> Result<S> {
+    let (spec, sql, batch_rows) = (q.spec, q.sql, q.batch_rows);
+    let failed = || q.failed();
     let mut conn = pool.acquire().await.with_context(failed)?;
     let described = (&mut *conn).describe(sql).await.with_context(failed)?;
     let names: Vec<&str> = described.columns().iter().map(|c| c.name()).collect();

@@ -202,7 +202,7 @@ fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
 }
 
 /// A user a campaign wants, before arbitration.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub user_id: i64,
     /// The kind's ranking key (affinity, uplift or expected profit).
@@ -231,7 +231,7 @@ impl Candidate {
 
 /// A campaign's eligible users in rank order, and its funnel so far: of all users, or of one
 /// part of them (a shard).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ranking {
     pub funnel: Vec<FunnelStep>,
     pub candidates: Vec<Candidate>,
