@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod calibration;
 mod date;
 pub mod features;
+pub mod forest;
 pub mod metrics;
 pub mod shard;
 pub mod training;
@@ -17,6 +18,7 @@ pub mod uplift;
 pub use artifact::{ModelArtifact, ModelMetadata};
 pub use date::RunDate;
 pub use features::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
+pub use forest::{Forest, ForestError, Scorer};
 pub use shard::Shard;
 pub use training::{ModelName, ScoredFrame, Scorers, TrainedUplift, TrainingOptions};
 pub use uplift::{Learner, TrainingSet, UpliftModel, UpliftParams, UpliftScores};
@@ -37,6 +39,13 @@ pub enum ModelError {
     Training { what: String, why: String },
     #[error("item {0} is not in the items table")]
     UnknownItem(i64),
+    #[error("the {role} model: {source}")]
+    Scorer {
+        role: String,
+        source: crate::forest::ForestError,
+    },
+    #[error("{0}")]
+    Forest(#[from] crate::forest::ForestError),
     #[error("invalid model artifact: {0}")]
     Artifact(String),
     #[error("unknown model {name:?} (known: {known})")]
