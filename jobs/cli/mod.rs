@@ -47,6 +47,9 @@ pub enum Command {
     Schedule(TargetFlags),
     /// Evaluate the uplift learners on a CSV (held-out Qini, AUUC, uplift@30%).
     Evaluate(crate::tools::evaluate::EvaluateArgs),
+    /// Time the native scorer against LightGBM's predict on the store's current models and a
+    /// large one, over the source's users; fails if any output differs.
+    BenchScore(crate::tools::bench_score::BenchScoreArgs),
     /// Train the models on the configured source and store them as the new `current`.
     Train(TrainArgs),
     /// The model store.
@@ -256,6 +259,15 @@ pub fn main(cli: Cli) -> Result<()> {
             },
             a.threads,
         ),
+        Command::BenchScore(a) => (
+            Overrides {
+                database_url: a.database_url.clone(),
+                model_store: a.model_store.clone(),
+                threads: a.threads,
+                ..Overrides::default()
+            },
+            a.threads,
+        ),
         Command::Train(a) => (
             Overrides {
                 database_url: a.database_url.clone(),
@@ -319,9 +331,18 @@ pub fn main(cli: Cli) -> Result<()> {
                 print!("{}", crate::config::campaigns::fields_table());
                 Ok(())
             }
+            Command::BenchScore(a) => {
+                let report = crate::tools::bench_score::run(&settings, &a).await?;
+                if a.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    print!("{}", report.table());
+                }
+                Ok(())
+            }
             Command::Evaluate(a) => {
                 let result = tokio::task::block_in_place(|| {
-                    crate::tools::evaluate::evaluate(&a, settings.threads)
+                    crate::tools::evaluate::evaluate(&a, settings.threads, settings.scorer)
                 })?;
                 if a.json {
                     println!("{}", serde_json::to_string(&result)?);

@@ -179,4 +179,9 @@ pub struct RuntimeSection {
     /// users are those of `models::shard::shard_of`. The lists are the same for any number.
     /// Default: as `memory_mb` requires.
     pub shards: Option<u32>,
+    /// What evaluates the LightGBM models: `"native"` (the project's own scorer, many times
+    /// faster) or `"lightgbm"` (LightGBM's predict). Both give the same scores, bit for bit, and
+    /// the same lists; `"lightgbm"` is there to check that, and to score a model the native
+    /// scorer refuses (it names what it cannot read). Default `"native"`.
+    pub scorer: Option<models::Scorer>,
 }

@@ -54,6 +54,8 @@ pub struct Settings {
     pub threads: usize,
     /// How many shards a nightly run scores its users in.
     pub shards: ShardPlan,
+    /// What evaluates the LightGBM models.
+    pub scorer: models::Scorer,
 }
 
 /// How many shards a nightly run scores its users in, one after another.
@@ -339,6 +341,7 @@ impl SettingsFile {
             scheduler: self.scheduler.validate()?,
             threads: self.runtime.threads(o)?,
             shards: self.runtime.shards(o)?,
+            scorer: self.runtime.scorer.unwrap_or_default(),
             source,
         })
     }

@@ -249,7 +249,7 @@ pub fn load(a: &EvaluateArgs) -> Result<Loaded> {
 }
 
 /// Splits, trains and scores.
-pub fn evaluate(a: &EvaluateArgs, threads: usize) -> Result<Evaluation> {
+pub fn evaluate(a: &EvaluateArgs, threads: usize, scorer: models::Scorer) -> Result<Evaluation> {
     if !(0.05..=0.9).contains(&a.test_size) {
         bail!(
             "--test-size must be between 0.05 and 0.9, got {}",
@@ -288,6 +288,7 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize) -> Result<Evaluation> {
         &data.categorical,
         &params,
     )?;
+    let model = model.scored_by(scorer)?;
     let uplift = model.predict(&test.x, threads)?.uplift;
     let qini = bootstrap(
         &test.outcome,
@@ -351,5 +352,92 @@ impl Evaluation {
             s.push_str(&format!("  validation Qini of {l}: {q:.4}\n"));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use models::Scorer;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EvaluateArgs,
+    }
+
+    /// Every learner trained on the Lenta sample (real data, categorical and missing values)
+    /// scores the same, bit for bit, under the native scorer and LightGBM.
+    #[test]
+    fn the_scorers_agree_on_models_trained_on_real_data() {
+        let csv = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/uplift/lenta_sample_50k.csv"
+        );
+        let a = Cli::parse_from([
+            "evaluate",
+            "--csv",
+            csv,
+            "--treatment",
+            "is_treatment",
+            "--treated",
+            "1",
+            "--control",
+            "0",
+            "--outcome",
+            "response_att",
+            "--categorical",
+            "is_women",
+        ])
+        .args;
+        let data = load(&a).unwrap();
+        let all = &data.set;
+        assert!(
+            all.x.iter().any(|v| v.is_nan()),
+            "the sample has missing values"
+        );
+        assert!(
+            !data.categorical.is_empty(),
+            "the sample has categorical columns"
+        );
+        let idx: Vec<usize> = (0..all.len()).collect();
+        let (fit, valid, test) = (
+            all.subset(&idx[..16_000]),
+            all.subset(&idx[16_000..22_000]),
+            all.subset(&idx[22_000..]),
+        );
+        let params = UpliftParams {
+            max_rounds: 300,
+            ..UpliftParams::default()
+        };
+        for learner in Learner::ALL {
+            let (model, _) = UpliftModel::fit(
+                Some(learner),
+                &fit,
+                &valid,
+                &data.feature_names,
+                &data.categorical,
+                &params,
+            )
+            .unwrap();
+            let texts = model.to_texts().unwrap();
+            let score = |scorer| {
+                UpliftModel::from_texts(learner, &texts, &data.feature_names, scorer)
+                    .unwrap()
+                    .predict(&test.x, 2)
+                    .unwrap()
+            };
+            let (native, lightgbm) = (score(Scorer::Native), score(Scorer::Lightgbm));
+            for (what, n, l) in [
+                ("uplift", &native.uplift, &lightgbm.uplift),
+                ("p_control", &native.p_control, &lightgbm.p_control),
+            ] {
+                assert_eq!(n.len(), test.len());
+                let differ = n.iter().zip(l).filter(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(differ.count(), 0, "{learner:?} {what}");
+            }
+        }
     }
 }

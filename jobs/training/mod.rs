@@ -105,9 +105,9 @@ impl ModelSet {
             .collect()
     }
 
-    /// LightGBM models from the texts. A run that trained scores with them too, so that it
-    /// scores exactly as a later run with the stored models does.
-    pub fn load(&self, store: &str) -> Result<Scorers> {
+    /// The models from their texts, for `scorer`. A run that trained scores with them too, so
+    /// that it scores exactly as a later run with the stored models does.
+    pub fn load(&self, store: &str, scorer: models::Scorer) -> Result<Scorers> {
         let context =
             |m: &models::ModelMetadata| format!("model {} {} in {store}", m.name, m.version);
         let (um, dm, sm) = (
@@ -116,9 +116,15 @@ impl ModelSet {
             &self.sensitivity.metadata,
         );
         Ok(Scorers {
-            uplift: self.uplift.model().with_context(|| context(um))?,
-            discount_uplift: self.discount_uplift.model().with_context(|| context(dm))?,
-            sensitivity: self.sensitivity.classifier().with_context(|| context(sm))?,
+            uplift: self.uplift.model(scorer).with_context(|| context(um))?,
+            discount_uplift: self
+                .discount_uplift
+                .model(scorer)
+                .with_context(|| context(dm))?,
+            sensitivity: self
+                .sensitivity
+                .classifier(scorer)
+                .with_context(|| context(sm))?,
             levels: um.categorical_levels.clone(),
         })
     }
@@ -171,6 +177,7 @@ pub fn options(s: &Settings, as_of: RunDate) -> TrainingOptions {
         as_of,
         created_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         code_version: env!("CARGO_PKG_VERSION").into(),
+        scorer: s.scorer,
     }
 }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::forest::Scorer;
 use crate::uplift::Learner;
 use crate::{CategoricalLevels, ModelError, Result, TrainingSet, UpliftModel, UpliftParams};
 
@@ -79,21 +80,26 @@ impl ModelArtifact {
         })
     }
 
-    /// Rebuilds the scorer, checking that the trees and the metadata agree on the features.
-    pub fn model(&self) -> Result<UpliftModel> {
+    /// Rebuilds the model for `scorer`, checking that the trees and the metadata agree on the
+    /// features.
+    pub fn model(&self, scorer: Scorer) -> Result<UpliftModel> {
         let mut model = UpliftModel::from_texts(
             self.metadata.learner,
             &self.models,
             &self.metadata.feature_names,
+            scorer,
         )?;
         model.baseline_calibration = self.metadata.probability_calibration;
         Ok(model)
     }
 
     /// Rebuilds a classifier artifact (the discount-sensitivity model).
-    pub fn classifier(&self) -> Result<crate::uplift::Classifier> {
-        let mut c =
-            crate::uplift::Classifier::from_texts(&self.models, &self.metadata.feature_names)?;
+    pub fn classifier(&self, scorer: Scorer) -> Result<crate::uplift::Classifier> {
+        let mut c = crate::uplift::Classifier::from_texts(
+            &self.models,
+            &self.metadata.feature_names,
+            scorer,
+        )?;
         c.calibration = self.metadata.probability_calibration;
         Ok(c)
     }

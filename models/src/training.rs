@@ -10,6 +10,7 @@ use polars::prelude::*;
 use crate::artifact::fingerprint;
 use crate::features::check_schema;
 use crate::features::{categorical_indices, feature_names, featurize, purchased_within};
+use crate::forest::Scorer;
 use crate::metrics::{
     calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, DecileRow,
 };
@@ -82,6 +83,8 @@ pub struct TrainingOptions {
     /// Training time, `YYYY-MM-DDTHH:MM:SSZ`; part of the version. The caller owns the clock.
     pub created_at: String,
     pub code_version: String,
+    /// What scores the held-out rows: the native scorer or LightGBM (the same numbers).
+    pub scorer: Scorer,
 }
 
 /// Held-out test exposures with the trained model's uplift scores.
@@ -325,6 +328,7 @@ pub fn train_uplift(
         &categorical,
         &opts.params,
     )?;
+    let model = model.scored_by(opts.scorer)?;
     let scores = model.predict(&test.x, opts.params.num_threads)?;
     let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
     // The baseline is the probability of buying without a message: check it on control rows.
@@ -491,7 +495,8 @@ pub fn train_discount_sensitivity(
         &names,
         &categorical,
         &opts.params,
-    )?;
+    )?
+    .scored_by(opts.scorer)?;
     let predicted = classifier.predict(&test.x, opts.params.num_threads)?;
     let test_auc = roc_auc(&test.outcome, &predicted);
     let calibration = calibration_by_decile(&test.outcome, &predicted);
@@ -536,6 +541,23 @@ pub struct Scorers {
     pub levels: CategoricalLevels,
 }
 
+/// Every user's features as of `date`, in `user_id` order: the frame, and its feature catalogue
+/// as a row-major matrix (what the models score).
+pub fn user_features(
+    src: &SourceTables,
+    levels: &CategoricalLevels,
+    date: RunDate,
+) -> Result<(FeatureFrame, Vec<f64>)> {
+    let cutoffs = numbered(src.users.clone().lazy().select([
+        col("user_id"),
+        lit(date.cutoff()).cast(DataType::Int64).alias("cutoff"),
+    ]))
+    .collect()?;
+    let features: FeatureFrame = featurize(src, &cutoffs, levels)?;
+    let x = features.matrix(&feature_names())?;
+    Ok((features, x))
+}
+
 /// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`,
 /// `discount_uplift`, `discount_sensitivity`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
 #[derive(Debug, Clone)]
@@ -550,17 +572,11 @@ pub fn score_users(
     date: RunDate,
     num_threads: usize,
 ) -> Result<ScoredFrame> {
-    let cutoffs = numbered(src.users.clone().lazy().select([
-        col("user_id"),
-        lit(date.cutoff()).cast(DataType::Int64).alias("cutoff"),
-    ]))
-    .collect()?;
     let catalogue = feature_names();
     check_schema(&scorers.uplift.feature_names, &catalogue)?;
     check_schema(&scorers.discount_uplift.feature_names, &catalogue)?;
     check_schema(&scorers.sensitivity.feature_names, &catalogue)?;
-    let features: FeatureFrame = featurize(src, &cutoffs, &scorers.levels)?;
-    let x = features.matrix(&catalogue)?;
+    let (features, x) = user_features(src, &scorers.levels, date)?;
     let scores = scorers.uplift.predict(&x, num_threads)?;
     let discount_uplift = scorers.discount_uplift.predict(&x, num_threads)?.uplift;
     let discount_sensitivity = scorers.sensitivity.predict(&x, num_threads)?;

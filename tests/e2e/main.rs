@@ -12,5 +12,6 @@ mod faults;
 mod publish_s3;
 mod registry;
 mod scheduler;
+mod scorer;
 mod shards;
 mod validate;

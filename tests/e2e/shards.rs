@@ -1,5 +1,6 @@
 //! Shards: a night scored in N shards publishes the same lists, byte for byte, and the same
-//! funnels as a night scored in one, on SQLite and on PostgreSQL. The demo's drop campaign reads
+//! funnels as a night scored in one, on SQLite and on PostgreSQL; and so does a night scored by
+//! LightGBM's predict instead of the native scorer. The demo's drop campaign reads
 //! friends owning its game, and the uplift models read friends' orders and gifts received:
 //! features that cross shards.
 
@@ -17,13 +18,15 @@ const CAMPAIGNS: [&str; 4] = [
     "weekly-deal",
 ];
 
-/// Runs the night in each number of shards (a dry run, then a published one) and compares
-/// every run with the first.
-fn identical_whatever_the_split(world: &TestEnv, splits: &[&str]) {
+/// Runs the night in each (number of shards, scorer) (a dry run, then a published one) and
+/// compares every run with the first.
+fn identical_whatever_the_split(world: &TestEnv, splits: &[(&str, &str)]) {
     assert_ok(&world.demo("5000", &[]));
     let models = world.dir.join("models").display().to_string();
-    let run = |shards: &str, extra: &[&str]| {
-        let exports = format!("file://{}", world.dir.join(format!("n{shards}")).display());
+    let folder = |(shards, scorer): &(&str, &str)| world.dir.join(format!("n{shards}-{scorer}"));
+    let run = |split: &(&str, &str), extra: &[&str]| {
+        let (shards, scorer) = *split;
+        let exports = format!("file://{}", folder(split).display());
         let mut args = vec![
             "run",
             "--date",
@@ -38,7 +41,13 @@ fn identical_whatever_the_split(world: &TestEnv, splits: &[&str]) {
             shards,
         ];
         args.extend(extra);
-        let out = targeting_env(&args, &[("TARGETING__MODELS__STORE", models.as_str())]);
+        let out = targeting_env(
+            &args,
+            &[
+                ("TARGETING__MODELS__STORE", models.as_str()),
+                ("TARGETING__RUNTIME__SCORER", scorer),
+            ],
+        );
         assert_ok(&out);
         out
     };
@@ -49,7 +58,7 @@ fn identical_whatever_the_split(world: &TestEnv, splits: &[&str]) {
         .collect();
     assert!(previews[0].contains("weekly-deal"), "{}", previews[0]);
     for (n, p) in splits.iter().zip(&previews).skip(1) {
-        assert_eq!(p, &previews[0], "the preview in {n} shards");
+        assert_eq!(p, &previews[0], "the preview in {n:?}");
     }
     for n in splits {
         run(n, &["--force"]);
@@ -59,19 +68,16 @@ fn identical_whatever_the_split(world: &TestEnv, splits: &[&str]) {
         let exports: Vec<Export> = splits
             .iter()
             .map(|n| {
-                let runs = run_folders(&world.dir.join(format!("n{n}")), c, NIGHT);
-                assert_eq!(runs.len(), 1, "{c} in {n} shards: {runs:?}");
+                let runs = run_folders(&folder(n), c, NIGHT);
+                assert_eq!(runs.len(), 1, "{c} in {n:?}: {runs:?}");
                 read_export(&runs[0])
             })
             .collect();
         assert!(!exports[0].ids.is_empty(), "{c}: nobody listed");
         listed += exports[0].ids.len();
         for (n, e) in splits.iter().zip(&exports).skip(1) {
-            assert_eq!(e.ids, exports[0].ids, "{c}: the list in {n} shards");
-            assert_eq!(
-                e.part_hashes, exports[0].part_hashes,
-                "{c}: parts in {n} shards"
-            );
+            assert_eq!(e.ids, exports[0].ids, "{c}: the list in {n:?}");
+            assert_eq!(e.part_hashes, exports[0].part_hashes, "{c}: parts in {n:?}");
         }
     }
     assert!(
@@ -80,15 +86,26 @@ fn identical_whatever_the_split(world: &TestEnv, splits: &[&str]) {
     );
 }
 
+/// Also the scorers: LightGBM's predict and the native scorer publish the same lists.
 #[test]
-fn n_shards_publish_what_one_does_on_sqlite() {
-    identical_whatever_the_split(&TestEnv::sqlite("shards"), &["1", "3", "8"]);
+fn n_shards_and_either_scorer_publish_what_one_does_on_sqlite() {
+    identical_whatever_the_split(
+        &TestEnv::sqlite("shards"),
+        &[
+            ("1", "native"),
+            ("3", "native"),
+            ("8", "native"),
+            ("1", "lightgbm"),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn n_shards_publish_what_one_does_on_postgres() {
     let world = TestEnv::postgres("shards-pg").await;
-    tokio::task::block_in_place(|| identical_whatever_the_split(&world, &["1", "4"]));
+    tokio::task::block_in_place(|| {
+        identical_whatever_the_split(&world, &[("1", "native"), ("4", "native")])
+    });
 }
 
 /// Scale-out: `score-shard` processes, each told its shard by `JOB_COMPLETION_INDEX` as a

@@ -1,13 +1,71 @@
 //! LightGBM underneath the learners: one fit with early stopping or fixed rounds, predictions
-//! on a row-major matrix, the classifier of discount sensitivity, and the feature ceiling's
-//! regressor.
+//! on a row-major matrix (by LightGBM or the native scorer), the classifier of discount
+//! sensitivity, and the feature ceiling's regressor.
 
 use lightgbm3::{Booster, Dataset};
 use serde_json::json;
 
 use super::{labels, TrainingSet, UpliftParams};
 use crate::calibration::Platt;
+use crate::forest::{Forest, Scorer};
 use crate::{ModelError, Result};
+
+/// One LightGBM model (a role of a learner) and, when the native scorer scores it, its native
+/// form. Training predicts with the booster; whoever scores users chooses the scorer.
+pub struct TreeModel {
+    pub(super) booster: Booster,
+    native: Option<Forest>,
+}
+
+impl std::fmt::Debug for TreeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeModel")
+            .field("native", &self.native.is_some())
+            .finish()
+    }
+}
+
+impl TreeModel {
+    pub(super) fn new(booster: Booster) -> Self {
+        Self {
+            booster,
+            native: None,
+        }
+    }
+
+    /// Loads a model text for `scorer`; `role` names the model in errors.
+    pub fn load(text: &str, scorer: Scorer, role: &str) -> Result<Self> {
+        let mut model = Self::new(Booster::from_string(text)?);
+        model.native = native(text, scorer, role)?;
+        Ok(model)
+    }
+
+    /// Scores with `scorer` from now on.
+    pub(super) fn scored_by(&mut self, scorer: Scorer, role: &str) -> Result<()> {
+        self.native = native(&self.booster.save_string()?, scorer, role)?;
+        Ok(())
+    }
+
+    /// Outputs for a row-major matrix of `n_features` columns, as LightGBM's predict gives them.
+    pub fn predict(&self, x: &[f64], n_features: usize, threads: usize) -> Result<Vec<f64>> {
+        match &self.native {
+            Some(forest) => Ok(forest.predict(x, n_features, threads)?),
+            None => predict(&self.booster, x, n_features, threads),
+        }
+    }
+}
+
+fn native(text: &str, scorer: Scorer, role: &str) -> Result<Option<Forest>> {
+    match scorer {
+        Scorer::Lightgbm => Ok(None),
+        Scorer::Native => Forest::parse(text)
+            .map(Some)
+            .map_err(|source| ModelError::Scorer {
+                role: role.to_string(),
+                source,
+            }),
+    }
+}
 
 pub(super) type Rounds = Vec<(&'static str, i32)>;
 
@@ -194,9 +252,51 @@ pub fn regress(
     predict(&booster, test_x, feature_names.len(), params.num_threads)
 }
 
+/// A LightGBM regression of 1000 trees of 31 leaves on `x` (`n_features` columns), as model
+/// text: the large model `bench-score` times the scorers on besides the stored ones. Its label
+/// is noise around a few of the features, so that every tree grows all its leaves.
+pub fn large_benchmark_model(
+    x: &[f64],
+    n_features: usize,
+    categorical: &[usize],
+    threads: usize,
+) -> Result<String> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let y: Vec<f32> = x
+        .chunks(n_features)
+        .map(|row| {
+            let signal: f64 = row
+                .iter()
+                .take(8)
+                .map(|v| if v.is_nan() { 0.0 } else { v.tanh() })
+                .sum();
+            (signal + rng.random_range(-1.0..1.0)) as f32
+        })
+        .collect();
+    let ds = Dataset::from_slice(x, &y, n_features as i32, true)?;
+    let mut params = json!({
+        "objective": "regression",
+        "num_iterations": 1000,
+        "num_leaves": 31,
+        "min_data_in_leaf": 20,
+        "learning_rate": 0.05,
+        "seed": 7,
+        "deterministic": true,
+        "force_row_wise": true,
+        "num_threads": threads,
+        "verbosity": -1,
+    });
+    if !categorical.is_empty() {
+        let list: Vec<String> = categorical.iter().map(usize::to_string).collect();
+        params["categorical_feature"] = json!(list.join(","));
+    }
+    Ok(Booster::train(ds, &params)?.save_string()?)
+}
+
 /// A plain LightGBM binary classifier over the feature catalogue (e.g. discount sensitivity).
 pub struct Classifier {
-    booster: Booster,
+    model: TreeModel,
     pub feature_names: Vec<String>,
     /// Platt map of the output, fitted on the validation rows.
     pub calibration: Platt,
@@ -249,36 +349,52 @@ impl Classifier {
             feature_names,
         )?;
         Ok(Self {
-            booster,
+            model: TreeModel::new(booster),
             feature_names: feature_names.to_vec(),
             calibration,
         })
     }
 
+    /// Scores with `scorer` from now on.
+    pub fn scored_by(mut self, scorer: Scorer) -> Result<Self> {
+        self.model.scored_by(scorer, "classifier")?;
+        Ok(self)
+    }
+
     /// Calibrated probabilities for a row-major matrix whose columns are
     /// [`Self::feature_names`].
     pub fn predict(&self, x: &[f64], num_threads: usize) -> Result<Vec<f64>> {
-        let mut p = predict(&self.booster, x, self.feature_names.len(), num_threads)?;
+        let mut p = self
+            .model
+            .predict(x, self.feature_names.len(), num_threads)?;
         self.calibration.apply_all(&mut p);
         Ok(p)
     }
 
     pub fn to_texts(&self) -> Result<Vec<(String, String)>> {
-        Ok(vec![("classifier".into(), self.booster.save_string()?)])
+        Ok(vec![(
+            "classifier".into(),
+            self.model.booster.save_string()?,
+        )])
     }
 
-    /// Loads a classifier, refusing one whose stored features differ from `feature_names`.
-    pub fn from_texts(texts: &[(String, String)], feature_names: &[String]) -> Result<Self> {
+    /// Loads a classifier for `scorer`, refusing one whose stored features differ from
+    /// `feature_names`.
+    pub fn from_texts(
+        texts: &[(String, String)],
+        feature_names: &[String],
+        scorer: Scorer,
+    ) -> Result<Self> {
         let text = texts
             .iter()
             .find(|(r, _)| r == "classifier")
             .map(|(_, t)| t)
             .ok_or_else(|| ModelError::Artifact("the classifier model is missing".into()))?;
-        let booster = Booster::from_string(text)?;
-        let stored = booster.feature_name()?;
+        let model = TreeModel::load(text, scorer, "classifier")?;
+        let stored = model.booster.feature_name()?;
         crate::features::check_schema(&stored, feature_names)?;
         Ok(Self {
-            booster,
+            model,
             feature_names: feature_names.to_vec(),
             calibration: Platt::default(),
         })

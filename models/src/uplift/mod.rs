@@ -18,14 +18,15 @@
 
 mod lgbm;
 
-use lightgbm3::Booster;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::calibration::Platt;
+use crate::forest::Scorer;
 use crate::metrics::qini_auc_score;
 use crate::{ModelError, Result};
 use lgbm::{clip, predict, Fit, Rounds, Rows};
+pub use lgbm::{large_benchmark_model, TreeModel};
 pub use lgbm::{regress, Classifier};
 
 /// LightGBM settings for small, noisy uplift signals: shallow trees, large leaves, L2
@@ -212,7 +213,7 @@ pub struct UpliftScores {
 /// One LightGBM model of a learner, with the role it plays.
 struct Part {
     role: &'static str,
-    booster: Booster,
+    model: TreeModel,
 }
 
 /// A trained uplift model: its learner and LightGBM models by role.
@@ -327,7 +328,7 @@ impl UpliftModel {
         let rounds: Rounds = self
             .parts
             .iter()
-            .map(|p| (p.role, p.booster.num_iterations()))
+            .map(|p| (p.role, p.model.booster.num_iterations()))
             .collect();
         Self::fit_pass(
             self.learner,
@@ -511,18 +512,21 @@ impl UpliftModel {
             learner,
             parts: parts
                 .into_iter()
-                .map(|(role, booster)| Part { role, booster })
+                .map(|(role, booster)| Part {
+                    role,
+                    model: TreeModel::new(booster),
+                })
                 .collect(),
             feature_names: feature_names.to_vec(),
             baseline_calibration: Platt::default(),
         })
     }
 
-    fn part(&self, role: &str) -> Result<&Booster> {
+    fn part(&self, role: &str) -> Result<&TreeModel> {
         self.parts
             .iter()
             .find(|p| p.role == role)
-            .map(|p| &p.booster)
+            .map(|p| &p.model)
             .ok_or_else(|| ModelError::Artifact(format!("the {role} model is missing")))
     }
 
@@ -533,7 +537,7 @@ impl UpliftModel {
     /// Scores a row-major matrix whose columns are [`Self::feature_names`].
     pub fn predict(&self, x: &[f64], num_threads: usize) -> Result<UpliftScores> {
         let n = self.feature_names.len();
-        let p = |role: &str| -> Result<Vec<f64>> { predict(self.part(role)?, x, n, num_threads) };
+        let p = |role: &str| -> Result<Vec<f64>> { self.part(role)?.predict(x, n, num_threads) };
         let (uplift, p_control) = match self.learner {
             Learner::T => {
                 let (t, c) = (p("treated")?, p("control")?);
@@ -541,8 +545,8 @@ impl UpliftModel {
             }
             Learner::S => {
                 let single = self.part("single")?;
-                let on = predict(single, &with_column(x, n, |_| 1.0), n + 1, num_threads)?;
-                let off = predict(single, &with_column(x, n, |_| 0.0), n + 1, num_threads)?;
+                let on = single.predict(&with_column(x, n, |_| 1.0), n + 1, num_threads)?;
+                let off = single.predict(&with_column(x, n, |_| 0.0), n + 1, num_threads)?;
                 (on.iter().zip(&off).map(|(a, b)| a - b).collect(), off)
             }
             Learner::X => {
@@ -575,16 +579,25 @@ impl UpliftModel {
     pub fn to_texts(&self) -> Result<Vec<(String, String)>> {
         self.parts
             .iter()
-            .map(|p| Ok((p.role.to_string(), p.booster.save_string()?)))
+            .map(|p| Ok((p.role.to_string(), p.model.booster.save_string()?)))
             .collect()
     }
 
-    /// Loads a model from its LightGBM texts by role, refusing one whose stored feature names
-    /// differ from `feature_names` (naming the missing and unexpected ones).
+    /// Scores with `scorer` from now on.
+    pub fn scored_by(mut self, scorer: Scorer) -> Result<Self> {
+        for part in &mut self.parts {
+            part.model.scored_by(scorer, part.role)?;
+        }
+        Ok(self)
+    }
+
+    /// Loads a model from its LightGBM texts by role for `scorer`, refusing one whose stored
+    /// feature names differ from `feature_names` (naming the missing and unexpected ones).
     pub fn from_texts(
         learner: Learner,
         texts: &[(String, String)],
         feature_names: &[String],
+        scorer: Scorer,
     ) -> Result<Self> {
         let mut parts = Vec::new();
         for role in roles(learner) {
@@ -593,9 +606,9 @@ impl UpliftModel {
                 .find(|(r, _)| r == role)
                 .map(|(_, t)| t)
                 .ok_or_else(|| ModelError::Artifact(format!("the {role} model is missing")))?;
-            let booster = Booster::from_string(text)?;
+            let model = TreeModel::load(text, scorer, role)?;
             let expected = role_features(role, feature_names);
-            let stored = booster.feature_name()?;
+            let stored = model.booster.feature_name()?;
             if stored != expected {
                 return Err(ModelError::FeatureMismatch {
                     missing: expected
@@ -610,7 +623,7 @@ impl UpliftModel {
                         .collect(),
                 });
             }
-            parts.push(Part { role, booster });
+            parts.push(Part { role, model });
         }
         Ok(Self {
             learner,
