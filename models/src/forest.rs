@@ -174,8 +174,11 @@ pub struct Forest {
     /// Each tree's leaf values, padded to 64 so that any bit's index is in bounds (the lookup
     /// needs no check; only the cache lines of the real leaves are ever read).
     mask_leaves: Vec<[f64; MASK_LEAVES]>,
-    /// The folded columns the masks kernel reads: column, feature, missing type.
-    folded: Vec<(u32, usize, Missing)>,
+    /// The features the masks kernel reads, with their missing type: column `2 × feature`.
+    features: Vec<(usize, Missing)>,
+    /// The features some split sends missing values left at: column `2 × feature + 1`, the
+    /// copy with missing values at −∞.
+    missing_left: Vec<usize>,
 }
 
 /// One tree as the text holds it.
@@ -405,7 +408,8 @@ impl Forest {
             bitsets: Vec::new(),
             mask_nodes: Vec::new(),
             mask_leaves: Vec::new(),
-            folded: Vec::new(),
+            features: Vec::new(),
+            missing_left: Vec::new(),
         };
         let mut texts = Vec::new();
         while let Some(line) = lines.next() {
@@ -462,9 +466,12 @@ impl Forest {
                     leaves[..tree.leaves.len()].copy_from_slice(&tree.leaves);
                     self.mask_leaves.push(leaves);
                     for (node, missing) in &tree.nodes {
-                        if !self.folded.iter().any(|(c, _, _)| *c == node.column) {
-                            let feature = (node.column / 2) as usize;
-                            self.folded.push((node.column, feature, *missing));
+                        let feature = (node.column / 2) as usize;
+                        if !self.features.iter().any(|(f, _)| *f == feature) {
+                            self.features.push((feature, *missing));
+                        }
+                        if node.column % 2 == 1 && !self.missing_left.contains(&feature) {
+                            self.missing_left.push(feature);
                         }
                     }
                     Kernel::Masks {
@@ -475,7 +482,8 @@ impl Forest {
                 None => Kernel::Walk(*walk),
             });
         }
-        self.folded.sort_unstable_by_key(|(c, _, _)| *c);
+        self.features.sort_unstable_by_key(|(f, _)| *f);
+        self.missing_left.sort_unstable();
     }
 
     /// Lays out one tree: nodes in walk order, each split's children side by side.
@@ -672,23 +680,18 @@ impl Forest {
                     *b = zeroed(v);
                 }
             }
-            // Each feature's column once from the rows (a strided read), then the copy with
-            // missing values at −∞ from it (contiguous).
-            for &(c, f, missing) in &self.folded {
-                let (before, from) = columns_block.split_at_mut(c as usize * BLOCK_ROWS);
-                let column = &mut from[..n];
-                if c % 2 == 1 && self.folded.iter().any(|(d, _, _)| *d == c - 1) {
-                    let right: &[f64] = &before[(c as usize - 1) * BLOCK_ROWS..][..n];
-                    for (l, &r) in column.iter_mut().zip(right.iter()) {
-                        *l = if r.is_nan() { f64::NEG_INFINITY } else { r };
-                    }
-                    continue;
+            // Row by row, each feature's value into its column (the rows are read in order),
+            // then the copies with missing values at −∞ (contiguous).
+            for (r, row) in rows.chunks_exact(columns).enumerate() {
+                for &(f, missing) in &self.features {
+                    columns_block[2 * f * BLOCK_ROWS + r] = fold(zeroed(row[f]), missing);
                 }
-                for (v, row) in column.iter_mut().zip(rows.chunks_exact(columns)) {
-                    *v = fold(zeroed(row[f]), missing);
-                    if c % 2 == 1 && v.is_nan() {
-                        *v = f64::NEG_INFINITY;
-                    }
+            }
+            for &f in &self.missing_left {
+                let (right, left) = columns_block.split_at_mut((2 * f + 1) * BLOCK_ROWS);
+                let right = &right[2 * f * BLOCK_ROWS..][..n];
+                for (l, &v) in left[..n].iter_mut().zip(right) {
+                    *l = if v.is_nan() { f64::NEG_INFINITY } else { v };
                 }
             }
             out.fill(0.0);
