@@ -109,19 +109,8 @@ fn the_data_contract_stops_on_null_suppression_ids_and_drops_future_purchases() 
         ("TARGETING__SOURCE__QUERIES_DIR", queries_dir.as_str()),
         ("TARGETING__MODELS__STORE", models.as_str()),
     ];
-    let run = [
-        "run",
-        "--all",
-        "--force",
-        "--date",
-        DATE,
-        "--database-url",
-        &world.db,
-        "--exports",
-        &exports,
-        "--threads",
-        "2",
-    ];
+    let mut run = job_args("run", DATE, &world.db, &exports, "2");
+    run.extend(["--all".to_string(), "--force".to_string()]);
     let out = targeting_env(&run, &env);
     assert_ok(&out);
     let err = stderr(&out);

@@ -97,17 +97,10 @@ async fn check_demo(env: &TestEnv) {
     let exports_uri = format!("file://{}", exports.display());
     let preview = targeting_env(
         &[
-            "run",
-            "--dry-run",
-            "--date",
-            DATE,
-            "--database-url",
-            db_url,
-            "--exports",
-            &exports_uri,
-            "--threads",
-            "2",
-        ],
+            job_args("run", DATE, db_url, &exports_uri, "2"),
+            vec!["--dry-run".into()],
+        ]
+        .concat(),
         &[("TARGETING__MODELS__STORE", models.as_str())],
     );
     assert_ok(&preview);

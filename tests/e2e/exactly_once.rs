@@ -22,19 +22,7 @@ fn check_once(world: &TestEnv) {
     ));
     let exports = format!("file://{}", world.exports().display());
     let models = world.dir.join("models").display().to_string();
-    let args: Vec<String> = [
-        "run",
-        "--date",
-        NIGHT,
-        "--database-url",
-        &world.db,
-        "--exports",
-        &exports,
-        "--threads",
-        "1",
-    ]
-    .map(str::to_string)
-    .to_vec();
+    let args = job_args("run", NIGHT, &world.db, &exports, "1");
     let run = |extra: &[&str]| {
         let mut a = args.clone();
         a.extend(extra.iter().map(|s| s.to_string()));

@@ -146,19 +146,7 @@ impl Exports {
 
 /// `targeting run` for `night`, with the world's models.
 fn run_args(world: &TestEnv, exports: &Exports, night: &str) -> Vec<String> {
-    [
-        "run",
-        "--date",
-        night,
-        "--database-url",
-        &world.db,
-        "--exports",
-        &exports.uri(),
-        "--threads",
-        "2",
-    ]
-    .map(str::to_string)
-    .to_vec()
+    job_args("run", night, &world.db, &exports.uri(), "2")
 }
 
 /// Starts a run; its stderr goes to `log`, to show when it ends early.

@@ -135,18 +135,9 @@ async fn demo_source(name: &str) -> TestEnv {
 /// `targeting run` for the test date against the generated source: every campaign (they have
 /// no schedule, so all are due), published again on purpose (the demo published the date).
 fn run_args(db_url: &str, exports: &str) -> Vec<String> {
-    strings(&[
-        "run",
-        "--force",
-        "--date",
-        DATE,
-        "--database-url",
-        db_url,
-        "--exports",
-        exports,
-        "--threads",
-        "2",
-    ])
+    let mut args = job_args("run", DATE, db_url, exports, "2");
+    args.push("--force".into());
+    args
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,18 +234,8 @@ async fn publishes_to_s3_verifiably_and_repeatably() {
         let m = s3::read_s3_export(&client, bucket, &runs[1]).await.manifest;
         last_run += m["row_count"].as_u64().unwrap() + m["holdout_count"].as_u64().unwrap();
     }
-    let next_night = strings(&[
-        "run",
-        "--dry-run",
-        "--date",
-        "2026-11-21",
-        "--database-url",
-        &db,
-        "--exports",
-        &exports,
-        "--threads",
-        "2",
-    ]);
+    let mut next_night = job_args("run", "2026-11-21", &db, &exports, "2");
+    next_night.push("--dry-run".into());
     let out = run(next_night, env_for(&dir)).await;
     assert_ok(&out);
     assert_eq!(added(&stderr(&out)), last_run, "{}", stderr(&out));

@@ -18,18 +18,8 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     let db = world.db.clone();
     let exports = format!("file://{d}/exports");
     // The demo published this date: the run publishes it again on purpose.
-    let run = [
-        "run",
-        "--force",
-        "--database-url",
-        &db,
-        "--exports",
-        &exports,
-        "--date",
-        DATE,
-        "--threads",
-        "2",
-    ];
+    let mut run = job_args("run", DATE, &db, &exports, "2");
+    run.push("--force".into());
 
     // The nightly run scores with the stored model: same data, model and date give the same rows.
     let out = targeting_env(&run, &env);
@@ -178,7 +168,7 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
         out
     };
     let before = store_files(&dir.join("models"));
-    let dry = [&run[..], &["--dry-run", "--retrain"]].concat();
+    let dry = [&run[..], &["--dry-run".into(), "--retrain".into()]].concat();
     let out = targeting_env(&dry, &env);
     assert_ok(&out);
     assert_eq!(
@@ -189,7 +179,7 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     let empty = dir.join("empty-store");
     let empty_s = empty.display().to_string();
     let out = targeting_env(
-        &[&run[..], &["--dry-run"]].concat(),
+        &[&run[..], &["--dry-run".into()]].concat(),
         &[("TARGETING__MODELS__STORE", empty_s.as_str())],
     );
     assert_ok(&out);

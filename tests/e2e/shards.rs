@@ -27,20 +27,13 @@ fn identical_whatever_the_split(world: &TestEnv, splits: &[(&str, &str)]) {
     let run = |split: &(&str, &str), extra: &[&str]| {
         let (shards, scorer) = *split;
         let exports = format!("file://{}", folder(split).display());
-        let mut args = vec![
-            "run",
-            "--date",
-            NIGHT,
-            "--database-url",
-            &world.db,
-            "--exports",
-            &exports,
-            "--threads",
-            "2",
-            "--shards",
-            shards,
-        ];
-        args.extend(extra);
+        let mut args = job_args("run", NIGHT, &world.db, &exports, "2");
+        args.extend(
+            ["--shards", shards]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string()),
+        );
         let out = targeting_env(
             &args,
             &[
@@ -123,21 +116,7 @@ async fn shard_jobs_on_s3_and_postgres_publish_what_one_run_does() {
     let models = world.dir.join("models").display().to_string();
     let env = [("TARGETING__MODELS__STORE", models.as_str())];
     let db = world.db.clone();
-    let base = |command: &str, exports: &str| -> Vec<String> {
-        [
-            command,
-            "--date",
-            DATE,
-            "--database-url",
-            &db,
-            "--exports",
-            exports,
-            "--threads",
-            "1",
-        ]
-        .map(str::to_string)
-        .to_vec()
-    };
+    let base = |command: &str, exports: &str| job_args(command, DATE, &db, exports, "1");
     let with = |mut args: Vec<String>, extra: &[&str]| {
         args.extend(extra.iter().map(|a| a.to_string()));
         args

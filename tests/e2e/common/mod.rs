@@ -106,6 +106,24 @@ pub fn demo_args(users: &str, dir: &Path, db: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// `targeting COMMAND` (`run`, `score-shard`, …) for `date` on the source and ledger `db`,
+/// publishing to `exports`, on `threads` threads; callers add what their case needs.
+pub fn job_args(command: &str, date: &str, db: &str, exports: &str, threads: &str) -> Vec<String> {
+    [
+        command,
+        "--date",
+        date,
+        "--database-url",
+        db,
+        "--exports",
+        exports,
+        "--threads",
+        threads,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// Runs the binary from the repository root (where `config/` is), without inherited
 /// `TARGETING__*` overrides.
 pub fn targeting<S: AsRef<OsStr>>(args: &[S]) -> Output {
