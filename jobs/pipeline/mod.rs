@@ -316,13 +316,13 @@ async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(
     match trained_on {
         // Trained on every row just now: one shard scores those tables as they are.
         Some(tables) if count == 1 => {
-            let scorers = set.load(&s.models.store, s.scorer)?;
+            let scorers = set.load(s)?;
             users += part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings)?;
         }
         trained_on if count == 1 => {
             drop(trained_on);
             let tables = part(Shard::WHOLE, &[]).extract(s, source, state).await?;
-            let scorers = set.load(&s.models.store, s.scorer)?;
+            let scorers = set.load(s)?;
             users += part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings)?;
         }
         trained_on => {
@@ -330,7 +330,7 @@ async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(
             // One pass over the source, each shard's rows to its own files.
             let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
             let spilled = spill::spill(source, state, s, date, count, &drop_items).await?;
-            let scorers = set.load(&s.models.store, s.scorer)?;
+            let scorers = set.load(s)?;
             for shard in Shard::all(count) {
                 let tables = spilled.tables(s, date, shard)?;
                 users += part(shard, &drop_items).rank(s, tables, &scorers, &mut rankings)?;
@@ -458,7 +458,7 @@ pub async fn score_shard(
     let mut rankings = Rankings::default();
     let tables = part.extract(s, source, state).await?;
     let users = {
-        let scorers = set.load(&s.models.store, s.scorer)?;
+        let scorers = set.load(s)?;
         part.rank(s, tables, &scorers, &mut rankings)?
     };
     let store = shards::open(s).await?;

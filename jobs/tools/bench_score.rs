@@ -181,7 +181,7 @@ fn time(
     let context = || format!("model {model}, role {role}");
     let lightgbm = TreeModel::load(text, Scorer::Lightgbm, role).with_context(context)?;
     let native = TreeModel::load(text, Scorer::Native, role).with_context(context)?;
-    let forest = models::Forest::parse(text).with_context(context)?;
+    let forest = native.native().expect("loaded for the native scorer");
     let mut lightgbm_seconds = Vec::new();
     let mut native_seconds = Vec::new();
     for i in 0..repeat.max(1) {

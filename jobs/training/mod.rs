@@ -105,9 +105,11 @@ impl ModelSet {
             .collect()
     }
 
-    /// The models from their texts, for `scorer`. A run that trained scores with them too, so
-    /// that it scores exactly as a later run with the stored models does.
-    pub fn load(&self, store: &str, scorer: models::Scorer) -> Result<Scorers> {
+    /// The models from their texts, for the settings' scorer (`runtime.scorer`). A run that
+    /// trained scores with them too, so that it scores exactly as a later run with the stored
+    /// models does.
+    pub fn load(&self, s: &Settings) -> Result<Scorers> {
+        let (store, scorer) = (&s.models.store, s.scorer);
         let context =
             |m: &models::ModelMetadata| format!("model {} {} in {store}", m.name, m.version);
         let (um, dm, sm) = (

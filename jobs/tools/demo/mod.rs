@@ -114,7 +114,7 @@ pub async fn run(
         let opts = training::options(s, date);
         feature_ceiling(&tables, UpliftTarget::Conversion, &opts, &truth.uplift)
     })?;
-    let scorers = trained.set.load(&s.models.store, s.scorer)?;
+    let scorers = trained.set.load(s)?;
     let scored = pipeline::score::score(s, tables, &trained.set, &scorers, date)?;
     let against = against_truth(&truth, &trained, &ceiling, &scored)?;
     // The scored users carry the models as trained above, with the interval their held-out

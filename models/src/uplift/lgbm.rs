@@ -46,6 +46,11 @@ impl TreeModel {
         Ok(())
     }
 
+    /// The native form, when the native scorer scores this model.
+    pub fn native(&self) -> Option<&Forest> {
+        self.native.as_ref()
+    }
+
     /// Outputs for a row-major matrix of `n_features` columns, as LightGBM's predict gives them.
     pub fn predict(&self, x: &[f64], n_features: usize, threads: usize) -> Result<Vec<f64>> {
         match &self.native {
