@@ -311,14 +311,9 @@ pub(super) async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> 
     let as_of = a.as_of.unwrap_or_else(RunDate::today);
     let source = settings.source.connect(false).await?;
     let state = settings.state_db(&source).await?;
-    let src = pipeline::extract::extract(
-        &source,
-        Some(&state),
-        settings,
-        as_of,
-        &pipeline::extract::Slice::Everything,
-    )
-    .await?;
+    let src = pipeline::extract::training_tables(&source, Some(&state), settings, as_of)
+        .await?
+        .tables;
     // Each stored model with its held-out metric; the conversion model's interval when the
     // whole set was trained (the bootstrap runs there).
     let stored: Vec<(ModelArtifact, Option<Interval>)> = match a.model {

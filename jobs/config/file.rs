@@ -67,6 +67,12 @@ pub struct ModelsSection {
     /// of `campaign_exposures`), so each night's holdouts become training data. Turn it off
     /// when the source's `campaign_exposures` already holds them. Default true.
     pub own_exposures: Option<bool>,
+    /// The most exposures training learns from. When the source (with the assignment history)
+    /// holds more, training reads a sample of the users instead, cut by the same fixed hash of
+    /// `user_id` as shards (see `targeting run --shards`): every exposure of a sampled user,
+    /// and every row its features read (friends' orders, gifts received), so that training's
+    /// time and memory stay bounded at any number of users. At least 10000. Default 2000000.
+    pub max_training_exposures: Option<u64>,
 }
 
 /// `[export]`: where target lists are published.

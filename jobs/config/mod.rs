@@ -118,6 +118,8 @@ pub struct ModelSettings {
     pub seed: u64,
     /// Add the state database's assignment history to the training exposures.
     pub own_exposures: bool,
+    /// Above this many exposures, training reads a sample of the users.
+    pub max_training_exposures: u64,
 }
 
 impl ModelSettings {
@@ -477,11 +479,16 @@ impl ModelsSection {
         if !(1..=90).contains(&attribution_days) {
             bail!("models.attribution_days must be between 1 and 90, got {attribution_days}");
         }
+        let max_training_exposures = self.max_training_exposures.unwrap_or(2_000_000);
+        if max_training_exposures < 10_000 {
+            bail!("models.max_training_exposures must be at least 10000, got {max_training_exposures}");
+        }
         Ok(ModelSettings {
             store,
             attribution_days,
             seed: self.seed.unwrap_or(42),
             own_exposures: self.own_exposures.unwrap_or(true),
+            max_training_exposures,
         })
     }
 }

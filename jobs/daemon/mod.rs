@@ -438,14 +438,14 @@ impl Worker<'_> {
                 return Ok(());
             }
         }
-        let src = pipeline::extract::extract(
+        let src = pipeline::extract::training_tables(
             &self.source,
             Some(&self.state),
             self.settings,
             date,
-            &pipeline::extract::Slice::Everything,
         )
-        .await?;
+        .await?
+        .tables;
         let m = training::train_and_store(self.settings, &src, date).await?;
         info!(version = %m.set.used.version, "models retrained");
         Ok(())

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
-use models::features::{Breach, Extent, TableSpec, TABLES};
+use models::features::{Breach, Extent, Slicing, TableSpec, TABLES};
 use models::{RunDate, Shard, SourceTables, DAY};
 use polars::prelude::DataFrame;
 use segments::{Campaign, CampaignKind};
@@ -58,12 +58,22 @@ const SLICE: &str = include_str!("../../sql/statements/slice.sql");
 const COUNT: &str = include_str!("../../sql/statements/count_rows.sql");
 /// The shard of a user id in SQL, as [`models::shard::shard_of`] computes it.
 const SHARD_OF: &str = include_str!("../../sql/statements/shard_of.sql");
+/// Whether a user id is a friend of a shard's users.
+const FRIENDS_IN_SHARD: &str = include_str!("../../sql/statements/friends_in_shard.sql");
 
 /// What of the source a run reads.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Slice {
-    /// Every row of every table: training reads all history.
+    /// Every row of every table: training on a source within its exposure cap.
     Everything,
+    /// What training on a sample of the users reads (see [`training_tables`]): every row of the
+    /// users of one shard, all their history, and the rows of other users their features read
+    /// (their friends' orders, gifts sent to them).
+    Sample {
+        users: Shard,
+        /// The contract's `friendships` query, which names the friends.
+        friendships: String,
+    },
     /// What scoring one shard of the night needs (see [`models::features::Slicing`]): no older
     /// event than a feature reads, and the rows of the shard's users and of those other users
     /// its features read (friends' recent orders, owners of a dropped game).
@@ -79,7 +89,11 @@ impl Slice {
     /// The users the slice holds, for the contract check.
     pub fn extent(&self) -> Extent {
         match self {
-            Slice::Scoring { shard, .. } if shard.count() > 1 => Extent::SomeUsers,
+            Slice::Scoring { shard: part, .. } | Slice::Sample { users: part, .. }
+                if part.count() > 1 =>
+            {
+                Extent::SomeUsers
+            }
             _ => Extent::AllUsers,
         }
     }
@@ -87,45 +101,47 @@ impl Slice {
     /// The query of `spec`'s table restricted to the slice: `sql` itself when the slice keeps
     /// every row, else `sql` as a subquery with a filter on the contract's columns.
     pub fn query(&self, spec: &TableSpec, sql: &str) -> String {
-        let Slice::Scoring {
-            date,
-            shard,
-            drop_items,
-        } = self
-        else {
-            return sql.to_string();
-        };
         let s = &spec.slicing;
-        let cutoff = date.cutoff();
         let mut all = Vec::new();
-        // Events after the run date are read all the same: the contract check reports them (a
-        // clock or a load gone wrong) before it drops them.
-        if let (Some(time), Some(days)) = (s.time, s.lookback_days) {
-            all.push(format!("{time} >= {}", cutoff - days * DAY));
-        }
-        if shard.count() > 1 && !s.users.is_empty() {
-            let mut any: Vec<String> = s
-                .users
-                .iter()
-                .enumerate()
-                .map(|(i, column)| {
-                    let of = shard_sql(column, shard.count());
-                    // A row without an owner goes to shard 0, where the contract sees it.
-                    if i == 0 {
-                        format!("COALESCE({of}, 0) = {}", shard.index())
-                    } else {
-                        format!("{of} = {}", shard.index())
+        match self {
+            Slice::Everything => {}
+            Slice::Sample { users, friendships } => {
+                if users.count() > 1 && !s.users.is_empty() {
+                    let mut any = owned_by(s, *users);
+                    if s.read_by_friends {
+                        let friend = template(FRIENDS_IN_SHARD)
+                            .replace("{column}", s.users[0])
+                            .replace("{friendships}", friendships.trim().trim_end_matches(';'))
+                            .replace("{shard_of}", &shard_sql("friends.user_id", users.count()))
+                            .replace("{index}", &users.index().to_string());
+                        any.push(friend);
                     }
-                })
-                .collect();
-            if let (Some(time), Some(days)) = (s.time, s.shared_days) {
-                any.push(format!("{time} >= {}", cutoff - days * DAY));
+                    all.push(format!("({})", any.join(" OR ")));
+                }
             }
-            if s.shared_for_drops && !drop_items.is_empty() {
-                let ids: Vec<String> = drop_items.iter().map(i64::to_string).collect();
-                any.push(format!("item_id IN ({})", ids.join(", ")));
+            Slice::Scoring {
+                date,
+                shard,
+                drop_items,
+            } => {
+                let cutoff = date.cutoff();
+                // Events after the run date are read all the same: the contract check reports
+                // them (a clock or a load gone wrong) before it drops them.
+                if let (Some(time), Some(days)) = (s.time, s.lookback_days) {
+                    all.push(format!("{time} >= {}", cutoff - days * DAY));
+                }
+                if shard.count() > 1 && !s.users.is_empty() {
+                    let mut any = owned_by(s, *shard);
+                    if let (Some(time), Some(days)) = (s.time, s.shared_days) {
+                        any.push(format!("{time} >= {}", cutoff - days * DAY));
+                    }
+                    if s.shared_for_drops && !drop_items.is_empty() {
+                        let ids: Vec<String> = drop_items.iter().map(i64::to_string).collect();
+                        any.push(format!("item_id IN ({})", ids.join(", ")));
+                    }
+                    all.push(format!("({})", any.join(" OR ")));
+                }
             }
-            all.push(format!("({})", any.join(" OR ")));
         }
         if all.is_empty() {
             return sql.to_string();
@@ -134,6 +150,24 @@ impl Slice {
             .replace("{query}", sql.trim().trim_end_matches(';'))
             .replace("{filter}", &all.join(" AND "))
     }
+}
+
+/// The tests that a row belongs to a user of `shard`, one per column naming users (any of them
+/// suffices).
+fn owned_by(s: &Slicing, shard: Shard) -> Vec<String> {
+    s.users
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let of = shard_sql(column, shard.count());
+            // A row without an owner goes to shard 0, where the contract sees it.
+            if i == 0 {
+                format!("COALESCE({of}, 0) = {}", shard.index())
+            } else {
+                format!("{of} = {}", shard.index())
+            }
+        })
+        .collect()
 }
 
 /// The SQL expression of the shard of the id in `column` among `shards`.
@@ -256,12 +290,69 @@ pub fn breaks_contract(settings: &Settings, stops: &[Breach]) -> anyhow::Error {
 /// Counts the rows of the `users` query, for the number of shards a memory budget needs.
 pub async fn count_users(db: &Db, settings: &Settings) -> Result<u64> {
     let (sql, origin) = contract_query(settings, "users")?;
+    count_rows(db, &sql, &origin).await
+}
+
+/// Counts the rows of a query (from `origin`, for messages).
+async fn count_rows(db: &Db, sql: &str, origin: &str) -> Result<u64> {
     let count = template(COUNT).replace("{query}", sql.trim().trim_end_matches(';'));
     let n: i64 = sqlx::query_scalar(&count)
         .fetch_one(&db.pool)
         .await
         .with_context(|| format!("query {origin} failed on {}", db.display))?;
     Ok(n.max(0) as u64)
+}
+
+/// The tables training reads, and which of the users they hold.
+#[derive(Debug)]
+pub struct TrainingTables {
+    pub tables: SourceTables,
+    /// Every user ([`Shard::WHOLE`]), or the sample of them that training reads when the
+    /// exposures are more than `models.max_training_exposures`.
+    pub sample: Shard,
+}
+
+/// The tables training as of `date` reads. Every row, when the source's exposures (with
+/// `state`, and the assignment history's) are at most `models.max_training_exposures`; else a
+/// sample of the users, the first of as many shards as bring them under the cap (the shards'
+/// fixed hash of `user_id`, so the sample is the same on every run), with every row their
+/// features read (see [`Slice::Sample`]). Training's time and memory then follow the cap, not
+/// the source.
+#[instrument(name = "training_tables", skip_all, fields(as_of = %date))]
+pub async fn training_tables(
+    db: &Db,
+    state: Option<&Db>,
+    settings: &Settings,
+    date: RunDate,
+) -> Result<TrainingTables> {
+    let (sql, origin) = contract_query(settings, "campaign_exposures")?;
+    let mut exposures = count_rows(db, &sql, &origin).await?;
+    let spec = TABLES
+        .iter()
+        .find(|t| t.name == "campaign_exposures")
+        .context("the data contract has no campaign_exposures table")?;
+    if let (Some(state), Some((sql, origin))) = (
+        state,
+        own_exposures_query(settings, spec, date, &Slice::Everything)?,
+    ) {
+        exposures += count_rows(state, &sql, &origin).await?;
+    }
+    let cap = settings.models.max_training_exposures;
+    let parts = exposures
+        .div_ceil(cap)
+        .clamp(1, u64::from(models::shard::MAX_SHARDS)) as u32;
+    let sample = Shard::new(0, parts).context("the training sample")?;
+    let slice = if parts == 1 {
+        Slice::Everything
+    } else {
+        info!(exposures, cap, sample = %sample, "more exposures than models.max_training_exposures: training reads a sample of the users");
+        Slice::Sample {
+            users: sample,
+            friendships: contract_query(settings, "friendships")?.0,
+        }
+    };
+    let tables = extract(db, state, settings, date, &slice).await?;
+    Ok(TrainingTables { tables, sample })
 }
 
 /// Every item of the games of the campaigns' drops: their purchases are read by every shard,
@@ -403,6 +494,129 @@ mod tests {
             })
             .unwrap();
         assert_eq!(null, None);
+    }
+
+    /// A training sample holds every row its users' features and outcomes read: on a demo
+    /// source, the sample's users and exposures are those of its shard, and their features as of
+    /// each exposure and as of the run date, and their exposures' outcomes, are those every row
+    /// gives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_training_sample_holds_every_row_its_users_features_read() {
+        use models::features::{featurize, purchased_within};
+        use models::CategoricalLevels;
+        use polars::prelude::*;
+
+        let path = std::env::temp_dir().join(format!("sample-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}", path.display());
+        let db = Db::connect(&url, true).await.unwrap();
+        let date: RunDate = "2026-11-20".parse().unwrap();
+        let spec = crate::tools::demo::DemoSpec {
+            users: 3_000,
+            seed: 11,
+            anchor: date.cutoff(),
+        };
+        crate::tools::demo::ensure(&db, spec).await.unwrap();
+        let overrides = crate::config::Overrides {
+            database_url: Some(url),
+            ..Default::default()
+        };
+        let mut s = crate::config::load(None, &overrides).unwrap();
+        let whole = extract(&db, None, &s, date, &Slice::Everything)
+            .await
+            .unwrap();
+        let exposures = whole.campaign_exposures.height() as u64;
+        s.models.max_training_exposures = exposures.div_ceil(4);
+        let sampled = training_tables(&db, None, &s, date).await.unwrap();
+        let sample = sampled.sample;
+        assert_eq!(sample, Shard::new(0, 4).unwrap(), "{exposures} exposures");
+        let part = sampled.tables;
+
+        let ids = |f: &DataFrame| -> Vec<i64> {
+            let mut v: Vec<i64> = f
+                .column("user_id")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let in_sample: Vec<i64> = ids(&whole.users)
+            .into_iter()
+            .filter(|&u| sample.holds(u))
+            .collect();
+        assert!(in_sample.len() > 500, "{} users sampled", in_sample.len());
+        assert_eq!(ids(&part.users), in_sample);
+        let mut own: Vec<i64> = ids(&whole.campaign_exposures)
+            .into_iter()
+            .filter(|&u| sample.holds(u))
+            .collect();
+        own.sort_unstable();
+        assert_eq!(ids(&part.campaign_exposures), own);
+        // Other users' orders are there, and fewer than all of them.
+        let owners = |f: &DataFrame| {
+            f.column("user_id")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .filter(|&u| !sample.holds(u))
+                .count()
+        };
+        assert!(owners(&part.purchases) > 100, "{}", owners(&part.purchases));
+        assert!(owners(&part.purchases) < owners(&whole.purchases));
+
+        // The sample's exposures, and its users as of the run date.
+        let cutoffs = part
+            .campaign_exposures
+            .clone()
+            .lazy()
+            .select([col("user_id"), col("assigned_at").alias("cutoff")])
+            .collect()
+            .unwrap()
+            .vstack(
+                &part
+                    .users
+                    .clone()
+                    .lazy()
+                    .select([
+                        col("user_id"),
+                        lit(date.cutoff()).cast(DataType::Int64).alias("cutoff"),
+                    ])
+                    .collect()
+                    .unwrap(),
+            )
+            .unwrap()
+            .lazy()
+            .with_row_index("row_id", None)
+            .with_column(col("row_id").cast(DataType::Int64))
+            .collect()
+            .unwrap();
+        let levels = CategoricalLevels::from_users(&whole.users).unwrap();
+        let names = models::features::feature_names();
+        let matrix = |src: &SourceTables| -> Vec<u64> {
+            let f = featurize(src, &cutoffs, &levels).unwrap();
+            f.matrix(&names)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        let features = matrix(&part);
+        assert_eq!(features.len(), cutoffs.height() * names.len());
+        assert!(features == matrix(&whole), "the sample's features differ");
+        let bought = purchased_within(&part, &cutoffs, 7).unwrap();
+        assert!(bought.iter().any(|&b| b) && !bought.iter().all(|&b| b));
+        assert_eq!(bought, purchased_within(&whole, &cutoffs, 7).unwrap());
+
+        // Within the cap, training reads everything.
+        s.models.max_training_exposures = exposures;
+        let all = training_tables(&db, None, &s, date).await.unwrap();
+        assert_eq!(all.sample, Shard::WHOLE);
+        assert_eq!(all.tables.purchases.height(), whole.purchases.height());
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -40,7 +40,6 @@ use crate::training::{self, ModelSet, ModelUsed};
 use extract::Slice;
 use publish::ExportRequest;
 use record::Ending;
-use score::ScoredUsers;
 use select::{Night, Rankings, Selector};
 
 /// What to run.
@@ -177,15 +176,15 @@ pub async fn run(req: RunRequest<'_>, source: &Db, state: &Db) -> Result<RunRepo
     run_from(req, source, state, None).await
 }
 
-/// [`run`] from users already scored: the demo extracts, trains and scores first, for the
-/// diagnostics it shows beside the run.
-pub async fn run_on(
+/// [`run`] with models trained just before: the demo trains first, for the diagnostics it
+/// shows beside the run, and the report shows them as trained by this run.
+pub async fn run_with(
     req: RunRequest<'_>,
     source: &Db,
     state: &Db,
-    scored: ScoredUsers,
+    models: score::Models,
 ) -> Result<RunReport> {
-    run_from(req, source, state, Some(scored)).await
+    run_from(req, source, state, Some(models)).await
 }
 
 #[instrument(
@@ -202,7 +201,7 @@ async fn run_from(
     req: RunRequest<'_>,
     source: &Db,
     state: &Db,
-    given: Option<ScoredUsers>,
+    given: Option<score::Models>,
 ) -> Result<RunReport> {
     let run_id = new_run_id();
     tracing::Span::current().record("run_id", tracing::field::display(&run_id));
@@ -251,31 +250,18 @@ struct Scoring {
     versions: BTreeMap<String, String>,
 }
 
-/// Everything before publishing: extract, score and select (and the emails a list needs).
+/// Everything before publishing: extract, score and select (and the emails a list needs), with
+/// the `given` models or those [`score::Models::for_run`] finds.
 async fn night(
     req: &RunRequest<'_>,
     source: &Db,
     state: &Db,
-    given: Option<ScoredUsers>,
+    given: Option<score::Models>,
 ) -> Result<(Scoring, Night, Option<Emails>)> {
     let s = req.settings;
-    let (scoring, night) = match given {
-        Some(scored) => {
-            let selector =
-                Selector::new(s, &req.campaigns, &scored.levels, req.date, state).await?;
-            let mut rankings = Rankings::default();
-            selector.rank(&scored, &mut rankings);
-            let scoring = Scoring {
-                users: scored.frame.height(),
-                model: scored.model,
-                versions: scored.versions,
-            };
-            (scoring, selector.select(rankings))
-        }
-        None => match req.from_shards {
-            Some(of) => gathered_night(req, of).await?,
-            None => scored_night(req, source, state).await?,
-        },
+    let (scoring, night) = match req.from_shards {
+        Some(of) => gathered_night(req, of).await?,
+        None => scored_night(req, source, state, given).await?,
     };
     // Email addresses stay in the database unless a list needs them.
     let emails = if !req.dry_run && req.published().any(|c| publish::needs_emails(c.columns)) {
@@ -290,10 +276,18 @@ async fn night(
 /// and then dropped, so that memory follows the shard's size, not the source's; then selects
 /// the night from the rankings of all shards. The lists are the same for any number of shards.
 #[instrument(name = "shards", skip_all, fields(shards = tracing::field::Empty))]
-async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(Scoring, Night)> {
+async fn scored_night(
+    req: &RunRequest<'_>,
+    source: &Db,
+    state: &Db,
+    given: Option<score::Models>,
+) -> Result<(Scoring, Night)> {
     let s = req.settings;
     let date = req.date;
-    let models = score::Models::for_run(s, source, state, date, req.retrain, req.dry_run).await?;
+    let models = match given {
+        Some(models) => models,
+        None => score::Models::for_run(s, source, state, date, req.retrain, req.dry_run).await?,
+    };
     let levels = &models.set.uplift.metadata.categorical_levels;
     let selector = Selector::new(s, &req.campaigns, levels, date, state).await?;
     let mut rankings = Rankings::default();
@@ -308,7 +302,6 @@ async fn scored_night(req: &RunRequest<'_>, source: &Db, state: &Db) -> Result<(
         date,
         shard,
         drop_items,
-        set: &set,
         selector: &selector,
     };
     // The LightGBM models are loaded once, after the last wait on the databases (they cannot
@@ -354,7 +347,6 @@ struct ShardPart<'a> {
     shard: Shard,
     /// Every item of the night's dropped games (see [`Slice::Scoring`]).
     drop_items: &'a [i64],
-    set: &'a ModelSet,
     selector: &'a Selector<'a>,
 }
 
@@ -379,7 +371,7 @@ impl ShardPart<'_> {
         into: &mut Rankings,
     ) -> Result<usize> {
         let _span = info_span!("shard", shard = %self.shard).entered();
-        let scored = score::score(s, tables, self.set, scorers, self.date)?;
+        let scored = score::score(s, tables, scorers, self.date)?;
         self.selector.rank(&scored, into);
         Ok(scored.frame.height())
     }
@@ -452,7 +444,6 @@ pub async fn score_shard(
         date: req.date,
         shard: req.shard,
         drop_items: &drop_items,
-        set: &set,
         selector: &selector,
     };
     let mut rankings = Rankings::default();

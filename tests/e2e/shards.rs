@@ -2,10 +2,12 @@
 //! funnels as a night scored in one, on SQLite and on PostgreSQL; and so does a night scored by
 //! LightGBM's predict instead of the native scorer. The demo's drop campaign reads
 //! friends owning its game, and the uplift models read friends' orders and gifts received:
-//! features that cross shards.
+//! features that cross shards. On PostgreSQL the demo trains on a sample of its users (its
+//! exposures are above a lowered `models.max_training_exposures`).
 
 use crate::common::s3;
 use crate::common::*;
+use std::process::Output;
 
 /// The demo's night, published again by every run: the audiences are full (a later night's
 /// would be thinned by the frequency cap and the cooldown).
@@ -18,10 +20,15 @@ const CAMPAIGNS: [&str; 4] = [
     "weekly-deal",
 ];
 
-/// Runs the night in each (number of shards, scorer) (a dry run, then a published one) and
-/// compares every run with the first.
-fn identical_whatever_the_split(world: &TestEnv, splits: &[(&str, &str)]) {
-    assert_ok(&world.demo("5000", &[]));
+/// Runs the demo with `demo_env`, then the night in each (number of shards, scorer) (a dry
+/// run, then a published one), and compares every run with the first.
+fn identical_whatever_the_split(
+    world: &TestEnv,
+    demo_env: &[(&str, &str)],
+    splits: &[(&str, &str)],
+) -> Output {
+    let demo = targeting_env(&world.demo_args("5000"), demo_env);
+    assert_ok(&demo);
     let models = world.dir.join("models").display().to_string();
     let folder = |(shards, scorer): &(&str, &str)| world.dir.join(format!("n{shards}-{scorer}"));
     let run = |split: &(&str, &str), extra: &[&str]| {
@@ -77,6 +84,7 @@ fn identical_whatever_the_split(world: &TestEnv, splits: &[(&str, &str)]) {
         listed > 500,
         "{listed} users listed: too few to prove anything"
     );
+    demo
 }
 
 /// Also the scorers: LightGBM's predict and the native scorer publish the same lists.
@@ -84,6 +92,7 @@ fn identical_whatever_the_split(world: &TestEnv, splits: &[(&str, &str)]) {
 fn n_shards_and_either_scorer_publish_what_one_does_on_sqlite() {
     identical_whatever_the_split(
         &TestEnv::sqlite("shards"),
+        &[],
         &[
             ("1", "native"),
             ("3", "native"),
@@ -96,9 +105,17 @@ fn n_shards_and_either_scorer_publish_what_one_does_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn n_shards_publish_what_one_does_on_postgres() {
     let world = TestEnv::postgres("shards-pg").await;
-    tokio::task::block_in_place(|| {
-        identical_whatever_the_split(&world, &[("1", "native"), ("4", "native")])
+    // The demo's ~12k exposures are above this cap: training reads a sample of the users,
+    // through the sample's queries on PostgreSQL.
+    let cap = [("TARGETING__MODELS__MAX_TRAINING_EXPOSURES", "10000")];
+    let demo = tokio::task::block_in_place(|| {
+        identical_whatever_the_split(&world, &cap, &[("1", "native"), ("4", "native")])
     });
+    let log = stderr(&demo);
+    assert!(
+        log.contains("training reads a sample of the users") && log.contains("sample=0 of "),
+        "{log}"
+    );
 }
 
 /// Scale-out: `score-shard` processes, each told its shard by `JOB_COMPLETION_INDEX` as a

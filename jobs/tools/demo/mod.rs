@@ -2,9 +2,10 @@
 //! on it, and beside the run what only synthetic data can tell: how the models compare with the
 //! truth (the oracle's Qini, the features' ceiling, how well deal hunters are found).
 //!
-//! The diagnostics stay here: the demo extracts, trains and scores first, keeps what it needs
-//! of that (the held-out exposures, the feature ceiling, the scores), and hands the scored users
-//! to the run, which selects, publishes and records exactly as a nightly run does.
+//! The diagnostics stay here: the demo extracts what training reads, trains and scores those
+//! users first, keeps what it needs of that (the held-out exposures, the feature ceiling, the
+//! scores), and hands the models to the run, which scores, selects, publishes and records
+//! exactly as a nightly run does.
 
 mod generate;
 
@@ -79,7 +80,8 @@ pub struct AgainstTruth {
     /// (see [`feature_ceiling`]): the most any model can reach with these features.
     pub feature_ceiling_qini_auc: f64,
     /// How well the predicted discount sensitivity picks out the true deal hunters (true
-    /// sensitivity above 0.5): ROC AUC over all users.
+    /// sensitivity above 0.5): ROC AUC over the users training read (every user, unless there
+    /// were more exposures than `models.max_training_exposures`).
     pub sensitivity_auc: f64,
 }
 
@@ -91,8 +93,9 @@ pub struct DemoRun {
     pub truth: AgainstTruth,
 }
 
-/// Trains on the demo source, measures the models against the truth, and runs the night with
-/// those models.
+/// Trains on the demo source (all of it, or the sample of users training reads above
+/// `models.max_training_exposures`), measures the models against the truth on the users it
+/// trained on, and runs the night with those models.
 pub async fn run(
     s: &Settings,
     source: &Db,
@@ -100,33 +103,39 @@ pub async fn run(
     request: RunRequest<'_>,
 ) -> Result<DemoRun> {
     let date = request.date;
-    let tables = pipeline::extract::extract(
-        source,
-        Some(state),
-        s,
-        date,
-        &pipeline::extract::Slice::Everything,
-    )
-    .await?;
-    let trained = training::train_and_store(s, &tables, date).await?;
+    let training = pipeline::extract::training_tables(source, Some(state), s, date).await?;
+    let trained = training::train_and_store(s, &training.tables, date).await?;
     let truth = truth(source).await?;
     let ceiling = tokio::task::block_in_place(|| {
         let opts = training::options(s, date);
-        feature_ceiling(&tables, UpliftTarget::Conversion, &opts, &truth.uplift)
+        feature_ceiling(
+            &training.tables,
+            UpliftTarget::Conversion,
+            &opts,
+            &truth.uplift,
+        )
     })?;
-    let scorers = trained.set.load(s)?;
-    let scored = pipeline::score::score(s, tables, &trained.set, &scorers, date)?;
+    let scored = {
+        let scorers = trained.set.load(s)?;
+        pipeline::score::score(s, training.tables, &scorers, date)?
+    };
     let against = against_truth(&truth, &trained, &ceiling, &scored)?;
-    // The scored users carry the models as trained above, with the interval their held-out
-    // exposures gave: the report shows them as trained by this run.
-    let report = pipeline::run_on(request, source, state, scored).await?;
+    // Tables of every user are the night's as they are; a sample's are dropped here, and the
+    // night extracts its users shard by shard.
+    let whole = training.sample == models::Shard::WHOLE;
+    let models = pipeline::score::Models {
+        set: trained.set,
+        trained_on: whole.then_some(scored.tables),
+    };
+    let report = pipeline::run_with(request, source, state, models).await?;
     Ok(DemoRun {
         report,
         truth: against,
     })
 }
 
-/// Compares freshly trained models, the feature ceiling and the scores with the demo's truth.
+/// Compares freshly trained models, the feature ceiling and the scores of the users they were
+/// trained on with the demo's truth.
 fn against_truth(
     truth: &Truth,
     trained: &Trained,

@@ -41,6 +41,9 @@ pub struct Slicing {
     /// Rows of the dropped items' games belong to every shard: a drop's affinity reads whether
     /// a user's friends own its game.
     pub shared_for_drops: bool,
+    /// The owner's friends read these rows (friends' orders): a training sample of users reads
+    /// the rows whose owner is a friend of one of them, whatever their time.
+    pub read_by_friends: bool,
 }
 
 impl Slicing {
@@ -51,6 +54,7 @@ impl Slicing {
         users: &[],
         shared_days: None,
         shared_for_drops: false,
+        read_by_friends: false,
     };
 
     /// Events of users, all their history.
@@ -125,6 +129,7 @@ pub const TABLES: &[TableSpec] = &[
             users: &["user_id", "recipient_user_id"],
             shared_days: Some(FRIEND_ORDER_DAYS),
             shared_for_drops: true,
+            read_by_friends: true,
         },
     },
     TableSpec {
