@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use models::features::{Breach, Extent, Slicing, TableSpec, TABLES};
 use models::{RunDate, Shard, SourceTables, DAY};
 use polars::prelude::DataFrame;
@@ -209,29 +209,55 @@ pub async fn extract(
     date: RunDate,
     slice: &Slice,
 ) -> Result<SourceTables> {
-    let mut frames = Vec::with_capacity(TABLES.len());
-    for spec in TABLES {
-        let mut frame = fetch_slice(db, settings, spec, slice, Collect::default())
-            .instrument(info_span!("query", table = spec.name))
-            .await?
-            .0;
-        info!(table = spec.name, rows = frame.height(), "extracted");
-        if let (Some(state), Some((sql, origin))) =
-            (state, own_exposures_query(settings, spec, date, slice)?)
-        {
-            let own = state
-                .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
-                .instrument(info_span!("query", table = "assignment_exposures"))
-                .await?;
-            info!(
-                rows = own.height(),
-                "own assignments added to the exposures"
-            );
-            frame.vstack_mut(&own)?;
-        }
-        frames.push((spec.name.to_string(), frame));
-    }
+    let reads = TABLES
+        .iter()
+        .map(|spec| table(db, state, settings, date, slice, spec));
+    let frames = at_once(settings, reads).await?;
     hold_to_contract(settings, frames, date, slice.extent())
+}
+
+/// One contract table of [`extract`], with the assignment history when it is the exposures.
+async fn table(
+    db: &Db,
+    state: Option<&Db>,
+    settings: &Settings,
+    date: RunDate,
+    slice: &Slice,
+    spec: &'static TableSpec,
+) -> Result<(String, DataFrame)> {
+    let mut frame = fetch_slice(db, settings, spec, slice, Collect::default())
+        .instrument(info_span!("query", table = spec.name))
+        .await?
+        .0;
+    info!(table = spec.name, rows = frame.height(), "extracted");
+    if let (Some(state), Some((sql, origin))) =
+        (state, own_exposures_query(settings, spec, date, slice)?)
+    {
+        let own = state
+            .fetch_frame(spec, &sql, &origin, settings.source.batch_rows)
+            .instrument(info_span!("query", table = "assignment_exposures"))
+            .await?;
+        info!(
+            rows = own.height(),
+            "own assignments added to the exposures"
+        );
+        frame.vstack_mut(&own)?;
+    }
+    Ok((spec.name.to_string(), frame))
+}
+
+/// The reads of the contract's tables, as many at once as the run has threads (each query
+/// decodes its rows on its own thread, so the largest table does not wait for the others); the
+/// results in the reads' order.
+pub async fn at_once<T>(
+    settings: &Settings,
+    reads: impl Iterator<Item = impl std::future::Future<Output = Result<T>>>,
+) -> Result<Vec<T>> {
+    let reads: Vec<_> = reads.collect();
+    futures::stream::iter(reads)
+        .buffered(settings.threads.max(1))
+        .try_collect()
+        .await
 }
 
 /// Runs a contract table's query, restricted to `slice`, handing its rows to `sink`.

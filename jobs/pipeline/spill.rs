@@ -69,26 +69,62 @@ pub async fn spill(
         drop_items: drop_items.to_vec(),
     };
     let drop_items: HashSet<i64> = drop_items.iter().copied().collect();
-    for spec in TABLES {
-        let router = Router::new(&spilled.dir, spec, count, date, &drop_items, None);
-        let router = extract::fetch_slice(source, s, spec, &slice, router)
-            .instrument(info_span!("query", table = spec.name))
-            .await?;
-        let mut written = router.finish()?;
-        if let Some((sql, origin)) = extract::own_exposures_query(s, spec, date, &slice)? {
-            // The state database's assignments join the exposures, in files numbered after
-            // the table's own.
-            let router = Router::new(&spilled.dir, spec, count, date, &drop_items, Some(written));
-            written = state
-                .fetch_chunks(spec, &sql, &origin, s.source.batch_rows, router)
-                .instrument(info_span!("query", table = "assignment_exposures"))
-                .await?
-                .finish()?;
-        }
-        info!(table = spec.name, "spilled");
-        spilled.segments.push((spec.name, written));
-    }
+    let writes = TABLES.iter().map(|spec| {
+        let to = Destination {
+            dir: &spilled.dir,
+            count,
+            date,
+            drop_items: &drop_items,
+        };
+        spill_table(source, state, s, &slice, spec, to)
+    });
+    let segments = extract::at_once(s, writes).await?;
+    spilled.segments = segments;
     Ok(spilled)
+}
+
+/// Where [`spill_table`] writes.
+struct Destination<'a> {
+    dir: &'a Path,
+    count: u32,
+    date: RunDate,
+    drop_items: &'a HashSet<i64>,
+}
+
+/// One table's slice (and the assignment history, for the exposures) into each shard's files;
+/// the number of files each shard got.
+async fn spill_table(
+    source: &Db,
+    state: &Db,
+    s: &Settings,
+    slice: &Slice,
+    spec: &'static TableSpec,
+    to: Destination<'_>,
+) -> Result<(&'static str, Vec<usize>)> {
+    let router = Router::new(to.dir, spec, to.count, to.date, to.drop_items, None);
+    let router = extract::fetch_slice(source, s, spec, slice, router)
+        .instrument(info_span!("query", table = spec.name))
+        .await?;
+    let mut written = router.finish()?;
+    if let Some((sql, origin)) = extract::own_exposures_query(s, spec, to.date, slice)? {
+        // The state database's assignments join the exposures, in files numbered after the
+        // table's own.
+        let router = Router::new(
+            to.dir,
+            spec,
+            to.count,
+            to.date,
+            to.drop_items,
+            Some(written),
+        );
+        written = state
+            .fetch_chunks(spec, &sql, &origin, s.source.batch_rows, router)
+            .instrument(info_span!("query", table = "assignment_exposures"))
+            .await?
+            .finish()?;
+    }
+    info!(table = spec.name, "spilled");
+    Ok((spec.name, written))
 }
 
 impl Spilled {
