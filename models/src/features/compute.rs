@@ -45,18 +45,67 @@ fn ratio(num: &str, den: &str) -> Expr {
         .otherwise(lit(NULL).cast(DataType::Float64))
 }
 
-/// Joins events to the cutoff rows of their user and keeps those at least `min_age` seconds
-/// before the cutoff, with their `age`. `events` must hold `key` and `time`.
-fn visible(cut: &LazyFrame, events: LazyFrame, key: &str, time: &str, min_age: i64) -> LazyFrame {
-    cut.clone()
-        .join(
-            events,
-            [col("user_id")],
-            [col(key)],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .with_column((col("cutoff") - col(time)).alias("age"))
-        .filter(col("age").gt_eq(lit(min_age)))
+/// The `(row_id, user_id, cutoff)` rows features are computed for.
+struct Cutoffs {
+    rows: LazyFrame,
+    /// The cutoff of every row when they share one (a night's scoring).
+    single: Option<i64>,
+}
+
+impl Cutoffs {
+    /// Aggregates with `aggs`, for each row, the events of its user (`key`) at least `min_age`
+    /// seconds before its cutoff that pass `keep`; `aggs` and `keep` may read the event's `age`
+    /// (seconds before the cutoff) and `cutoff`. One row per `row_id` with such events.
+    ///
+    /// With one cutoff for every row, the events are aggregated by user first and joined to
+    /// the rows after: no event is copied per row, which saves the largest frames of a night.
+    /// Every aggregate is a count, an integer sum or a minimum, so both orders give the same
+    /// values.
+    fn aggregate(
+        &self,
+        events: LazyFrame,
+        (key, time): (&str, &str),
+        min_age: i64,
+        keep: Option<Expr>,
+        aggs: Vec<Expr>,
+    ) -> LazyFrame {
+        let keep = |frame: LazyFrame| match keep {
+            Some(cond) => frame.filter(cond),
+            None => frame,
+        };
+        match self.single {
+            Some(cutoff) => {
+                let visible = events
+                    .with_column(lit(cutoff).cast(DataType::Int64).alias("cutoff"))
+                    .with_column((col("cutoff") - col(time)).alias("age"))
+                    .filter(col("age").gt_eq(lit(min_age)));
+                keep(visible)
+                    .group_by([col(key).alias("user_id")])
+                    .agg(aggs)
+                    .join(
+                        self.rows.clone().select([col("row_id"), col("user_id")]),
+                        [col("user_id")],
+                        [col("user_id")],
+                        JoinArgs::new(JoinType::Inner),
+                    )
+                    .drop(cols(["user_id"]))
+            }
+            None => {
+                let visible = self
+                    .rows
+                    .clone()
+                    .join(
+                        events,
+                        [col("user_id")],
+                        [col(key)],
+                        JoinArgs::new(JoinType::Inner),
+                    )
+                    .with_column((col("cutoff") - col(time)).alias("age"))
+                    .filter(col("age").gt_eq(lit(min_age)));
+                keep(visible).group_by([col("row_id")]).agg(aggs)
+            }
+        }
+    }
 }
 
 /// Computes the feature catalogue for each `(row_id, user_id, cutoff)` row of `cutoffs`.
@@ -70,128 +119,121 @@ pub fn featurize(
         .lazy()
         .select([col("row_id"), col("user_id"), col("cutoff")]);
     let (min_cut, max_cut) = cutoff_range(cutoffs)?;
+    let rows = Cutoffs {
+        rows: cut.clone(),
+        single: (cutoffs.height() > 0 && min_cut == max_cut).then_some(min_cut),
+    };
     let purchases = src.purchases.clone().lazy();
 
-    let orders = visible(
-        &cut,
-        purchases.clone().select([
-            col("user_id"),
-            col("purchased_at"),
-            col("list_price_cents"),
-            col("paid_cents"),
-            col("is_gift"),
-        ]),
-        "user_id",
-        "purchased_at",
-        1,
-    )
-    .with_column(
-        col("paid_cents")
-            .lt(col("list_price_cents"))
-            .alias("discounted"),
-    )
-    .group_by([col("row_id")])
-    .agg([
-        len().cast(DataType::Int64).alias("orders_total"),
-        count_if(within(30), "orders_30d"),
-        count_if(within(90), "orders_90d"),
-        count_if(within(365), "orders_365d"),
-        count_if(within(365).and(col("discounted")), "discounted_orders_365d"),
-        count_if(col("discounted"), "discounted_orders_total"),
-        sum_if(within(365), col("paid_cents"), "spend_cents_365d"),
-        sum_if(
-            within(365).and(col("discounted")),
-            col("paid_cents"),
-            "discounted_spend_cents_365d",
-        ),
-        count_if(
-            within(365).and(col("is_gift").eq(lit(1i64))),
-            "gifts_sent_365d",
-        ),
-        col("age").min().alias("last_purchase_age"),
-    ])
-    .with_columns([
-        (col("spend_cents_365d").cast(DataType::Float64) / lit(100.0)).alias("spend_365d"),
-        (col("last_purchase_age").cast(DataType::Float64) / lit(DAY as f64))
-            .alias("days_since_last_purchase"),
-        ratio("discounted_orders_365d", "orders_365d").alias("discount_share_orders_365d"),
-        ratio("discounted_spend_cents_365d", "spend_cents_365d").alias("discount_share_spend_365d"),
-        ratio("discounted_orders_total", "orders_total").alias("discount_share_orders_total"),
-    ]);
+    let orders = rows
+        .aggregate(
+            purchases.clone().select([
+                col("user_id"),
+                col("purchased_at"),
+                col("paid_cents"),
+                col("is_gift"),
+                col("paid_cents")
+                    .lt(col("list_price_cents"))
+                    .alias("discounted"),
+            ]),
+            ("user_id", "purchased_at"),
+            1,
+            None,
+            vec![
+                len().cast(DataType::Int64).alias("orders_total"),
+                count_if(within(30), "orders_30d"),
+                count_if(within(90), "orders_90d"),
+                count_if(within(365), "orders_365d"),
+                count_if(within(365).and(col("discounted")), "discounted_orders_365d"),
+                count_if(col("discounted"), "discounted_orders_total"),
+                sum_if(within(365), col("paid_cents"), "spend_cents_365d"),
+                sum_if(
+                    within(365).and(col("discounted")),
+                    col("paid_cents"),
+                    "discounted_spend_cents_365d",
+                ),
+                count_if(
+                    within(365).and(col("is_gift").eq(lit(1i64))),
+                    "gifts_sent_365d",
+                ),
+                col("age").min().alias("last_purchase_age"),
+            ],
+        )
+        .with_columns([
+            (col("spend_cents_365d").cast(DataType::Float64) / lit(100.0)).alias("spend_365d"),
+            (col("last_purchase_age").cast(DataType::Float64) / lit(DAY as f64))
+                .alias("days_since_last_purchase"),
+            ratio("discounted_orders_365d", "orders_365d").alias("discount_share_orders_365d"),
+            ratio("discounted_spend_cents_365d", "spend_cents_365d")
+                .alias("discount_share_spend_365d"),
+            ratio("discounted_orders_total", "orders_total").alias("discount_share_orders_total"),
+        ]);
 
-    let gifts_received = visible(
-        &cut,
+    let gifts_received = rows.aggregate(
         purchases
             .clone()
             .filter(col("recipient_user_id").is_not_null())
             .select([col("recipient_user_id"), col("purchased_at")]),
-        "recipient_user_id",
-        "purchased_at",
+        ("recipient_user_id", "purchased_at"),
         1,
-    )
-    .group_by([col("row_id")])
-    .agg([count_if(within(365), "gifts_received_365d")]);
+        None,
+        vec![count_if(within(365), "gifts_received_365d")],
+    );
 
     // Daily rows count only once the whole day lies before the cutoff.
-    let engagement = visible(
-        &cut,
+    let engagement = rows.aggregate(
         src.engagement_daily
             .clone()
             .lazy()
             .filter(col("day").gt_eq(lit(min_cut - ENGAGEMENT_DAYS * DAY)))
             .filter(col("day").lt(lit(max_cut))),
-        "user_id",
-        "day",
+        ("user_id", "day"),
         DAY,
-    )
-    .group_by([col("row_id")])
-    .agg([
-        sum_if(within(30), col("sessions"), "sessions_30d"),
-        sum_if(within(90), col("sessions"), "sessions_90d"),
-        sum_if(within(30), col("shop_views"), "shop_views_30d"),
-        sum_if(within(30), col("cart_adds"), "cart_adds_30d"),
-        sum_if(within(30), col("wishlist_adds"), "wishlist_adds_30d"),
-        count_if(
-            within(30).and(col("sessions").gt(lit(0i64))),
-            "active_days_30d",
-        ),
-        count_if(
-            within(90).and(col("sessions").gt(lit(0i64))),
-            "active_days_90d",
-        ),
-        sum_if(within(90), col("shop_views"), "shop_views_90d"),
-        count_if(
-            within(365).and(col("sessions").gt(lit(0i64))),
-            "active_days_365d",
-        ),
-        sum_if(within(365), col("sessions"), "sessions_365d"),
-    ]);
+        None,
+        vec![
+            sum_if(within(30), col("sessions"), "sessions_30d"),
+            sum_if(within(90), col("sessions"), "sessions_90d"),
+            sum_if(within(30), col("shop_views"), "shop_views_30d"),
+            sum_if(within(30), col("cart_adds"), "cart_adds_30d"),
+            sum_if(within(30), col("wishlist_adds"), "wishlist_adds_30d"),
+            count_if(
+                within(30).and(col("sessions").gt(lit(0i64))),
+                "active_days_30d",
+            ),
+            count_if(
+                within(90).and(col("sessions").gt(lit(0i64))),
+                "active_days_90d",
+            ),
+            sum_if(within(90), col("shop_views"), "shop_views_90d"),
+            count_if(
+                within(365).and(col("sessions").gt(lit(0i64))),
+                "active_days_365d",
+            ),
+            sum_if(within(365), col("sessions"), "sessions_365d"),
+        ],
+    );
 
-    let wishlist = visible(
-        &cut,
+    let wishlist = rows.aggregate(
         src.wishlist
             .clone()
             .lazy()
             .select([col("user_id"), col("added_at")]),
-        "user_id",
-        "added_at",
+        ("user_id", "added_at"),
         1,
-    )
-    .group_by([col("row_id")])
-    .agg([len().cast(DataType::Int64).alias("wishlist_items")]);
+        None,
+        vec![len().cast(DataType::Int64).alias("wishlist_items")],
+    );
 
-    let friends = visible(
-        &cut,
+    let friends = rows.aggregate(
         src.friendships
             .clone()
             .lazy()
             .select([col("user_id"), col("since")]),
-        "user_id",
-        "since",
+        ("user_id", "since"),
         1,
-    )
-    .group_by([col("row_id")])
-    .agg([len().cast(DataType::Int64).alias("friends")]);
+        None,
+        vec![len().cast(DataType::Int64).alias("friends")],
+    );
 
     // Friends' orders: only the 30 days before the latest cutoff can matter, so the purchases
     // are trimmed before the (potentially large) friend × order join.
@@ -210,28 +252,29 @@ pub fn featurize(
             JoinArgs::new(JoinType::Inner),
         )
         .select([col("user_id"), col("since"), col("purchased_at")]);
-    let friend_purchases = visible(&cut, friend_orders, "user_id", "purchased_at", 1)
-        .filter(col("since").lt(col("cutoff")))
-        .group_by([col("row_id")])
-        .agg([count_if(within(30), "friend_purchases_30d")]);
+    let friend_purchases = rows.aggregate(
+        friend_orders,
+        ("user_id", "purchased_at"),
+        1,
+        Some(col("since").lt(col("cutoff"))),
+        vec![count_if(within(30), "friend_purchases_30d")],
+    );
 
-    let messages = visible(
-        &cut,
+    let messages = rows.aggregate(
         src.campaign_exposures
             .clone()
             .lazy()
             .filter(col("assigned_at").gt_eq(lit(min_cut - MESSAGE_DAYS * DAY)))
             .filter(col("arm").eq(lit("treatment")))
             .select([col("user_id"), col("assigned_at")]),
-        "user_id",
-        "assigned_at",
+        ("user_id", "assigned_at"),
         1,
-    )
-    .group_by([col("row_id")])
-    .agg([
-        count_if(within(30), "messages_30d"),
-        count_if(within(90), "messages_90d"),
-    ]);
+        None,
+        vec![
+            count_if(within(30), "messages_30d"),
+            count_if(within(90), "messages_90d"),
+        ],
+    );
 
     let users = src.users.clone().lazy().select([
         col("user_id"),

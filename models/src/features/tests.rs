@@ -157,6 +157,48 @@ fn events_at_or_after_the_cutoff_never_change_a_rows_features() {
     }
 }
 
+/// A night's rows share one cutoff, and their events are aggregated by user before the join
+/// (see `Cutoffs::aggregate`): each row gets the features it gets among rows of many cutoffs,
+/// where events are joined to rows first; a user with two rows gets them twice.
+#[test]
+fn one_cutoff_for_every_row_gives_the_features_of_many() {
+    for seed in 0..20u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let src = random_source(&mut rng);
+        let levels = CategoricalLevels::from_users(&src.users).unwrap();
+        let cutoff = T0 + rng.random_range(20..200) * DAY + rng.random_range(0..DAY);
+        let mut users: Vec<i64> = (1..=USERS).collect();
+        users.push(rng.random_range(1..=USERS));
+        let n = users.len() as i64;
+        let one = df! {
+            "row_id" => (0..n).collect::<Vec<_>>(),
+            "user_id" => users.clone(),
+            "cutoff" => vec![cutoff; n as usize],
+        }
+        .unwrap();
+        let other: Vec<i64> = (0..n)
+            .map(|_| T0 + rng.random_range(0..220) * DAY)
+            .collect();
+        let many = df! {
+            "row_id" => (0..2 * n).collect::<Vec<_>>(),
+            "user_id" => users.iter().chain(&users).copied().collect::<Vec<_>>(),
+            "cutoff" => vec![cutoff; n as usize].into_iter().chain(other).collect::<Vec<_>>(),
+        }
+        .unwrap();
+        let single = featurize(&src, &one, &levels).unwrap();
+        let mixed = featurize(&src, &many, &levels).unwrap();
+        let mut counted = 0.0;
+        for f in FEATURES {
+            let a = single.values(f.name).unwrap();
+            let b = mixed.values(f.name).unwrap();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b[..n as usize]), "seed {seed}: {}", f.name);
+            counted += a.iter().filter(|x| !x.is_nan()).sum::<f64>();
+        }
+        assert!(counted > 0.0, "seed {seed}: no events seen");
+    }
+}
+
 #[test]
 fn events_before_the_cutoff_do_count() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
