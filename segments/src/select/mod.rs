@@ -451,7 +451,8 @@ pub fn rank(
 /// A campaign filling up during arbitration.
 struct Filling<'a> {
     campaign: &'a Campaign,
-    taken: Vec<Candidate>,
+    /// The members so far, each with its position in the campaign's ranking.
+    taken: Vec<(usize, Candidate)>,
     /// Expected discount cost of the treatment members so far, in currency units.
     spent: f64,
 }
@@ -478,9 +479,9 @@ impl Filling<'_> {
                 .is_none_or(|budget| self.spent + self.cost(c) <= budget)
     }
 
-    fn take(&mut self, c: Candidate) {
+    fn take(&mut self, position: usize, c: Candidate) {
         self.spent += self.cost(&c);
-        self.taken.push(c);
+        self.taken.push((position, c));
     }
 }
 
@@ -541,26 +542,22 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
             continue;
         }
         claimed.insert(c.user_id);
-        filling[k].take(c);
+        filling[k].take(p, c);
     }
-    let eligible: Vec<HashSet<i64>> = ranked
+    // Each campaign's eligible users, sorted: overlaps are counted by merging two lists, which
+    // at millions of users takes a fraction of the memory of hash sets.
+    let eligible: Vec<Vec<i64>> = ranked
         .iter()
-        .map(|r| r.candidates.iter().map(|c| c.user_id).collect())
+        .map(|r| {
+            let mut users: Vec<i64> = r.candidates.iter().map(|c| c.user_id).collect();
+            users.sort_unstable();
+            users
+        })
         .collect();
     let overlap = |k: usize| -> Vec<(String, usize)> {
         (0..campaigns.len())
             .filter(|&j| j != k)
-            .map(|j| {
-                let (small, large) = if eligible[k].len() <= eligible[j].len() {
-                    (&eligible[k], &eligible[j])
-                } else {
-                    (&eligible[j], &eligible[k])
-                };
-                (
-                    campaigns[j].id.clone(),
-                    small.iter().filter(|u| large.contains(u)).count(),
-                )
-            })
+            .map(|j| (campaigns[j].id.clone(), common(&eligible[k], &eligible[j])))
             .collect()
     };
     ranked
@@ -569,7 +566,7 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
         .enumerate()
         .map(|(k, (r, f))| {
             let mut funnel = r.funnel;
-            let mine: HashSet<i64> = f.taken.iter().map(|c| c.user_id).collect();
+            let mine: HashSet<i64> = f.taken.iter().map(|(_, c)| c.user_id).collect();
             // Eligible users that another campaign took tonight.
             let lost = r
                 .candidates
@@ -582,20 +579,14 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
             });
             // Members keep their campaign's own order.
             let mut taken = f.taken;
-            let position: HashMap<i64, usize> = r
-                .candidates
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.user_id, i))
-                .collect();
-            taken.sort_by_key(|c| position[&c.user_id]);
+            taken.sort_unstable_by_key(|&(position, _)| position);
             Audience {
                 campaign_id: f.campaign.id.clone(),
                 funnel,
                 members: taken
                     .iter()
                     .enumerate()
-                    .map(|(pos, c)| Member {
+                    .map(|(pos, (_, c))| Member {
                         user_id: c.user_id,
                         rank: pos + 1,
                         arm: arm(&f.campaign.salt, f.campaign.holdout, c.user_id),
@@ -610,6 +601,23 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
             }
         })
         .collect()
+}
+
+/// How many values two sorted lists of distinct values share.
+fn common(a: &[i64], b: &[i64]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Builds one campaign's audience on its own (no other campaign tonight, no history).
