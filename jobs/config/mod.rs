@@ -74,9 +74,9 @@ pub enum ShardPlan {
 const BYTES_PER_USER: u64 = 1_800;
 const BASE_MB: u64 = 100;
 /// Of those bytes, what selection keeps of every user until the end of the run, whatever the
-/// shards: its candidates in each campaign's ranking, and arbitration's order and overlap sets
-/// over them. The demo's four campaigns at 10M users (1.4 candidates a user) peaked at
-/// 3,260 MB in 9 shards of 1.1M users, about 130 bytes a user above the shards' own.
+/// shards: its candidates in each campaign's ranking, and arbitration's order and sorted
+/// eligible lists over them. The demo's four campaigns at 10M users (1.4 candidates a user)
+/// peaked at 3,260 MB in 9 shards of 1.1M users, about 130 bytes a user above the shards' own.
 const KEPT_BYTES_PER_USER: u64 = 140;
 
 impl ShardPlan {
