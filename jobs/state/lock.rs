@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::state::db::Db;
 
 const ADVISORY_LOCK: &str = include_str!("../../sql/statements/advisory_lock.sql");
+const ADVISORY_UNLOCK: &str = include_str!("../../sql/statements/advisory_unlock.sql");
 const TAKE_LEASE: &str = include_str!("../../sql/statements/take_lease.sql");
 const RELEASE_LEASE: &str = include_str!("../../sql/statements/release_lease.sql");
 
@@ -114,8 +115,16 @@ impl Lock {
     /// Gives the lock back.
     pub async fn release(mut self) {
         match self.kind.take() {
-            // Closing the session releases every advisory lock it holds.
-            Some(Kind::Advisory(conn)) => {
+            // Unlocked first, so that the lock is free when this returns: closing the session
+            // would release it too, but only once the server has ended the session.
+            Some(Kind::Advisory(mut conn)) => {
+                let unlocked = sqlx::query(ADVISORY_UNLOCK)
+                    .bind(advisory_key(&self.key))
+                    .execute(&mut conn)
+                    .await;
+                if let Err(e) = unlocked {
+                    warn!(key = self.key, error = %e, "cannot unlock; closing the session releases it");
+                }
                 if let Err(e) = conn.close().await {
                     warn!(key = self.key, error = %e, "cannot close the lock's connection");
                 }
