@@ -78,8 +78,7 @@ pub async fn spill(
         };
         spill_table(source, state, s, &slice, spec, to)
     });
-    let segments = extract::at_once(s, writes).await?;
-    spilled.segments = segments;
+    spilled.segments = extract::at_once(s, writes).await?;
     Ok(spilled)
 }
 

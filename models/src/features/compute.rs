@@ -69,7 +69,7 @@ impl Cutoffs {
         keep: Option<Expr>,
         aggs: Vec<Expr>,
     ) -> LazyFrame {
-        let keep = |frame: LazyFrame| match keep {
+        let kept = |frame: LazyFrame| match keep {
             Some(cond) => frame.filter(cond),
             None => frame,
         };
@@ -79,7 +79,7 @@ impl Cutoffs {
                     .with_column(lit(cutoff).cast(DataType::Int64).alias("cutoff"))
                     .with_column((col("cutoff") - col(time)).alias("age"))
                     .filter(col("age").gt_eq(lit(min_age)));
-                keep(visible)
+                kept(visible)
                     .group_by([col(key).alias("user_id")])
                     .agg(aggs)
                     .join(
@@ -102,7 +102,7 @@ impl Cutoffs {
                     )
                     .with_column((col("cutoff") - col(time)).alias("age"))
                     .filter(col("age").gt_eq(lit(min_age)));
-                keep(visible).group_by([col("row_id")]).agg(aggs)
+                kept(visible).group_by([col("row_id")]).agg(aggs)
             }
         }
     }
