@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use models::features::{Breach, Extent, Slicing, TableSpec, TABLES};
+use models::features::{Breach, Extent, FriendSignals, Slicing, TableSpec, TABLES};
 use models::{RunDate, Shard, SourceTables, DAY};
 use polars::prelude::DataFrame;
 use segments::{Campaign, CampaignKind};
@@ -16,7 +16,7 @@ use tracing::{info, info_span, instrument, warn, Instrument};
 
 use crate::config::Settings;
 use crate::state::db::{query_text, Db};
-use crate::state::frames::{ChunkSink, Collect};
+use crate::state::frames::{self, ChunkSink, Collect};
 
 /// The extraction queries built into the binary, by table name.
 const BUILTIN: &[(&str, &str)] = &[
@@ -75,11 +75,14 @@ pub enum Slice {
         friendships: String,
     },
     /// What scoring one shard of the night needs (see [`models::features::Slicing`]): no older
-    /// event than a feature reads, and the rows of the shard's users and of those other users
-    /// its features read (friends' recent orders, owners of a dropped game).
-    Scoring {
+    /// event than a feature reads, of the shard's users only. What their features read of
+    /// other users comes from [`Slice::Shared`], read once for all shards.
+    Scoring { date: RunDate, shard: Shard },
+    /// What the night's shards read of other users, once for all of them (see
+    /// [`friend_signals`]): the rows of every user that other users' features read (recent
+    /// orders, the dropped games' orders), and the tables without users. Nothing else.
+    Shared {
         date: RunDate,
-        shard: Shard,
         /// Every item of the night's dropped games.
         drop_items: Vec<i64>,
     },
@@ -94,7 +97,21 @@ impl Slice {
             {
                 Extent::SomeUsers
             }
+            Slice::Shared { .. } => Extent::SomeUsers,
             _ => Extent::AllUsers,
+        }
+    }
+
+    /// Whether the slice reads anything of `spec`'s table (else it is empty).
+    pub fn reads(&self, spec: &TableSpec) -> bool {
+        let s = &spec.slicing;
+        match self {
+            Slice::Shared { drop_items, .. } => {
+                s.users.is_empty()
+                    || s.shared_days.is_some()
+                    || (s.shared_for_drops && !drop_items.is_empty())
+            }
+            _ => true,
         }
     }
 
@@ -119,25 +136,26 @@ impl Slice {
                     all.push(format!("({})", any.join(" OR ")));
                 }
             }
-            Slice::Scoring {
-                date,
-                shard,
-                drop_items,
-            } => {
-                let cutoff = date.cutoff();
-                // Events after the run date are read all the same: the contract check reports
-                // them (a clock or a load gone wrong) before it drops them.
-                if let (Some(time), Some(days)) = (s.time, s.lookback_days) {
-                    all.push(format!("{time} >= {}", cutoff - days * DAY));
-                }
+            Slice::Scoring { date, shard } => {
+                all.extend(lookback(s, *date));
                 if shard.count() > 1 && !s.users.is_empty() {
-                    let mut any = owned_by(s, *shard);
+                    all.push(format!("({})", owned_by(s, *shard).join(" OR ")));
+                }
+            }
+            Slice::Shared { date, drop_items } => {
+                all.extend(lookback(s, *date));
+                if !s.users.is_empty() {
+                    let mut any = Vec::new();
                     if let (Some(time), Some(days)) = (s.time, s.shared_days) {
-                        any.push(format!("{time} >= {}", cutoff - days * DAY));
+                        any.push(format!("{time} >= {}", date.cutoff() - days * DAY));
                     }
                     if s.shared_for_drops && !drop_items.is_empty() {
                         let ids: Vec<String> = drop_items.iter().map(i64::to_string).collect();
                         any.push(format!("item_id IN ({})", ids.join(", ")));
+                    }
+                    if any.is_empty() {
+                        // Not read at all (see `reads`); a query still returns no row.
+                        any.push("1 = 0".to_string());
                     }
                     all.push(format!("({})", any.join(" OR ")));
                 }
@@ -150,6 +168,14 @@ impl Slice {
             .replace("{query}", sql.trim().trim_end_matches(';'))
             .replace("{filter}", &all.join(" AND "))
     }
+}
+
+/// The test that a row's event lies within the window the features read before the run date.
+/// Events after the run date are read all the same: the contract check reports them (a clock
+/// or a load gone wrong) before it drops them.
+fn lookback(s: &Slicing, date: RunDate) -> Option<String> {
+    let (time, days) = (s.time?, s.lookback_days?);
+    Some(format!("{time} >= {}", date.cutoff() - days * DAY))
 }
 
 /// The tests that a row belongs to a user of `shard`, one per column naming users (any of them
@@ -225,6 +251,9 @@ async fn table(
     slice: &Slice,
     spec: &'static TableSpec,
 ) -> Result<(String, DataFrame)> {
+    if !slice.reads(spec) {
+        return Ok((spec.name.to_string(), frames::empty(spec)?));
+    }
     let mut frame = fetch_slice(db, settings, spec, slice, Collect::default())
         .instrument(info_span!("query", table = spec.name))
         .await?
@@ -272,6 +301,44 @@ pub async fn fetch_slice<S: ChunkSink>(
     let sql = slice.query(spec, &sql);
     db.fetch_chunks(spec, &sql, &origin, settings.source.batch_rows, sink)
         .await
+}
+
+/// What every user of the night shows the others' features ([`FriendSignals`]), from the
+/// night's shared slice ([`Slice::Shared`]), read once for the shards of a night.
+#[instrument(name = "friend_signals", skip_all, fields(run_date = %date))]
+pub async fn friend_signals(
+    db: &Db,
+    settings: &Settings,
+    date: RunDate,
+    drop_items: &[i64],
+) -> Result<FriendSignals> {
+    let slice = Slice::Shared {
+        date,
+        drop_items: drop_items.to_vec(),
+    };
+    let reads = TABLES
+        .iter()
+        .map(|spec| table(db, None, settings, date, &slice, spec));
+    let frames = at_once(settings, reads).await?;
+    signals_of(settings, frames, date, drop_items)
+}
+
+/// [`FriendSignals`] from the tables of the night's shared slice, held to the contract: a
+/// row the contract drops is no friend's order. The shards that own such rows report them, so
+/// they are not reported here again.
+pub fn signals_of(
+    settings: &Settings,
+    frames: Vec<(String, DataFrame)>,
+    date: RunDate,
+    drop_items: &[i64],
+) -> Result<FriendSignals> {
+    let checked = SourceTables::from_named(frames)?.check_contract(date, Extent::SomeUsers)?;
+    if !checked.stops.is_empty() {
+        return Err(breaks_contract(settings, &checked.stops));
+    }
+    let signals = FriendSignals::compute(&checked.tables, date.cutoff(), drop_items)?;
+    info!(users = signals.users(), "friends' signals computed");
+    Ok(signals)
 }
 
 /// Holds the extracted tables (all users', or one shard's: `extent`) to the data contract as of
@@ -381,7 +448,7 @@ pub async fn training_tables(
     Ok(TrainingTables { tables, sample })
 }
 
-/// Every item of the games of the campaigns' drops: their purchases are read by every shard,
+/// Every item of the games of the campaigns' drops: their purchases are in the night's shared slice,
 /// since a user's affinity to a drop counts friends owning its game.
 pub async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) -> Result<Vec<i64>> {
     let dropped: Vec<i64> = campaigns
@@ -652,7 +719,6 @@ mod tests {
         let whole = Slice::Scoring {
             date,
             shard: Shard::WHOLE,
-            drop_items: vec![5, 6],
         };
         // Items are read whole; users of one shard are all users.
         assert_eq!(whole.query(spec("items"), "SELECT 1"), "SELECT 1");
@@ -670,7 +736,6 @@ mod tests {
         let shard = Slice::Scoring {
             date,
             shard: Shard::new(2, 8).unwrap(),
-            drop_items: vec![5, 6],
         };
         let purchases = shard.query(spec("purchases"), "SELECT 1");
         assert!(
@@ -681,13 +746,23 @@ mod tests {
             purchases.contains("% 8), 0) = 2 OR (((((recipient_user_id % "),
             "{purchases}"
         );
+        assert!(purchases.ends_with("% 8) = 2)"), "{purchases}");
+        // What the shards read of other users: recent orders and the dropped games' orders,
+        // and the items; not the other tables.
+        let shared = Slice::Shared {
+            date,
+            drop_items: vec![5, 6],
+        };
+        let purchases = shared.query(spec("purchases"), "SELECT 1");
         assert!(
-            purchases.contains(&format!(
-                "% 8) = 2 OR purchased_at >= {} OR item_id IN (5, 6))",
+            purchases.ends_with(&format!(
+                "WHERE (purchased_at >= {} OR item_id IN (5, 6))",
                 cutoff - 31 * DAY
             )),
             "{purchases}"
         );
+        assert!(shared.reads(spec("items")) && shared.reads(spec("purchases")));
+        assert!(!shared.reads(spec("users")) && !shared.reads(spec("engagement_daily")));
         assert_eq!(
             Slice::Everything.query(spec("purchases"), "SELECT 1"),
             "SELECT 1"

@@ -345,20 +345,30 @@ async fn scored_night(
 struct ShardPart<'a> {
     date: RunDate,
     shard: Shard,
-    /// Every item of the night's dropped games (see [`Slice::Scoring`]).
+    /// Every item of the night's dropped games (see [`Slice::Shared`]).
     drop_items: &'a [i64],
     selector: &'a Selector<'a>,
 }
 
 impl ShardPart<'_> {
-    /// The shard's slice of the source, through its own sliced queries.
+    /// The shard's slice of the source, through its own sliced queries; with what its users'
+    /// features read of other users, from the night's shared slice, when the shard is not all
+    /// of the users.
     async fn extract(&self, s: &Settings, source: &Db, state: &Db) -> Result<SourceTables> {
+        // The shared rows are read and reduced first, so they are gone before the shard's own
+        // rows arrive.
+        let signals = if self.shard.count() > 1 {
+            Some(extract::friend_signals(source, s, self.date, self.drop_items).await?)
+        } else {
+            None
+        };
         let slice = Slice::Scoring {
             date: self.date,
             shard: self.shard,
-            drop_items: self.drop_items.to_vec(),
         };
-        extract::extract(source, Some(state), s, self.date, &slice).await
+        let mut tables = extract::extract(source, Some(state), s, self.date, &slice).await?;
+        tables.friend_signals = signals;
+        Ok(tables)
     }
 
     /// Scores the shard's tables with `scorers` (the set's models, loaded) and adds its

@@ -1,8 +1,10 @@
 //! In-process shards that read the source once. Scoring N shards one after another through
 //! each shard's own sliced queries would scan every table N times; instead one pass reads each
 //! table's scoring slice (the run date's window, see [`Slice::Scoring`]) and routes every row,
-//! as it streams, to the shards that read it — by the same rules as the shard predicate of the
-//! SQL ([`models::features::Slicing`]) — into local Arrow IPC files. Each shard's tables are
+//! as it streams, to the shard of its users and, when other users' features read it, to the
+//! night's shared slice — by the same rules as the predicates of the SQL
+//! ([`models::features::Slicing`], [`Slice::Shared`]) — into local Arrow IPC files. The shared
+//! slice is reduced at once to the [`FriendSignals`] every shard reads; each shard's tables are
 //! then loaded from its files alone, so memory follows one shard's size. The files live in a
 //! folder under the system's temporary directory (`TMPDIR`), removed when the run ends.
 
@@ -11,7 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use models::features::{Extent, Slicing, TableSpec, TABLES};
+use models::features::{Extent, FriendSignals, Slicing, TableSpec, TABLES};
 use models::shard::shard_of;
 use models::{RunDate, Shard, SourceTables, DAY};
 use polars::prelude::*;
@@ -27,12 +29,15 @@ use crate::state::frames::{self, ChunkSink};
 /// Rows a shard's buffer of a table holds before they go to a file of their own.
 const SEGMENT_ROWS: usize = 200_000;
 
-/// The night's scoring slice, split into shards on local disk.
+/// The night's scoring slice, split into shards on local disk, and what the shards read of
+/// each other's users.
 pub struct Spilled {
     dir: PathBuf,
     count: u32,
-    /// Files written, by table and shard.
+    /// Files written, by table and bucket: the shards, then the shared slice.
     segments: Vec<(&'static str, Vec<usize>)>,
+    /// Computed from the shared slice; set on every shard's tables.
+    signals: Option<FriendSignals>,
 }
 
 impl Drop for Spilled {
@@ -41,7 +46,8 @@ impl Drop for Spilled {
     }
 }
 
-/// Reads every table's scoring slice once and writes each shard's rows to its own files.
+/// Reads every table's scoring slice once, writes each shard's rows to its own files and
+/// computes the shards' [`FriendSignals`] from the shared rows.
 #[instrument(name = "spill", skip_all, fields(shards = count))]
 pub async fn spill(
     source: &Db,
@@ -62,23 +68,25 @@ pub async fn spill(
         dir,
         count,
         segments: Vec::new(),
+        signals: None,
     };
     let slice = Slice::Scoring {
         date,
         shard: Shard::WHOLE,
-        drop_items: drop_items.to_vec(),
     };
-    let drop_items: HashSet<i64> = drop_items.iter().copied().collect();
+    let dropped: HashSet<i64> = drop_items.iter().copied().collect();
     let writes = TABLES.iter().map(|spec| {
         let to = Destination {
             dir: &spilled.dir,
             count,
             date,
-            drop_items: &drop_items,
+            drop_items: &dropped,
         };
         spill_table(source, state, s, &slice, spec, to)
     });
     spilled.segments = extract::at_once(s, writes).await?;
+    let shared = spilled.load(count)?;
+    spilled.signals = Some(extract::signals_of(s, shared, date, drop_items)?);
     Ok(spilled)
 }
 
@@ -127,10 +135,19 @@ async fn spill_table(
 }
 
 impl Spilled {
-    /// The tables of one shard, read back from its files and held to the contract.
+    /// The tables of one shard, read back from its files and held to the contract, with the
+    /// night's [`FriendSignals`].
     #[instrument(name = "load_shard", skip_all, fields(shard = %shard))]
     pub fn tables(&self, s: &Settings, date: RunDate, shard: Shard) -> Result<SourceTables> {
         debug_assert_eq!(shard.count(), self.count);
+        let frames = self.load(shard.index())?;
+        let mut tables = extract::hold_to_contract(s, frames, date, Extent::SomeUsers)?;
+        tables.friend_signals = self.signals.clone();
+        Ok(tables)
+    }
+
+    /// Every table of one bucket (a shard, or the shared slice: `count`), from its files.
+    fn load(&self, bucket: u32) -> Result<Vec<(String, DataFrame)>> {
         let mut frames = Vec::new();
         for (table, segments) in &self.segments {
             let spec = TABLES
@@ -138,34 +155,35 @@ impl Spilled {
                 .find(|t| t.name == *table)
                 .context("a spilled table is not in the data contract")?;
             let mut frame = frames::empty(spec)?;
-            for n in 0..segments[shard.index() as usize] {
-                let path = segment_path(&self.dir, table, shard.index(), n);
+            for n in 0..segments[bucket as usize] {
+                let path = segment_path(&self.dir, table, bucket, n);
                 let file = File::open(&path)
                     .with_context(|| format!("cannot read the spill file {}", path.display()))?;
                 frame.vstack_mut_owned(IpcReader::new(file).finish()?)?;
             }
             frames.push((table.to_string(), frame));
         }
-        extract::hold_to_contract(s, frames, date, Extent::SomeUsers)
+        Ok(frames)
     }
 }
 
-fn segment_path(dir: &Path, table: &str, shard: u32, n: usize) -> PathBuf {
-    dir.join(format!("{table}-{shard:04}-{n:05}.arrow"))
+fn segment_path(dir: &Path, table: &str, bucket: u32, n: usize) -> PathBuf {
+    dir.join(format!("{table}-{bucket:04}-{n:05}.arrow"))
 }
 
-/// Routes a table's chunks to the shards that read each row, buffering each shard's rows and
-/// writing them out a segment at a time.
+/// Routes a table's chunks to the buckets that read each row — the shards `0..count`, and the
+/// shared slice as bucket `count` — buffering each bucket's rows and writing them out a
+/// segment at a time.
 struct Router {
     dir: PathBuf,
     table: &'static str,
     slicing: Slicing,
     count: u32,
-    /// Rows of the last `shared_days` belong to every shard.
+    /// Rows of the last `shared_days` are shared.
     recent: Option<i64>,
     drop_items: HashSet<i64>,
     buffers: Vec<Option<DataFrame>>,
-    /// Segment files of each shard so far (a second query of the same table continues the
+    /// Segment files of each bucket so far (a second query of the same table continues the
     /// numbering).
     segments: Vec<usize>,
 }
@@ -191,21 +209,22 @@ impl Router {
             } else {
                 HashSet::new()
             },
-            buffers: vec![None; count as usize],
-            segments: after.unwrap_or_else(|| vec![0; count as usize]),
+            buffers: vec![None; count as usize + 1],
+            segments: after.unwrap_or_else(|| vec![0; count as usize + 1]),
         }
     }
 
-    /// Which shards read each row of `chunk`: a mask per shard.
+    /// Which buckets read each row of `chunk`: a mask per shard, then the shared slice's.
     fn masks(&self, chunk: &DataFrame) -> Result<Vec<BooleanChunked>> {
         let n = chunk.height();
         let s = &self.slicing;
         let ints = |name: &str| -> Result<Vec<Option<i64>>> {
             Ok(chunk.column(name)?.i64()?.iter().collect())
         };
-        // Rows every shard reads: of a table without users, of the shared recent window, of a
-        // dropped game.
-        let mut shared = vec![s.users.is_empty(); n];
+        // Rows of a table without users go to every bucket.
+        let everywhere = s.users.is_empty();
+        // Rows of the shared slice: of the recent window, of a dropped game.
+        let mut shared = vec![everywhere; n];
         if let (Some(t), Some(recent)) = (s.time, self.recent) {
             for (row, t) in shared.iter_mut().zip(ints(t)?) {
                 *row |= t.is_some_and(|t| t >= recent);
@@ -232,14 +251,16 @@ impl Router {
                     .collect())
             })
             .collect::<Result<_>>()?;
-        Ok((0..self.count)
+        let mut masks: Vec<BooleanChunked> = (0..self.count)
             .map(|k| {
                 let mask: Vec<bool> = (0..n)
-                    .map(|i| shared[i] || shards.iter().any(|col| col[i] == Some(k)))
+                    .map(|i| everywhere || shards.iter().any(|col| col[i] == Some(k)))
                     .collect();
                 BooleanChunked::from_slice("mask".into(), &mask)
             })
-            .collect())
+            .collect();
+        masks.push(BooleanChunked::from_slice("shared".into(), &shared));
+        Ok(masks)
     }
 
     /// Writes shard `k`'s buffered rows as its next segment file.
@@ -259,9 +280,9 @@ impl Router {
         Ok(())
     }
 
-    /// Writes what is still buffered; returns the number of segments of each shard.
+    /// Writes what is still buffered; returns the number of segments of each bucket.
     fn finish(mut self) -> Result<Vec<usize>> {
-        for k in 0..self.count as usize {
+        for k in 0..=self.count as usize {
             self.write(k)?;
         }
         Ok(self.segments)
@@ -302,7 +323,8 @@ mod tests {
 
     /// The routing of rows to shards is the shard predicate of the SQL, row for row: for random
     /// purchases (owners and recipients missing or not, old and recent, of dropped games or
-    /// not), each shard's rows by the router are those its sliced query returns on SQLite.
+    /// not), each shard's rows by the router are those its sliced query returns on SQLite, and
+    /// so are the shared slice's.
     #[test]
     fn rows_go_to_the_shards_whose_queries_read_them() {
         let date: RunDate = "2026-11-20".parse().unwrap();
@@ -355,12 +377,17 @@ mod tests {
         let router = Router::new(&dir, spec, count, date, &dropped, None);
         let masks = router.masks(&frame).unwrap();
         let ids = frame.column("order_id").unwrap().i64().unwrap();
-        for shard in Shard::all(count) {
-            let slice = Slice::Scoring {
-                date,
-                shard,
-                drop_items: drop_items.clone(),
-            };
+        // Each shard's slice, then the shared one.
+        let slices = Shard::all(count)
+            .map(|shard| (shard.to_string(), Slice::Scoring { date, shard }))
+            .chain([(
+                "shared".to_string(),
+                Slice::Shared {
+                    date,
+                    drop_items: drop_items.clone(),
+                },
+            )]);
+        for (k, (name, slice)) in slices.enumerate() {
             let sql = slice.query(spec, "SELECT * FROM purchases");
             let mut stmt = db.prepare(&sql).unwrap();
             let mut by_sql: Vec<i64> = stmt
@@ -369,18 +396,15 @@ mod tests {
                 .map(Result::unwrap)
                 .collect();
             by_sql.sort_unstable();
-            let mask = &masks[shard.index() as usize];
+            let mask = &masks[k];
             let by_router: Vec<i64> = (0..n as usize)
                 .filter(|&i| mask.get(i).unwrap_or(false))
                 .filter_map(|i| ids.get(i))
                 .collect();
-            assert_eq!(by_router, by_sql, "shard {shard}");
-            assert!(
-                by_sql.len() > n as usize / 8,
-                "shard {shard}: {}",
-                by_sql.len()
-            );
+            assert_eq!(by_router, by_sql, "{name}");
+            assert!(by_sql.len() > n as usize / 8, "{name}: {}", by_sql.len());
         }
+        assert_eq!(masks.len(), count as usize + 1);
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -37,6 +37,8 @@ pub enum ModelError {
     },
     #[error("cannot train {what}: {why}")]
     Training { what: String, why: String },
+    #[error("the friends' signals of a shard were {0}")]
+    FriendSignals(String),
     #[error("item {0} is not in the items table")]
     UnknownItem(i64),
     #[error("the {role} model: {source}")]

@@ -3,14 +3,17 @@
 
 use polars::prelude::*;
 
-use super::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
+use super::{friends, CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
 use crate::{ModelError, Result, DAY};
 
 /// Days of daily engagement before a cutoff that any feature reads (the 365-day windows, and the
 /// day that is not yet whole).
 pub(super) const ENGAGEMENT_DAYS: i64 = 366;
-/// Days of friends' orders before a cutoff that any feature reads (`friend_purchases_30d`).
-pub(super) const FRIEND_ORDER_DAYS: i64 = 31;
+/// Days of friends' orders `friend_purchases_30d` counts.
+pub(super) const FRIEND_WINDOW_DAYS: i64 = 30;
+/// Days of friends' orders before a cutoff that any feature reads (`friend_purchases_30d`, and
+/// the day that is not yet whole).
+pub(super) const FRIEND_ORDER_DAYS: i64 = FRIEND_WINDOW_DAYS + 1;
 /// Days of campaign exposures before a cutoff that any feature reads (`messages_90d`).
 pub(super) const MESSAGE_DAYS: i64 = 91;
 
@@ -235,30 +238,54 @@ pub fn featurize(
         vec![len().cast(DataType::Int64).alias("friends")],
     );
 
-    // Friends' orders: only the 30 days before the latest cutoff can matter, so the purchases
-    // are trimmed before the (potentially large) friend × order join.
-    let friend_orders = src
-        .friendships
-        .clone()
-        .lazy()
-        .select([col("user_id"), col("friend_id"), col("since")])
-        .join(
-            purchases
-                .filter(col("purchased_at").gt_eq(lit(min_cut - FRIEND_ORDER_DAYS * DAY)))
-                .filter(col("purchased_at").lt(lit(max_cut)))
-                .select([col("user_id").alias("friend_id"), col("purchased_at")]),
-            [col("friend_id")],
-            [col("friend_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .select([col("user_id"), col("since"), col("purchased_at")]);
-    let friend_purchases = rows.aggregate(
-        friend_orders,
-        ("user_id", "purchased_at"),
-        1,
-        Some(col("since").lt(col("cutoff"))),
-        vec![count_if(within(30), "friend_purchases_30d")],
-    );
+    let friend_purchases = match rows.single {
+        // One cutoff: each user's recent orders counted once (by the night's shards together,
+        // see [`super::FriendSignals`]) and summed over the user's friends.
+        Some(cutoff) => rows.aggregate(
+            src.friendships
+                .clone()
+                .lazy()
+                .select([col("user_id"), col("friend_id"), col("since")])
+                .join(
+                    friends::recent_orders(src, cutoff)?
+                        .select([col("user_id").alias("friend_id"), col("orders")]),
+                    [col("friend_id")],
+                    [col("friend_id")],
+                    JoinArgs::new(JoinType::Inner),
+                ),
+            ("user_id", "since"),
+            1,
+            None,
+            vec![col("orders").sum().alias("friend_purchases_30d")],
+        ),
+        // Friends' orders: only the 30 days before the latest cutoff can matter, so the
+        // purchases are trimmed before the (potentially large) friend × order join.
+        None => {
+            let friend_orders = src
+                .friendships
+                .clone()
+                .lazy()
+                .select([col("user_id"), col("friend_id"), col("since")])
+                .join(
+                    purchases
+                        .clone()
+                        .filter(col("purchased_at").gt_eq(lit(min_cut - FRIEND_ORDER_DAYS * DAY)))
+                        .filter(col("purchased_at").lt(lit(max_cut)))
+                        .select([col("user_id").alias("friend_id"), col("purchased_at")]),
+                    [col("friend_id")],
+                    [col("friend_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .select([col("user_id"), col("since"), col("purchased_at")]);
+            rows.aggregate(
+                friend_orders,
+                ("user_id", "purchased_at"),
+                1,
+                Some(col("since").lt(col("cutoff"))),
+                vec![count_if(within(FRIEND_WINDOW_DAYS), "friend_purchases_30d")],
+            )
+        }
+    };
 
     let messages = rows.aggregate(
         src.campaign_exposures
@@ -466,10 +493,7 @@ pub fn drop_affinity(src: &SourceTables, item_id: i64, cutoff: i64) -> Result<Da
         .lazy()
         .filter(col("since").lt(lit(cutoff)))
         .join(
-            owned
-                .clone()
-                .filter(col("owns_game").eq(lit(1i64)))
-                .select([col("user_id").alias("friend_id")]),
+            friends::game_owners(src, cutoff, game)?.select([col("user_id").alias("friend_id")]),
             [col("friend_id")],
             [col("friend_id")],
             JoinArgs::new(JoinType::Inner),

@@ -3,6 +3,7 @@
 
 use polars::prelude::*;
 
+use super::FriendSignals;
 use crate::{ModelError, Result};
 
 /// What a source column holds once extracted. Times are UTC Unix seconds (`Int`).
@@ -23,8 +24,9 @@ pub struct TableSpec {
 }
 
 /// What of a table a run that only scores reads (training reads everything): rows no score of
-/// the run can see are left in the database, and a shard reads the rows of its own users plus
-/// the rows other users' features need.
+/// the run can see are left in the database, and a shard reads the rows of its own users. The
+/// rows other users' features read form the night's shared slice, read once and reduced to
+/// [`FriendSignals`] for every shard.
 #[derive(Debug, Clone, Copy)]
 pub struct Slicing {
     /// The column of each row's event time, when rows are events.
@@ -35,11 +37,11 @@ pub struct Slicing {
     /// them. The first names the row's owner: a row without one belongs to shard 0, where the
     /// contract check sees it. Empty: every shard reads the whole table.
     pub users: &'static [&'static str],
-    /// Rows of the last this many days belong to every shard: a user's features read other
+    /// Rows of the last this many days are in the shared slice: a user's features read other
     /// users' recent rows (friends' orders).
     pub shared_days: Option<i64>,
-    /// Rows of the dropped items' games belong to every shard: a drop's affinity reads whether
-    /// a user's friends own its game.
+    /// Rows of the dropped items' games are in the shared slice: a drop's affinity reads
+    /// whether a user's friends own its game.
     pub shared_for_drops: bool,
     /// The owner's friends read these rows (friends' orders): a training sample of users reads
     /// the rows whose owner is a friend of one of them, whatever their time.
@@ -184,6 +186,10 @@ pub struct SourceTables {
     pub wishlist: DataFrame,
     pub friendships: DataFrame,
     pub campaign_exposures: DataFrame,
+    /// What the features read of users the tables do not hold, computed from every user's
+    /// rows: set on a shard's tables of a night ([`FriendSignals`]); `None` when the tables
+    /// hold the rows themselves (every user, or a training sample with its friends' rows).
+    pub friend_signals: Option<FriendSignals>,
 }
 
 impl SourceTables {
@@ -205,6 +211,7 @@ impl SourceTables {
             wishlist: take("wishlist")?,
             friendships: take("friendships")?,
             campaign_exposures: take("campaign_exposures")?,
+            friend_signals: None,
         })
     }
 

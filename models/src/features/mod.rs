@@ -8,6 +8,7 @@
 
 mod compute;
 mod contract;
+mod friends;
 #[cfg(test)]
 mod tests;
 
@@ -17,6 +18,7 @@ use crate::{ModelError, Result};
 
 pub use compute::{drop_affinity, featurize, purchased_within};
 pub use contract::{Breach, Checked, ColumnKind, Extent, Slicing, SourceTables, TableSpec, TABLES};
+pub use friends::FriendSignals;
 
 /// A feature of the catalogue: its column name and what it means.
 #[derive(Debug)]

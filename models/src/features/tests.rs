@@ -70,6 +70,7 @@ fn random_source(rng: &mut ChaCha8Rng) -> SourceTables {
             "discount_pct" => vec![0.0; n],
         }
         .unwrap(),
+        friend_signals: None,
     }
 }
 
@@ -297,4 +298,121 @@ fn the_contract_stops_on_unsafe_ids_and_drops_bad_history() {
     // A shard of the users may be empty (the NULL suppression id still stops it).
     let stops = empty.check_contract(date, Extent::SomeUsers).unwrap().stops;
     assert_eq!(found(&stops), [("suppressions", "user_id", 1)]);
+}
+
+/// A shard's tables hold its own users' rows only; with the signals of every user computed
+/// once ([`FriendSignals`]), its users get the features and drop affinities the whole gets
+/// them, friends' orders and a friend owning the dropped game included. Without the signals
+/// they would not: the shard's rows miss its users' friends' orders.
+#[test]
+fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
+    use crate::shard::{shard_of, Shard};
+    let mut missed = 0;
+    for seed in 0..10u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let src = random_source(&mut rng);
+        let levels = CategoricalLevels::from_users(&src.users).unwrap();
+        let cutoff = T0 + rng.random_range(20..200) * DAY + rng.random_range(0..DAY);
+        let rows = |users: &[i64]| {
+            df! {
+                "row_id" => (0..users.len() as i64).collect::<Vec<_>>(),
+                "user_id" => users,
+                "cutoff" => vec![cutoff; users.len()],
+            }
+            .unwrap()
+        };
+        let every: Vec<i64> = (1..=USERS).collect();
+        let whole = featurize(&src, &rows(&every), &levels).unwrap();
+        let whole_affinity = drop_affinity(&src, 1, cutoff).unwrap();
+        let signals = FriendSignals::compute(&src, cutoff, &[1]).unwrap();
+        for shard in Shard::all(2) {
+            let mine = |frame: &DataFrame, columns: &[&str]| {
+                let keep: Vec<bool> = (0..frame.height())
+                    .map(|i| {
+                        columns.iter().any(|c| {
+                            frame
+                                .column(c)
+                                .unwrap()
+                                .i64()
+                                .unwrap()
+                                .get(i)
+                                .is_some_and(|u| shard_of(u, 2) == shard.index())
+                        })
+                    })
+                    .collect();
+                frame
+                    .filter(&BooleanChunked::from_slice("keep".into(), &keep))
+                    .unwrap()
+            };
+            let part = SourceTables {
+                users: mine(&src.users, &["user_id"]),
+                purchases: mine(&src.purchases, &["user_id", "recipient_user_id"]),
+                engagement_daily: mine(&src.engagement_daily, &["user_id"]),
+                wishlist: mine(&src.wishlist, &["user_id"]),
+                friendships: mine(&src.friendships, &["user_id"]),
+                campaign_exposures: mine(&src.campaign_exposures, &["user_id"]),
+                ..src.clone()
+            };
+            let users: Vec<i64> = part
+                .users
+                .column("user_id")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect();
+            let in_whole: Vec<usize> = users.iter().map(|u| (u - 1) as usize).collect();
+            let with_signals = SourceTables {
+                friend_signals: Some(signals.clone()),
+                ..part.clone()
+            };
+            let f = featurize(&with_signals, &rows(&users), &levels).unwrap();
+            let alone = featurize(&part, &rows(&users), &levels).unwrap();
+            for def in FEATURES {
+                let expected: Vec<u64> = in_whole
+                    .iter()
+                    .map(|&i| whole.values(def.name).unwrap()[i].to_bits())
+                    .collect();
+                let got: Vec<u64> = f
+                    .values(def.name)
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect();
+                assert_eq!(got, expected, "seed {seed}, {shard}: {}", def.name);
+                let without: Vec<u64> = alone
+                    .values(def.name)
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect();
+                missed += usize::from(without != expected);
+            }
+            let affinity = drop_affinity(&with_signals, 1, cutoff).unwrap();
+            let expected = whole_affinity
+                .clone()
+                .lazy()
+                .join(
+                    affinity.clone().lazy().select([col("user_id")]),
+                    [col("user_id")],
+                    [col("user_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .collect()
+                .unwrap();
+            assert_eq!(affinity.height(), users.len());
+            assert!(
+                affinity.equals(&expected),
+                "seed {seed}, {shard}: {affinity} {expected}"
+            );
+            // Signals of another night are refused, not read.
+            let stale = FriendSignals::compute(&src, cutoff - DAY, &[1]).unwrap();
+            let stale = SourceTables {
+                friend_signals: Some(stale),
+                ..part
+            };
+            assert!(featurize(&stale, &rows(&users), &levels).is_err());
+        }
+    }
+    assert!(missed > 0, "a shard alone never missed a friend's order");
 }

@@ -1,0 +1,147 @@
+//! What a user's features read of *other* users' rows as of one cutoff: how many orders each
+//! user placed in the last 30 days (summed over a user's friends: `friend_purchases_30d`), and
+//! who owns each dropped game (a drop's affinity counts friends owning it).
+//!
+//! A night split into shards computes these once, from the rows of every user (the "shared"
+//! slice: the last days' orders and the dropped games' orders), and hands them to each shard,
+//! so that a shard reads its own users' rows and nothing else. Tables holding every user (or a
+//! training sample with its friends' rows) compute them from their own rows: one code path, so
+//! a shard's features are those of the whole.
+
+use polars::prelude::*;
+
+use super::compute::FRIEND_WINDOW_DAYS;
+use super::SourceTables;
+use crate::{ModelError, Result, DAY};
+
+/// Other users' signals, as of one cutoff, for the features of a shard of users.
+#[derive(Debug, Clone)]
+pub struct FriendSignals {
+    cutoff: i64,
+    /// `user_id`, `orders`: each user's orders in the [`FRIEND_WINDOW_DAYS`] days before the
+    /// cutoff (users without any are absent).
+    recent_orders: DataFrame,
+    /// The games of the dropped items the signals cover.
+    games: Vec<i64>,
+    /// `game_id`, `user_id`: every owner of an item of one of `games` bought before the cutoff,
+    /// once per game.
+    game_owners: DataFrame,
+}
+
+impl FriendSignals {
+    /// The signals of every user of `src` as of `cutoff`, with the owners of the games of
+    /// `drop_items`. `src` must hold the rows of every user whose signals are read: all users,
+    /// or the night's shared slice (see [`super::Slicing`]).
+    pub fn compute(src: &SourceTables, cutoff: i64, drop_items: &[i64]) -> Result<FriendSignals> {
+        let games = games_of(src, drop_items)?;
+        Ok(FriendSignals {
+            cutoff,
+            recent_orders: recent_orders_of(src, cutoff).collect()?,
+            game_owners: game_owners_of(src, cutoff, &games)?.collect()?,
+            games,
+        })
+    }
+
+    /// Users with signals (for logs).
+    pub fn users(&self) -> usize {
+        self.recent_orders.height()
+    }
+
+    fn check_cutoff(&self, cutoff: i64) -> Result<()> {
+        if self.cutoff != cutoff {
+            return Err(ModelError::FriendSignals(format!(
+                "computed as of {} but read as of {cutoff}",
+                self.cutoff
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `user_id`, `orders`: each user's orders in the 30 days before `cutoff` — from the signals
+/// `src` carries, or from its own purchases.
+pub(super) fn recent_orders(src: &SourceTables, cutoff: i64) -> Result<LazyFrame> {
+    match &src.friend_signals {
+        Some(signals) => {
+            signals.check_cutoff(cutoff)?;
+            Ok(signals.recent_orders.clone().lazy())
+        }
+        None => Ok(recent_orders_of(src, cutoff)),
+    }
+}
+
+/// `user_id`: the owners of `game` before `cutoff` — from the signals `src` carries, or from
+/// its own purchases.
+pub(super) fn game_owners(src: &SourceTables, cutoff: i64, game: i64) -> Result<LazyFrame> {
+    let owners = match &src.friend_signals {
+        Some(signals) => {
+            signals.check_cutoff(cutoff)?;
+            if !signals.games.contains(&game) {
+                return Err(ModelError::FriendSignals(format!(
+                    "computed without the owners of game {game}"
+                )));
+            }
+            signals.game_owners.clone().lazy()
+        }
+        None => game_owners_of(src, cutoff, &[game])?,
+    };
+    Ok(owners
+        .filter(col("game_id").eq(lit(game)))
+        .select([col("user_id")]))
+}
+
+fn recent_orders_of(src: &SourceTables, cutoff: i64) -> LazyFrame {
+    // An order of age 1 s to 30 days, as the rows' `count_if(within(..))` with `min_age` 1
+    // counts it.
+    src.purchases
+        .clone()
+        .lazy()
+        .filter(col("purchased_at").gt_eq(lit(cutoff - FRIEND_WINDOW_DAYS * DAY)))
+        .filter(col("purchased_at").lt(lit(cutoff)))
+        .group_by([col("user_id")])
+        .agg([len().cast(DataType::Int64).alias("orders")])
+}
+
+fn game_owners_of(src: &SourceTables, cutoff: i64, games: &[i64]) -> Result<LazyFrame> {
+    let wanted = df!("game_id" => games).map(IntoLazy::lazy);
+    let items = src
+        .items
+        .clone()
+        .lazy()
+        .select([col("item_id"), col("game_id")])
+        .join(
+            wanted?,
+            [col("game_id")],
+            [col("game_id")],
+            JoinArgs::new(JoinType::Inner),
+        );
+    Ok(src
+        .purchases
+        .clone()
+        .lazy()
+        .filter(col("purchased_at").lt(lit(cutoff)))
+        .select([col("user_id"), col("item_id")])
+        .join(
+            items,
+            [col("item_id")],
+            [col("item_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([col("game_id"), col("user_id")])
+        .unique(None, UniqueKeepStrategy::Any))
+}
+
+/// The games of `drop_items`, in order, once each (items not in the table have none).
+fn games_of(src: &SourceTables, drop_items: &[i64]) -> Result<Vec<i64>> {
+    let items = &src.items;
+    let ids = items.column("item_id")?.i64()?;
+    let games = items.column("game_id")?.i64()?;
+    let mut out: Vec<i64> = ids
+        .iter()
+        .zip(games.iter())
+        .filter_map(|(i, g)| i.filter(|i| drop_items.contains(i)).and(g))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
