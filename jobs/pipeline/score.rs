@@ -3,6 +3,7 @@
 //! or trained now).
 
 use anyhow::{bail, Result};
+use models::features::AffinityTables;
 use models::{RunDate, Scorers, Shard, SourceTables};
 use polars::prelude::*;
 use tracing::{info, instrument};
@@ -12,11 +13,11 @@ use crate::config::Settings;
 use crate::state::db::Db;
 use crate::training::{self, ModelSet};
 
-/// The extracted tables and every user's scores: what selection reads. Built only by
-/// [`score`], which checks that the frame has every column selection needs.
+/// Every user's scores and what a drop's affinity reads of the tables: what selection reads.
+/// Built only by [`score`], which checks that the frame has every column selection needs.
 #[derive(Debug)]
 pub struct ScoredUsers {
-    pub tables: SourceTables,
+    pub tables: AffinityTables,
     /// One row per user: the feature catalogue, the scores and the consent and suppression
     /// flags (see [`segments::select::SCORED_COLUMNS`]).
     pub frame: DataFrame,
@@ -75,8 +76,8 @@ pub fn score(
     scorers: &Scorers,
     date: RunDate,
 ) -> Result<ScoredUsers> {
-    let scored = tokio::task::block_in_place(|| {
-        models::training::score_users(&tables, scorers, date, s.threads)
+    let (scored, tables) = tokio::task::block_in_place(|| {
+        models::training::score_users(tables, scorers, date, s.threads)
     })?;
     let frame = scored.frame;
     for name in segments::select::SCORED_COLUMNS {

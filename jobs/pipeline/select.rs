@@ -180,13 +180,25 @@ fn candidates(c: &Campaign, scored: &ScoredUsers, date: RunDate) -> Result<DataF
         CampaignKind::Drop { item_id } => {
             let affinity = models::features::drop_affinity(&scored.tables, item_id, date.cutoff())
                 .with_context(|| format!("campaign {}", c.id))?;
-            Ok(frame
-                .join(
+            let user = |f: &DataFrame| -> Result<Series> {
+                Ok(f.column("user_id")?.as_materialized_series().clone())
+            };
+            // Both frames hold the scored users in `user_id` order, so the affinity is added as
+            // a column: a join would copy every column of the night's frame for each drop.
+            let frame = if user(&affinity)?.equals(&user(&scored.frame)?) {
+                frame.with_column(lit(affinity
+                    .column("affinity")?
+                    .as_materialized_series()
+                    .clone()))
+            } else {
+                frame.join(
                     affinity.lazy(),
                     [col("user_id")],
                     [col("user_id")],
                     JoinArgs::new(JoinType::Left),
                 )
+            };
+            Ok(frame
                 .with_column(col("affinity").fill_null(lit(0.0)))
                 .collect()?)
         }

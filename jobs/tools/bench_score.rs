@@ -95,7 +95,7 @@ pub async fn run(s: &Settings, a: &BenchScoreArgs) -> Result<Report> {
     let names = models::features::feature_names();
     let columns = names.len();
     let users = tokio::task::block_in_place(|| -> Result<Vec<f64>> {
-        Ok(models::training::user_features(&tables, &levels, date)?.1)
+        Ok(models::training::user_features(&tables, &levels, date)?.matrix(&names)?)
     })?;
     drop(tables);
     if users.is_empty() {

@@ -9,7 +9,9 @@ use polars::prelude::*;
 
 use crate::artifact::fingerprint;
 use crate::features::check_schema;
-use crate::features::{categorical_indices, feature_names, featurize, purchased_within};
+use crate::features::{
+    categorical_indices, feature_names, featurize, purchased_within, AffinityTables,
+};
 use crate::forest::Scorer;
 use crate::metrics::{
     calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, DecileRow,
@@ -541,22 +543,23 @@ pub struct Scorers {
     pub levels: CategoricalLevels,
 }
 
-/// Every user's features as of `date`, in `user_id` order: the frame, and its feature catalogue
-/// as a row-major matrix (what the models score).
+/// Every user's features as of `date`, in `user_id` order.
 pub fn user_features(
     src: &SourceTables,
     levels: &CategoricalLevels,
     date: RunDate,
-) -> Result<(FeatureFrame, Vec<f64>)> {
+) -> Result<FeatureFrame> {
     let cutoffs = numbered(src.users.clone().lazy().select([
         col("user_id"),
         lit(date.cutoff()).cast(DataType::Int64).alias("cutoff"),
     ]))
     .collect()?;
-    let features: FeatureFrame = featurize(src, &cutoffs, levels)?;
-    let x = features.matrix(&feature_names())?;
-    Ok((features, x))
+    featurize(src, &cutoffs, levels)
 }
+
+/// Users scored at once: the feature matrix of a block is about 2 MB a thousand users, so a
+/// block stays small beside the night's frames while each call still spreads over the threads.
+const SCORE_BLOCK_ROWS: usize = 1 << 16;
 
 /// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`,
 /// `discount_uplift`, `discount_sensitivity`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
@@ -565,21 +568,20 @@ pub struct ScoredFrame {
     pub frame: DataFrame,
 }
 
-/// Scores every user of `src.users` with the models as of the run date.
+/// Scores every user of `src.users` with the models as of the run date; returns the scores
+/// and what a drop's affinity still reads of the tables. The other tables are let go as soon
+/// as the features are computed, before the models score.
 pub fn score_users(
-    src: &SourceTables,
+    src: SourceTables,
     scorers: &Scorers,
     date: RunDate,
     num_threads: usize,
-) -> Result<ScoredFrame> {
+) -> Result<(ScoredFrame, AffinityTables)> {
     let catalogue = feature_names();
     check_schema(&scorers.uplift.feature_names, &catalogue)?;
     check_schema(&scorers.discount_uplift.feature_names, &catalogue)?;
     check_schema(&scorers.sensitivity.feature_names, &catalogue)?;
-    let (features, x) = user_features(src, &scorers.levels, date)?;
-    let scores = scorers.uplift.predict(&x, num_threads)?;
-    let discount_uplift = scorers.discount_uplift.predict(&x, num_threads)?.uplift;
-    let discount_sensitivity = scorers.sensitivity.predict(&x, num_threads)?;
+    let features = user_features(&src, &scorers.levels, date)?;
     let suppressed = src
         .suppressions
         .clone()
@@ -587,9 +589,26 @@ pub fn score_users(
         .select([col("user_id")])
         .unique(None, UniqueKeepStrategy::First)
         .with_column(lit(1i64).alias("suppressed"));
+    let kept = AffinityTables::from(src);
+    let rows = features.height();
+    let (mut uplift, mut p_control, mut discount_uplift, mut discount_sensitivity) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    // Every row is scored alone, so blocks give the scores of the whole matrix.
+    for start in (0..rows).step_by(SCORE_BLOCK_ROWS) {
+        let x = features.matrix_rows(&catalogue, start..rows.min(start + SCORE_BLOCK_ROWS))?;
+        let scores = scorers.uplift.predict(&x, num_threads)?;
+        uplift.extend(scores.uplift);
+        p_control.extend(scores.p_control);
+        discount_uplift.extend(scorers.discount_uplift.predict(&x, num_threads)?.uplift);
+        discount_sensitivity.extend(scorers.sensitivity.predict(&x, num_threads)?);
+    }
     let mut frame = features.frame;
-    frame.with_column(Column::new("uplift".into(), scores.uplift))?;
-    frame.with_column(Column::new("p_control".into(), scores.p_control))?;
+    frame.with_column(Column::new("uplift".into(), uplift))?;
+    frame.with_column(Column::new("p_control".into(), p_control))?;
     frame.with_column(Column::new("discount_uplift".into(), discount_uplift))?;
     frame.with_column(Column::new(
         "discount_sensitivity".into(),
@@ -598,7 +617,7 @@ pub fn score_users(
     let frame = frame
         .lazy()
         .join(
-            src.users
+            kept.users
                 .clone()
                 .lazy()
                 .select([col("user_id"), col("marketing_opt_in")]),
@@ -615,7 +634,7 @@ pub fn score_users(
         .with_column(col("suppressed").fill_null(lit(0i64)))
         .sort(["user_id"], SortMultipleOptions::default())
         .collect()?;
-    Ok(ScoredFrame { frame })
+    Ok((ScoredFrame { frame }, kept))
 }
 
 /// Splits rows into `(rest, held_out)`, holding out `share` of every (arm, outcome) stratum,

@@ -115,17 +115,19 @@ pub async fn run(
             &truth.uplift,
         )
     })?;
+    // Tables of every user are the night's as they are (a clone shares their columns); a
+    // sample's are dropped once scored, and the night extracts its users shard by shard.
+    let whole = training.sample == models::Shard::WHOLE;
+    let trained_on = whole.then(|| training.tables.clone());
     let scored = {
         let scorers = trained.set.load(s)?;
         pipeline::score::score(s, training.tables, &scorers, date)?
     };
     let against = against_truth(&truth, &trained, &ceiling, &scored)?;
-    // Tables of every user are the night's as they are; a sample's are dropped here, and the
-    // night extracts its users shard by shard.
-    let whole = training.sample == models::Shard::WHOLE;
+    drop(scored);
     let models = pipeline::score::Models {
         set: trained.set,
-        trained_on: whole.then_some(scored.tables),
+        trained_on,
     };
     let report = pipeline::run_with(request, source, state, models).await?;
     Ok(DemoRun {

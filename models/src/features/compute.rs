@@ -2,6 +2,7 @@
 //! when it happened before its row's cutoff.
 
 use polars::prelude::*;
+use polars_ops::frame::MaintainOrderJoin;
 
 use super::{friends, CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
 use crate::{ModelError, Result, DAY};
@@ -53,7 +54,13 @@ struct Cutoffs {
     rows: LazyFrame,
     /// The cutoff of every row when they share one (a night's scoring).
     single: Option<i64>,
+    /// How many rows there are.
+    count: usize,
 }
+
+/// Rows a part of a night's users holds at most when their events are aggregated (see
+/// [`Cutoffs::aggregate`]).
+const USERS_PER_PART: usize = 100_000;
 
 impl Cutoffs {
     /// Aggregates with `aggs`, for each row, the events of its user (`key`) at least `min_age`
@@ -63,7 +70,9 @@ impl Cutoffs {
     /// With one cutoff for every row, the events are aggregated by user first and joined to
     /// the rows after: no event is copied per row, which saves the largest frames of a night.
     /// Every aggregate is a count, an integer sum or a minimum, so both orders give the same
-    /// values.
+    /// values. The users are then taken a part at a time (by `user_id` modulo the parts), one
+    /// part after another: the aggregation's intermediate columns are as long as the events it
+    /// reads, and a night's daily engagement is the largest table of all.
     fn aggregate(
         &self,
         events: LazyFrame,
@@ -71,27 +80,46 @@ impl Cutoffs {
         min_age: i64,
         keep: Option<Expr>,
         aggs: Vec<Expr>,
-    ) -> LazyFrame {
-        let kept = |frame: LazyFrame| match keep {
-            Some(cond) => frame.filter(cond),
+    ) -> Result<LazyFrame> {
+        let kept = |frame: LazyFrame| match &keep {
+            Some(cond) => frame.filter(cond.clone()),
             None => frame,
         };
         match self.single {
             Some(cutoff) => {
-                let visible = events
-                    .with_column(lit(cutoff).cast(DataType::Int64).alias("cutoff"))
-                    .with_column((col("cutoff") - col(time)).alias("age"))
-                    .filter(col("age").gt_eq(lit(min_age)));
-                kept(visible)
-                    .group_by([col(key).alias("user_id")])
-                    .agg(aggs)
+                let parts = self.count.div_ceil(USERS_PER_PART).max(1) as i64;
+                let part = |k: i64| {
+                    let mine = if parts == 1 {
+                        events.clone()
+                    } else {
+                        // `%` keeps the dividend's sign; the second one makes it a part.
+                        events
+                            .clone()
+                            .filter(((col(key) % lit(parts) + lit(parts)) % lit(parts)).eq(lit(k)))
+                    };
+                    let visible = mine
+                        .with_column(lit(cutoff).cast(DataType::Int64).alias("cutoff"))
+                        .with_column((col("cutoff") - col(time)).alias("age"))
+                        .filter(col("age").gt_eq(lit(min_age)));
+                    kept(visible)
+                        .group_by([col(key).alias("user_id")])
+                        .agg(aggs.clone())
+                };
+                let by_user = concat(
+                    (0..parts).map(part).collect::<Vec<_>>(),
+                    UnionArgs {
+                        parallel: false,
+                        ..Default::default()
+                    },
+                )?;
+                Ok(by_user
                     .join(
                         self.rows.clone().select([col("row_id"), col("user_id")]),
                         [col("user_id")],
                         [col("user_id")],
                         JoinArgs::new(JoinType::Inner),
                     )
-                    .drop(cols(["user_id"]))
+                    .drop(cols(["user_id"])))
             }
             None => {
                 let visible = self
@@ -105,7 +133,7 @@ impl Cutoffs {
                     )
                     .with_column((col("cutoff") - col(time)).alias("age"))
                     .filter(col("age").gt_eq(lit(min_age)));
-                kept(visible).group_by([col("row_id")]).agg(aggs)
+                Ok(kept(visible).group_by([col("row_id")]).agg(aggs))
             }
         }
     }
@@ -117,14 +145,22 @@ pub fn featurize(
     cutoffs: &DataFrame,
     levels: &CategoricalLevels,
 ) -> Result<FeatureFrame> {
+    // In `row_id` order, which every join below keeps: the frame is built in its final order
+    // instead of sorted at the end, a copy of the whole frame less.
     let cut = cutoffs
         .clone()
         .lazy()
-        .select([col("row_id"), col("user_id"), col("cutoff")]);
+        .select([col("row_id"), col("user_id"), col("cutoff")])
+        .sort(["row_id"], SortMultipleOptions::default());
+    let in_row_order = || JoinArgs {
+        maintain_order: MaintainOrderJoin::Left,
+        ..JoinArgs::new(JoinType::Left)
+    };
     let (min_cut, max_cut) = cutoff_range(cutoffs)?;
     let rows = Cutoffs {
         rows: cut.clone(),
         single: (cutoffs.height() > 0 && min_cut == max_cut).then_some(min_cut),
+        count: cutoffs.height(),
     };
     let purchases = src.purchases.clone().lazy();
 
@@ -161,7 +197,7 @@ pub fn featurize(
                 ),
                 col("age").min().alias("last_purchase_age"),
             ],
-        )
+        )?
         .with_columns([
             (col("spend_cents_365d").cast(DataType::Float64) / lit(100.0)).alias("spend_365d"),
             (col("last_purchase_age").cast(DataType::Float64) / lit(DAY as f64))
@@ -181,7 +217,7 @@ pub fn featurize(
         1,
         None,
         vec![count_if(within(365), "gifts_received_365d")],
-    );
+    )?;
 
     // Daily rows count only once the whole day lies before the cutoff.
     let engagement = rows.aggregate(
@@ -214,7 +250,7 @@ pub fn featurize(
             ),
             sum_if(within(365), col("sessions"), "sessions_365d"),
         ],
-    );
+    )?;
 
     let wishlist = rows.aggregate(
         src.wishlist
@@ -225,7 +261,7 @@ pub fn featurize(
         1,
         None,
         vec![len().cast(DataType::Int64).alias("wishlist_items")],
-    );
+    )?;
 
     let friends = rows.aggregate(
         src.friendships
@@ -236,7 +272,7 @@ pub fn featurize(
         1,
         None,
         vec![len().cast(DataType::Int64).alias("friends")],
-    );
+    )?;
 
     let friend_purchases = match rows.single {
         // One cutoff: each user's recent orders counted once (by the night's shards together,
@@ -247,7 +283,7 @@ pub fn featurize(
                 .lazy()
                 .select([col("user_id"), col("friend_id"), col("since")])
                 .join(
-                    friends::recent_orders(src, cutoff)?
+                    friends::recent_orders(src.friend_signals.as_ref(), &src.purchases, cutoff)?
                         .select([col("user_id").alias("friend_id"), col("orders")]),
                     [col("friend_id")],
                     [col("friend_id")],
@@ -257,7 +293,7 @@ pub fn featurize(
             1,
             None,
             vec![col("orders").sum().alias("friend_purchases_30d")],
-        ),
+        )?,
         // Friends' orders: only the 30 days before the latest cutoff can matter, so the
         // purchases are trimmed before the (potentially large) friend × order join.
         None => {
@@ -283,7 +319,7 @@ pub fn featurize(
                 1,
                 Some(col("since").lt(col("cutoff"))),
                 vec![count_if(within(FRIEND_WINDOW_DAYS), "friend_purchases_30d")],
-            )
+            )?
         }
     };
 
@@ -301,7 +337,7 @@ pub fn featurize(
             count_if(within(30), "messages_30d"),
             count_if(within(90), "messages_90d"),
         ],
-    );
+    )?;
 
     let users = src.users.clone().lazy().select([
         col("user_id"),
@@ -311,12 +347,7 @@ pub fn featurize(
         col("has_email"),
     ]);
     let mut joined = cut
-        .join(
-            users,
-            [col("user_id")],
-            [col("user_id")],
-            JoinArgs::new(JoinType::Left),
-        )
+        .join(users, [col("user_id")], [col("user_id")], in_row_order())
         .with_column(
             ((col("cutoff") - col("created_at")).cast(DataType::Float64) / lit(DAY as f64))
                 .alias("tenure_days"),
@@ -330,12 +361,7 @@ pub fn featurize(
         friend_purchases,
         messages,
     ] {
-        joined = joined.join(
-            part,
-            [col("row_id")],
-            [col("row_id")],
-            JoinArgs::new(JoinType::Left),
-        );
+        joined = joined.join(part, [col("row_id")], [col("row_id")], in_row_order());
     }
 
     // A rate rather than a count, so that a young account's buying compares with an old one's.
@@ -369,10 +395,7 @@ pub fn featurize(
                 .alias(f.name),
         }
     }));
-    let mut frame = joined
-        .select(select)
-        .sort(["row_id"], SortMultipleOptions::default())
-        .collect()?;
+    let mut frame = joined.select(select).collect()?;
 
     for f in FEATURES.iter().filter(|f| f.categorical) {
         let known = levels.levels(f.name);
@@ -438,10 +461,37 @@ pub fn purchased_within(
         .collect())
 }
 
+/// What a drop's affinity reads of the source (see [`drop_affinity`]). A night keeps these
+/// tables once its users are scored and lets the others go: the daily engagement and the
+/// exposures, most of its memory, are read by the features alone.
+#[derive(Debug, Clone)]
+pub struct AffinityTables {
+    pub users: DataFrame,
+    pub items: DataFrame,
+    pub purchases: DataFrame,
+    pub wishlist: DataFrame,
+    pub friendships: DataFrame,
+    /// As in [`SourceTables::friend_signals`].
+    pub friend_signals: Option<super::FriendSignals>,
+}
+
+impl From<SourceTables> for AffinityTables {
+    fn from(src: SourceTables) -> Self {
+        AffinityTables {
+            users: src.users,
+            items: src.items,
+            purchases: src.purchases,
+            wishlist: src.wishlist,
+            friendships: src.friendships,
+            friend_signals: src.friend_signals,
+        }
+    }
+}
+
 /// Affinity of every user to a dropped item, from events before `cutoff`: 3 points for owning
 /// an item of its game, 2 for wishlisting one, 1 for owning an item of its publisher, 1 when a
 /// friend owns its game. Columns `user_id`, `affinity` (0 for unrelated users), one row per user.
-pub fn drop_affinity(src: &SourceTables, item_id: i64, cutoff: i64) -> Result<DataFrame> {
+pub fn drop_affinity(src: &AffinityTables, item_id: i64, cutoff: i64) -> Result<DataFrame> {
     let item = src
         .items
         .clone()
@@ -493,7 +543,14 @@ pub fn drop_affinity(src: &SourceTables, item_id: i64, cutoff: i64) -> Result<Da
         .lazy()
         .filter(col("since").lt(lit(cutoff)))
         .join(
-            friends::game_owners(src, cutoff, game)?.select([col("user_id").alias("friend_id")]),
+            friends::game_owners(
+                src.friend_signals.as_ref(),
+                &src.purchases,
+                &src.items,
+                cutoff,
+                game,
+            )?
+            .select([col("user_id").alias("friend_id")]),
             [col("friend_id")],
             [col("friend_id")],
             JoinArgs::new(JoinType::Inner),

@@ -36,8 +36,8 @@ impl FriendSignals {
         let games = games_of(src, drop_items)?;
         Ok(FriendSignals {
             cutoff,
-            recent_orders: recent_orders_of(src, cutoff).collect()?,
-            game_owners: game_owners_of(src, cutoff, &games)?.collect()?,
+            recent_orders: recent_orders_of(&src.purchases, cutoff).collect()?,
+            game_owners: game_owners_of(&src.purchases, &src.items, cutoff, &games)?.collect()?,
             games,
         })
     }
@@ -58,22 +58,32 @@ impl FriendSignals {
     }
 }
 
-/// `user_id`, `orders`: each user's orders in the 30 days before `cutoff` — from the signals
-/// `src` carries, or from its own purchases.
-pub(super) fn recent_orders(src: &SourceTables, cutoff: i64) -> Result<LazyFrame> {
-    match &src.friend_signals {
+/// `user_id`, `orders`: each user's orders in the 30 days before `cutoff` — from the tables'
+/// `signals`, or from their own `purchases`.
+pub(super) fn recent_orders(
+    signals: Option<&FriendSignals>,
+    purchases: &DataFrame,
+    cutoff: i64,
+) -> Result<LazyFrame> {
+    match signals {
         Some(signals) => {
             signals.check_cutoff(cutoff)?;
             Ok(signals.recent_orders.clone().lazy())
         }
-        None => Ok(recent_orders_of(src, cutoff)),
+        None => Ok(recent_orders_of(purchases, cutoff)),
     }
 }
 
-/// `user_id`: the owners of `game` before `cutoff` — from the signals `src` carries, or from
-/// its own purchases.
-pub(super) fn game_owners(src: &SourceTables, cutoff: i64, game: i64) -> Result<LazyFrame> {
-    let owners = match &src.friend_signals {
+/// `user_id`: the owners of `game` before `cutoff` — from the tables' `signals`, or from their
+/// own `purchases` and `items`.
+pub(super) fn game_owners(
+    signals: Option<&FriendSignals>,
+    purchases: &DataFrame,
+    items: &DataFrame,
+    cutoff: i64,
+    game: i64,
+) -> Result<LazyFrame> {
+    let owners = match signals {
         Some(signals) => {
             signals.check_cutoff(cutoff)?;
             if !signals.games.contains(&game) {
@@ -83,17 +93,17 @@ pub(super) fn game_owners(src: &SourceTables, cutoff: i64, game: i64) -> Result<
             }
             signals.game_owners.clone().lazy()
         }
-        None => game_owners_of(src, cutoff, &[game])?,
+        None => game_owners_of(purchases, items, cutoff, &[game])?,
     };
     Ok(owners
         .filter(col("game_id").eq(lit(game)))
         .select([col("user_id")]))
 }
 
-fn recent_orders_of(src: &SourceTables, cutoff: i64) -> LazyFrame {
+fn recent_orders_of(purchases: &DataFrame, cutoff: i64) -> LazyFrame {
     // An order of age 1 s to 30 days, as the rows' `count_if(within(..))` with `min_age` 1
     // counts it.
-    src.purchases
+    purchases
         .clone()
         .lazy()
         .filter(col("purchased_at").gt_eq(lit(cutoff - FRIEND_WINDOW_DAYS * DAY)))
@@ -102,10 +112,14 @@ fn recent_orders_of(src: &SourceTables, cutoff: i64) -> LazyFrame {
         .agg([len().cast(DataType::Int64).alias("orders")])
 }
 
-fn game_owners_of(src: &SourceTables, cutoff: i64, games: &[i64]) -> Result<LazyFrame> {
+fn game_owners_of(
+    purchases: &DataFrame,
+    items: &DataFrame,
+    cutoff: i64,
+    games: &[i64],
+) -> Result<LazyFrame> {
     let wanted = df!("game_id" => games).map(IntoLazy::lazy);
-    let items = src
-        .items
+    let items = items
         .clone()
         .lazy()
         .select([col("item_id"), col("game_id")])
@@ -115,8 +129,7 @@ fn game_owners_of(src: &SourceTables, cutoff: i64, games: &[i64]) -> Result<Lazy
             [col("game_id")],
             JoinArgs::new(JoinType::Inner),
         );
-    Ok(src
-        .purchases
+    Ok(purchases
         .clone()
         .lazy()
         .filter(col("purchased_at").lt(lit(cutoff)))

@@ -12,11 +12,13 @@ mod friends;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Range;
+
 use polars::prelude::*;
 
 use crate::{ModelError, Result};
 
-pub use compute::{drop_affinity, featurize, purchased_within};
+pub use compute::{drop_affinity, featurize, purchased_within, AffinityTables};
 pub use contract::{Breach, Checked, ColumnKind, Extent, Slicing, SourceTables, TableSpec, TABLES};
 pub use friends::FriendSignals;
 
@@ -222,15 +224,15 @@ impl FeatureFrame {
     /// The row-major matrix of the named features, in that order. Refuses names the frame does
     /// not have, naming them, so a model never scores on a shifted schema.
     pub fn matrix(&self, names: &[String]) -> Result<Vec<f64>> {
-        let have: Vec<String> = self
-            .frame
-            .get_column_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        self.matrix_rows(names, 0..self.height())
+    }
+
+    /// [`FeatureFrame::matrix`] of the rows in `rows` only: a night's users are scored a block
+    /// at a time, so the matrix (as large as the frame) is never whole.
+    pub fn matrix_rows(&self, names: &[String], rows: Range<usize>) -> Result<Vec<f64>> {
         let missing: Vec<String> = names
             .iter()
-            .filter(|n| !have.contains(n))
+            .filter(|n| self.frame.column(n).is_err())
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -239,14 +241,14 @@ impl FeatureFrame {
                 extra: vec![],
             });
         }
-        let columns = names
-            .iter()
-            .map(|n| self.values(n))
-            .collect::<Result<Vec<_>>>()?;
-        let rows = self.height();
-        let mut out = Vec::with_capacity(rows * names.len());
-        for r in 0..rows {
-            out.extend(columns.iter().map(|c| c[r]));
+        let (width, len) = (names.len(), rows.len());
+        let mut out = vec![0.0; len * width];
+        for (j, name) in names.iter().enumerate() {
+            let column = self.frame.column(name)?.cast(&DataType::Float64)?;
+            let part = column.slice(rows.start as i64, len);
+            for (r, v) in part.f64()?.iter().enumerate() {
+                out[r * width + j] = v.unwrap_or(f64::NAN);
+            }
         }
         Ok(out)
     }

@@ -323,7 +323,7 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
         };
         let every: Vec<i64> = (1..=USERS).collect();
         let whole = featurize(&src, &rows(&every), &levels).unwrap();
-        let whole_affinity = drop_affinity(&src, 1, cutoff).unwrap();
+        let whole_affinity = drop_affinity(&src.clone().into(), 1, cutoff).unwrap();
         let signals = FriendSignals::compute(&src, cutoff, &[1]).unwrap();
         for shard in Shard::all(2) {
             let mine = |frame: &DataFrame, columns: &[&str]| {
@@ -388,7 +388,7 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
                     .collect();
                 missed += usize::from(without != expected);
             }
-            let affinity = drop_affinity(&with_signals, 1, cutoff).unwrap();
+            let affinity = drop_affinity(&with_signals.clone().into(), 1, cutoff).unwrap();
             let expected = whole_affinity
                 .clone()
                 .lazy()
