@@ -368,25 +368,24 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
             };
             let f = featurize(&with_signals, &rows(&users), &levels).unwrap();
             let alone = featurize(&part, &rows(&users), &levels).unwrap();
+            let bits = |frame: &FeatureFrame, name: &str| -> Vec<u64> {
+                frame
+                    .values(name)
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            };
             for def in FEATURES {
-                let expected: Vec<u64> = in_whole
-                    .iter()
-                    .map(|&i| whole.values(def.name).unwrap()[i].to_bits())
-                    .collect();
-                let got: Vec<u64> = f
-                    .values(def.name)
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .collect();
-                assert_eq!(got, expected, "seed {seed}, {shard}: {}", def.name);
-                let without: Vec<u64> = alone
-                    .values(def.name)
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .collect();
-                missed += usize::from(without != expected);
+                let all = bits(&whole, def.name);
+                let expected: Vec<u64> = in_whole.iter().map(|&i| all[i]).collect();
+                assert_eq!(
+                    bits(&f, def.name),
+                    expected,
+                    "seed {seed}, {shard}: {}",
+                    def.name
+                );
+                missed += usize::from(bits(&alone, def.name) != expected);
             }
             let affinity = drop_affinity(&with_signals.clone().into(), 1, cutoff).unwrap();
             let expected = whole_affinity
