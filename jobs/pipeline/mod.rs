@@ -290,7 +290,7 @@ async fn scored_night(
     };
     let levels = &models.set.uplift.metadata.categorical_levels;
     let selector = Selector::new(s, &req.campaigns, levels, date, state).await?;
-    let mut rankings = Rankings::default();
+    let mut rankings = selector.rankings();
     let mut users = 0;
     let count = match s.shards {
         ShardPlan::Fixed(n) => n,
@@ -393,8 +393,11 @@ impl ShardPart<'_> {
 async fn gathered_night(req: &RunRequest<'_>, of: u32) -> Result<(Scoring, Night)> {
     let s = req.settings;
     let store = shards::open(s).await?;
-    let gathered = shards::gather(&store, req.date, of, &req.campaigns).await?;
     let set = stored_models(s).await?;
+    let levels = &set.uplift.metadata.categorical_levels;
+    let selector = Selector::for_rankings(s, &req.campaigns, levels, req.date);
+    let gathered =
+        shards::gather(&store, req.date, of, &req.campaigns, selector.rankings()).await?;
     if set.versions() != gathered.models {
         bail!(
             "the shards were scored with models {:?} but the model store's current ones are {:?}: score the shards again",
@@ -405,8 +408,6 @@ async fn gathered_night(req: &RunRequest<'_>, of: u32) -> Result<(Scoring, Night
     if gathered.users == 0 {
         return Err(extract::breaks_contract(s, &[Breach::no_users()]));
     }
-    let levels = &set.uplift.metadata.categorical_levels;
-    let selector = Selector::for_rankings(s, &req.campaigns, levels, req.date);
     let scoring = Scoring {
         users: gathered.users,
         model: set.used.clone(),
@@ -456,7 +457,7 @@ pub async fn score_shard(
         drop_items: &drop_items,
         selector: &selector,
     };
-    let mut rankings = Rankings::default();
+    let mut rankings = selector.rankings();
     let tables = part.extract(s, source, state).await?;
     let users = {
         let scorers = set.load(s)?;

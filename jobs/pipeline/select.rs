@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use models::RunDate;
 use polars::prelude::*;
-use segments::{Arm, Audience, Campaign, CampaignKind, History, Ranking, SelectionContext};
+use segments::{Arm, Audience, Campaign, CampaignKind, History, Ranking, Reach, SelectionContext};
 use tracing::{info, instrument};
 
 use super::score::ScoredUsers;
@@ -32,36 +32,44 @@ impl Night {
     }
 }
 
-/// Each campaign's rankings of the shards ranked so far, or why it has none.
-#[derive(Debug, Default)]
+/// Each campaign's ranking of the shards ranked so far, or why it has none. Each shard's
+/// ranking is merged in as it comes and cut to what arbitration can reach ([`Reach`]), so what
+/// is kept between shards is every eligible user's id and a bounded number of candidates.
+#[derive(Debug)]
 pub struct Rankings {
-    by_campaign: BTreeMap<String, Result<Vec<Ranking>, String>>,
+    reach: Reach,
+    by_campaign: BTreeMap<String, Result<Ranking, String>>,
 }
 
 impl Rankings {
+    /// Rankings to be arbitrated with `reach`.
+    pub fn new(reach: Reach) -> Rankings {
+        Rankings {
+            reach,
+            by_campaign: BTreeMap::new(),
+        }
+    }
+
     /// Adds a shard's ranking of a campaign, or why the campaign could not be ranked (then it
     /// fails, whatever the other shards gave).
-    pub fn add(&mut self, campaign: String, part: Result<Ranking, String>) {
-        let slot = self
-            .by_campaign
-            .entry(campaign)
-            .or_insert_with(|| Ok(Vec::new()));
-        match (slot, part) {
-            (Ok(parts), Ok(r)) => parts.push(r),
-            (slot @ Ok(_), Err(e)) => *slot = Err(e),
-            (Err(_), _) => {}
-        }
+    pub fn add(&mut self, campaign: &Campaign, part: Result<Ranking, String>) {
+        let merged = match self.by_campaign.remove(&campaign.id) {
+            None => part,
+            Some(Err(e)) => Err(e),
+            Some(Ok(whole)) => {
+                part.and_then(|p| Ranking::merge(vec![whole, p]).map_err(|e| e.to_string()))
+            }
+        };
+        let cut = merged.map(|mut r| {
+            r.cut(campaign, &self.reach);
+            r
+        });
+        self.by_campaign.insert(campaign.id.clone(), cut);
     }
 
     /// Each campaign's ranking of all the shards added, or why it has none.
     pub fn into_merged(self) -> BTreeMap<String, Result<Ranking, String>> {
         self.by_campaign
-            .into_iter()
-            .map(|(id, parts)| {
-                let merged = parts.and_then(|p| Ranking::merge(p).map_err(|e| e.to_string()));
-                (id, merged)
-            })
-            .collect()
     }
 }
 
@@ -130,8 +138,13 @@ impl<'a> Selector<'a> {
                 tokio::task::block_in_place(|| segments::rank(c, &frame, &self.ctx, &self.history))
                     .map_err(anyhow::Error::from)
             });
-            into.add(c.id.clone(), ranked.map_err(|e| format!("{e:#}")));
+            into.add(c, ranked.map_err(|e| format!("{e:#}")));
         }
+    }
+
+    /// Empty rankings of the night's campaigns, cut to what this night's arbitration reaches.
+    pub fn rankings(&self) -> Rankings {
+        Rankings::new(Reach::of(self.campaigns, self.ctx.limits.arbitration))
     }
 
     /// The night's audiences from the rankings of every shard: arbitration, maximum audiences,

@@ -1,10 +1,11 @@
 //! Shard outputs in the object store: what `targeting score-shard` writes for its shard of a
-//! night (the rankings of every campaign, compact: the funnel's counts and the eligible users
-//! with their ranking values), and what `targeting run --from-shards N` gathers back, checked,
+//! night (the rankings of every campaign, compact and cut to what arbitration can reach: the
+//! funnel's counts, the eligible users' ids and the candidates' ranking values), and what `targeting run --from-shards N` gathers back, checked,
 //! before it selects, publishes and records the night.
 //!
 //! A shard's output lives under `<export.destination>/_shards/dt=<date>/of=<N>/shard=<I>/`:
-//! `rankings-<attempt>.parquet` (one row per eligible user and campaign) and then
+//! `rankings-<attempt>.parquet` (per campaign, a row for each candidate, in rank order, with its
+//! ranking values, then a row for each eligible user, ascending, whose values are null) and then
 //! `manifest.json`, which names that file and its SHA-256. The manifest is written last and in
 //! one put, so a shard is complete exactly when its manifest is there and its file matches; a
 //! retried shard job writes a new attempt's file and switches the manifest to it, atomically.
@@ -26,8 +27,9 @@ use super::select::Rankings;
 use crate::config::Settings;
 use crate::store::{hex, ObjectStore};
 
-/// The version of the shard output's layout.
-const FORMAT_VERSION: u32 = 1;
+/// The version of the shard output's layout: 2 since rankings are cut and list the eligible
+/// users apart.
+const FORMAT_VERSION: u32 = 2;
 
 /// What a shard's manifest says of its output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,11 +124,18 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                 for x in &r.candidates {
                     ids.push(c.id.clone());
                     users.push(x.user_id);
-                    key.push(x.key);
-                    uplift.push(x.uplift);
-                    p_control.push(x.p_control);
-                    value.push(x.value);
-                    cost.push(x.discount_cost);
+                    key.push(Some(x.key));
+                    uplift.push(Some(x.uplift));
+                    p_control.push(Some(x.p_control));
+                    value.push(Some(x.value));
+                    cost.push(Some(x.discount_cost));
+                }
+                for &user in &r.eligible {
+                    ids.push(c.id.clone());
+                    users.push(user);
+                    for v in [&mut key, &mut uplift, &mut p_control, &mut value, &mut cost] {
+                        v.push(None);
+                    }
                 }
                 (r.funnel, None)
             }
@@ -203,6 +212,7 @@ pub async fn gather(
     date: RunDate,
     of: u32,
     campaigns: &[Campaign],
+    mut rankings: Rankings,
 ) -> Result<Gathered> {
     let Some(first) = Shard::new(0, of) else {
         bail!(
@@ -223,7 +233,6 @@ pub async fn gather(
             );
         }
     }
-    let mut rankings = Rankings::default();
     let mut users = 0;
     let mut models: Option<BTreeMap<String, String>> = None;
     for shard in Shard::all(of) {
@@ -276,8 +285,9 @@ pub async fn gather(
         }
         let parts = read_rankings(&data, &m)
             .with_context(|| format!("{name}: {} is unreadable", store.uri(&data_key)))?;
-        for (id, part) in parts {
-            rankings.add(id, part);
+        // `check_campaigns` found the shard's campaigns to be this run's, in this order.
+        for (c, part) in campaigns.iter().zip(parts) {
+            rankings.add(c, part);
         }
         users += m.users;
     }
@@ -316,21 +326,16 @@ fn check_campaigns(name: &str, m: &ShardManifest, campaigns: &[Campaign]) -> Res
     Ok(())
 }
 
-/// The rankings of one shard's output, by campaign.
-fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<(String, Result<Ranking, String>)>> {
+/// The rankings of one shard's output, in the order of its manifest's campaigns.
+fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, String>>> {
     let frame = polars_io::parquet::read::ParquetReader::new(Cursor::new(data)).finish()?;
     if frame.height() != m.data_rows {
         bail!("{} rows, the manifest says {}", frame.height(), m.data_rows);
     }
     let ids = frame.column("campaign_id")?.str()?;
     let users = frame.column("user_id")?.i64()?;
-    let f = |name: &str| -> Result<Vec<f64>> {
-        Ok(frame
-            .column(name)?
-            .f64()?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect())
+    let f = |name: &str| -> Result<Vec<Option<f64>>> {
+        Ok(frame.column(name)?.f64()?.iter().collect())
     };
     let (key, uplift, p_control, value, cost) = (
         f("key")?,
@@ -339,31 +344,39 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<(String, Result<R
         f("value")?,
         f("discount_cost")?,
     );
-    let mut candidates: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
+    let mut by_id: BTreeMap<&str, (Vec<Candidate>, Vec<i64>)> = BTreeMap::new();
     for i in 0..frame.height() {
         let (Some(id), Some(user_id)) = (ids.get(i), users.get(i)) else {
             bail!("row {i} has no campaign or user");
         };
-        candidates.entry(id).or_default().push(Candidate {
+        let (candidates, eligible) = by_id.entry(id).or_default();
+        // A row without a key lists an eligible user; one with a key, a candidate.
+        let Some(key) = key[i] else {
+            eligible.push(user_id);
+            continue;
+        };
+        let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        candidates.push(Candidate {
             user_id,
-            key: key[i],
-            uplift: uplift[i],
-            p_control: p_control[i],
-            value: value[i],
-            discount_cost: cost[i],
+            key,
+            uplift: nan(uplift[i]),
+            p_control: nan(p_control[i]),
+            value: nan(value[i]),
+            discount_cost: nan(cost[i]),
         });
     }
     Ok(m.campaigns
         .iter()
-        .map(|c| {
-            let ranked = match &c.error {
-                Some(e) => Err(e.clone()),
-                None => Ok(Ranking {
+        .map(|c| match &c.error {
+            Some(e) => Err(e.clone()),
+            None => {
+                let (candidates, eligible) = by_id.remove(c.id.as_str()).unwrap_or_default();
+                Ok(Ranking {
                     funnel: c.funnel.clone(),
-                    candidates: candidates.remove(c.id.as_str()).unwrap_or_default(),
-                }),
-            };
-            (c.id.clone(), ranked)
+                    candidates,
+                    eligible,
+                })
+            }
         })
         .collect())
 }

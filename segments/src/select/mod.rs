@@ -19,6 +19,11 @@
 //! ranked apart: [`rank`] gives each part's [`Ranking`], [`Ranking::merge`] joins the parts'
 //! rankings into the ranking of all users — the same whatever the split — and [`arbitrate`]
 //! then runs steps 2 and 3 over them.
+//!
+//! Arbitration never goes far down a ranking: a campaign stops at its maximum audience, and
+//! the others can take only so many of its users first. [`Ranking::cut`] drops the candidates
+//! it cannot reach ([`Reach`]), in each part and again after each merge, so that what is kept
+//! of millions of users is their ids (for the funnel and the overlaps), not their scores.
 
 #[cfg(test)]
 mod tests;
@@ -229,24 +234,31 @@ impl Candidate {
     }
 }
 
-/// A campaign's eligible users in rank order, and its funnel so far: of all users, or of one
-/// part of them (a shard).
+/// A campaign's eligible users and its funnel so far: of all users, or of one part of them (a
+/// shard).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranking {
     pub funnel: Vec<FunnelStep>,
+    /// The eligible users in the campaign's order: all of them, or, once [cut](Ranking::cut),
+    /// the first ones, as many as arbitration can reach.
     pub candidates: Vec<Candidate>,
+    /// Every eligible user's id, ascending, cut or not: the funnel's arbitration step and the
+    /// overlaps count them.
+    pub eligible: Vec<i64>,
 }
 
 impl Ranking {
     /// The ranking of the union of disjoint parts of the users: funnels add up step by step and
     /// the candidates interleave in the campaign's order. Refuses parts whose funnels have
-    /// different steps (ranked by different campaign versions).
+    /// different steps (ranked by different campaign versions). Parts cut with the same
+    /// [`Reach`] merge into a ranking that holds at least what that reach keeps.
     pub fn merge(parts: Vec<Ranking>) -> Result<Ranking> {
         let mut parts = parts.into_iter();
         let Some(mut whole) = parts.next() else {
             return Ok(Ranking {
                 funnel: vec![],
                 candidates: vec![],
+                eligible: vec![],
             });
         };
         for part in parts {
@@ -266,10 +278,131 @@ impl Ranking {
             for (w, p) in whole.funnel.iter_mut().zip(&part.funnel) {
                 w.users += p.users;
             }
-            whole.candidates.extend(part.candidates);
+            // Both sides are sorted: a linear merge, where sorting the concatenation again
+            // would cost a sort of every eligible user at each shard.
+            whole.candidates = interleave(whole.candidates, part.candidates, |a, b| {
+                a.before(b).is_le()
+            });
+            whole.eligible = interleave(whole.eligible, part.eligible, |a, b| a <= b);
         }
-        whole.candidates.sort_by(Candidate::before);
         Ok(whole)
+    }
+
+    /// Drops the candidates arbitration cannot reach tonight (see [`Reach`]); what it does
+    /// with the rest is unchanged.
+    ///
+    /// A candidate is *sure* when the campaign takes it whenever it has room: any candidate
+    /// without a budget, a candidate that costs nothing under one (a holdout member). Going down
+    /// its order, a campaign skips only users other campaigns took before it (at most their
+    /// maximum audiences) and, under a budget, users it cannot afford; so once it has passed
+    /// `places` sure candidates it is full, and nothing after them is taken.
+    pub fn cut(&mut self, campaign: &Campaign, reach: &Reach) {
+        let places = reach.places(campaign);
+        if self.candidates.len() <= places {
+            return;
+        }
+        let sure =
+            |c: &Candidate| campaign.offer.budget.is_none() || discount_spend(campaign, c) <= 0.0;
+        // Positions in the order arbitration goes through the campaign's candidates.
+        let mut order: Vec<usize> = (0..self.candidates.len()).collect();
+        if reach.arbitration == Arbitration::ExpectedValue {
+            let c = &self.candidates;
+            order.sort_by(|&a, &b| by_value((a, &c[a]), (b, &c[b])));
+        }
+        let mut passed = 0;
+        let Some(last) = order.iter().position(|&p| {
+            passed += usize::from(sure(&self.candidates[p]));
+            passed == places
+        }) else {
+            return;
+        };
+        let mut keep = vec![false; self.candidates.len()];
+        for &p in &order[..=last] {
+            keep[p] = true;
+        }
+        let mut p = 0;
+        self.candidates.retain(|_| {
+            p += 1;
+            keep[p - 1]
+        });
+    }
+}
+
+/// How far down each campaign's ranking tonight's arbitration can go, in sure candidates (see
+/// [`Ranking::cut`]): its own maximum audience plus those of the campaigns that pick before
+/// it — by priority, the campaigns of higher priority (then smaller id); by expected value,
+/// all the others, since their users may be worth more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    arbitration: Arbitration,
+    /// (campaign id, priority, maximum audience) of every campaign of the night.
+    night: Vec<(String, i32, usize)>,
+}
+
+impl Reach {
+    /// The reach of a night of `campaigns` arbitrated by `arbitration`. Campaigns that end up
+    /// not arbitrated (a ranking that failed) only make it longer, which stays exact.
+    pub fn of<'a>(
+        campaigns: impl IntoIterator<Item = &'a Campaign>,
+        arbitration: Arbitration,
+    ) -> Reach {
+        Reach {
+            arbitration,
+            night: campaigns
+                .into_iter()
+                .map(|c| (c.id.clone(), c.priority, c.max_audience))
+                .collect(),
+        }
+    }
+
+    /// How many sure candidates of `campaign` arbitration may pass.
+    pub fn places(&self, campaign: &Campaign) -> usize {
+        let first = |(id, priority, _): &&(String, i32, usize)| match self.arbitration {
+            Arbitration::Priority => {
+                (*priority, std::cmp::Reverse(id.as_str()))
+                    > (campaign.priority, std::cmp::Reverse(campaign.id.as_str()))
+            }
+            Arbitration::ExpectedValue => true,
+        };
+        self.night
+            .iter()
+            .filter(|c| c.0 != campaign.id)
+            .filter(first)
+            .fold(campaign.max_audience, |n, c| n.saturating_add(c.2))
+    }
+}
+
+/// Two sorted lists as one sorted list; `first(a, b)`: whether `a` goes before `b`.
+fn interleave<T>(a: Vec<T>, b: Vec<T>, first: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        let next = if first(x, y) { a.next() } else { b.next() };
+        out.extend(next);
+    }
+    out.extend(a);
+    out.extend(b);
+    out
+}
+
+/// The order in which arbitration by expected value goes through one campaign's candidates,
+/// given with their positions in its ranking: by value, then in the campaign's order.
+fn by_value(a: (usize, &Candidate), b: (usize, &Candidate)) -> std::cmp::Ordering {
+    b.1.value.total_cmp(&a.1.value).then(a.0.cmp(&b.0))
+}
+
+/// Expected discount cost of `c` to `campaign` in currency units: 0 for a holdout member, who
+/// is not messaged.
+fn discount_spend(campaign: &Campaign, c: &Candidate) -> f64 {
+    match arm(&campaign.salt, campaign.holdout, c.user_id) {
+        Arm::Treatment => c.discount_cost * campaign.offer.average_price,
+        Arm::Holdout => 0.0,
     }
 }
 
@@ -445,7 +578,13 @@ pub fn rank(
         })
         .collect();
     candidates.sort_by(Candidate::before);
-    Ok(Ranking { funnel, candidates })
+    let mut eligible: Vec<i64> = candidates.iter().map(|c| c.user_id).collect();
+    eligible.sort_unstable();
+    Ok(Ranking {
+        funnel,
+        candidates,
+        eligible,
+    })
 }
 
 /// A campaign filling up during arbitration.
@@ -458,14 +597,8 @@ struct Filling<'a> {
 }
 
 impl Filling<'_> {
-    /// Expected discount cost of `c` in currency units: 0 for a holdout member, who is not
-    /// messaged.
     fn cost(&self, c: &Candidate) -> f64 {
-        let o = &self.campaign.offer;
-        match arm(&self.campaign.salt, self.campaign.holdout, c.user_id) {
-            Arm::Treatment => c.discount_cost * o.average_price,
-            Arm::Holdout => 0.0,
-        }
+        discount_spend(self.campaign, c)
     }
 
     /// Whether the campaign can still take `c`: room under `max_audience` and under the
@@ -529,11 +662,11 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
             order.sort_by(|&(a, pa), &(b, pb)| by_priority(a, b).then(pa.cmp(&pb)))
         }
         Arbitration::ExpectedValue => order.sort_by(|&(a, pa), &(b, pb)| {
-            let (va, vb) = (
-                ranked[a].candidates[pa].value,
-                ranked[b].candidates[pb].value,
-            );
-            vb.total_cmp(&va).then(by_priority(a, b)).then(pa.cmp(&pb))
+            let (ca, cb) = (&ranked[a].candidates[pa], &ranked[b].candidates[pb]);
+            cb.value
+                .total_cmp(&ca.value)
+                .then(by_priority(a, b))
+                .then(by_value((pa, ca), (pb, cb)))
         }),
     }
     for (k, p) in order {
@@ -544,38 +677,34 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
         claimed.insert(c.user_id);
         filling[k].take(p, c);
     }
-    // Each campaign's eligible users, sorted: overlaps are counted by merging two lists, which
-    // at millions of users takes a fraction of the memory of hash sets.
-    let eligible: Vec<Vec<i64>> = ranked
-        .iter()
-        .map(|r| {
-            let mut users: Vec<i64> = r.candidates.iter().map(|c| c.user_id).collect();
-            users.sort_unstable();
-            users
-        })
-        .collect();
+    // Overlaps are counted by merging two sorted lists, which at millions of users takes a
+    // fraction of the memory of hash sets.
     let overlap = |k: usize| -> Vec<(String, usize)> {
         (0..campaigns.len())
             .filter(|&j| j != k)
-            .map(|j| (campaigns[j].id.clone(), common(&eligible[k], &eligible[j])))
+            .map(|j| {
+                let n = common(&ranked[k].eligible, &ranked[j].eligible);
+                (campaigns[j].id.clone(), n)
+            })
             .collect()
     };
+    let overlaps: Vec<Vec<(String, usize)>> = (0..campaigns.len()).map(overlap).collect();
     ranked
         .into_iter()
         .zip(filling)
-        .enumerate()
-        .map(|(k, (r, f))| {
+        .zip(overlaps)
+        .map(|((r, f), overlap)| {
             let mut funnel = r.funnel;
             let mine: HashSet<i64> = f.taken.iter().map(|(_, c)| c.user_id).collect();
             // Eligible users that another campaign took tonight.
             let lost = r
-                .candidates
+                .eligible
                 .iter()
-                .filter(|c| claimed.contains(&c.user_id) && !mine.contains(&c.user_id))
+                .filter(|u| claimed.contains(u) && !mine.contains(u))
                 .count();
             funnel.push(FunnelStep {
                 step: ARBITRATION_STEP.into(),
-                users: r.candidates.len() - lost,
+                users: r.eligible.len() - lost,
             });
             // Members keep their campaign's own order.
             let mut taken = f.taken;
@@ -597,7 +726,7 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
                         discount_cost: c.discount_cost,
                     })
                     .collect(),
-                overlap: overlap(k),
+                overlap,
             }
         })
         .collect()

@@ -401,11 +401,16 @@ fn split(g: &mut Gen, frame: &DataFrame, parts: u64) -> Vec<DataFrame> {
 }
 
 #[test]
-fn rankings_of_parts_merge_into_the_night_of_all_users() {
+fn rankings_of_parts_cut_and_merged_give_the_night_of_all_users() {
     let mut g = Gen(0x9E37_79B9_7F4A_7C15);
-    for trial in 0..40 {
+    // Eligible users of every campaign, and the candidates the cuts kept of them.
+    let (mut eligible, mut kept) = (0, 0);
+    for trial in 0..60 {
         let f = random_frame(&mut g, 120);
         let mut campaigns = random_campaigns(&mut g);
+        for camp in &mut campaigns {
+            camp.max_audience = 1 + g.below(12) as usize;
+        }
         // A rule, and a rule without names, which is one value for every user of a part.
         campaigns[0].eligibility = parse(
             "r.toml",
@@ -432,14 +437,25 @@ fn rankings_of_parts_merge_into_the_night_of_all_users() {
 
         let k = 1 + g.below(5);
         let parts = split(&mut g, &f, k);
+        // Each part cut, and the merge cut again, as a sharded night does.
+        let reach = Reach::of(&campaigns, c.limits.arbitration);
         let merged: Vec<(&Campaign, Ranking)> = campaigns
             .iter()
             .map(|camp| {
                 let ranked = parts
                     .iter()
-                    .map(|p| rank(camp, p, &c, &History::default()).unwrap())
+                    .map(|p| {
+                        let mut r = rank(camp, p, &c, &History::default()).unwrap();
+                        r.cut(camp, &reach);
+                        r
+                    })
                     .collect();
-                (camp, Ranking::merge(ranked).unwrap())
+                let mut r = Ranking::merge(ranked).unwrap();
+                r.cut(camp, &reach);
+                assert!(r.candidates.len() <= r.eligible.len());
+                eligible += r.eligible.len();
+                kept += r.candidates.len();
+                (camp, r)
             })
             .collect();
         let night = arbitrate(merged, &c);
@@ -454,6 +470,9 @@ fn rankings_of_parts_merge_into_the_night_of_all_users() {
             assert_eq!(a.overlap, b.overlap, "trial {trial}: overlap");
         }
     }
+    // The cuts must bite for the comparison to test them: small maximum audiences leave most
+    // eligible users out of reach.
+    assert!(kept * 3 < eligible * 2, "kept {kept} of {eligible}");
 }
 
 #[test]
