@@ -179,7 +179,8 @@ pub struct RuntimeSection {
     /// Threads for LightGBM and polars; 0 = one per core. Default 0.
     pub threads: Option<usize>,
     /// Memory a nightly run may use, in megabytes: the run scores its users in as many shards
-    /// as keep it under this (unless `shards` says how many). Default 2048.
+    /// as keep it under this, of at most 500k users each (unless `shards` says how many).
+    /// Default 2048.
     pub memory_mb: Option<usize>,
     /// Shards a nightly run scores its users in, one after another (1 to 4096); a shard's
     /// users are those of `models::shard::shard_of`. The lists are the same for any number.

@@ -68,30 +68,37 @@ pub enum ShardPlan {
 }
 
 /// Memory a run needs per user when scored in one shard, in bytes, and of the process besides
-/// (the binary, the models, polars' pools): the demo's nightly run peaked at 267 MB with 100k
-/// users and 1,880 MB with 1M (stored 1M-user models, `run --dry-run --shards 1`), so
-/// 1,800 bytes a user over about 100 MB.
-const BYTES_PER_USER: u64 = 1_800;
+/// (the binary, the models, polars' pools): the demo's nightly run with stored models peaked
+/// at 1,445–1,532 MB with 1M users in one shard (`run --dry-run --shards 1`), so 1,500 bytes a
+/// user over about 100 MB.
+const BYTES_PER_USER: u64 = 1_500;
 const BASE_MB: u64 = 100;
 /// Of those bytes, what selection keeps of every user until the end of the run, whatever the
-/// shards: its candidates in each campaign's ranking, and arbitration's order and sorted
-/// eligible lists over them. The demo's four campaigns at 10M users (1.4 candidates a user)
-/// peaked at 3,260 MB in 9 shards of 1.1M users, about 130 bytes a user above the shards' own.
-const KEPT_BYTES_PER_USER: u64 = 140;
+/// shards: the sorted ids of each campaign's eligible users (8 bytes each, 1.4 a user in the
+/// demo), twice while a shard's are merged in. The candidates kept are cut to what arbitration
+/// can reach, a number that does not grow with the users.
+const KEPT_BYTES_PER_USER: u64 = 24;
+/// Most users in a shard, whatever the budget. Smaller shards cost no time down to this size:
+/// at 1M users, `run --dry-run --shards N` took 11.9–12.7 s for N = 1, 2, 4 and 8 alike, while
+/// its peak fell from 1.5 GB to 0.86, 0.55 and 0.42 GB. So memory a run does not need is not
+/// taken just because the budget allows it.
+const MAX_SHARD_USERS: u64 = 500_000;
 
 impl ShardPlan {
     /// The shards for `users` users: with a budget, the memory left beside what selection keeps
-    /// of every user is shared out so that one shard's tables fit in it.
+    /// of every user is shared out so that one shard's tables fit in it, and no shard holds
+    /// more than [`MAX_SHARD_USERS`].
     pub fn shards(self, users: u64) -> u32 {
         match self {
             ShardPlan::Fixed(n) => n,
             ShardPlan::Budget { memory_mb } => {
                 let budget = (memory_mb as u64).saturating_sub(BASE_MB) * MB as u64;
-                // Past about 14M users on a 2 GB budget, what is kept fills it: the most shards
-                // then keep a shard's share as small as it gets.
+                // When what is kept fills the budget (past ~85M users on 2 GB), the most shards
+                // keep a shard's share as small as it gets.
                 let room = budget.saturating_sub(users * KEPT_BYTES_PER_USER).max(1);
                 let need = users * (BYTES_PER_USER - KEPT_BYTES_PER_USER);
                 need.div_ceil(room)
+                    .max(users.div_ceil(MAX_SHARD_USERS))
                     .clamp(1, u64::from(models::shard::MAX_SHARDS)) as u32
             }
         }
@@ -663,12 +670,20 @@ mod tests {
         let s = f.clone().validate(&Overrides::default()).unwrap();
         assert_eq!(s.shards, ShardPlan::Budget { memory_mb: 2048 });
         assert_eq!(s.shards.shards(100_000), 1);
-        assert_eq!(s.shards.shards(1_000_000), 1);
-        // 10M users need more than one 2 GB shard, and fewer than a shard per 1k users; the
-        // ~1.4 GB selection keeps of them leaves ~640 MB for a shard.
-        let n = s.shards.shards(10_000_000);
-        assert!((20..=100).contains(&n), "{n}");
-        assert!(ShardPlan::Budget { memory_mb: 4096 }.shards(10_000_000) < n);
+        assert_eq!(s.shards.shards(500_000), 1);
+        // No shard holds more than 500k users, whatever the budget.
+        assert_eq!(s.shards.shards(1_000_000), 2);
+        assert_eq!(
+            ShardPlan::Budget { memory_mb: 65_536 }.shards(10_000_000),
+            20
+        );
+        // A small budget takes more shards: 1M users in 512 MB, of which ~24 MB is what
+        // selection keeps, take about four.
+        let n = ShardPlan::Budget { memory_mb: 512 }.shards(1_000_000);
+        assert!((4..=6).contains(&n), "{n}");
+        // Past ~85M users on 2 GB, what is kept fills the budget: the most shards there may be.
+        let max = models::shard::MAX_SHARDS;
+        assert_eq!(s.shards.shards(100_000_000), max);
         f.runtime.shards = Some(3);
         assert_eq!(
             f.clone().validate(&Overrides::default()).unwrap().shards,
