@@ -303,28 +303,34 @@ impl Ranking {
         }
         let sure =
             |c: &Candidate| campaign.offer.budget.is_none() || discount_spend(campaign, c) <= 0.0;
-        // Positions in the order arbitration goes through the campaign's candidates.
-        let mut order: Vec<usize> = (0..self.candidates.len()).collect();
-        if reach.arbitration == Arbitration::ExpectedValue {
-            let c = &self.candidates;
-            order.sort_by(|&a, &b| by_value((a, &c[a]), (b, &c[b])));
-        }
         let mut passed = 0;
-        let Some(last) = order.iter().position(|&p| {
-            passed += usize::from(sure(&self.candidates[p]));
+        // Whether the campaign is full once it has passed `c`.
+        let mut full = |c: &Candidate| {
+            passed += usize::from(sure(c));
             passed == places
-        }) else {
-            return;
         };
-        let mut keep = vec![false; self.candidates.len()];
-        for &p in &order[..=last] {
-            keep[p] = true;
+        match reach.arbitration {
+            // Arbitration goes through the campaign's candidates in their order.
+            Arbitration::Priority => {
+                if let Some(last) = self.candidates.iter().position(full) {
+                    self.candidates.truncate(last + 1);
+                }
+            }
+            Arbitration::ExpectedValue => {
+                let c = &self.candidates;
+                let mut order: Vec<usize> = (0..c.len()).collect();
+                order.sort_by(|&a, &b| by_value((a, &c[a]), (b, &c[b])));
+                let Some(last) = order.iter().position(|&p| full(&c[p])) else {
+                    return;
+                };
+                let mut keep = vec![false; c.len()];
+                for &p in &order[..=last] {
+                    keep[p] = true;
+                }
+                let mut keep = keep.into_iter();
+                self.candidates.retain(|_| keep.next().unwrap_or(false));
+            }
         }
-        let mut p = 0;
-        self.candidates.retain(|_| {
-            p += 1;
-            keep[p - 1]
-        });
     }
 }
 
@@ -359,8 +365,7 @@ impl Reach {
     pub fn places(&self, campaign: &Campaign) -> usize {
         let first = |(id, priority, _): &&(String, i32, usize)| match self.arbitration {
             Arbitration::Priority => {
-                (*priority, std::cmp::Reverse(id.as_str()))
-                    > (campaign.priority, std::cmp::Reverse(campaign.id.as_str()))
+                by_priority((*priority, id), (campaign.priority, &campaign.id)).is_lt()
             }
             Arbitration::ExpectedValue => true,
         };
@@ -389,6 +394,12 @@ fn interleave<T>(a: Vec<T>, b: Vec<T>, first: impl Fn(&T, &T) -> bool) -> Vec<T>
     out.extend(a);
     out.extend(b);
     out
+}
+
+/// The order in which campaigns pick by priority, given their (priority, id): the higher
+/// priority first, then the smaller id.
+fn by_priority(a: (i32, &str), b: (i32, &str)) -> std::cmp::Ordering {
+    b.0.cmp(&a.0).then(a.1.cmp(b.1))
 }
 
 /// The order in which arbitration by expected value goes through one campaign's candidates,
@@ -653,19 +664,19 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
         .enumerate()
         .flat_map(|(k, r)| (0..r.candidates.len()).map(move |p| (k, p)))
         .collect();
-    let by_priority = |a: usize, b: usize| {
+    let picks_first = |a: usize, b: usize| {
         let (ca, cb) = (campaigns[a], campaigns[b]);
-        cb.priority.cmp(&ca.priority).then(ca.id.cmp(&cb.id))
+        by_priority((ca.priority, &ca.id), (cb.priority, &cb.id))
     };
     match ctx.limits.arbitration {
         Arbitration::Priority => {
-            order.sort_by(|&(a, pa), &(b, pb)| by_priority(a, b).then(pa.cmp(&pb)))
+            order.sort_by(|&(a, pa), &(b, pb)| picks_first(a, b).then(pa.cmp(&pb)))
         }
         Arbitration::ExpectedValue => order.sort_by(|&(a, pa), &(b, pb)| {
             let (ca, cb) = (&ranked[a].candidates[pa], &ranked[b].candidates[pb]);
             cb.value
                 .total_cmp(&ca.value)
-                .then(by_priority(a, b))
+                .then(picks_first(a, b))
                 .then(by_value((pa, ca), (pb, cb)))
         }),
     }
