@@ -320,9 +320,10 @@ async fn scored_night(
         }
         trained_on => {
             drop(trained_on);
-            // One pass over the source, each shard's rows to its own files.
+            // One pass over the source, each shard's rows to its own files (the first shard's
+            // stay in memory).
             let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
-            let spilled = spill::spill(source, state, s, date, count, &drop_items).await?;
+            let mut spilled = spill::spill(source, state, s, date, count, &drop_items).await?;
             let scorers = set.load(s)?;
             for shard in Shard::all(count) {
                 let tables = spilled.tables(s, date, shard)?;
