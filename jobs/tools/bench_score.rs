@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use models::uplift::{large_benchmark_model, TreeModel};
-use models::{RunDate, Scorer};
+use models::{Isa, RunDate, Scorer};
 use serde::Serialize;
 
 use crate::config::Settings;
@@ -54,6 +54,9 @@ pub struct Timing {
     pub steps_per_row: usize,
     pub lightgbm_seconds: f64,
     pub native_seconds: f64,
+    /// The native scorer compiled for baseline x86-64 (SSE2) only: what the wider vectors of
+    /// [`Report::instructions`] give.
+    pub baseline_seconds: f64,
 }
 
 impl Timing {
@@ -75,6 +78,8 @@ impl Timing {
 pub struct Report {
     pub rows: usize,
     pub threads: usize,
+    /// The instructions the native scorer ran with: the widest this CPU has.
+    pub instructions: Isa,
     /// Every role of every model, then one line per model (role `all`).
     pub timings: Vec<Timing>,
 }
@@ -158,12 +163,14 @@ pub async fn run(s: &Settings, a: &BenchScoreArgs) -> Result<Report> {
             steps_per_row: parts.iter().map(|t| t.steps_per_row).sum(),
             lightgbm_seconds: parts.iter().map(|t| t.lightgbm_seconds).sum(),
             native_seconds: parts.iter().map(|t| t.native_seconds).sum(),
+            baseline_seconds: parts.iter().map(|t| t.baseline_seconds).sum(),
         });
     }
     timings.extend(per_model);
     Ok(Report {
         rows: a.rows,
         threads: s.threads,
+        instructions: Isa::detect(),
         timings,
     })
 }
@@ -182,34 +189,26 @@ fn time(
     let lightgbm = TreeModel::load(text, Scorer::Lightgbm, role).with_context(context)?;
     let native = TreeModel::load(text, Scorer::Native, role).with_context(context)?;
     let forest = native.native().expect("loaded for the native scorer");
-    let mut lightgbm_seconds = Vec::new();
-    let mut native_seconds = Vec::new();
+    let (mut lightgbm_seconds, mut native_seconds, mut baseline_seconds) =
+        (Vec::new(), Vec::new(), Vec::new());
     for i in 0..repeat.max(1) {
-        // Alternating, so that both see the same state of a shared machine.
+        // Alternating, so that all see the same state of a shared machine.
         let t = Instant::now();
         let want = lightgbm.predict(x, n, threads)?;
         lightgbm_seconds.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         let got = native.predict(x, n, threads)?;
         native_seconds.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let baseline = forest.predict_on(Isa::Baseline, x, n, threads)?;
+        baseline_seconds.push(t.elapsed().as_secs_f64());
         if i == 0 {
-            let differ = got
-                .iter()
-                .zip(&want)
-                .position(|(g, w)| g.to_bits() != w.to_bits());
-            if let Some(row) = differ {
-                let count = got
-                    .iter()
-                    .zip(&want)
-                    .filter(|(g, w)| g.to_bits() != w.to_bits())
-                    .count();
-                bail!(
-                    "{}: the native scorer differs from LightGBM on {count} rows (first: row {row}, native {:e}, lightgbm {:e})",
-                    context(),
-                    got[row],
-                    want[row]
-                );
-            }
+            same(&got, &want, &context())?;
+            same(
+                &baseline,
+                &want,
+                &format!("{} (baseline x86-64)", context()),
+            )?;
         }
     }
     Ok(Timing {
@@ -219,7 +218,22 @@ fn time(
         steps_per_row: forest.steps_per_row(),
         lightgbm_seconds: median(&mut lightgbm_seconds),
         native_seconds: median(&mut native_seconds),
+        baseline_seconds: median(&mut baseline_seconds),
     })
+}
+
+/// Fails unless `got` and `want` are equal, bit for bit.
+fn same(got: &[f64], want: &[f64], context: &str) -> Result<()> {
+    let differ = |(g, w): &(&f64, &f64)| g.to_bits() != w.to_bits();
+    if let Some(row) = got.iter().zip(want).position(|p| differ(&p)) {
+        let count = got.iter().zip(want).filter(differ).count();
+        bail!(
+            "{context}: the native scorer differs from LightGBM on {count} rows (first: row {row}, native {:e}, lightgbm {:e})",
+            got[row],
+            want[row]
+        );
+    }
+    Ok(())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -231,10 +245,11 @@ impl Report {
     /// The report as a table: rows per second, wall nanoseconds per row and tree, speedup.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} rows, {} threads; outputs identical (bit for bit) for every model\n\
-             {:<22} {:<12} {:>6} {:>9} {:>13} {:>13} {:>9} {:>9} {:>8}\n",
+            "{} rows, {} threads, native scorer on {:?}; outputs identical (bit for bit) for every model\n\
+             {:<22} {:<12} {:>6} {:>9} {:>13} {:>13} {:>9} {:>9} {:>9} {:>8}\n",
             self.rows,
             self.threads,
+            self.instructions,
             "model",
             "role",
             "trees",
@@ -242,12 +257,13 @@ impl Report {
             "lightgbm r/s",
             "native r/s",
             "lgbm ns",
+            "base ns",
             "nat. ns",
             "speedup"
         );
         for t in &self.timings {
             out += &format!(
-                "{:<22} {:<12} {:>6} {:>9} {:>13.0} {:>13.0} {:>9.2} {:>9.2} {:>7.1}×\n",
+                "{:<22} {:<12} {:>6} {:>9} {:>13.0} {:>13.0} {:>9.2} {:>9.2} {:>9.2} {:>7.1}×\n",
                 t.model,
                 t.role,
                 t.trees,
@@ -255,10 +271,11 @@ impl Report {
                 t.rows_per_second(self.rows, t.lightgbm_seconds),
                 t.rows_per_second(self.rows, t.native_seconds),
                 t.ns_per_tree(self.rows, t.lightgbm_seconds),
+                t.ns_per_tree(self.rows, t.baseline_seconds),
                 t.ns_per_tree(self.rows, t.native_seconds),
                 t.speedup()
             );
         }
-        out + "(ns: wall nanoseconds per row and tree)\n"
+        out + "(ns: wall nanoseconds per row and tree; base: the native scorer on baseline x86-64)\n"
     }
 }

@@ -19,6 +19,10 @@
 //!   it), a leaf is a node that goes left to itself, and every row takes the same number of
 //!   steps (the tree's depth), a few rows side by side so that their chains of loads overlap.
 //!
+//! The kernels are compiled three times, for baseline x86-64, AVX2 and AVX-512 ([`Isa`]), and
+//! the widest the CPU has is chosen at run time: the masks kernel's tests and ANDs run 2, 4 or
+//! 8 rows per instruction. The outputs do not depend on the choice.
+//!
 //! Exactness comes from copying LightGBM 4's semantics, which are those of its C API, of
 //! `Tree::NumericalDecision`, `Tree::CategoricalDecision`, `GBDT::PredictRaw` and the objectives'
 //! `ConvertOutput`:
@@ -147,6 +151,48 @@ struct TreeAt {
     root: u32,
     depth: u32,
     categorical: bool,
+}
+
+/// The instructions [`Forest::score_range`] is compiled for. The same source, compiled again
+/// for wider vectors, tests and masks 4 (AVX2) or 8 (AVX-512) rows per instruction where the
+/// baseline x86-64 (SSE2) tests 2; each is chosen at run time, when the CPU has it. Outputs are
+/// the same bit for bit: a comparison is exact at any width, and every row's sum still adds
+/// its leaves one by one, in order (Rust never fuses a multiply and an add on its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isa {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    /// The widest this CPU runs: what [`Forest::predict`] uses.
+    pub fn detect() -> Isa {
+        Isa::available().pop().unwrap_or(Isa::Baseline)
+    }
+
+    /// Every kind this CPU runs, narrowest first.
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut all = vec![Isa::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                all.push(Isa::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+            {
+                all.push(Isa::Avx512);
+            }
+        }
+        all
+    }
 }
 
 /// How the sum of the trees becomes the model's output.
@@ -640,6 +686,23 @@ impl Forest {
         columns: usize,
         threads: usize,
     ) -> Result<Vec<f64>, ForestError> {
+        self.predict_on(Isa::detect(), x, columns, threads)
+    }
+
+    /// [`Forest::predict`] with the instructions of `isa` (one of [`Isa::available`]; any
+    /// other scores as [`Isa::Baseline`]), to measure what the wider ones give.
+    pub fn predict_on(
+        &self,
+        isa: Isa,
+        x: &[f64],
+        columns: usize,
+        threads: usize,
+    ) -> Result<Vec<f64>, ForestError> {
+        let isa = if Isa::available().contains(&isa) {
+            isa
+        } else {
+            Isa::Baseline
+        };
         let want = self.feature_names.len();
         if columns != want || !x.len().is_multiple_of(columns) {
             return Err(ForestError::Columns { got: columns, want });
@@ -649,21 +712,48 @@ impl Forest {
         let threads = threads.clamp(1, rows.div_ceil(BLOCK_ROWS).max(1));
         let per_thread = rows.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
         if threads == 1 {
-            self.score_range(x, columns, &mut out);
+            self.score_range(isa, x, columns, &mut out);
         } else {
             std::thread::scope(|scope| {
                 for (i, part) in out.chunks_mut(per_thread.max(1)).enumerate() {
                     let from = i * per_thread * columns;
                     let rows = &x[from..from + part.len() * columns];
-                    scope.spawn(move || self.score_range(rows, columns, part));
+                    scope.spawn(move || self.score_range(isa, rows, columns, part));
                 }
             });
         }
         Ok(out)
     }
 
-    /// Scores consecutive rows into `out`, a block at a time.
-    fn score_range(&self, x: &[f64], columns: usize, out: &mut [f64]) {
+    /// Scores consecutive rows into `out` with the instructions of `isa`.
+    #[allow(unsafe_code)]
+    fn score_range(&self, isa: Isa, x: &[f64], columns: usize, out: &mut [f64]) {
+        match isa {
+            Isa::Baseline => self.score_blocks(x, columns, out),
+            // SAFETY: `Isa::available` offers these only when the CPU has their features.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.score_blocks_avx2(x, columns, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.score_blocks_avx512(x, columns, out) },
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
+    fn score_blocks_avx2(&self, x: &[f64], columns: usize, out: &mut [f64]) {
+        self.score_blocks(x, columns, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,bmi1,bmi2,lzcnt,popcnt")]
+    fn score_blocks_avx512(&self, x: &[f64], columns: usize, out: &mut [f64]) {
+        self.score_blocks(x, columns, out)
+    }
+
+    /// Scores consecutive rows into `out`, a block at a time. Inlined into each of
+    /// [`Isa`]'s variants, so that it is compiled for their instructions.
+    #[inline(always)]
+    fn score_blocks(&self, x: &[f64], columns: usize, out: &mut [f64]) {
         let walks = self.kernels.iter().any(|k| matches!(k, Kernel::Walk(_)));
         // The block's rows as the walk reads them (LightGBM's zeroing of tiny values applied),
         // and the columns the masks kernel reads (missing values folded).

@@ -18,7 +18,7 @@ pub mod uplift;
 pub use artifact::{ModelArtifact, ModelMetadata};
 pub use date::RunDate;
 pub use features::{CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
-pub use forest::{Forest, ForestError, Scorer};
+pub use forest::{Forest, ForestError, Isa, Scorer};
 pub use shard::Shard;
 pub use training::{ModelName, ScoredFrame, Scorers, TrainedUplift, TrainingOptions};
 pub use uplift::{Learner, TrainingSet, UpliftModel, UpliftParams, UpliftScores};

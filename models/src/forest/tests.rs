@@ -170,14 +170,14 @@ fn assert_same(text: &str, x: &[f64], features: usize, context: &str) {
         .predict_with_params(x, features as i32, true, "num_threads=1")
         .unwrap();
     let forest = Forest::parse(text).unwrap_or_else(|e| panic!("{context}: {e}"));
-    for threads in [1, 2] {
-        let got = forest.predict(x, features, threads).unwrap();
+    for (isa, threads) in Isa::available().into_iter().flat_map(|i| [(i, 1), (i, 2)]) {
+        let got = forest.predict_on(isa, x, features, threads).unwrap();
         assert_eq!(got.len(), want.len());
         for (row, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_eq!(
                 g.to_bits(),
                 w.to_bits(),
-                "{context}, row {row} {:?}: native {g:e}, lightgbm {w:e}",
+                "{context}, {isa:?}, row {row} {:?}: native {g:e}, lightgbm {w:e}",
                 &x[row * features..(row + 1) * features]
             );
         }
