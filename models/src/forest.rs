@@ -169,29 +169,38 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// Every kind, narrowest first.
+    const ALL: &[Isa] = &[
+        Isa::Baseline,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512,
+    ];
+
+    /// Whether this CPU runs it (the standard library caches what the CPU has).
+    pub fn runs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        use std::arch::is_x86_feature_detected as has;
+        match self {
+            Isa::Baseline => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => has!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512dq")
+            }
+        }
+    }
+
     /// The widest this CPU runs: what [`Forest::predict`] uses.
     pub fn detect() -> Isa {
-        Isa::available().pop().unwrap_or(Isa::Baseline)
+        Isa::available().last().unwrap_or(Isa::Baseline)
     }
 
     /// Every kind this CPU runs, narrowest first.
-    pub fn available() -> Vec<Isa> {
-        #[allow(unused_mut)]
-        let mut all = vec![Isa::Baseline];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                all.push(Isa::Avx2);
-            }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-            {
-                all.push(Isa::Avx512);
-            }
-        }
-        all
+    pub fn available() -> impl Iterator<Item = Isa> {
+        Isa::ALL.iter().copied().filter(|isa| isa.runs())
     }
 }
 
@@ -689,7 +698,7 @@ impl Forest {
         self.predict_on(Isa::detect(), x, columns, threads)
     }
 
-    /// [`Forest::predict`] with the instructions of `isa` (one of [`Isa::available`]; any
+    /// [`Forest::predict`] with the instructions of `isa` (one this CPU [`Isa::runs`]; any
     /// other scores as [`Isa::Baseline`]), to measure what the wider ones give.
     pub fn predict_on(
         &self,
@@ -698,11 +707,7 @@ impl Forest {
         columns: usize,
         threads: usize,
     ) -> Result<Vec<f64>, ForestError> {
-        let isa = if Isa::available().contains(&isa) {
-            isa
-        } else {
-            Isa::Baseline
-        };
+        let isa = if isa.runs() { isa } else { Isa::Baseline };
         let want = self.feature_names.len();
         if columns != want || !x.len().is_multiple_of(columns) {
             return Err(ForestError::Columns { got: columns, want });
@@ -730,7 +735,7 @@ impl Forest {
     fn score_range(&self, isa: Isa, x: &[f64], columns: usize, out: &mut [f64]) {
         match isa {
             Isa::Baseline => self.score_blocks(x, columns, out),
-            // SAFETY: `Isa::available` offers these only when the CPU has their features.
+            // SAFETY: `predict_on` passes these only when the CPU has their features.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { self.score_blocks_avx2(x, columns, out) },
             #[cfg(target_arch = "x86_64")]

@@ -170,7 +170,7 @@ fn assert_same(text: &str, x: &[f64], features: usize, context: &str) {
         .predict_with_params(x, features as i32, true, "num_threads=1")
         .unwrap();
     let forest = Forest::parse(text).unwrap_or_else(|e| panic!("{context}: {e}"));
-    for (isa, threads) in Isa::available().into_iter().flat_map(|i| [(i, 1), (i, 2)]) {
+    for (isa, threads) in Isa::available().flat_map(|i| [(i, 1), (i, 2)]) {
         let got = forest.predict_on(isa, x, features, threads).unwrap();
         assert_eq!(got.len(), want.len());
         for (row, (g, w)) in got.iter().zip(&want).enumerate() {
