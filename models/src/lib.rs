@@ -10,6 +10,7 @@ pub mod calibration;
 mod date;
 pub mod features;
 pub mod forest;
+pub mod lift;
 pub mod metrics;
 pub mod shard;
 pub mod training;
