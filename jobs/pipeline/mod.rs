@@ -488,13 +488,15 @@ async fn publish_night(
 ) -> Result<Vec<CampaignReport>> {
     let s = req.settings;
     if req.dry_run {
-        return Ok(req
+        let reports: Vec<CampaignReport> = req
             .published()
             .map(|c| match night.take(&c.id) {
                 Ok(a) => CampaignReport::new(c, Some(a), None),
                 Err(e) => CampaignReport::failed(c, e, false),
             })
-            .collect());
+            .collect();
+        record_forecasts(req, state, run_id, &reports).await;
+        return Ok(reports);
     }
     let versions = &scoring.versions;
     let run_date = req.date.to_string();
@@ -572,5 +574,40 @@ async fn publish_night(
         };
         reports.push(report);
     }
+    record_forecasts(req, state, run_id, &reports).await;
     Ok(reports)
+}
+
+/// Records what the run expected of each campaign it selected (see [`ledger::Forecast`]). The
+/// lists are out by then, so a failure here costs the report its forecast, not the night: it is
+/// a warning.
+async fn record_forecasts(
+    req: &RunRequest<'_>,
+    state: &Db,
+    run_id: &str,
+    reports: &[CampaignReport],
+) {
+    let forecasts: Vec<ledger::Forecast> = req
+        .published()
+        .zip(reports)
+        .filter(|(_, r)| r.error.is_none())
+        .map(|(c, r)| ledger::Forecast {
+            campaign_id: c.id.clone(),
+            funnel: r.funnel.clone(),
+            eligible: r.eligible,
+            audience_size: r.audience,
+            holdout_size: r.holdout,
+            expected_conversions: r.expected_conversions,
+            expected_discount_cost: r.expected_discount_cost * c.offer.average_price,
+            discount_pct: c.offer.discount_pct,
+            margin: c.offer.margin,
+            average_price: c.offer.average_price,
+        })
+        .collect();
+    let at = Utc::now().timestamp();
+    if let Err(e) =
+        ledger::record_forecasts(state, run_id, req.date, req.dry_run, at, &forecasts).await
+    {
+        warn!(error = %format!("{e:#}"), "the forecasts were not recorded");
+    }
 }

@@ -14,6 +14,7 @@ const INSERT_RUN: &str = include_str!("../../sql/statements/insert_run.sql");
 const FINISH_RUN: &str = include_str!("../../sql/statements/finish_run.sql");
 const INSERT_ASSIGNMENTS: &str = include_str!("../../sql/statements/insert_assignments.sql");
 const COPY_ASSIGNMENTS: &str = include_str!("../../sql/statements/copy_assignments.sql");
+const INSERT_FORECASTS: &str = include_str!("../../sql/statements/insert_forecasts.sql");
 const RUNS: &str = include_str!("../../sql/queries/runs.sql");
 const MESSAGE_HISTORY: &str = include_str!("../../sql/queries/message_history.sql");
 
@@ -146,6 +147,59 @@ pub async fn record_assignments(
         .collect();
     db.bulk_insert(COPY_ASSIGNMENTS, INSERT_ASSIGNMENTS, &rows)
         .await
+}
+
+/// What a run expected of one campaign when it chose the audience (`targeting_forecasts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    pub campaign_id: String,
+    pub funnel: Vec<segments::FunnelStep>,
+    pub eligible: usize,
+    pub audience_size: usize,
+    pub holdout_size: usize,
+    /// Expected incremental purchases of the treatment arm.
+    pub expected_conversions: f64,
+    /// Expected discount given to the treatment arm, in currency units.
+    pub expected_discount_cost: f64,
+    pub discount_pct: f64,
+    pub margin: f64,
+    pub average_price: f64,
+}
+
+/// Records the forecasts of a run's campaigns (a dry run's too, marked as such), in one
+/// transaction.
+pub async fn record_forecasts(
+    db: &Db,
+    run_id: &str,
+    run_date: RunDate,
+    dry_run: bool,
+    at: i64,
+    forecasts: &[Forecast],
+) -> Result<()> {
+    let rows = forecasts
+        .iter()
+        .map(|f| {
+            Ok(vec![
+                Value::Text(run_id.into()),
+                Value::Text(f.campaign_id.clone()),
+                Value::Text(run_date.to_string()),
+                Value::Bool(dry_run),
+                Value::Int(at),
+                Value::Text(serde_json::to_string(&f.funnel)?),
+                Value::Int(f.eligible as i64),
+                Value::Int(f.audience_size as i64),
+                Value::Int(f.holdout_size as i64),
+                Value::Float(f.expected_conversions),
+                Value::Float(f.expected_discount_cost),
+                Value::Float(f.discount_pct),
+                Value::Float(f.margin),
+                Value::Float(f.average_price),
+            ])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    db.insert(INSERT_FORECASTS, &rows)
+        .await
+        .with_context(|| format!("cannot record the forecasts of run {run_id}"))
 }
 
 /// A campaign run as the ledger has it.

@@ -1,0 +1,1 @@
+INSERT INTO targeting_forecasts (run_id, campaign_id, run_date, dry_run, recorded_at, funnel, eligible, audience_size, holdout_size, expected_conversions, expected_discount_cost, discount_pct, margin, average_price) VALUES
