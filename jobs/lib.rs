@@ -6,7 +6,8 @@
 //! | module | what it holds | imports |
 //! |---|---|---|
 //! | [`cli`] | the command line, its printouts and logging setup | everything below |
-//! | [`daemon`], [`tools`] | the scheduler daemon; the demo and `evaluate` | `pipeline` and below |
+//! | [`daemon`], [`tools`] | the scheduler daemon; the demo and `evaluate` | `report` and below |
+//! | [`report`] | did it work: lift per campaign-day with intervals, against the forecast | `pipeline` and below |
 //! | [`pipeline`] | the nightly run: extract → score → select → publish → record | `training` and below |
 //! | [`training`] | training the models and the model store | `config` and below |
 //! | [`config`] | settings and campaign files, validated | `state`, `store` |
@@ -22,6 +23,7 @@ mod config;
 mod daemon;
 mod pipeline;
 mod redact;
+mod report;
 mod state;
 mod store;
 mod tools;

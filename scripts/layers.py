@@ -14,7 +14,7 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 # jobs' top-level modules, lowest first: each may import only the ones before it.
-LAYERS = ["redact", "store", "state", "config", "training", "pipeline", "daemon", "tools", "cli"]
+LAYERS = ["redact", "store", "state", "config", "training", "pipeline", "report", "daemon", "tools", "cli"]
 # Modules of one layer, which may not import each other either.
 SAME_LAYER = [{"daemon", "tools"}]
 

@@ -8,7 +8,8 @@ use tracing::info;
 
 use super::summary::{runs_table, Summary};
 use super::{
-    DemoArgs, ModelsCommand, RunArgs, RunsListArgs, ScoreShardArgs, TrainArgs, ValidateArgs,
+    DemoArgs, ModelsCommand, ReportArgs, RunArgs, RunsListArgs, ScoreShardArgs, TrainArgs,
+    ValidateArgs,
 };
 use crate::config::{campaigns, Settings};
 use crate::pipeline::{self, recover, RunReport, RunRequest, ShardRequest};
@@ -84,6 +85,13 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     if a.users < 1_000 {
         bail!("--users must be at least 1000 for the models to have data to learn from");
     }
+    if a.outcome_days != 0 && !(demo::OUTCOME_DAYS..=365).contains(&a.outcome_days) {
+        bail!(
+            "--outcome-days must be 0 or from {} (the attribution window) to 365, got {}",
+            demo::OUTCOME_DAYS,
+            a.outcome_days
+        );
+    }
     let all = settings.campaigns()?;
     campaigns::check_ids(&all, &a.job.campaigns)?;
     let date = a.job.date.unwrap_or_else(RunDate::today);
@@ -113,11 +121,30 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         forced: vec![],
         from_shards: None,
     };
-    let night = demo::run(settings, &source, &state, request).await?;
-    let summary = Summary::new(&night.report, Some(night.truth));
+    let night = demo::run(settings, &source, &state, request, spec, a.outcome_days).await?;
+    let summary = Summary::new(&night.report, Some(night.truth))
+        .with_true_incremental(&night.true_incremental);
     std::fs::create_dir_all(&a.dir)?;
     summary.write_json(&a.dir.join("summary.json"))?;
     print!("{}", summary.table());
+    if a.outcome_days > 0 {
+        // The lift report on the simulated days: what `targeting report` would say then.
+        let request = crate::report::ReportRequest {
+            from: date,
+            to: date,
+            as_of: date.days_before(-a.outcome_days),
+            campaigns: a.job.campaigns.clone(),
+        };
+        let report = crate::report::report(settings, &source, &state, &request).await?;
+        let path = a.dir.join("report.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!(
+            "\nafter {} simulated days (true incremental conversions in summary.json):",
+            a.outcome_days
+        );
+        print!("{}", report.table());
+    }
     fail_on_campaign_errors(&night.report)
 }
 
@@ -361,6 +388,34 @@ pub(super) async fn list_runs(settings: &Settings, a: &RunsListArgs) -> Result<(
         return Ok(());
     }
     print!("{}", runs_table(&runs));
+    Ok(())
+}
+
+/// `targeting report`: the lift of each campaign-day in the range (see [`crate::report`]).
+pub(super) async fn report(settings: &Settings, a: &ReportArgs) -> Result<()> {
+    let as_of = a.as_of.unwrap_or_else(RunDate::today);
+    let to = a.to.unwrap_or(as_of);
+    let from = a.from.unwrap_or_else(|| to.days_before(90));
+    if from > to {
+        bail!("--from {from} is after --to {to}");
+    }
+    let source = settings.source.connect(false).await?;
+    let state = settings.state_db(&source).await?;
+    let request = crate::report::ReportRequest {
+        from,
+        to,
+        as_of,
+        campaigns: a.campaigns.clone(),
+    };
+    let report = crate::report::report(settings, &source, &state, &request).await;
+    state.close().await;
+    source.close().await;
+    let report = report?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
     Ok(())
 }
 

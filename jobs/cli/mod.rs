@@ -13,7 +13,9 @@ use models::{ModelName, RunDate};
 
 pub use crate::config::campaigns::CampaignProblems;
 use crate::config::{self, Overrides};
-use commands::{list_runs, models_command, run_demo, run_job, run_train, score_shard, validate};
+use commands::{
+    list_runs, models_command, report, run_demo, run_job, run_train, score_shard, validate,
+};
 use telemetry::LogFormat;
 
 /// Nightly campaign targeting: scores users by the purchases a message would cause and
@@ -64,6 +66,10 @@ pub enum Command {
         #[command(subcommand)]
         command: CampaignsCommand,
     },
+    /// Did the campaigns work? Per campaign-day, treatment against holdout over the
+    /// attribution window: incremental conversions, revenue and profit with 95% intervals,
+    /// beside the forecast the run recorded; then the global control group.
+    Report(ReportArgs),
     /// The run ledger.
     Runs {
         #[command(subcommand)]
@@ -86,6 +92,32 @@ pub struct RunsListArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// State database (default: the settings' state.database_url).
+    #[arg(long, value_name = "URL")]
+    pub state_database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only this campaign (repeatable; default: every campaign).
+    #[arg(long = "campaign", value_name = "ID")]
+    pub campaigns: Vec<String>,
+    /// First run date, YYYY-MM-DD (default: 90 days before --to).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<RunDate>,
+    /// Last run date, YYYY-MM-DD (default: --as-of).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<RunDate>,
+    /// Outcomes are complete up to this date's midnight, UTC (default: today): campaign-days
+    /// whose attribution window ends later are reported as partial.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<RunDate>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Source database URL, where the purchases are (overrides source.database_url).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// State database URL, where the assignments are (overrides state.database_url).
     #[arg(long, value_name = "URL")]
     pub state_database_url: Option<String>,
 }
@@ -202,6 +234,11 @@ pub struct DemoArgs {
     /// Seed of the generated data (the same seed gives the same data).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Days after the night to simulate from the truth (0: none; else at least the 7 days of
+    /// the attribution window the truth is defined on): the purchases the messages caused and
+    /// the others, so that the lift report after the run shows real lift.
+    #[arg(long, default_value_t = 14, value_name = "N")]
+    pub outcome_days: i64,
     #[command(flatten)]
     pub job: JobFlags,
 }
@@ -215,8 +252,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub retrain: bool,
     /// Preview: the funnel, audience and holdout sizes, expected incremental conversions and
-    /// discount cost, and the overlap with the night's other campaigns. Publishes, records and
-    /// stores nothing.
+    /// discount cost, and the overlap with the night's other campaigns. Publishes and stores
+    /// nothing; records only the forecast, marked as a dry run, for `targeting report`.
     #[arg(long)]
     pub dry_run: bool,
     /// Publish campaign-days that already succeeded again (their ledger rows say so). Without
@@ -292,6 +329,14 @@ pub fn main(cli: Cli) -> Result<()> {
             },
             None,
         ),
+        Command::Report(a) => (
+            Overrides {
+                database_url: a.database_url.clone(),
+                state_database_url: a.state_database_url.clone(),
+                ..Overrides::default()
+            },
+            None,
+        ),
         Command::Models { .. } | Command::Campaigns { .. } => (Overrides::default(), None),
     };
     let settings = config::load(cli.config.as_deref(), &overrides)?;
@@ -313,6 +358,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Command::Train(a) => run_train(&settings, &a).await,
             Command::Models { command } => models_command(&settings, command).await,
             Command::Validate(a) => validate(&settings, &a).await,
+            Command::Report(a) => report(&settings, &a).await,
             Command::Runs {
                 command: RunsCommand::List(a),
             } => list_runs(&settings, &a).await,

@@ -65,9 +65,25 @@ pub struct CampaignSummary {
     pub overlap: Vec<(String, usize)>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
+    /// The conversions the message truly caused in the treatment arm over the attribution
+    /// window, from the truth (demo with `--outcome-days` only): what the lift report's
+    /// interval for incremental conversions should cover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_incremental_conversions: Option<f64>,
 }
 
 impl Summary {
+    /// The demo's true incremental conversions, by campaign.
+    pub fn with_true_incremental(
+        mut self,
+        truth: &std::collections::BTreeMap<String, f64>,
+    ) -> Self {
+        for c in &mut self.campaigns {
+            c.true_incremental_conversions = truth.get(&c.campaign_id).copied();
+        }
+        self
+    }
+
     pub fn new(report: &RunReport, truth: Option<AgainstTruth>) -> Self {
         Summary {
             run_id: report.run_id.clone(),
@@ -104,6 +120,7 @@ impl Summary {
                     overlap: c.overlap.clone(),
                     export_uri: c.export_uri.clone(),
                     error: c.error.clone(),
+                    true_incremental_conversions: None,
                 })
                 .collect(),
         }
@@ -113,7 +130,7 @@ impl Summary {
     /// and the overlap with the night's other campaigns.
     pub fn preview(&self) -> String {
         let mut out = format!(
-            "dry run for {} over {} users: nothing published, nothing recorded\n",
+            "dry run for {} over {} users: nothing published; the forecast is recorded, marked as a dry run\n",
             self.run_date, self.users
         );
         for c in &self.campaigns {

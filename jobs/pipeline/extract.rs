@@ -44,7 +44,7 @@ const BUILTIN: &[(&str, &str)] = &[
 
 /// The query of a contract table: the deployment's own (`source.queries_dir`), else the one
 /// built in; and where it came from, for messages.
-fn contract_query(settings: &Settings, table: &str) -> Result<(String, String)> {
+pub fn contract_query(settings: &Settings, table: &str) -> Result<(String, String)> {
     let builtin = BUILTIN
         .iter()
         .find(|(name, _)| *name == table)
@@ -164,10 +164,16 @@ impl Slice {
         if all.is_empty() {
             return sql.to_string();
         }
-        template(SLICE)
-            .replace("{query}", sql.trim().trim_end_matches(';'))
-            .replace("{filter}", &all.join(" AND "))
+        restricted(sql, &all.join(" AND "))
     }
+}
+
+/// `sql` as a subquery whose rows pass `filter`, a test of its columns (see
+/// `sql/statements/slice.sql`): how a query written without parameters is read in part.
+pub fn restricted(sql: &str, filter: &str) -> String {
+    template(SLICE)
+        .replace("{query}", sql.trim().trim_end_matches(';'))
+        .replace("{filter}", filter)
 }
 
 /// The test that a row's event lies within the window the features read before the run date.

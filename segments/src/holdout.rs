@@ -24,6 +24,12 @@ impl Arm {
     }
 }
 
+/// Whether a user belongs to the global control group of `share` under `salt`: never messaged by
+/// any campaign, so that every campaign together can be measured against it.
+pub fn in_global_control(salt: &str, share: f64, user_id: i64) -> bool {
+    bucket(salt, user_id) < share
+}
+
 /// The user's bucket in `[0, 1)` for a salt.
 pub fn bucket(salt: &str, user_id: i64) -> f64 {
     let digest = Sha256::new()

@@ -1,1 +1,1 @@
-INSERT INTO demo_truth (user_id, true_uplift, true_discount_sensitivity) VALUES
+INSERT INTO demo_truth (user_id, true_uplift, true_discount_sensitivity, true_base_rate) VALUES

@@ -84,7 +84,8 @@ fn unwritable_export_destination_publishes_nothing() {
 #[test]
 fn the_data_contract_stops_on_null_suppression_ids_and_drops_future_purchases() {
     let world = TestEnv::sqlite("contract");
-    assert_ok(&world.demo("3000", &[]));
+    // No simulated days after the night: the one purchase after the run date is the test's.
+    assert_ok(&world.demo("3000", &["--outcome-days", "0"]));
     let queries = world.dir.join("queries");
     std::fs::create_dir_all(&queries).unwrap();
     let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/queries");
@@ -147,6 +148,32 @@ fn the_data_contract_stops_on_null_suppression_ids_and_drops_future_purchases() 
                 .unwrap()
                 .contains("suppressions.user_id is NULL")),
         "{rows:?}"
+    );
+
+    // The lift report's outcome query returning the wrong columns: one line naming the file
+    // and the columns it must return.
+    let outcomes = queries.join("outcomes.sql");
+    std::fs::write(
+        &outcomes,
+        "SELECT user_id, purchased_at, paid_cents FROM purchases\n",
+    )
+    .unwrap();
+    let report = [
+        "report",
+        "--from",
+        DATE,
+        "--as-of",
+        "2026-12-04",
+        "--database-url",
+        world.db.as_str(),
+    ];
+    let out = targeting_env(&report, &env);
+    assert_one_line_error(
+        &out,
+        &[
+            &outcomes.display().to_string(),
+            "user_id, purchased_at, list_price_cents, paid_cents",
+        ],
     );
 }
 

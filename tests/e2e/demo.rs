@@ -106,7 +106,7 @@ async fn check_demo(env: &TestEnv) {
     assert_ok(&preview);
     let text = String::from_utf8_lossy(&preview.stdout).into_owned();
     assert!(
-        text.contains("nothing published, nothing recorded"),
+        text.contains("nothing published; the forecast is recorded, marked as a dry run"),
         "{text}"
     );
     let mut campaign = String::new();
@@ -137,8 +137,19 @@ async fn check_demo(env: &TestEnv) {
     assert_eq!(
         crate::common::ledger(db_url).await.len(),
         8,
-        "a dry run records nothing"
+        "a dry run records no run"
     );
+    // Every run recorded its forecasts, the dry run too, marked as such.
+    let pool = pool(db_url).await;
+    let forecasts: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN dry_run THEN 1 ELSE 0 END AS d, COUNT(*) FROM targeting_forecasts \
+         GROUP BY d ORDER BY d",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(forecasts, vec![(0, 8), (1, 4)]);
+    check_report(env, &summary, &exports).await;
     for campaign in holdouts.keys() {
         assert_eq!(run_folders(&exports, campaign, DATE).len(), 2, "{campaign}");
     }
@@ -146,6 +157,91 @@ async fn check_demo(env: &TestEnv) {
     let versions = manifest["model_versions"].as_object().unwrap();
     assert!(
         versions.contains_key("conversion_uplift") && versions.contains_key("discount_sensitivity")
+    );
+}
+
+/// `targeting report` on the demo's simulated days: the arms are the published lists and
+/// their holdouts, each campaign's interval covers the true incremental conversions of
+/// `summary.json`, and the forecast recorded by the run is beside it.
+async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std::path::Path) {
+    let out = targeting(&[
+        "report",
+        "--json",
+        "--from",
+        DATE,
+        "--to",
+        DATE,
+        "--as-of",
+        "2026-12-04",
+        "--database-url",
+        env.db.as_str(),
+    ]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let campaigns = report["campaigns"].as_array().unwrap();
+    assert_eq!(campaigns.len(), 4, "{report}");
+    for c in campaigns {
+        let id = c["campaign_id"].as_str().unwrap();
+        assert_eq!(c["complete"], true, "{id}");
+        let published = read_export(&run_folders(exports, id, DATE)[1]);
+        assert_eq!(
+            c["run_id"].as_str(),
+            published.manifest["run_id"].as_str(),
+            "{id}: the report reads the night's last run"
+        );
+        let arms = &c["arms"];
+        assert_eq!(
+            arms["treatment"]["users"].as_u64(),
+            Some(published.ids.len() as u64)
+        );
+        assert_eq!(
+            arms["holdout"]["users"],
+            published.manifest["holdout_count"]
+        );
+        let truth = summary["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["campaign_id"] == id)
+            .and_then(|s| s["true_incremental_conversions"].as_f64())
+            .unwrap();
+        let i = &c["incremental_conversions"];
+        let (low, high) = (i["low"].as_f64().unwrap(), i["high"].as_f64().unwrap());
+        assert!(
+            low <= truth && truth <= high && low > 0.0,
+            "{id}: true incremental conversions {truth} outside [{low}, {high}]"
+        );
+        let forecast = c["forecast"]["incremental_conversions"].as_f64().unwrap();
+        assert!(forecast > 0.0, "{id}: forecast {forecast}");
+        for money in ["incremental_revenue", "incremental_profit"] {
+            let m = &c[money];
+            assert!(
+                m["low"].as_f64() <= m["estimate"].as_f64()
+                    && m["estimate"].as_f64() <= m["high"].as_f64(),
+                "{id}: {money} {m}"
+            );
+        }
+    }
+    let global = &report["global_control"];
+    assert!(
+        global["incremental_conversions"]["low"].as_f64().unwrap() > 0.0,
+        "{global}"
+    );
+    // A day without outcomes yet is partial, and the table says so.
+    let out = targeting(&[
+        "report",
+        "--from",
+        DATE,
+        "--as-of",
+        "2026-11-23",
+        "--database-url",
+        env.db.as_str(),
+    ]);
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("partial: the attribution window is open until 2026-11-27"),
+        "{text}"
     );
 }
 

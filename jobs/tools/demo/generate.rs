@@ -36,7 +36,7 @@ const HISTORY_DAYS: i64 = 730;
 /// How far back engagement rows go (the earliest exposure plus the longest window).
 const ENGAGEMENT_DAYS: i64 = 605;
 /// Attribution window of the past campaigns' outcomes.
-const OUTCOME_DAYS: i64 = 7;
+pub const OUTCOME_DAYS: i64 = 7;
 
 /// Past randomized campaigns: id, days before the anchor, discount. A campaign every few weeks,
 /// as a marketing team runs them: the history uplift models learn from.
@@ -304,6 +304,33 @@ fn traits(rng: &mut ChaCha8Rng, platform: &str) -> Traits {
     }
 }
 
+/// What a discount adds to the true effect of a message on the purchase probability.
+const DISCOUNT_EFFECT: f64 = 0.05;
+
+/// The probability that a user with a purchase rate `rate` (orders per day) and a true effect
+/// `uplift` buys within the attribution window: without a message (`None`), or after one
+/// offering `Some(discount_pct)`.
+pub fn window_probability(rate: f64, uplift: f64, message: Option<f64>) -> f64 {
+    let baseline = 1.0 - (-(OUTCOME_DAYS as f64) * rate).exp();
+    let effect = match message {
+        None => 0.0,
+        Some(d) if d > 0.0 => uplift + DISCOUNT_EFFECT,
+        Some(_) => uplift,
+    };
+    (baseline + effect).clamp(0.0, 1.0)
+}
+
+/// What an order of an item at `price` cents paid: a discount of 20, 30 or 50 % when it was
+/// discounted.
+pub fn paid_cents(price: i64, discounted: bool, rng: &mut ChaCha8Rng) -> i64 {
+    if discounted {
+        let cut = [0.2, 0.3, 0.5][rng.random_range(0..3)];
+        (price as f64 * (1.0 - cut)).round() as i64
+    } else {
+        price
+    }
+}
+
 /// An order before it gets its id.
 struct Order {
     at: i64,
@@ -358,6 +385,7 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
             Value::Int(user),
             Value::Float(t.uplift),
             Value::Float(t.sensitivity),
+            Value::Float(t.rate),
         ]);
         let favourites = by_game(t.favourite_game);
 
@@ -434,7 +462,6 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
 
         // Past randomized campaigns: the outcome in the window after an exposure follows the
         // user's baseline plus, when treated, the true effect.
-        let baseline = 1.0 - (-(OUTCOME_DAYS as f64) * t.rate).exp();
         for (campaign, days_before, discount) in PAST_CAMPAIGNS {
             let start = a - days_before * DAY;
             if created >= start || !rng.random_bool(EXPOSED_SHARE) {
@@ -442,12 +469,7 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
             }
             let at = start + rng.random_range(0..6 * 3600);
             let treated = rng.random_bool(0.5);
-            let effect = if *discount > 0.0 {
-                t.uplift + 0.05
-            } else {
-                t.uplift
-            };
-            let p = (baseline + if treated { effect } else { 0.0 }).clamp(0.0, 1.0);
+            let p = window_probability(t.rate, t.uplift, treated.then_some(*discount));
             let end = at + OUTCOME_DAYS * DAY;
             orders.retain(|o| o.at < at || o.at >= end);
             if rng.random_bool(p) {
@@ -469,12 +491,7 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
         for o in orders {
             order_id += 1;
             let item = &items[o.item];
-            let paid = if o.discounted {
-                let cut = [0.2, 0.3, 0.5][rng.random_range(0..3)];
-                (item.price as f64 * (1.0 - cut)).round() as i64
-            } else {
-                item.price
-            };
+            let paid = paid_cents(item.price, o.discounted, &mut rng);
             let recipient = (!friends.is_empty() && rng.random_bool(0.05))
                 .then(|| friends[rng.random_range(0..friends.len())]);
             rows.purchases.push(vec![

@@ -8,14 +8,15 @@
 //! exactly as a nightly run does.
 
 mod generate;
+mod outcomes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use models::training::{feature_ceiling, UpliftTarget};
 use tracing::info;
 
-pub use generate::{ensure, DemoSpec};
+pub use generate::{ensure, DemoSpec, OUTCOME_DAYS};
 
 use crate::config::Settings;
 use crate::pipeline::score::ScoredUsers;
@@ -33,9 +34,12 @@ const TRUTH_SPEC: models::features::TableSpec = models::features::TableSpec {
             "true_discount_sensitivity",
             models::features::ColumnKind::Float,
         ),
+        ("true_base_rate", models::features::ColumnKind::Float),
     ],
     slicing: models::features::Slicing::WHOLE,
 };
+
+const TRUTH_SQL: &str = include_str!("../../../sql/queries/demo_truth.sql");
 
 /// The demo's truth, by user.
 #[derive(Debug, Clone)]
@@ -46,9 +50,13 @@ pub struct Truth {
 
 /// Reads `demo_truth`.
 pub async fn truth(db: &Db) -> Result<Truth> {
-    let sql = include_str!("../../../sql/queries/demo_truth.sql");
     let truth = db
-        .fetch_frame(&TRUTH_SPEC, sql, "sql/queries/demo_truth.sql", 100_000)
+        .fetch_frame(
+            &TRUTH_SPEC,
+            TRUTH_SQL,
+            "sql/queries/demo_truth.sql",
+            100_000,
+        )
         .await?;
     let users: Vec<i64> = truth
         .column("user_id")?
@@ -91,18 +99,25 @@ pub struct AgainstTruth {
 pub struct DemoRun {
     pub report: RunReport,
     pub truth: AgainstTruth,
+    /// Per campaign, the conversions its message truly caused in the simulated days after the
+    /// night (empty without them).
+    pub true_incremental: BTreeMap<String, f64>,
 }
 
 /// Trains on the demo source (all of it, or the sample of users training reads above
 /// `models.max_training_exposures`), measures the models against the truth on the users it
-/// trained on, and runs the night with those models.
+/// trained on, and runs the night with those models; then draws the `outcome_days` days after
+/// it from the truth (none when 0).
 pub async fn run(
     s: &Settings,
     source: &Db,
     state: &Db,
     request: RunRequest<'_>,
+    spec: DemoSpec,
+    outcome_days: i64,
 ) -> Result<DemoRun> {
     let date = request.date;
+    outcomes::clear(source, spec).await?;
     let training = pipeline::extract::training_tables(source, Some(state), s, date).await?;
     let trained = training::train_and_store(s, &training.tables, date).await?;
     let truth = truth(source).await?;
@@ -130,9 +145,15 @@ pub async fn run(
         trained_on,
     };
     let report = pipeline::run_with(request, source, state, models).await?;
+    let true_incremental = if outcome_days > 0 {
+        outcomes::simulate(source, state, &report.run_id, spec, outcome_days).await?
+    } else {
+        BTreeMap::new()
+    };
     Ok(DemoRun {
         report,
         truth: against,
+        true_incremental,
     })
 }
 

@@ -33,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use polars::prelude::*;
 
 use crate::campaign::{Campaign, CampaignKind};
-use crate::holdout::{arm, bucket, Arm};
+use crate::holdout::{arm, in_global_control, Arm};
 use crate::rules::Catalog;
 use crate::{Result, SegmentError};
 
@@ -55,7 +55,11 @@ pub struct SelectionContext {
 impl SelectionContext {
     /// Whether a user belongs to the global control group.
     pub fn in_global_control(&self, user_id: i64) -> bool {
-        bucket(&self.global_control_salt, user_id) < self.global_control_share
+        in_global_control(
+            &self.global_control_salt,
+            self.global_control_share,
+            user_id,
+        )
     }
 }
 

@@ -1,0 +1,207 @@
+//! The report for people: per campaign-day, the two arms side by side, then each incremental
+//! figure with its interval and the forecast beside it, and the notes that qualify them.
+
+use std::fmt::Write;
+
+use models::metrics::Interval;
+
+use super::{ArmOutcome, CampaignLift, GlobalControl, Report};
+
+impl Report {
+    /// The report as text.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "lift report, outcomes as of {} ({}-day attribution window after each run date)",
+            self.as_of, self.attribution_days
+        );
+        if self.campaigns.is_empty() {
+            out.push_str("\nno campaign-day with a succeeded run in the range\n");
+        }
+        for c in &self.campaigns {
+            campaign(&mut out, c);
+        }
+        if let Some(g) = &self.global_control {
+            global(&mut out, g);
+        }
+        out
+    }
+}
+
+fn campaign(out: &mut String, c: &CampaignLift) {
+    let state = if c.complete { "complete" } else { "partial" };
+    let _ = writeln!(
+        out,
+        "\n{}  {}  (run {}, window to {}, {state})",
+        c.campaign_id, c.run_date, c.run_id, c.window_end
+    );
+    arms(
+        out,
+        &[
+            ("treatment", &c.arms.treatment),
+            ("holdout", &c.arms.holdout),
+        ],
+    );
+    let forecast = c.forecast;
+    figure(
+        out,
+        "incremental conversions",
+        c.incremental_conversions,
+        0,
+        forecast.map(|f| f.incremental_conversions),
+    );
+    figure(out, "incremental revenue", c.incremental_revenue, 2, None);
+    figure(out, "incremental profit", c.incremental_profit, 2, None);
+    let _ = write!(
+        out,
+        "  {:<24} {:>12}",
+        "discount given",
+        money(c.discount_cost, 2)
+    );
+    match forecast {
+        Some(f) => {
+            let _ = writeln!(out, "   forecast {}", money(f.discount_cost, 2));
+        }
+        None => out.push('\n'),
+    }
+    if let Some(m) = c.minimum_detectable_effect {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>11.2} points",
+            "minimum detectable lift",
+            m * 100.0
+        );
+    }
+    for n in &c.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+}
+
+fn global(out: &mut String, g: &GlobalControl) {
+    let state = if g.complete { "complete" } else { "partial" };
+    let _ = writeln!(
+        out,
+        "\nglobal control group ({:.1}% of users, never messaged): everyone else against it, run dates from {} with windows to {} ({state}); {} users were messaged",
+        g.share * 100.0,
+        g.from,
+        g.window_end,
+        count(g.reached as f64)
+    );
+    arms(
+        out,
+        &[("outside", &g.arms.outside), ("control", &g.arms.control)],
+    );
+    figure(
+        out,
+        "incremental conversions",
+        g.incremental_conversions,
+        0,
+        None,
+    );
+    figure(out, "incremental revenue", g.incremental_revenue, 2, None);
+}
+
+fn arms(out: &mut String, rows: &[(&str, &ArmOutcome)]) {
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>12} {:>12} {:>9} {:>14} {:>13}",
+        "arm", "users", "converted", "rate", "revenue", "revenue/user"
+    );
+    for (name, a) in rows {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>12} {:>12} {:>8.2}% {:>14} {:>13}",
+            name,
+            count(a.users as f64),
+            count(a.conversions as f64),
+            a.conversion_rate * 100.0,
+            money(a.revenue, 2),
+            money(a.revenue_per_user, 3)
+        );
+    }
+}
+
+/// One incremental figure: estimate, 95 % interval and the forecast, or why there is none.
+fn figure(
+    out: &mut String,
+    name: &str,
+    v: Option<Interval>,
+    decimals: usize,
+    forecast: Option<f64>,
+) {
+    let _ = write!(out, "  {name:<24} ");
+    match v {
+        Some(i) => {
+            let _ = write!(
+                out,
+                "{:>12}  (95% CI {} to {})",
+                signed(i.estimate, decimals),
+                signed(i.low, decimals),
+                signed(i.high, decimals)
+            );
+        }
+        None => {
+            let _ = write!(out, "{:>12}", "-");
+        }
+    }
+    if let Some(f) = forecast {
+        let _ = write!(out, "   forecast {}", signed(f, decimals));
+    }
+    out.push('\n');
+}
+
+/// A whole number with thousands separators.
+fn count(v: f64) -> String {
+    money(v, 0)
+}
+
+/// A signed amount with thousands separators.
+fn signed(v: f64, decimals: usize) -> String {
+    if v >= 0.0 {
+        format!("+{}", money(v, decimals))
+    } else {
+        money(v, decimals)
+    }
+}
+
+/// An amount with thousands separators and `decimals` decimals.
+fn money(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return "-".to_string();
+    }
+    let text = format!("{:.*}", decimals, v.abs());
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let mut grouped = String::new();
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    let sign = if v < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        "-"
+    } else {
+        ""
+    };
+    if fraction.is_empty() {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped}.{fraction}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_grouped_by_thousands() {
+        assert_eq!(money(1234567.891, 2), "1,234,567.89");
+        assert_eq!(money(-1234.5, 0), "-1,234");
+        assert_eq!(money(999.0, 0), "999");
+        assert_eq!(money(-0.001, 2), "0.00");
+        assert_eq!(signed(1500.0, 0), "+1,500");
+        assert_eq!(count(f64::NAN), "-");
+    }
+}
