@@ -257,22 +257,34 @@ impl Db {
 
 impl Db {
     /// Writes many rows: PostgreSQL's `COPY … FROM STDIN` (`copy_sql`, CSV) where the database
-    /// is PostgreSQL, else multi-row inserts in one transaction ([`Db::insert`]). Either way
-    /// all rows or none are written.
+    /// is PostgreSQL, else one prepared single-row insert run for every row, in one transaction
+    /// of a connection of its own ([`sqlite_bulk_insert`]). Either way all rows or none are
+    /// written.
     pub async fn bulk_insert(
         &self,
         copy_sql: &str,
         insert_sql: &str,
-        rows: &[Vec<Value>],
+        rows: Vec<Vec<Value>>,
     ) -> Result<()> {
         let Some(pg) = &self.pg else {
-            return self.insert(insert_sql, rows).await;
+            let Some(path) = self.sqlite.clone() else {
+                return self.insert(insert_sql, &rows).await;
+            };
+            let sql = values_statement(insert_sql, rows.first().map_or(0, Vec::len), 1, false);
+            let context = format!(
+                "insert failed on {}: {}",
+                self.display,
+                first_line(insert_sql)
+            );
+            return tokio::task::spawn_blocking(move || sqlite_bulk_insert(&path, &sql, &rows))
+                .await?
+                .context(context);
         };
         if rows.is_empty() {
             return Ok(());
         }
         let mut csv = csv::Writer::from_writer(Vec::new());
-        for row in rows {
+        for row in &rows {
             let fields = row.iter().map(|v| match v {
                 Value::Int(i) => i.to_string(),
                 Value::OptInt(i) => i.map(|i| i.to_string()).unwrap_or_default(),
@@ -298,6 +310,38 @@ impl Db {
         copy.finish().await.with_context(context)?;
         Ok(())
     }
+}
+
+/// Runs the one-row insert `sql` for every row, prepared once, in one transaction of a new
+/// connection (with the pool's pragmas). Through the `Any` driver every value of a multi-row
+/// statement is boxed and re-bound; a prepared statement binds in place, which made recording
+/// a night's assignments at 1M users several times faster.
+fn sqlite_bulk_insert(path: &Path, sql: &str, rows: &[Vec<Value>]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(SQLITE_CONNECTION)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare(sql)?;
+        for row in rows {
+            for (i, v) in row.iter().enumerate() {
+                let at = i + 1;
+                match v {
+                    Value::Int(x) => insert.raw_bind_parameter(at, x)?,
+                    Value::OptInt(x) => insert.raw_bind_parameter(at, x)?,
+                    Value::Float(x) => insert.raw_bind_parameter(at, x)?,
+                    Value::Text(x) => insert.raw_bind_parameter(at, x)?,
+                    Value::OptText(x) => insert.raw_bind_parameter(at, x)?,
+                    Value::Bool(x) => insert.raw_bind_parameter(at, x)?,
+                }
+            }
+            insert.raw_execute()?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// One bound value of an inserted row.

@@ -116,7 +116,7 @@ pub async fn finish(db: &Db, run_id: &str, campaign_id: &str, f: &Finish<'_>) ->
 }
 
 /// Records every selected user of a campaign (both arms) with their scores and the offer's
-/// discount: with COPY on PostgreSQL, in one transaction of multi-row inserts on SQLite.
+/// discount: with COPY on PostgreSQL, one prepared insert in one transaction on SQLite.
 pub async fn record_assignments(
     db: &Db,
     run_id: &str,
@@ -145,7 +145,7 @@ pub async fn record_assignments(
             ]
         })
         .collect();
-    db.bulk_insert(COPY_ASSIGNMENTS, INSERT_ASSIGNMENTS, &rows)
+    db.bulk_insert(COPY_ASSIGNMENTS, INSERT_ASSIGNMENTS, rows)
         .await
 }
 
