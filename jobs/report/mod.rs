@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use models::features::{ColumnKind, Slicing, TableSpec};
 use models::lift::{self, Amounts};
-use models::metrics::Interval;
+use models::metrics::{qini_auc_score, uplift_by_decile, DecileRow, Interval};
 use models::{RunDate, DAY};
 use serde::Serialize;
 use sqlx::Row;
@@ -56,6 +56,7 @@ const ASSIGNMENT_SPEC: TableSpec = TableSpec {
         ("run_date", ColumnKind::Text),
         ("user_id", ColumnKind::Int),
         ("arm", ColumnKind::Text),
+        ("scores", ColumnKind::Text),
     ],
     slicing: Slicing::WHOLE,
 };
@@ -138,8 +139,45 @@ pub struct CampaignLift {
     pub forecast: Option<ForecastFigures>,
     /// The smallest conversion lift the arms can tell from zero (5 % level, 80 % power).
     pub minimum_detectable_effect: Option<f64>,
+    /// How the model's predicted uplift held up among the campaign's users (both arms); `None`
+    /// without a holdout.
+    pub model: Option<ModelCheck>,
     /// What a reader must know to read the figures (no holdout, a small holdout, partial).
     pub notes: Vec<String>,
+}
+
+/// The uplift model against what happened, over one campaign-day's users.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelCheck {
+    /// Normalized Qini AUC of the predicted uplift on the observed outcomes (as at training,
+    /// where it was measured on held-out exposures).
+    pub realized_qini_auc: f64,
+    /// By decile of predicted uplift (1 = highest): the mean prediction against the observed
+    /// difference of conversion rates, treatment minus holdout.
+    pub by_decile: Vec<DecileRow>,
+}
+
+/// A campaign-day's users as the model ranked them, with their outcome and arm.
+#[derive(Debug, Default)]
+struct Ranked {
+    uplift: Vec<f64>,
+    converted: Vec<bool>,
+    treated: Vec<bool>,
+}
+
+impl Ranked {
+    fn push(&mut self, uplift: f64, converted: bool, treated: bool) {
+        self.uplift.push(uplift);
+        self.converted.push(converted);
+        self.treated.push(treated);
+    }
+
+    fn check(&self) -> ModelCheck {
+        ModelCheck {
+            realized_qini_auc: qini_auc_score(&self.converted, &self.uplift, &self.treated),
+            by_decile: uplift_by_decile(&self.converted, &self.uplift, &self.treated),
+        }
+    }
 }
 
 /// Every user outside the global control group against the group, over the range's windows:
@@ -261,8 +299,21 @@ struct Day {
     run_id: String,
     campaign_id: String,
     run_date: RunDate,
-    treatment: Vec<i64>,
-    holdout: Vec<i64>,
+    treatment: Vec<Assigned>,
+    holdout: Vec<Assigned>,
+}
+
+/// An assigned user, with the uplift the model predicted for them that night.
+#[derive(Debug, Clone, Copy)]
+struct Assigned {
+    user: i64,
+    uplift: f64,
+}
+
+/// The part of an assignment's `scores` the report reads.
+#[derive(serde::Deserialize)]
+struct Scores {
+    uplift: f64,
 }
 
 /// Builds the report (see the module's header).
@@ -303,15 +354,18 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
             .copied();
         let margin = recorded.map_or(DEFAULT_MARGIN, |r| r.margin);
         let (from, until) = window(day.run_date);
-        let tally = |users: &[i64]| {
+        let mut ranked = Ranked::default();
+        let mut tally = |users: &[Assigned], treated: bool| {
             let mut t = ArmTally::default();
-            for &u in users {
-                t.add(outcomes.of(u, from, until, margin));
+            for a in users {
+                let o = outcomes.of(a.user, from, until, margin);
+                t.add(o);
+                ranked.push(a.uplift, o.converted, treated);
             }
             t
         };
-        let (treatment, holdout) = (tally(&day.treatment), tally(&day.holdout));
-        campaigns.push(campaign_lift(
+        let (treatment, holdout) = (tally(&day.treatment, true), tally(&day.holdout, false));
+        let mut lift = campaign_lift(
             day,
             &treatment,
             &holdout,
@@ -319,7 +373,11 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
             attribution,
             known_until,
             BOOTSTRAP_SEED + i as u64,
-        ));
+        );
+        if holdout.users > 0 {
+            lift.model = Some(ranked.check());
+        }
+        campaigns.push(lift);
     }
     let global_control = if s.targeting.global_control_share > 0.0 {
         Some(global_control(s, source, &days, &outcomes, &range).await?)
@@ -419,6 +477,7 @@ fn campaign_lift(
         discount_cost: treatment.discount,
         forecast: recorded.map(|r| r.figures),
         minimum_detectable_effect: mde,
+        model: None,
         notes,
     }
 }
@@ -444,7 +503,7 @@ async fn global_control(
     }
     let mut reached: Vec<i64> = days
         .iter()
-        .flat_map(|d| d.treatment.iter().copied())
+        .flat_map(|d| d.treatment.iter().map(|a| a.user))
         .collect();
     reached.sort_unstable();
     reached.dedup();
@@ -493,11 +552,12 @@ async fn assignments(s: &Settings, state: &Db, req: &ReportRequest) -> Result<Ve
     let texts = |name: &str| -> Result<Vec<Option<&str>>> {
         Ok(frame.column(name)?.str()?.iter().collect())
     };
-    let (runs, campaigns, dates, arms) = (
+    let (runs, campaigns, dates, arms, scores) = (
         texts("run_id")?,
         texts("campaign_id")?,
         texts("run_date")?,
         texts("arm")?,
+        texts("scores")?,
     );
     let users = frame.column("user_id")?.i64()?;
     let mut days: Vec<Day> = Vec::new();
@@ -528,9 +588,15 @@ async fn assignments(s: &Settings, state: &Db, req: &ReportRequest) -> Result<Ve
                 days.len() - 1
             }
         };
+        let scored: Scores = serde_json::from_str(scores[row].unwrap_or_default())
+            .with_context(|| format!("the scores of user {user} in targeting_assignments"))?;
+        let assigned = Assigned {
+            user,
+            uplift: scored.uplift,
+        };
         match arms[row] {
-            Some("treatment") => days[at].treatment.push(user),
-            Some("holdout") => days[at].holdout.push(user),
+            Some("treatment") => days[at].treatment.push(assigned),
+            Some("holdout") => days[at].holdout.push(assigned),
             other => anyhow::bail!(
                 "arm {other:?} of user {user} in targeting_assignments is neither treatment nor holdout"
             ),

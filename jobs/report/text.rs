@@ -73,6 +73,35 @@ fn campaign(out: &mut String, c: &CampaignLift) {
             m * 100.0
         );
     }
+    if let Some(m) = &c.model {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>12.4}   (normalized Qini of the predicted uplift on these users)",
+            "model: realized Qini", m.realized_qini_auc
+        );
+        let deciles: Vec<String> = m
+            .by_decile
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}: {:.1}→{:.1}",
+                    d.decile,
+                    d.predicted * 100.0,
+                    d.observed * 100.0
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<24} {}",
+            "uplift by decile, points",
+            if deciles.is_empty() {
+                "-".to_string()
+            } else {
+                format!("predicted→observed  {}", deciles.join("  "))
+            }
+        );
+    }
     for n in &c.notes {
         let _ = writeln!(out, "  note: {n}");
     }

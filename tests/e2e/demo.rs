@@ -211,6 +211,19 @@ async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std:
             low <= truth && truth <= high && low > 0.0,
             "{id}: true incremental conversions {truth} outside [{low}, {high}]"
         );
+        // The model against what happened: its Qini on these users, and ten deciles of its
+        // prediction with the observed lift beside each.
+        let model = &c["model"];
+        assert!(
+            model["realized_qini_auc"].as_f64().unwrap().is_finite(),
+            "{id}: {model}"
+        );
+        let deciles = model["by_decile"].as_array().unwrap();
+        assert_eq!(deciles.len(), 10, "{id}: {model}");
+        assert!(
+            deciles[0]["predicted"].as_f64() >= deciles[9]["predicted"].as_f64(),
+            "{id}: {model}"
+        );
         let forecast = c["forecast"]["incremental_conversions"].as_f64().unwrap();
         assert!(forecast > 0.0, "{id}: forecast {forecast}");
         for money in ["incremental_revenue", "incremental_profit"] {
