@@ -73,6 +73,9 @@ impl Rankings {
     }
 }
 
+/// Campaigns ranked side by side (see [`Selector::rank`]).
+const RANK_AT_ONCE: usize = 2;
+
 /// What ranking every shard and selecting the night read: the night's campaigns, the selection
 /// context and the assignment history.
 pub struct Selector<'a> {
@@ -133,12 +136,33 @@ impl<'a> Selector<'a> {
     /// `into`. A campaign whose candidates cannot be built fails alone.
     #[instrument(name = "rank", skip_all, fields(users = scored.frame.height()))]
     pub fn rank(&self, scored: &ScoredUsers, into: &mut Rankings) {
-        for c in self.campaigns {
-            let ranked = candidates(c, scored, self.date).and_then(|frame| {
-                tokio::task::block_in_place(|| segments::rank(c, &frame, &self.ctx, &self.history))
-                    .map_err(anyhow::Error::from)
-            });
-            into.add(c, ranked.map_err(|e| format!("{e:#}")));
+        let rank = |c: &Campaign| {
+            candidates(c, scored, self.date)
+                .and_then(|frame| {
+                    segments::rank(c, &frame, &self.ctx, &self.history).map_err(anyhow::Error::from)
+                })
+                .map_err(|e| format!("{e:#}"))
+        };
+        // A campaign's ranking runs mostly on one core (the rules' masks, the holdout hashes,
+        // the sort), so two at a time use both cores of the machine this was measured on;
+        // results are added in the campaigns' order, as before.
+        let ranked: Vec<_> = tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                self.campaigns
+                    .chunks(RANK_AT_ONCE)
+                    .flat_map(|group| {
+                        let running: Vec<_> =
+                            group.iter().map(|c| scope.spawn(move || rank(c))).collect();
+                        running
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|_| Err("ranking panicked".into())))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            })
+        });
+        for (c, r) in self.campaigns.iter().zip(ranked) {
+            into.add(c, r);
         }
     }
 
