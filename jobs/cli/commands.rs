@@ -132,7 +132,7 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         let request = crate::report::ReportRequest {
             from: date,
             to: date,
-            as_of: date.days_before(-a.outcome_days),
+            as_of: date.days_after(a.outcome_days),
             campaigns: a.job.campaigns.clone(),
         };
         let report = crate::report::report(settings, &source, &state, &request).await?;

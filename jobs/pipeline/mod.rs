@@ -587,10 +587,10 @@ async fn record_forecasts(
     run_id: &str,
     reports: &[CampaignReport],
 ) {
-    let forecasts: Vec<ledger::Forecast> = req
-        .published()
-        .zip(reports)
-        .filter(|(_, r)| r.error.is_none())
+    let forecasts: Vec<ledger::Forecast> = reports
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|r| Some((req.campaigns.iter().find(|c| c.id == r.campaign_id)?, r)))
         .map(|(c, r)| ledger::Forecast {
             campaign_id: c.id.clone(),
             funnel: r.funnel.clone(),

@@ -33,8 +33,8 @@ const FORECASTS: &str = include_str!("../../sql/queries/report_forecasts.sql");
 const BOOTSTRAP_ROUNDS: usize = 1000;
 /// Seed of the bootstrap: the same data gives the same report.
 const BOOTSTRAP_SEED: u64 = 20_261_202;
-/// The margin of a campaign-day without a recorded forecast (the campaign files' default).
-const DEFAULT_MARGIN: f64 = 0.3;
+/// The margin of a campaign-day without a recorded forecast: the campaign files' default.
+const DEFAULT_MARGIN: f64 = segments::campaign::DEFAULT_MARGIN;
 
 /// The columns the outcome query must return.
 pub const OUTCOME_SPEC: TableSpec = TableSpec {
@@ -342,7 +342,7 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
         first,
         from: window(first).0,
         until: window(last).1,
-        end: last.days_before(1 - attribution),
+        end: last.days_after(attribution - 1),
         complete: last.cutoff() + attribution * DAY <= known_until,
     };
     let outcomes = outcomes(s, source, range.from, range.until).await?;
@@ -452,7 +452,7 @@ fn campaign_lift(
     if !complete {
         notes.push(format!(
             "partial: the attribution window is open until {}",
-            day.run_date.days_before(-attribution)
+            day.run_date.days_after(attribution)
         ));
     }
     if recorded.is_none() {
@@ -465,7 +465,7 @@ fn campaign_lift(
         run_date: day.run_date.to_string(),
         run_id: day.run_id.clone(),
         complete,
-        window_end: day.run_date.days_before(1 - attribution).to_string(),
+        window_end: day.run_date.days_after(attribution - 1).to_string(),
         arms: Arms {
             treatment: treatment.outcome(),
             holdout: holdout.outcome(),

@@ -41,6 +41,11 @@ impl RunDate {
         self.cutoff().div_euclid(DAY)
     }
 
+    /// The date `days` days after this one.
+    pub fn days_after(self, days: i64) -> Self {
+        RunDate(self.0 + chrono::Duration::days(days))
+    }
+
     /// The date `days` days before this one.
     pub fn days_before(self, days: i64) -> Self {
         RunDate(self.0 - chrono::Duration::days(days))

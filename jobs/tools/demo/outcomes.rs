@@ -72,19 +72,13 @@ pub async fn simulate(
     let mut items = Vec::new();
     let mut last_order = 0i64;
     for row in &base {
-        items.push(row.try_get::<i64, _>(1)?);
+        items.push((row.try_get(0)?, row.try_get(1)?));
         last_order = row.try_get(2)?;
     }
     let draw = Draw {
         anchor: spec.anchor,
         days,
-        items: base
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .zip(items)
-            .collect(),
+        items,
         messages,
         rng: ChaCha8Rng::seed_from_u64(spec.seed ^ 0x6f75_7463_6f6d_6573),
         next_order: last_order + 1,

@@ -24,6 +24,9 @@ use crate::Result;
 use problems::{place_of, unknown_fields, Problems};
 pub use schedule::Schedule;
 
+/// Profit on a full-price purchase, as a share of the price, of an offer that names none.
+pub const DEFAULT_MARGIN: f64 = 0.3;
+
 /// The campaign file format this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -411,7 +414,7 @@ impl CampaignFile {
             self.offer.discount_pct,
             90.0,
         );
-        let margin = self.offer.margin.unwrap_or(0.3);
+        let margin = self.offer.margin.unwrap_or(DEFAULT_MARGIN);
         share(&mut problems, "offer.margin", margin, 1.0);
         if let Some(b) = self.offer.budget {
             if !(b >= 0.0 && b.is_finite()) {
