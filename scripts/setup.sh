@@ -5,6 +5,7 @@
 #   cmake >= 3.28, < 4          from PyPI into a venv (Debian 12 ships 3.25)
 #   moto[server] == 5.2.5       from PyPI into the same venv (tests only: S3-compatible server)
 #   postgresql                  Debian package (tests only: throwaway server binaries)
+#   chromium                    Debian package (tests only: the HTML report checked in a browser)
 
 TOOLS_DIR="${TARGETING_TOOLS_DIR:-$HOME/.cache/campaign-targeting}"
 VENV="$TOOLS_DIR/venv"
@@ -46,6 +47,9 @@ install_test_tools() {
   fi
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_install postgresql
+  fi
+  if ! command -v chromium >/dev/null; then
+    apt_install chromium
   fi
 }
 

@@ -139,9 +139,13 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         let path = a.dir.join("report.json");
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        let html = a.dir.join("report.html");
+        std::fs::write(&html, report.html()?)
+            .with_context(|| format!("cannot write {}", html.display()))?;
         println!(
-            "\nafter {} simulated days (true incremental conversions in summary.json):",
-            a.outcome_days
+            "\nafter {} simulated days (true incremental conversions in summary.json; charts in {}):",
+            a.outcome_days,
+            html.display()
         );
         print!("{}", report.table());
     }
@@ -411,6 +415,11 @@ pub(super) async fn report(settings: &Settings, a: &ReportArgs) -> Result<()> {
     state.close().await;
     source.close().await;
     let report = report?;
+    if let Some(path) = &a.html {
+        std::fs::write(path, report.html()?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        info!(path = %path.display(), "html report written");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -114,6 +114,9 @@ pub struct ReportArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Source database URL, where the purchases are (overrides source.database_url).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,

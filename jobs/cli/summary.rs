@@ -16,6 +16,21 @@ pub struct Summary {
     pub users: usize,
     pub model: ModelSummary,
     pub campaigns: Vec<CampaignSummary>,
+    /// Per monitored model: how far tonight's users had moved from those it was trained for.
+    pub drift: Vec<DriftSummary>,
+}
+
+/// One model's drift, in brief (every distribution's figures are in the ledger's
+/// `targeting_drift`).
+#[derive(Debug, Serialize)]
+pub struct DriftSummary {
+    pub model: String,
+    /// Users counted (a fixed eighth of the night's).
+    pub sampled: u64,
+    /// The distribution that moved most, and its population stability index.
+    pub largest: Option<(String, f64)>,
+    /// The distributions shifted enough to warn (PSI ≥ 0.25, or 10 more points missing).
+    pub shifted: Vec<String>,
 }
 
 /// The model's headline figures.
@@ -53,9 +68,14 @@ pub struct CampaignSummary {
     pub campaign_id: String,
     pub kind: String,
     pub eligible: usize,
+    /// Users the model chose, messaged and held out.
     pub audience: usize,
     pub holdout: usize,
-    /// Expected incremental purchases from the exported users.
+    /// Users chosen at random among the eligible ones the model left (the `explore` share),
+    /// messaged and held out.
+    pub explore: usize,
+    pub explore_holdout: usize,
+    /// Expected incremental purchases from the model's exported users.
     pub expected_conversions: f64,
     /// Expected discount given to the exported users, in list prices of a purchase.
     pub expected_discount_cost: f64,
@@ -65,9 +85,10 @@ pub struct CampaignSummary {
     pub overlap: Vec<(String, usize)>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
-    /// The conversions the message truly caused in the treatment arm over the attribution
-    /// window, from the truth (demo with `--outcome-days` only): what the lift report's
-    /// interval for incremental conversions should cover.
+    /// The conversions the message truly caused in the model's treatment arm (the random
+    /// exploration aside) over the attribution window, from the truth (demo with
+    /// `--outcome-days` only): what the lift report's interval for incremental conversions
+    /// should cover.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub true_incremental_conversions: Option<f64>,
 }
@@ -114,6 +135,8 @@ impl Summary {
                     eligible: c.eligible,
                     audience: c.audience,
                     holdout: c.holdout,
+                    explore: c.explore,
+                    explore_holdout: c.explore_holdout,
                     expected_conversions: c.expected_conversions,
                     expected_discount_cost: c.expected_discount_cost,
                     funnel: c.funnel.iter().map(|s| (s.step.clone(), s.users)).collect(),
@@ -123,7 +146,41 @@ impl Summary {
                     true_incremental_conversions: None,
                 })
                 .collect(),
+            drift: report
+                .drift
+                .iter()
+                .map(|d| DriftSummary {
+                    model: d.model.clone(),
+                    sampled: d.sampled,
+                    largest: d.largest().map(|s| (s.name.clone(), s.psi)),
+                    shifted: d.warnings().iter().map(|s| s.name.clone()).collect(),
+                })
+                .collect(),
         }
+    }
+
+    /// One line per monitored model: stable, or what moved since its training.
+    fn drift_lines(&self) -> String {
+        let mut out = String::new();
+        for d in &self.drift {
+            let largest = d.largest.as_ref().map_or_else(String::new, |(name, psi)| {
+                format!("largest PSI {psi:.3}, {name}")
+            });
+            if d.shifted.is_empty() {
+                out.push_str(&format!(
+                    "drift {}: stable since training ({largest}; {} users sampled)\n",
+                    d.model, d.sampled
+                ));
+            } else {
+                out.push_str(&format!(
+                    "drift {}: WARNING, moved since training: {} ({largest}; {} users sampled)\n",
+                    d.model,
+                    d.shifted.join(", "),
+                    d.sampled
+                ));
+            }
+        }
+        out
     }
 
     /// The dry-run preview: per campaign, the funnel, the sizes, the expected effect and cost,
@@ -147,6 +204,12 @@ impl Summary {
                  expected discount cost {:.1} list prices\n",
                 c.audience, c.holdout, c.expected_conversions, c.expected_discount_cost
             ));
+            if c.explore + c.explore_holdout > 0 {
+                out.push_str(&format!(
+                    "  explore: {} more messaged at random among the eligible users left, + holdout {} (beyond max_audience and the budget)\n",
+                    c.explore, c.explore_holdout
+                ));
+            }
             let overlap: Vec<String> = c
                 .overlap
                 .iter()
@@ -158,6 +221,10 @@ impl Summary {
                     overlap.join(", ")
                 ));
             }
+        }
+        if !self.drift.is_empty() {
+            out.push('\n');
+            out.push_str(&self.drift_lines());
         }
         out
     }
@@ -192,6 +259,7 @@ impl Summary {
                 "\nmodel {} {} ({}-learner, from the store) — held-out Qini AUC at training: {:.4}\n",
                 m.name, m.version, m.learner, m.qini_auc
             ));
+            out.push_str(&self.drift_lines());
             return out;
         }
         out.push_str(&format!(
@@ -230,6 +298,7 @@ impl Summary {
             out.push_str(&format!(" (AUC for the true deal hunters: {auc:.4})"));
         }
         out.push('\n');
+        out.push_str(&self.drift_lines());
         out
     }
 

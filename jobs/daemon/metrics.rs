@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use crate::pipeline::monitor::ModelDrift;
 use crate::state::ledger::Status;
 
 /// Counters of the campaign runs this process recorded in the ledger.
@@ -27,6 +28,10 @@ struct Counters {
     skipped: BTreeMap<(String, String), u64>,
     /// The campaign running now, if any.
     running: Option<String>,
+    /// The last run's population stability index by (model, distribution), and the number
+    /// of distributions shifted enough to warn by model.
+    psi: BTreeMap<(String, String), f64>,
+    shifted: BTreeMap<String, usize>,
 }
 
 impl Metrics {
@@ -58,6 +63,20 @@ impl Metrics {
             *c.skipped
                 .entry((campaign.into(), reason.into()))
                 .or_default() += 1
+        });
+    }
+
+    /// The drift a run measured: it replaces the previous run's.
+    pub fn drift(&self, drift: &[ModelDrift]) {
+        self.with(|c| {
+            c.psi.clear();
+            c.shifted.clear();
+            for d in drift {
+                c.shifted.insert(d.model.clone(), d.warnings().len());
+                for s in d.shifts.iter().filter(|s| s.psi.is_finite()) {
+                    c.psi.insert((d.model.clone(), s.name.clone()), s.psi);
+                }
+            }
         });
     }
 
@@ -141,6 +160,31 @@ impl Metrics {
                 ),
                 [(String::new(), u8::from(c.running.is_some()).to_string())],
             );
+            family(
+                &mut out,
+                (
+                    "targeting_drift_psi",
+                    "gauge",
+                    "Population stability index of a model's score or feature, the last run's users against the users the model was trained for, as of its training date.",
+                ),
+                c.psi.iter().map(|((model, name), psi)| {
+                    (
+                        format!("{{model=\"{model}\",name=\"{name}\"}}"),
+                        format!("{psi:.6}"),
+                    )
+                }),
+            );
+            family(
+                &mut out,
+                (
+                    "targeting_drift_shifted",
+                    "gauge",
+                    "Distributions of a model shifted enough to warn (PSI >= 0.25, or 10 more points missing), last run.",
+                ),
+                c.shifted
+                    .iter()
+                    .map(|(model, n)| (format!("{{model=\"{model}\"}}"), n.to_string())),
+            );
             out
         })
     }
@@ -187,6 +231,33 @@ mod tests {
             "targeting_rows_published_total{campaign=\"deal\"} 100",
             "targeting_skipped_total{campaign=\"deal\",reason=\"locked\"} 1",
             "targeting_running 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn drift_gauges_hold_the_last_run() {
+        let shift = |name: &str, psi: f64| models::drift::Shift {
+            name: name.into(),
+            psi,
+            missing_then: 0.0,
+            missing_now: 0.0,
+        };
+        let run = |psi: f64| ModelDrift {
+            model: "conversion_uplift".into(),
+            version: "v1".into(),
+            sampled: 100,
+            shifts: vec![shift("uplift", 0.01), shift("orders_365d", psi)],
+        };
+        let m = Metrics::default();
+        m.drift(&[run(0.5)]);
+        m.drift(&[run(0.3)]);
+        let text = m.render();
+        for line in [
+            "targeting_drift_psi{model=\"conversion_uplift\",name=\"orders_365d\"} 0.300000",
+            "targeting_drift_psi{model=\"conversion_uplift\",name=\"uplift\"} 0.010000",
+            "targeting_drift_shifted{model=\"conversion_uplift\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

@@ -389,6 +389,9 @@ impl Worker<'_> {
             )
             .await;
             let seconds = started.elapsed().as_secs_f64();
+            if let Ok(report) = &result {
+                self.metrics.drift(&report.drift);
+            }
             let (failure, transient) = match result {
                 Ok(report) => match report.campaigns.iter().find(|c| c.campaign_id == id) {
                     Some(c) if c.error.is_none() => {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! per shard: extract → SourceTables → score → ScoredUsers → rank → Rankings
+//! all shards' drift tallies → monitor → ModelDrift (a warning, ledger rows)
 //! select → Night → per campaign: publish → Staged → record → a ledger row
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! and a `failed` ledger row, and the others still publish.
 
 pub mod extract;
+pub mod monitor;
 pub mod publish;
 pub mod record;
 pub mod recover;
@@ -27,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use models::features::Breach;
+use models::training::Tallies;
 use models::{RunDate, Scorers, Shard, SourceTables};
 use rand::Rng;
 use segments::{Arm, Audience, Campaign, FunnelStep};
@@ -38,6 +41,7 @@ use crate::state::ledger;
 use crate::store::ObjectStore;
 use crate::training::{self, ModelSet, ModelUsed};
 use extract::Slice;
+use monitor::ModelDrift;
 use publish::ExportRequest;
 use record::Ending;
 use select::{Night, Rankings, Selector};
@@ -80,10 +84,14 @@ pub struct CampaignReport {
     pub kind: &'static str,
     pub funnel: Vec<FunnelStep>,
     pub eligible: usize,
-    /// Users exported (treatment arm).
+    /// Users the model chose to export (treatment arm).
     pub audience: usize,
     pub holdout: usize,
-    /// Expected incremental purchases from the exported users (the sum of their uplift).
+    /// Users exported at random (the campaign's `explore` share), and their holdout.
+    pub explore: usize,
+    pub explore_holdout: usize,
+    /// Expected incremental purchases from the model's exported users (the sum of their
+    /// uplift).
     pub expected_conversions: f64,
     /// Expected discount given to the exported users, in list prices of a purchase.
     pub expected_discount_cost: f64,
@@ -108,8 +116,10 @@ impl CampaignReport {
             campaign_id: c.id.clone(),
             kind: c.kind.name(),
             eligible: a.eligible(),
-            audience: a.count(Arm::Treatment),
-            holdout: a.count(Arm::Holdout),
+            audience: a.count(Arm::Treatment) - a.explored(Arm::Treatment),
+            holdout: a.count(Arm::Holdout) - a.explored(Arm::Holdout),
+            explore: a.explored(Arm::Treatment),
+            explore_holdout: a.explored(Arm::Holdout),
             expected_conversions: a.expected_conversions(),
             expected_discount_cost: a.expected_discount_cost(),
             overlap: a.overlap,
@@ -137,6 +147,8 @@ pub struct RunReport {
     pub users: usize,
     pub model: ModelUsed,
     pub campaigns: Vec<CampaignReport>,
+    /// How far tonight's users had moved from those each model was trained for.
+    pub drift: Vec<ModelDrift>,
 }
 
 impl RunReport {
@@ -218,12 +230,14 @@ async fn run_from(
     match night(&req, source, state, given).await {
         Ok((scoring, night, emails)) => {
             let campaigns = publish_night(&req, state, &run_id, &scoring, night, emails).await?;
+            monitor::record(state, &run_id, req.date, req.dry_run, &scoring.drift).await;
             Ok(RunReport {
                 run_id,
                 run_date: req.date,
                 users: scoring.users,
                 model: scoring.model,
                 campaigns,
+                drift: scoring.drift,
             })
         }
         Err(e) if req.dry_run => Err(e),
@@ -248,6 +262,7 @@ struct Scoring {
     model: ModelUsed,
     /// The version of each model by its name.
     versions: BTreeMap<String, String>,
+    drift: Vec<ModelDrift>,
 }
 
 /// Everything before publishing: extract, score and select (and the emails a list needs), with
@@ -292,6 +307,7 @@ async fn scored_night(
     let selector = Selector::new(s, &req.campaigns, levels, date, state).await?;
     let mut rankings = selector.rankings();
     let mut users = 0;
+    let mut tallies = Tallies::default();
     let count = match s.shards {
         ShardPlan::Fixed(n) => n,
         plan => plan.shards(extract::count_users(source, s).await?),
@@ -310,13 +326,15 @@ async fn scored_night(
         // Trained on every row just now: one shard scores those tables as they are.
         Some(tables) if count == 1 => {
             let scorers = set.load(s)?;
-            users += part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings)?;
+            users +=
+                part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
         }
         trained_on if count == 1 => {
             drop(trained_on);
             let tables = part(Shard::WHOLE, &[]).extract(s, source, state).await?;
             let scorers = set.load(s)?;
-            users += part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings)?;
+            users +=
+                part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
         }
         trained_on => {
             drop(trained_on);
@@ -327,7 +345,13 @@ async fn scored_night(
             let scorers = set.load(s)?;
             for shard in Shard::all(count) {
                 let tables = spilled.tables(s, date, shard)?;
-                users += part(shard, &drop_items).rank(s, tables, &scorers, &mut rankings)?;
+                users += part(shard, &drop_items).rank(
+                    s,
+                    tables,
+                    &scorers,
+                    &mut rankings,
+                    &mut tallies,
+                )?;
             }
         }
     }
@@ -338,6 +362,7 @@ async fn scored_night(
         users,
         model: set.used.clone(),
         versions: set.versions(),
+        drift: monitor::assess(&set, &tallies),
     };
     Ok((scoring, selector.select(rankings)))
 }
@@ -373,17 +398,21 @@ impl ShardPart<'_> {
     }
 
     /// Scores the shard's tables with `scorers` (the set's models, loaded) and adds its
-    /// rankings to `into`; returns its users. The tables are dropped on return.
+    /// rankings to `into` and its drift counts to `tallies`; returns its users. The tables are
+    /// dropped on return.
     fn rank(
         &self,
         s: &Settings,
         tables: SourceTables,
         scorers: &Scorers,
         into: &mut Rankings,
+        tallies: &mut Tallies,
     ) -> Result<usize> {
         let _span = info_span!("shard", shard = %self.shard).entered();
         let scored = score::score(s, tables, scorers, self.date)?;
         self.selector.rank(&scored, into);
+        // The shards of one process score with the same models: their bins always agree.
+        tallies.merge(&scored.tallies)?;
         Ok(scored.frame.height())
     }
 }
@@ -413,6 +442,7 @@ async fn gathered_night(req: &RunRequest<'_>, of: u32) -> Result<(Scoring, Night
         users: gathered.users,
         model: set.used.clone(),
         versions: set.versions(),
+        drift: monitor::assess(&set, &gathered.tallies),
     };
     Ok((scoring, selector.select(gathered.rankings)))
 }
@@ -459,10 +489,11 @@ pub async fn score_shard(
         selector: &selector,
     };
     let mut rankings = selector.rankings();
+    let mut tallies = Tallies::default();
     let tables = part.extract(s, source, state).await?;
     let users = {
         let scorers = set.load(s)?;
-        part.rank(s, tables, &scorers, &mut rankings)?
+        part.rank(s, tables, &scorers, &mut rankings, &mut tallies)?
     };
     let store = shards::open(s).await?;
     let output = shards::ShardOutput {
@@ -472,6 +503,7 @@ pub async fn score_shard(
         models: set.versions(),
         campaigns: &req.campaigns,
         rankings,
+        tallies,
     };
     let uri = shards::write(&store, output).await?;
     Ok((uri, users))

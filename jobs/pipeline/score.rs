@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use models::features::AffinityTables;
+use models::training::Tallies;
 use models::{RunDate, Scorers, Shard, SourceTables};
 use polars::prelude::*;
 use tracing::{info, instrument};
@@ -21,6 +22,8 @@ pub struct ScoredUsers {
     /// One row per user: the feature catalogue, the scores and the consent and suppression
     /// flags (see [`segments::select::SCORED_COLUMNS`]).
     pub frame: DataFrame,
+    /// The shard's sampled users counted for drift monitoring (see [`super::monitor`]).
+    pub tallies: Tallies,
 }
 
 /// The models a run scores with; and, when they were trained now on every row of the source
@@ -79,12 +82,16 @@ pub fn score(
     let (scored, tables) = tokio::task::block_in_place(|| {
         models::training::score_users(tables, scorers, date, s.threads)
     })?;
-    let frame = scored.frame;
+    let (frame, tallies) = (scored.frame, scored.tallies);
     for name in segments::select::SCORED_COLUMNS {
         if frame.schema().get(name).is_none() {
             bail!("the scored users lack the column {name:?} that selection reads");
         }
     }
     info!(rows = frame.height(), "scored");
-    Ok(ScoredUsers { tables, frame })
+    Ok(ScoredUsers {
+        tables,
+        frame,
+        tallies,
+    })
 }

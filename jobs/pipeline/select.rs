@@ -146,7 +146,7 @@ impl<'a> Selector<'a> {
         // A campaign's ranking runs mostly on one core (the rules' masks, the holdout hashes,
         // the sort), so two at a time use both cores of the machine this was measured on;
         // results are added in the campaigns' order, as before.
-        let ranked: Vec<_> = tokio::task::block_in_place(|| {
+        let mut ranked: Vec<_> = tokio::task::block_in_place(|| {
             std::thread::scope(|scope| {
                 self.campaigns
                     .chunks(RANK_AT_ONCE)
@@ -161,6 +161,8 @@ impl<'a> Selector<'a> {
                     .collect()
             })
         });
+        // Before any cut: the explored users are never the models' to choose.
+        segments::reserve_exploration(ranked.iter_mut().filter_map(|r| r.as_mut().ok()));
         for (c, r) in self.campaigns.iter().zip(ranked) {
             into.add(c, r);
         }

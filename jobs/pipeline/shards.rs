@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 
 use anyhow::{bail, Context, Result};
+use models::training::Tallies;
 use models::{RunDate, Shard};
 use polars::prelude::*;
 use polars_io::SerReader;
@@ -28,8 +29,8 @@ use crate::config::Settings;
 use crate::store::{hex, ObjectStore};
 
 /// The version of the shard output's layout: 2 since rankings are cut and list the eligible
-/// users apart.
-const FORMAT_VERSION: u32 = 2;
+/// users apart, 3 since they carry each campaign's exploration sample (`explore` rows).
+const FORMAT_VERSION: u32 = 3;
 
 /// What a shard's manifest says of its output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,10 @@ pub struct ShardManifest {
     pub models: BTreeMap<String, String>,
     /// Every campaign of the night as the shard ranked it.
     pub campaigns: Vec<ShardCampaign>,
+    /// The shard's sampled users counted into each model's training profile, for drift
+    /// monitoring (see [`models::drift`]); summed over the shards by the gathering run.
+    #[serde(default)]
+    pub drift: Tallies,
     /// The rankings file, next to the manifest.
     pub data: String,
     pub data_sha256: String,
@@ -104,6 +109,7 @@ pub struct ShardOutput<'a> {
     pub models: BTreeMap<String, String>,
     pub campaigns: &'a [Campaign],
     pub rankings: Rankings,
+    pub tallies: Tallies,
 }
 
 /// Writes a shard's output: the rankings file of a new attempt, then the manifest that points
@@ -115,13 +121,15 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
     let mut campaigns = Vec::new();
     let (mut ids, mut users, mut key, mut uplift, mut p_control, mut value, mut cost) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut explore: Vec<bool> = vec![];
     for c in out.campaigns {
         let ranked = by_id
             .remove(&c.id)
             .unwrap_or_else(|| Err("not ranked".into()));
         let (funnel, error) = match ranked {
             Ok(r) => {
-                for x in &r.candidates {
+                let sampled = r.explore.iter().map(|x| (x, true));
+                for (x, explored) in r.candidates.iter().map(|x| (x, false)).chain(sampled) {
                     ids.push(c.id.clone());
                     users.push(x.user_id);
                     key.push(Some(x.key));
@@ -129,6 +137,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                     p_control.push(Some(x.p_control));
                     value.push(Some(x.value));
                     cost.push(Some(x.discount_cost));
+                    explore.push(explored);
                 }
                 for &user in &r.eligible {
                     ids.push(c.id.clone());
@@ -136,6 +145,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                     for v in [&mut key, &mut uplift, &mut p_control, &mut value, &mut cost] {
                         v.push(None);
                     }
+                    explore.push(false);
                 }
                 (r.funnel, None)
             }
@@ -157,6 +167,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
         "p_control" => p_control,
         "value" => value,
         "discount_cost" => cost,
+        "explore" => explore,
     }?;
     let mut bytes = Vec::new();
     polars_io::parquet::write::ParquetWriter::new(&mut bytes)
@@ -174,6 +185,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
         users: out.users,
         models: out.models,
         campaigns,
+        drift: out.tallies,
         data: data.clone(),
         data_sha256: hex(&Sha256::digest(&bytes)),
         data_rows: rows,
@@ -198,6 +210,8 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
 pub struct Gathered {
     pub rankings: Rankings,
     pub users: usize,
+    /// Every shard's drift tallies, summed.
+    pub tallies: Tallies,
     /// The models every shard was scored with.
     pub models: BTreeMap<String, String>,
 }
@@ -234,6 +248,7 @@ pub async fn gather(
         }
     }
     let mut users = 0;
+    let mut tallies = Tallies::default();
     let mut models: Option<BTreeMap<String, String>> = None;
     for shard in Shard::all(of) {
         let name = format!("shard {shard} for {date}");
@@ -290,11 +305,15 @@ pub async fn gather(
             rankings.add(c, part);
         }
         users += m.users;
+        tallies
+            .merge(&m.drift)
+            .with_context(|| format!("{name}: its drift tallies do not fit the first shard's"))?;
     }
     info!(users, "shards gathered");
     Ok(Gathered {
         rankings,
         users,
+        tallies,
         models: models.unwrap_or_default(),
     })
 }
@@ -344,37 +363,52 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, S
         f("value")?,
         f("discount_cost")?,
     );
-    let mut by_id: BTreeMap<&str, (Vec<Candidate>, Vec<i64>)> = BTreeMap::new();
+    let explore = frame.column("explore")?.bool()?;
+    /// One campaign's rows, by what they list.
+    #[derive(Default)]
+    struct Rows {
+        candidates: Vec<Candidate>,
+        eligible: Vec<i64>,
+        explore: Vec<Candidate>,
+    }
+    let mut by_id: BTreeMap<&str, Rows> = BTreeMap::new();
     for i in 0..frame.height() {
         let (Some(id), Some(user_id)) = (ids.get(i), users.get(i)) else {
             bail!("row {i} has no campaign or user");
         };
-        let (candidates, eligible) = by_id.entry(id).or_default();
+        let rows = by_id.entry(id).or_default();
         // A row without a key lists an eligible user; one with a key, a candidate.
         let Some(key) = key[i] else {
-            eligible.push(user_id);
+            rows.eligible.push(user_id);
             continue;
         };
         let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
-        candidates.push(Candidate {
+        let candidate = Candidate {
             user_id,
             key,
             uplift: nan(uplift[i]),
             p_control: nan(p_control[i]),
             value: nan(value[i]),
             discount_cost: nan(cost[i]),
-        });
+        };
+        // An explore row is of the exploration sample; the others are in the campaign's order.
+        if explore.get(i) == Some(true) {
+            rows.explore.push(candidate);
+        } else {
+            rows.candidates.push(candidate);
+        }
     }
     Ok(m.campaigns
         .iter()
         .map(|c| match &c.error {
             Some(e) => Err(e.clone()),
             None => {
-                let (candidates, eligible) = by_id.remove(c.id.as_str()).unwrap_or_default();
+                let rows = by_id.remove(c.id.as_str()).unwrap_or_default();
                 Ok(Ranking {
                     funnel: c.funnel.clone(),
-                    candidates,
-                    eligible,
+                    candidates: rows.candidates,
+                    eligible: rows.eligible,
+                    explore: rows.explore,
                 })
             }
         })

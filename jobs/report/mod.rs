@@ -8,6 +8,7 @@
 //! through `sql/queries/outcomes.sql` (or a deployment's own copy), read once for the whole
 //! range of windows. Windows still open on the `as_of` date are reported as partial.
 
+mod html;
 mod text;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use models::features::{ColumnKind, Slicing, TableSpec};
 use models::lift::{self, Amounts};
-use models::metrics::{qini_auc_score, uplift_by_decile, DecileRow, Interval};
+use models::metrics::{qini_auc_score, qini_curve, uplift_by_decile, DecileRow, Interval};
 use models::{RunDate, DAY};
 use serde::Serialize;
 use sqlx::Row;
@@ -23,11 +24,13 @@ use tracing::{info, instrument};
 
 use crate::config::Settings;
 use crate::pipeline::extract;
+use crate::pipeline::monitor::ModelDrift;
 use crate::state::db::{query_text, Db};
 
 const OUTCOMES: &str = include_str!("../../sql/queries/outcomes.sql");
 const ASSIGNMENTS: &str = include_str!("../../sql/queries/report_assignments.sql");
 const FORECASTS: &str = include_str!("../../sql/queries/report_forecasts.sql");
+const DRIFT: &str = include_str!("../../sql/queries/report_drift.sql");
 
 /// Resamples of each arm behind the intervals of money.
 const BOOTSTRAP_ROUNDS: usize = 1000;
@@ -57,6 +60,7 @@ const ASSIGNMENT_SPEC: TableSpec = TableSpec {
         ("user_id", ColumnKind::Int),
         ("arm", ColumnKind::Text),
         ("scores", ColumnKind::Text),
+        ("explore", ColumnKind::Int),
     ],
     slicing: Slicing::WHOLE,
 };
@@ -80,6 +84,8 @@ pub struct Report {
     pub as_of: String,
     pub attribution_days: i64,
     pub campaigns: Vec<CampaignLift>,
+    /// The drift the range's latest run measured: its users against those its models were trained for.
+    pub drift: Option<Drift>,
     /// `None` when the settings keep no global control group or no campaign-day is in range.
     pub global_control: Option<GlobalControl>,
 }
@@ -142,8 +148,26 @@ pub struct CampaignLift {
     /// How the model's predicted uplift held up among the campaign's users (both arms); `None`
     /// without a holdout.
     pub model: Option<ModelCheck>,
+    /// The model's choice against a random choice of the eligible users it left (the
+    /// campaign's `explore` share); `None` for a campaign without exploration. The figures
+    /// above are the model's choice alone.
+    pub model_vs_random: Option<ModelVsRandom>,
     /// What a reader must know to read the figures (no holdout, a small holdout, partial).
     pub notes: Vec<String>,
+}
+
+/// What the model is worth: the lift per user of its choice against that of a random choice
+/// of the eligible users it did not pick, each against its own holdout.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelVsRandom {
+    /// The random choice's two arms.
+    pub arms: Arms,
+    /// The model's conversion lift per user (treatment rate minus holdout rate).
+    pub model_lift: Option<Interval>,
+    /// The random choice's.
+    pub random_lift: Option<Interval>,
+    /// The model's minus the random choice's (Zou and Donner's method over the two).
+    pub difference: Option<Interval>,
 }
 
 /// The uplift model against what happened, over one campaign-day's users.
@@ -155,7 +179,21 @@ pub struct ModelCheck {
     /// By decile of predicted uplift (1 = highest): the mean prediction against the observed
     /// difference of conversion rates, treatment minus holdout.
     pub by_decile: Vec<DecileRow>,
+    /// The Qini curve, sampled for drawing: after the top `users` by predicted uplift (both
+    /// arms), the treated conversions minus the holdout's scaled to the treated count. A
+    /// random choice of users is the straight line to its last point.
+    pub qini_curve: QiniPoints,
 }
+
+/// Points of a Qini curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct QiniPoints {
+    pub users: Vec<f64>,
+    pub incremental: Vec<f64>,
+}
+
+/// Points of the report's Qini curves: enough for a smooth line, few enough for the JSON.
+const QINI_POINTS: usize = 50;
 
 /// A campaign-day's users as the model ranked them, with their outcome and arm.
 #[derive(Debug, Default)]
@@ -176,6 +214,14 @@ impl Ranked {
         ModelCheck {
             realized_qini_auc: qini_auc_score(&self.converted, &self.uplift, &self.treated),
             by_decile: uplift_by_decile(&self.converted, &self.uplift, &self.treated),
+            qini_curve: {
+                let curve =
+                    qini_curve(&self.converted, &self.uplift, &self.treated).sampled(QINI_POINTS);
+                QiniPoints {
+                    users: curve.x,
+                    incremental: curve.y,
+                }
+            },
         }
     }
 }
@@ -195,6 +241,14 @@ pub struct GlobalControl {
     /// Conversions caused across all users outside the group.
     pub incremental_conversions: Option<Interval>,
     pub incremental_revenue: Option<Interval>,
+}
+
+/// The drift a run measured (see [`crate::pipeline::monitor`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub run_id: String,
+    pub run_date: String,
+    pub models: Vec<ModelDrift>,
 }
 
 /// Outside the group, and in it.
@@ -301,6 +355,9 @@ struct Day {
     run_date: RunDate,
     treatment: Vec<Assigned>,
     holdout: Vec<Assigned>,
+    /// The exploration sample's arms.
+    explore_treatment: Vec<Assigned>,
+    explore_holdout: Vec<Assigned>,
 }
 
 /// An assigned user, with the uplift the model predicted for them that night.
@@ -335,6 +392,7 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
             as_of: req.as_of.to_string(),
             attribution_days: attribution,
             campaigns: vec![],
+            drift: drift(state, req).await?,
             global_control: None,
         });
     };
@@ -377,6 +435,30 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
         if holdout.users > 0 {
             lift.model = Some(ranked.check());
         }
+        if !day.explore_treatment.is_empty() || !day.explore_holdout.is_empty() {
+            let arm = |users: &[Assigned]| {
+                let mut t = ArmTally::default();
+                for a in users {
+                    t.add(outcomes.of(a.user, from, until, margin));
+                }
+                t
+            };
+            let (t, h) = (arm(&day.explore_treatment), arm(&day.explore_holdout));
+            let random_lift =
+                lift::newcombe_difference(t.conversions, t.users, h.conversions, h.users);
+            lift.model_vs_random = Some(ModelVsRandom {
+                arms: Arms {
+                    treatment: t.outcome(),
+                    holdout: h.outcome(),
+                },
+                model_lift: lift.conversion_lift,
+                random_lift,
+                difference: lift
+                    .conversion_lift
+                    .zip(random_lift)
+                    .map(|(m, r)| lift::mover_difference(m, r)),
+            });
+        }
         campaigns.push(lift);
     }
     let global_control = if s.targeting.global_control_share > 0.0 {
@@ -389,6 +471,7 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
         as_of: req.as_of.to_string(),
         attribution_days: attribution,
         campaigns,
+        drift: drift(state, req).await?,
         global_control,
     })
 }
@@ -478,6 +561,7 @@ fn campaign_lift(
         forecast: recorded.map(|r| r.figures),
         minimum_detectable_effect: mde,
         model: None,
+        model_vs_random: None,
         notes,
     }
 }
@@ -503,7 +587,12 @@ async fn global_control(
     }
     let mut reached: Vec<i64> = days
         .iter()
-        .flat_map(|d| d.treatment.iter().map(|a| a.user))
+        .flat_map(|d| {
+            d.treatment
+                .iter()
+                .chain(&d.explore_treatment)
+                .map(|a| a.user)
+        })
         .collect();
     reached.sort_unstable();
     reached.dedup();
@@ -560,6 +649,7 @@ async fn assignments(s: &Settings, state: &Db, req: &ReportRequest) -> Result<Ve
         texts("scores")?,
     );
     let users = frame.column("user_id")?.i64()?;
+    let explore = frame.column("explore")?.i64()?;
     let mut days: Vec<Day> = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for (row, user) in users.iter().enumerate() {
@@ -583,6 +673,8 @@ async fn assignments(s: &Settings, state: &Db, req: &ReportRequest) -> Result<Ve
                     run_date,
                     treatment: Vec::new(),
                     holdout: Vec::new(),
+                    explore_treatment: Vec::new(),
+                    explore_holdout: Vec::new(),
                 });
                 index.insert((run, campaign), days.len() - 1);
                 days.len() - 1
@@ -594,10 +686,13 @@ async fn assignments(s: &Settings, state: &Db, req: &ReportRequest) -> Result<Ve
             user,
             uplift: scored.uplift,
         };
-        match arms[row] {
-            Some("treatment") => days[at].treatment.push(assigned),
-            Some("holdout") => days[at].holdout.push(assigned),
-            other => anyhow::bail!(
+        let day = &mut days[at];
+        match (arms[row], explore.get(row) == Some(1)) {
+            (Some("treatment"), false) => day.treatment.push(assigned),
+            (Some("holdout"), false) => day.holdout.push(assigned),
+            (Some("treatment"), true) => day.explore_treatment.push(assigned),
+            (Some("holdout"), true) => day.explore_holdout.push(assigned),
+            (other, _) => anyhow::bail!(
                 "arm {other:?} of user {user} in targeting_assignments is neither treatment nor holdout"
             ),
         }
@@ -637,6 +732,45 @@ async fn forecasts(state: &Db, req: &ReportRequest) -> Result<HashMap<(String, S
             ))
         })
         .collect()
+}
+
+/// The drift of the range's latest run, if one recorded any.
+async fn drift(state: &Db, req: &ReportRequest) -> Result<Option<Drift>> {
+    let context = || format!("cannot read the drift in {}", state.display);
+    let rows = sqlx::query(DRIFT)
+        .bind(req.from.to_string())
+        .bind(req.to.to_string())
+        .fetch_all(&state.pool)
+        .await
+        .with_context(context)?;
+    let mut out: Option<Drift> = None;
+    for r in &rows {
+        let drift = out.get_or_insert(Drift {
+            run_id: r.try_get(0).with_context(context)?,
+            run_date: r.try_get(1).with_context(context)?,
+            models: vec![],
+        });
+        let model: String = r.try_get(2).with_context(context)?;
+        if drift.models.last().is_none_or(|m| m.model != model) {
+            let sampled: i64 = r.try_get(8).with_context(context)?;
+            drift.models.push(ModelDrift {
+                model,
+                version: r.try_get(3).with_context(context)?,
+                sampled: sampled.max(0) as u64,
+                shifts: vec![],
+            });
+        }
+        let psi: Option<f64> = r.try_get(5).with_context(context)?;
+        if let Some(m) = drift.models.last_mut() {
+            m.shifts.push(models::drift::Shift {
+                name: r.try_get(4).with_context(context)?,
+                psi: psi.unwrap_or(f64::NAN),
+                missing_then: r.try_get(6).with_context(context)?,
+                missing_now: r.try_get(7).with_context(context)?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The purchases in `[from, until)`, by user, through the outcome query.
@@ -702,6 +836,8 @@ mod tests {
             run_date: "2026-11-20".parse().unwrap(),
             treatment: vec![],
             holdout: vec![],
+            explore_treatment: vec![],
+            explore_holdout: vec![],
         }
     }
 

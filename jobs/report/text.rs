@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use models::metrics::Interval;
 
-use super::{ArmOutcome, CampaignLift, GlobalControl, Report};
+use super::{ArmOutcome, CampaignLift, Drift, GlobalControl, Report};
 
 impl Report {
     /// The report as text.
@@ -25,7 +25,30 @@ impl Report {
         if let Some(g) = &self.global_control {
             global(&mut out, g);
         }
+        if let Some(d) = &self.drift {
+            drift(&mut out, d);
+        }
         out
+    }
+}
+
+fn drift(out: &mut String, d: &Drift) {
+    let _ = writeln!(
+        out,
+        "\nmodel drift measured by run {} ({}), its users against those each model was trained for, as of the training date",
+        d.run_id, d.run_date
+    );
+    for m in &d.models {
+        let largest = m.largest().map_or_else(String::new, |s| {
+            format!("largest PSI {:.3} ({})", s.psi, s.name)
+        });
+        let shifted = m.warnings();
+        let verdict = if shifted.is_empty() {
+            "stable".to_string()
+        } else {
+            format!("SHIFTED: {}", crate::pipeline::monitor::describe(&shifted))
+        };
+        let _ = writeln!(out, "  {:<22} {verdict}; {largest}", m.model);
     }
 }
 
@@ -101,6 +124,29 @@ fn campaign(out: &mut String, c: &CampaignLift) {
                 format!("predicted→observed  {}", deciles.join("  "))
             }
         );
+    }
+    if let Some(r) = &c.model_vs_random {
+        let _ = writeln!(
+            out,
+            "  random choice (explore): {} messaged, {} held out, {} and {} converted",
+            count(r.arms.treatment.users as f64),
+            count(r.arms.holdout.users as f64),
+            count(r.arms.treatment.conversions as f64),
+            count(r.arms.holdout.conversions as f64),
+        );
+        for (name, v) in [
+            ("lift/user: model", r.model_lift),
+            ("lift/user: random", r.random_lift),
+            ("model minus random", r.difference),
+        ] {
+            figure(
+                out,
+                name,
+                v.map(|i| models::lift::scaled(i, 100.0)),
+                2,
+                None,
+            );
+        }
     }
     for n in &c.notes {
         let _ = writeln!(out, "  note: {n}");
@@ -181,12 +227,12 @@ fn figure(
 }
 
 /// A whole number with thousands separators.
-fn count(v: f64) -> String {
+pub(super) fn count(v: f64) -> String {
     money(v, 0)
 }
 
 /// A signed amount with thousands separators.
-fn signed(v: f64, decimals: usize) -> String {
+pub(super) fn signed(v: f64, decimals: usize) -> String {
     if v >= 0.0 {
         format!("+{}", money(v, decimals))
     } else {
@@ -195,7 +241,7 @@ fn signed(v: f64, decimals: usize) -> String {
 }
 
 /// An amount with thousands separators and `decimals` decimals.
-fn money(v: f64, decimals: usize) -> String {
+pub(super) fn money(v: f64, decimals: usize) -> String {
     if !v.is_finite() {
         return "-".to_string();
     }

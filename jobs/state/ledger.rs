@@ -15,6 +15,7 @@ const FINISH_RUN: &str = include_str!("../../sql/statements/finish_run.sql");
 const INSERT_ASSIGNMENTS: &str = include_str!("../../sql/statements/insert_assignments.sql");
 const COPY_ASSIGNMENTS: &str = include_str!("../../sql/statements/copy_assignments.sql");
 const INSERT_FORECASTS: &str = include_str!("../../sql/statements/insert_forecasts.sql");
+const INSERT_DRIFT: &str = include_str!("../../sql/statements/insert_drift.sql");
 const RUNS: &str = include_str!("../../sql/queries/runs.sql");
 const MESSAGE_HISTORY: &str = include_str!("../../sql/queries/message_history.sql");
 
@@ -142,6 +143,7 @@ pub async fn record_assignments(
                 Value::Text(scores.to_string()),
                 Value::Int(at),
                 Value::Float(discount_pct),
+                Value::Bool(m.explore),
             ]
         })
         .collect();
@@ -200,6 +202,48 @@ pub async fn record_forecasts(
     db.insert(INSERT_FORECASTS, &rows)
         .await
         .with_context(|| format!("cannot record the forecasts of run {run_id}"))
+}
+
+/// One distribution's drift as a run measured it (`targeting_drift`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftRow {
+    pub model: String,
+    pub model_version: String,
+    pub shift: models::drift::Shift,
+    pub sampled: u64,
+}
+
+/// Records how far a run's users had moved from those the models were trained for (a dry run's too,
+/// marked as such), in one transaction.
+pub async fn record_drift(
+    db: &Db,
+    run_id: &str,
+    run_date: RunDate,
+    dry_run: bool,
+    at: i64,
+    drift: &[DriftRow],
+) -> Result<()> {
+    let rows: Vec<Vec<Value>> = drift
+        .iter()
+        .map(|d| {
+            vec![
+                Value::Text(run_id.into()),
+                Value::Text(run_date.to_string()),
+                Value::Bool(dry_run),
+                Value::Int(at),
+                Value::Text(d.model.clone()),
+                Value::Text(d.model_version.clone()),
+                Value::Text(d.shift.name.clone()),
+                Value::OptFloat(Some(d.shift.psi).filter(|p| p.is_finite())),
+                Value::Float(d.shift.missing_then),
+                Value::Float(d.shift.missing_now),
+                Value::Int(d.sampled as i64),
+            ]
+        })
+        .collect();
+    db.insert(INSERT_DRIFT, &rows)
+        .await
+        .with_context(|| format!("cannot record the drift of run {run_id}"))
 }
 
 /// A campaign run as the ledger has it.

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use models::metrics::{bootstrap, qini_auc_score, Interval};
 use models::training::{
-    train_discount_sensitivity, train_uplift, HeldOut, TrainedClassifier, TrainedUplift,
-    UpliftTarget,
+    profile_population, train_discount_sensitivity, train_uplift, HeldOut, TrainedClassifier,
+    TrainedUplift, UpliftTarget,
 };
 use models::{
     ModelArtifact, ModelName, RunDate, Scorers, SourceTables, TrainingOptions, UpliftParams,
@@ -97,9 +97,14 @@ impl ModelSet {
         }
     }
 
+    /// The set's artifacts, in [`ModelName::ALL`]'s order.
+    pub fn artifacts(&self) -> [&ModelArtifact; 3] {
+        [&self.uplift, &self.discount_uplift, &self.sensitivity]
+    }
+
     /// The version of each model by its name, as manifests and the ledger record them.
     pub fn versions(&self) -> BTreeMap<String, String> {
-        [&self.uplift, &self.discount_uplift, &self.sensitivity]
+        self.artifacts()
             .into_iter()
             .map(|a| (a.metadata.name.clone(), a.metadata.version.clone()))
             .collect()
@@ -128,6 +133,11 @@ impl ModelSet {
                 .classifier(scorer)
                 .with_context(|| context(sm))?,
             levels: um.categorical_levels.clone(),
+            profiles: ModelName::ALL
+                .into_iter()
+                .zip(self.artifacts())
+                .filter_map(|(name, a)| Some((name, a.metadata.profile.clone()?)))
+                .collect(),
         })
     }
 }
@@ -222,7 +232,7 @@ fn fit_sensitivity(src: &SourceTables, opts: &TrainingOptions) -> Result<Trained
 /// nothing). The fitted LightGBM handles are dropped here, their texts kept.
 pub fn train(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained> {
     let opts = options(s, as_of);
-    let trained = fit_uplift(src, UpliftTarget::Conversion, &opts)?;
+    let mut trained = fit_uplift(src, UpliftTarget::Conversion, &opts)?;
     let t = &trained.test;
     let qini_auc = bootstrap(
         &t.outcome,
@@ -232,8 +242,20 @@ pub fn train(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained
         200,
         s.models.seed,
     );
-    let discount = fit_uplift(src, UpliftTarget::Discount, &opts)?;
-    let sensitivity = fit_sensitivity(src, &opts)?;
+    let mut discount = fit_uplift(src, UpliftTarget::Discount, &opts)?;
+    let mut sensitivity = fit_sensitivity(src, &opts)?;
+    info_span!("profile").in_scope(|| {
+        tokio::task::block_in_place(|| {
+            profile_population(
+                src,
+                as_of,
+                &mut trained,
+                &mut discount,
+                &mut sensitivity,
+                s.threads,
+            )
+        })
+    })?;
     let set = ModelSet::new(
         trained.artifact,
         discount.artifact,

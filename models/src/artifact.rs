@@ -40,6 +40,10 @@ pub struct ModelMetadata {
     pub probability_calibration: crate::calibration::Platt,
     /// SHA-256 of the training matrix, arms and outcomes.
     pub data_fingerprint: String,
+    /// The training rows' distributions, against which each night's users are checked for
+    /// drift; `None` for models stored before monitoring existed.
+    #[serde(default)]
+    pub profile: Option<crate::drift::Profile>,
     pub code_version: String,
     pub created_at: String,
 }

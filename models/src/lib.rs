@@ -8,6 +8,7 @@
 pub mod artifact;
 pub mod calibration;
 mod date;
+pub mod drift;
 pub mod features;
 pub mod forest;
 pub mod lift;

@@ -21,6 +21,31 @@ impl Curve {
             .map(|(x, y)| (x[1] - x[0]) * (y[0] + y[1]) / 2.0)
             .sum()
     }
+
+    /// At most `points + 1` of the curve's points, for drawing: the first, then the last
+    /// point at or before each of `points` even steps of x, the last point included. A curve
+    /// of a million users becomes a few dozen points that still pass through its own values.
+    pub fn sampled(&self, points: usize) -> Curve {
+        let (Some(&end), true) = (self.x.last(), points > 0) else {
+            return self.clone();
+        };
+        let mut out = Curve {
+            x: vec![self.x[0]],
+            y: vec![self.y[0]],
+        };
+        let mut at = 0;
+        for step in 1..=points {
+            let target = end * step as f64 / points as f64;
+            while at + 1 < self.x.len() && self.x[at + 1] <= target {
+                at += 1;
+            }
+            if out.x.last() != Some(&self.x[at]) {
+                out.x.push(self.x[at]);
+                out.y.push(self.y[at]);
+            }
+        }
+        out
+    }
 }
 
 /// Cumulative counts after the top rows: treated, treated buyers, control buyers.
@@ -377,6 +402,19 @@ pub fn roc_auc(label: &[bool], score: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sampled_curve_keeps_its_own_points_and_its_ends() {
+        let curve = Curve {
+            x: (0..=10).map(f64::from).collect(),
+            y: (0..=10).map(|v| f64::from(v * v)).collect(),
+        };
+        let s = curve.sampled(4);
+        // Steps at 2.5, 5, 7.5 and 10: the last point at or before each.
+        assert_eq!(s.x, vec![0.0, 2.0, 5.0, 7.0, 10.0]);
+        assert_eq!(s.y, vec![0.0, 4.0, 25.0, 49.0, 100.0]);
+        assert_eq!(curve.sampled(100), curve);
+    }
 
     // Hand-computed: ranking [0.4, 0.3, 0.2, 0.1] over (y, t) = (1,1), (0,1), (1,0), (0,0)
     // gives the Qini points (0,0) (1,1) (2,1) (3,-1) (4,0): area 1.0. The perfect ranking gives

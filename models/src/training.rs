@@ -5,9 +5,13 @@
 //! rows, are split into train / validation / test by a seeded hash, so no user's history leaks
 //! from the fit into the evaluation.
 
+use std::collections::BTreeMap;
+
 use polars::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::artifact::fingerprint;
+use crate::drift::{self, Profile, Tally};
 use crate::features::check_schema;
 use crate::features::{
     categorical_indices, feature_names, featurize, purchased_within, AffinityTables,
@@ -195,6 +199,7 @@ fn metadata(
         calibration,
         probability_calibration,
         data_fingerprint,
+        profile: None,
         code_version: opts.code_version.clone(),
         created_at: opts.created_at.clone(),
     }
@@ -541,6 +546,29 @@ pub struct Scorers {
     pub discount_uplift: UpliftModel,
     pub sensitivity: Classifier,
     pub levels: CategoricalLevels,
+    /// Each model's training profile, by model, for drift monitoring (models stored before
+    /// profiles existed have none and are not monitored).
+    pub profiles: Vec<(ModelName, Profile)>,
+}
+
+/// Tonight's users counted into each monitored model's profile (see [`drift`]), by model
+/// name: summed over shards, then set against the profiles.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tallies(pub BTreeMap<String, Tally>);
+
+impl Tallies {
+    /// Adds another shard's tallies.
+    pub fn merge(&mut self, other: &Tallies) -> std::result::Result<(), drift::TallyMismatch> {
+        for (name, t) in &other.0 {
+            match self.0.get_mut(name) {
+                Some(mine) => mine.merge(t)?,
+                None => {
+                    self.0.insert(name.clone(), t.clone());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Every user's features as of `date`, in `user_id` order.
@@ -557,6 +585,45 @@ pub fn user_features(
     featurize(src, &cutoffs, levels)
 }
 
+/// Sets each freshly trained model's drift [`Profile`] from the population it will score, not
+/// from its training rows: the monitored users of `src` (the fixed eighth of
+/// [`drift::sampled`]) with their features as of `as_of`, and each model's scores of them. The
+/// training rows are no reference for a night's users — exposures sit at past dates (a social
+/// graph that has grown since shows as drift), and the sensitivity classifier learns from buyers
+/// alone — whereas against this profile, the first night after training is stable by
+/// construction and a later one shows what moved since.
+pub fn profile_population(
+    src: &SourceTables,
+    as_of: RunDate,
+    uplift: &mut TrainedUplift,
+    discount: &mut TrainedUplift,
+    sensitivity: &mut TrainedClassifier,
+    num_threads: usize,
+) -> Result<()> {
+    let levels = &uplift.artifact.metadata.categorical_levels;
+    let sampled: BooleanChunked = src
+        .users
+        .column("user_id")?
+        .i64()?
+        .iter()
+        .map(|u| u.is_some_and(drift::sampled))
+        .collect();
+    let monitored = SourceTables {
+        users: src.users.filter(&sampled)?,
+        ..src.clone()
+    };
+    let names = feature_names();
+    let x = user_features(&monitored, levels, as_of)?.matrix(&names)?;
+    let profile = |score: &[f64], name: &str| Some(Profile::of(&names, &x, score, name));
+    let scores = uplift.model.predict(&x, num_threads)?;
+    uplift.artifact.metadata.profile = profile(&scores.uplift, "uplift");
+    let scores = discount.model.predict(&x, num_threads)?;
+    discount.artifact.metadata.profile = profile(&scores.uplift, "uplift");
+    let p = sensitivity.classifier.predict(&x, num_threads)?;
+    sensitivity.artifact.metadata.profile = profile(&p, "discount_sensitivity");
+    Ok(())
+}
+
 /// Users scored at once: the feature matrix of a block is about 2 MB a thousand users, so a
 /// block stays small beside the night's frames while each call still spreads over the threads.
 const SCORE_BLOCK_ROWS: usize = 1 << 16;
@@ -566,6 +633,8 @@ const SCORE_BLOCK_ROWS: usize = 1 << 16;
 #[derive(Debug, Clone)]
 pub struct ScoredFrame {
     pub frame: DataFrame,
+    /// The sampled users counted for drift monitoring.
+    pub tallies: Tallies,
 }
 
 /// Scores every user of `src.users` with the models as of the run date; returns the scores
@@ -597,15 +666,45 @@ pub fn score_users(
         Vec::with_capacity(rows),
         Vec::with_capacity(rows),
     );
+    let sampled: Vec<bool> = features
+        .ints("user_id")?
+        .into_iter()
+        .map(drift::sampled)
+        .collect();
+    let mut tallies: Vec<(ModelName, &Profile, Tally)> = scorers
+        .profiles
+        .iter()
+        .map(|(name, p)| (*name, p, p.tally()))
+        .collect();
     // Every row is scored alone, so blocks give the scores of the whole matrix.
     for start in (0..rows).step_by(SCORE_BLOCK_ROWS) {
         let x = features.matrix_rows(&catalogue, start..rows.min(start + SCORE_BLOCK_ROWS))?;
         let scores = scorers.uplift.predict(&x, num_threads)?;
+        let discount = scorers.discount_uplift.predict(&x, num_threads)?.uplift;
+        let sensitivity = scorers.sensitivity.predict(&x, num_threads)?;
+        for (name, profile, tally) in &mut tallies {
+            let score = match name {
+                ModelName::ConversionUplift => &scores.uplift,
+                ModelName::DiscountUplift => &discount,
+                ModelName::DiscountSensitivity => &sensitivity,
+            };
+            for (r, row) in x.chunks_exact(catalogue.len()).enumerate() {
+                if sampled[start + r] {
+                    tally.add(profile, row, score[r]);
+                }
+            }
+        }
         uplift.extend(scores.uplift);
         p_control.extend(scores.p_control);
-        discount_uplift.extend(scorers.discount_uplift.predict(&x, num_threads)?.uplift);
-        discount_sensitivity.extend(scorers.sensitivity.predict(&x, num_threads)?);
+        discount_uplift.extend(discount);
+        discount_sensitivity.extend(sensitivity);
     }
+    let tallies = Tallies(
+        tallies
+            .into_iter()
+            .map(|(name, _, t)| (name.to_string(), t))
+            .collect(),
+    );
     let mut frame = features.frame;
     frame.with_column(Column::new("uplift".into(), uplift))?;
     frame.with_column(Column::new("p_control".into(), p_control))?;
@@ -634,7 +733,7 @@ pub fn score_users(
         .with_column(col("suppressed").fill_null(lit(0i64)))
         .sort(["user_id"], SortMultipleOptions::default())
         .collect()?;
-    Ok((ScoredFrame { frame }, kept))
+    Ok((ScoredFrame { frame, tallies }, kept))
 }
 
 /// Splits rows into `(rest, held_out)`, holding out `share` of every (arm, outcome) stratum,

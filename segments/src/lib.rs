@@ -14,8 +14,8 @@ mod testgen;
 pub use campaign::{Campaign, CampaignKind, ColumnPreset, ExportFormat, Offer};
 pub use holdout::{bucket, Arm};
 pub use select::{
-    arbitrate, rank, select, select_night, Arbitration, Audience, Candidate, FunnelStep, History,
-    Limits, Member, PastMessage, Ranking, Reach, SelectionContext,
+    arbitrate, rank, reserve_exploration, select, select_night, Arbitration, Audience, Candidate,
+    FunnelStep, History, Limits, Member, PastMessage, Ranking, Reach, SelectionContext,
 };
 
 /// Everything that can go wrong while building an audience.

@@ -1,1 +1,1 @@
-COPY targeting_assignments (run_id, campaign_id, user_id, arm, scores, assigned_at, discount_pct) FROM STDIN WITH (FORMAT csv)
+COPY targeting_assignments (run_id, campaign_id, user_id, arm, scores, assigned_at, discount_pct, explore) FROM STDIN WITH (FORMAT csv)

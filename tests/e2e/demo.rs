@@ -2,6 +2,8 @@
 //! match their parts, consent and suppressions, holdout shares, the ledger and assignments, the
 //! model's Qini, and identical rows on a re-run for the same date.
 
+use std::collections::BTreeMap;
+
 use crate::common::*;
 
 const USERS: &str = "30000";
@@ -109,31 +111,40 @@ async fn check_demo(env: &TestEnv) {
         text.contains("nothing published; the forecast is recorded, marked as a dry run"),
         "{text}"
     );
+    // Per campaign: (messaged, held out), the model's choice and the random exploration added.
+    let mut previewed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut campaign = String::new();
-    let mut previewed = 0;
     for line in text.lines() {
         if let Some((id, _)) = line.split_once(" (") {
             if !line.starts_with(' ') {
                 campaign = id.to_string();
             }
         }
-        if let Some(rest) = line.trim().strip_prefix("audience ") {
+        let counts = line
+            .trim()
+            .strip_prefix("audience ")
+            .or_else(|| line.trim().strip_prefix("explore: "));
+        if let Some(rest) = counts {
             let mut numbers = rest
                 .split(|c: char| !c.is_ascii_digit())
                 .filter(|s| !s.is_empty());
-            let audience: usize = numbers.next().unwrap().parse().unwrap();
-            let holdout: usize = numbers.next().unwrap().parse().unwrap();
-            let published = read_export(&run_folders(&exports, &campaign, DATE)[0]);
-            assert_eq!(audience, published.ids.len(), "{campaign}: {text}");
-            assert_eq!(
-                holdout as u64,
-                published.manifest["holdout_count"].as_u64().unwrap(),
-                "{campaign}"
-            );
-            previewed += 1;
+            let mut next = || numbers.next().unwrap().parse::<u64>().unwrap();
+            let (messaged, held) = (next(), next());
+            let sum = previewed.entry(campaign.clone()).or_default();
+            sum.0 += messaged;
+            sum.1 += held;
         }
     }
-    assert_eq!(previewed, 4, "{text}");
+    assert_eq!(previewed.len(), 4, "{text}");
+    for (campaign, (messaged, held)) in &previewed {
+        let published = read_export(&run_folders(&exports, campaign, DATE)[0]);
+        assert_eq!(*messaged, published.ids.len() as u64, "{campaign}: {text}");
+        assert_eq!(
+            Some(*held),
+            published.manifest["holdout_count"].as_u64(),
+            "{campaign}"
+        );
+    }
     assert_eq!(
         crate::common::ledger(db_url).await.len(),
         8,
@@ -157,6 +168,32 @@ async fn check_demo(env: &TestEnv) {
     let versions = manifest["model_versions"].as_object().unwrap();
     assert!(
         versions.contains_key("conversion_uplift") && versions.contains_key("discount_sensitivity")
+    );
+
+    // The engagement feed stops arriving: every engagement feature drops to nothing, the
+    // models' training rows no longer look like tonight's users, and a preview says so.
+    sqlx::query("DELETE FROM engagement_daily")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let preview = targeting_env(
+        &[
+            job_args("run", DATE, db_url, &exports_uri, "2"),
+            vec!["--dry-run".into()],
+        ]
+        .concat(),
+        &[("TARGETING__MODELS__STORE", models.as_str())],
+    );
+    assert_ok(&preview);
+    let text = String::from_utf8_lossy(&preview.stdout);
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARNING, moved since training"))
+        .collect();
+    assert_eq!(warned.len(), 3, "every model warns: {text}");
+    assert!(
+        warned.iter().all(|l| l.contains("sessions_90d")),
+        "{warned:?}"
     );
 }
 
@@ -189,14 +226,27 @@ async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std:
             published.manifest["run_id"].as_str(),
             "{id}: the report reads the night's last run"
         );
+        // The published list is the model's choice and, with `explore`, the random one.
+        let users = |arms: &serde_json::Value, arm: &str| arms[arm]["users"].as_u64().unwrap();
+        let random = &c["model_vs_random"]["arms"];
+        let (explored, explored_held) = if random.is_null() {
+            (0, 0)
+        } else {
+            (users(random, "treatment"), users(random, "holdout"))
+        };
+        assert_eq!(
+            explored,
+            published.manifest["explore_count"].as_u64().unwrap(),
+            "{id}"
+        );
         let arms = &c["arms"];
         assert_eq!(
-            arms["treatment"]["users"].as_u64(),
-            Some(published.ids.len() as u64)
+            users(arms, "treatment") + explored,
+            published.ids.len() as u64
         );
         assert_eq!(
-            arms["holdout"]["users"],
-            published.manifest["holdout_count"]
+            Some(users(arms, "holdout") + explored_held),
+            published.manifest["holdout_count"].as_u64()
         );
         let truth = summary["campaigns"]
             .as_array()
@@ -240,6 +290,8 @@ async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std:
         global["incremental_conversions"]["low"].as_f64().unwrap() > 0.0,
         "{global}"
     );
+    check_drift(&report["drift"]);
+    check_html(env, &report);
     // A day without outcomes yet is partial, and the table says so.
     let out = targeting(&[
         "report",
@@ -256,6 +308,96 @@ async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std:
         text.contains("partial: the attribution window is open until 2026-11-27"),
         "{text}"
     );
+}
+
+/// The night's drift, as the report reads it from the ledger: every model, its score and every
+/// feature, counted on an eighth of the users.
+fn check_drift(drift: &serde_json::Value) {
+    let models = drift["models"]
+        .as_array()
+        .expect("the report has the night's drift");
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "conversion_uplift",
+            "discount_sensitivity",
+            "discount_uplift"
+        ],
+        "{drift}"
+    );
+    let users: f64 = USERS.parse().unwrap();
+    for m in models {
+        let sampled = m["sampled"].as_f64().unwrap();
+        assert!(
+            (users / 8.0 * 0.85..users / 8.0 * 1.15).contains(&sampled),
+            "{sampled} of {users} users sampled: {m}"
+        );
+        let shifts = m["shifts"].as_array().unwrap();
+        assert!(shifts.len() > 20, "the score and every feature: {m}");
+        // The models score the population they were trained on: the scores are stable.
+        let score = shifts
+            .iter()
+            .find(|s| ["uplift", "discount_sensitivity"].contains(&s["name"].as_str().unwrap()))
+            .unwrap();
+        let psi = score["psi"].as_f64().unwrap();
+        assert!((0.0..0.25).contains(&psi), "{score}");
+    }
+}
+
+/// `targeting report --html` rendered in a real browser: every chart present, drawn, and with
+/// a mark for every figure the JSON report holds.
+fn check_html(env: &TestEnv, report: &serde_json::Value) {
+    let page = env.dir.join("report.html");
+    let out = targeting(&[
+        "report",
+        "--from",
+        DATE,
+        "--to",
+        DATE,
+        "--as-of",
+        "2026-12-04",
+        "--html",
+        page.to_str().unwrap(),
+        "--database-url",
+        env.db.as_str(),
+    ]);
+    assert_ok(&out);
+    let dom = browser::render(&page, &env.dir.join("report.png"), 6000);
+    assert!(dom.contains("Did it work?"), "{dom}");
+    let campaigns = report["campaigns"].as_array().unwrap().len();
+    let drift_models = report["drift"]["models"].as_array().unwrap().len();
+    // (chart, how many, the fewest data marks each must hold)
+    let expected = [
+        ("lift", 1, campaigns),
+        ("forecast", 1, 2 * campaigns),
+        ("qini", campaigns, 10),
+        ("deciles", campaigns, 20),
+        ("drift", drift_models, 10),
+    ];
+    let charts: Vec<&str> = dom
+        .split("<figure class=\"chart\" data-chart=\"")
+        .skip(1)
+        .collect();
+    for (kind, count, marks) in expected {
+        let found: Vec<&&str> = charts
+            .iter()
+            .filter(|c| c.starts_with(&format!("{kind}\"")))
+            .collect();
+        assert_eq!(found.len(), count, "{kind} charts in the page");
+        for chart in found {
+            let chart = &chart[..chart.find("</figure>").unwrap()];
+            assert!(chart.contains("<svg"), "{kind}: no SVG");
+            let drawn = chart.matches("<circle").count();
+            assert!(
+                drawn >= marks,
+                "{kind}: {drawn} marks, at least {marks} expected"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

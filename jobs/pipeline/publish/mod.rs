@@ -56,8 +56,15 @@ pub struct Manifest {
     pub columns: Vec<String>,
     pub model_versions: BTreeMap<String, String>,
     pub parts: Vec<PartInfo>,
+    /// Rows of the parts: the treatment arm, explored users included.
     pub row_count: usize,
     pub holdout_count: usize,
+    /// Of `row_count`, the users messaged at random (the campaign's `explore` share, variant
+    /// `explore`); of `holdout_count`, their holdout (variant `explore_holdout`).
+    #[serde(default)]
+    pub explore_count: usize,
+    #[serde(default)]
+    pub explore_holdout_count: usize,
     /// `holdout.csv.gz`, when the campaign asks for it.
     pub holdout_file: Option<PartInfo>,
     pub created_at: String,
@@ -149,7 +156,7 @@ fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
     match field {
         Datum::ExternalId => Cell::Id(m.user_id),
         Datum::CampaignId => Cell::Text(&req.campaign.id),
-        Datum::Variant => Cell::Text(m.arm.as_str()),
+        Datum::Variant => Cell::Text(variant(m)),
         Datum::Offer => Cell::Text(&req.campaign.offer.label),
         Datum::Score => Cell::Float(m.score),
         Datum::Rank => Cell::Int(m.rank as i64),
@@ -158,6 +165,16 @@ fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
             .emails
             .and_then(|e| e.get(&m.user_id))
             .map_or(Cell::Null, |e| Cell::Text(e)),
+    }
+}
+
+/// The export's name for a member's arm: `treatment` and `holdout` for the model's choice,
+/// `explore` and `explore_holdout` for the users chosen at random.
+fn variant(m: &Member) -> &'static str {
+    match (m.explore, m.arm) {
+        (false, arm) => arm.as_str(),
+        (true, Arm::Treatment) => "explore",
+        (true, Arm::Holdout) => "explore_holdout",
     }
 }
 
@@ -373,7 +390,7 @@ async fn write_export(
         let mut csv = csv::Writer::from_writer(&mut gz);
         csv.write_record(["external_id", "campaign_id", "variant"])?;
         for m in &holdout {
-            csv.write_record([m.user_id.to_string().as_str(), &c.id, m.arm.as_str()])?;
+            csv.write_record([m.user_id.to_string().as_str(), &c.id, variant(m)])?;
         }
         csv.flush()?;
         drop(csv);
@@ -402,6 +419,8 @@ async fn write_export(
         model_versions: req.model_versions.clone(),
         row_count: treated.len(),
         holdout_count: holdout.len(),
+        explore_count: req.audience.explored(Arm::Treatment),
+        explore_holdout_count: req.audience.explored(Arm::Holdout),
         holdout_file,
         parts,
         created_at: req.created_at.into(),
@@ -565,6 +584,7 @@ mod tests {
                     p_control: 0.0,
                     expected_value: 0.0,
                     discount_cost: 0.0,
+                    explore: false,
                 })
                 .collect(),
         }

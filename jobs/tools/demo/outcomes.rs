@@ -40,6 +40,8 @@ struct Message {
     campaign: usize,
     treated: bool,
     discount_pct: f64,
+    /// Of the campaign's random exploration, not of the model's choice.
+    explore: bool,
 }
 
 /// Removes the outcomes an earlier demo night drew, before a new night reads the source: they
@@ -55,7 +57,7 @@ pub async fn clear(source: &Db, spec: DemoSpec) -> Result<()> {
 
 /// Draws the `days` days after the demo's run date for every user, given the assignments of
 /// the night's run `run_id` (after [`clear`]), and writes them to `purchases`. Returns, per
-/// campaign, the true incremental conversions of its treatment arm.
+/// campaign, the true incremental conversions of its treatment arm (the model's choice).
 #[instrument(name = "outcomes", skip_all, fields(days))]
 pub async fn simulate(
     source: &Db,
@@ -124,6 +126,7 @@ async fn messages(state: &Db, run_id: &str) -> Result<(Vec<String>, HashMap<i64,
                 campaign: at,
                 treated: arm == "treatment",
                 discount_pct: row.try_get(3)?,
+                explore: row.try_get::<i64, _>(4)? == 1,
             },
         );
     }
@@ -179,7 +182,9 @@ impl ChunkSink for Draw {
             let message = self.messages.get(&user).copied();
             let treated = message.filter(|m| m.treated);
             let p = window_probability(rate, uplift, treated.map(|m| m.discount_pct));
-            if let Some(m) = treated {
+            // The truth of the model's treatment arm: what the report's figures measure (the
+            // exploration is set apart there).
+            if let Some(m) = treated.filter(|m| !m.explore) {
                 self.truth[m.campaign] += p - window_probability(rate, uplift, None);
             }
             if self.rng.random_bool(p) {

@@ -60,6 +60,14 @@ pub struct CampaignFile {
     /// Salt of the holdout hash. Default: the campaign id. Change it only to reshuffle who is
     /// held out.
     pub salt: Option<String>,
+    /// Share of the eligible users the model did not pick that are messaged anyway, chosen at
+    /// random, from 0 to 0.2 (e.g. `0.02`). They get their own holdout (same share, its own
+    /// salt), are marked `explore` in the export's variant column and in the assignments, and
+    /// let `targeting report` compare the lift of the model's choice with the lift of a random
+    /// choice: what the model is worth. They come on top of `max_audience` and the budget.
+    /// Default 0: no exploration.
+    #[serde(default)]
+    pub explore: f64,
     /// Who may receive the campaign: rules that must all hold, e.g.
     /// `"days_since_last_purchase >= 14"`, `"country in [\"US\", \"CA\"]"`,
     /// `"not is_new_buyer"`. Each rule is a step of the dry-run funnel. Names come from the
@@ -186,12 +194,40 @@ pub struct Campaign {
     pub holdout: f64,
     pub max_audience: usize,
     pub salt: String,
+    /// Share of the eligible users left unpicked that are messaged at random (see
+    /// [`Campaign::explores`]).
+    pub explore: f64,
     pub offer: Offer,
     pub format: ExportFormat,
     pub columns: ColumnPreset,
     /// Publish the holdout members in a separate `holdout.csv.gz`.
     pub holdout_file: bool,
     pub destination: Option<String>,
+}
+
+impl Campaign {
+    /// The salt of the exploration sample: the campaign's, suffixed, so that the sample does
+    /// not follow the campaign's own holdout.
+    pub fn explore_salt(&self) -> String {
+        format!("{}:explore", self.salt)
+    }
+
+    /// Whether an eligible user is in the campaign's exploration sample (`salt` is
+    /// [`Campaign::explore_salt`], computed once by the caller): the same users on every re-run
+    /// and whatever the sharding.
+    pub fn explores(&self, salt: &str, user_id: i64) -> bool {
+        self.explore > 0.0 && crate::holdout::bucket(salt, user_id) < self.explore
+    }
+
+    /// The arm of an explored user: the campaign's holdout share under a salt of its own,
+    /// independent of both the sample's and the campaign's holdout.
+    pub fn explore_arm(&self, user_id: i64) -> crate::Arm {
+        crate::holdout::arm(
+            &format!("{}:explore-holdout", self.salt),
+            self.holdout,
+            user_id,
+        )
+    }
 }
 
 /// The kind of a campaign, with the settings that only that kind has.
@@ -405,6 +441,7 @@ impl CampaignFile {
             ));
         }
         share(&mut problems, "holdout", self.holdout, 0.5);
+        share(&mut problems, "explore", self.explore, 0.2);
         if self.max_audience == 0 {
             problems.push(("max_audience", "max_audience must be at least 1".into()));
         }
@@ -560,6 +597,7 @@ impl CampaignFile {
             priority: self.priority,
             holdout: self.holdout,
             max_audience: self.max_audience as usize,
+            explore: self.explore,
             offer: Offer {
                 discount_pct: self.offer.discount_pct,
                 label,

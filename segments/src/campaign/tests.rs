@@ -183,6 +183,22 @@ fn all_problems_are_reported_at_once_each_with_its_place() {
 }
 
 #[test]
+fn exploration_is_a_small_share() {
+    let c = parse(
+        "deal.toml",
+        &DEAL.replace("holdout = 0.1", "holdout = 0.1\nexplore = 0.02"),
+        &catalog(),
+    )
+    .unwrap();
+    assert_eq!(c.explore, 0.02);
+    let err = error(&DEAL.replace("holdout = 0.1", "holdout = 0.1\nexplore = 0.5"));
+    assert_eq!(
+        err,
+        "deal.toml:6:11: explore must be between 0 and 0.2, got 0.5"
+    );
+}
+
+#[test]
 fn schedules_are_validated_and_know_their_days() {
     let with = |schedule: &str| DEAL.replace("[offer]", &format!("{schedule}\n[offer]"));
     let c = parse(

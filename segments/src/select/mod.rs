@@ -151,6 +151,9 @@ pub struct Member {
     pub expected_value: f64,
     /// Expected discount given, as a share of the list price (0 without a discount).
     pub discount_cost: f64,
+    /// Chosen at random among the eligible users the model did not pick (the campaign's
+    /// `explore` share), not by the model; its arm is the exploration's own holdout.
+    pub explore: bool,
 }
 
 /// A campaign's audience: selected users in rank order, and how many survived each step.
@@ -174,24 +177,34 @@ impl Audience {
             .map_or(0, |s| s.users)
     }
 
+    /// Members of an arm, the explored ones included: messaged (treatment) or held out.
     pub fn count(&self, arm: Arm) -> usize {
         self.members.iter().filter(|m| m.arm == arm).count()
     }
 
-    /// Expected incremental purchases from the treatment members (the sum of their uplift).
+    /// Explored members of an arm (see [`Member::explore`]).
+    pub fn explored(&self, arm: Arm) -> usize {
+        self.members
+            .iter()
+            .filter(|m| m.explore && m.arm == arm)
+            .count()
+    }
+
+    /// Expected incremental purchases from the model's treatment members (the sum of their
+    /// uplift): the forecast of the model's choice, exploration aside.
     pub fn expected_conversions(&self) -> f64 {
         self.members
             .iter()
-            .filter(|m| m.arm == Arm::Treatment)
+            .filter(|m| m.arm == Arm::Treatment && !m.explore)
             .map(|m| m.uplift)
             .sum()
     }
 
-    /// Expected discount given to the treatment members, as a number of list prices.
+    /// Expected discount given to the model's treatment members, as a number of list prices.
     pub fn expected_discount_cost(&self) -> f64 {
         self.members
             .iter()
-            .filter(|m| m.arm == Arm::Treatment)
+            .filter(|m| m.arm == Arm::Treatment && !m.explore)
             .map(|m| m.discount_cost)
             .sum()
     }
@@ -249,6 +262,10 @@ pub struct Ranking {
     /// Every eligible user's id, ascending, cut or not: the funnel's arbitration step and the
     /// overlaps count them.
     pub eligible: Vec<i64>,
+    /// The eligible users in the campaign's exploration sample (see [`Campaign::explores`]),
+    /// by ascending id, never cut: messaged at random, whatever the model would choose (see
+    /// [`reserve_exploration`]).
+    pub explore: Vec<Candidate>,
 }
 
 impl Ranking {
@@ -263,6 +280,7 @@ impl Ranking {
                 funnel: vec![],
                 candidates: vec![],
                 eligible: vec![],
+                explore: vec![],
             });
         };
         for part in parts {
@@ -288,6 +306,7 @@ impl Ranking {
                 a.before(b).is_le()
             });
             whole.eligible = interleave(whole.eligible, part.eligible, |a, b| a <= b);
+            whole.explore = interleave(whole.explore, part.explore, |a, b| a.user_id <= b.user_id);
         }
         Ok(whole)
     }
@@ -595,10 +614,22 @@ pub fn rank(
     candidates.sort_by(Candidate::before);
     let mut eligible: Vec<i64> = candidates.iter().map(|c| c.user_id).collect();
     eligible.sort_unstable();
+    let mut explore: Vec<Candidate> = if campaign.explore > 0.0 {
+        let salt = campaign.explore_salt();
+        candidates
+            .iter()
+            .filter(|c| campaign.explores(&salt, c.user_id))
+            .copied()
+            .collect()
+    } else {
+        vec![]
+    };
+    explore.sort_unstable_by_key(|c| c.user_id);
     Ok(Ranking {
         funnel,
         candidates,
         eligible,
+        explore,
     })
 }
 
@@ -633,6 +664,24 @@ impl Filling<'_> {
     }
 }
 
+/// Takes the users of every campaign's exploration sample out of every campaign's candidates
+/// (all rankings of one set of users: a shard, or all of them). Arbitration gives those users
+/// to the explorations before any model chooses, so no campaign can take them; dropping them
+/// before [`Ranking::cut`] keeps its count of the places left exact.
+pub fn reserve_exploration<'a>(rankings: impl IntoIterator<Item = &'a mut Ranking>) {
+    let mut rankings: Vec<&mut Ranking> = rankings.into_iter().collect();
+    let reserved: HashSet<i64> = rankings
+        .iter()
+        .flat_map(|r| r.explore.iter().map(|c| c.user_id))
+        .collect();
+    if reserved.is_empty() {
+        return;
+    }
+    for r in &mut rankings {
+        r.candidates.retain(|c| !reserved.contains(&c.user_id));
+    }
+}
+
 /// Builds the audiences of the night's campaigns, each from its own frame of scored users
 /// (see [`rank`] for the columns), with arbitration, caps and budgets across them. The
 /// audiences come back in the order of `campaigns`.
@@ -641,10 +690,11 @@ pub fn select_night(
     ctx: &SelectionContext,
     history: &History,
 ) -> Result<Vec<Audience>> {
-    let ranked = campaigns
+    let mut ranked = campaigns
         .iter()
         .map(|(c, frame)| Ok((*c, rank(c, frame, ctx, history)?)))
         .collect::<Result<Vec<_>>>()?;
+    reserve_exploration(ranked.iter_mut().map(|(_, r)| r));
     Ok(arbitrate(ranked, ctx))
 }
 
@@ -684,6 +734,19 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
                 .then(by_value((pa, ca), (pb, cb)))
         }),
     }
+    // Each campaign's exploration sample first, in the order campaigns pick (a user in two
+    // samples goes to the first): drawn before any model chooses, so that the random choice is
+    // random among all the campaign's eligible users, and no model's choice can empty it.
+    let mut pick_order: Vec<usize> = (0..campaigns.len()).collect();
+    pick_order.sort_by(|&a, &b| picks_first(a, b));
+    let mut explored: Vec<Vec<Candidate>> = vec![vec![]; campaigns.len()];
+    for k in pick_order {
+        for c in &ranked[k].explore {
+            if claimed.insert(c.user_id) {
+                explored[k].push(*c);
+            }
+        }
+    }
     for (k, p) in order {
         let c = ranked[k].candidates[p];
         if claimed.contains(&c.user_id) || !filling[k].accepts(&c) {
@@ -708,9 +771,15 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
         .into_iter()
         .zip(filling)
         .zip(overlaps)
-        .map(|((r, f), overlap)| {
+        .zip(explored)
+        .map(|(((r, f), overlap), explored)| {
             let mut funnel = r.funnel;
-            let mine: HashSet<i64> = f.taken.iter().map(|(_, c)| c.user_id).collect();
+            let mine: HashSet<i64> = f
+                .taken
+                .iter()
+                .map(|(_, c)| c.user_id)
+                .chain(explored.iter().map(|c| c.user_id))
+                .collect();
             // Eligible users that another campaign took tonight.
             let lost = r
                 .eligible
@@ -721,24 +790,33 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
                 step: ARBITRATION_STEP.into(),
                 users: r.eligible.len() - lost,
             });
-            // Members keep their campaign's own order.
+            // Members keep their campaign's own order; the explored ones follow, by id.
             let mut taken = f.taken;
             taken.sort_unstable_by_key(|&(position, _)| position);
+            let campaign = f.campaign;
+            let chosen = taken.iter().map(|(_, c)| {
+                let arm = arm(&campaign.salt, campaign.holdout, c.user_id);
+                (c, arm, false)
+            });
+            let explored = explored
+                .iter()
+                .map(|c| (c, campaign.explore_arm(c.user_id), true));
             Audience {
-                campaign_id: f.campaign.id.clone(),
+                campaign_id: campaign.id.clone(),
                 funnel,
-                members: taken
-                    .iter()
+                members: chosen
+                    .chain(explored)
                     .enumerate()
-                    .map(|(pos, (_, c))| Member {
+                    .map(|(pos, (c, arm, explore))| Member {
                         user_id: c.user_id,
                         rank: pos + 1,
-                        arm: arm(&f.campaign.salt, f.campaign.holdout, c.user_id),
+                        arm,
                         score: c.key,
                         uplift: c.uplift,
                         p_control: c.p_control,
                         expected_value: c.value,
                         discount_cost: c.discount_cost,
+                        explore,
                     })
                     .collect(),
                 overlap,

@@ -299,6 +299,7 @@ fn random_campaigns(g: &mut Gen) -> Vec<Campaign> {
             let mut c = campaign_with(&format!("c{k}"), kind, g.below(3) as i32, &extra);
             c.holdout = [0.0, 0.1, 0.5][g.below(3) as usize];
             c.max_audience = 1 + g.below(60) as usize;
+            c.explore = [0.0, 0.2][g.below(2) as usize];
             c
         })
         .collect()
@@ -337,15 +338,22 @@ fn always_on_rules_caps_cooldowns_and_budgets_hold_over_30_nights() {
             let suppressed = floats(&f, "suppressed").unwrap();
             let mut tonight = HashSet::new();
             for (camp, a) in campaigns.iter().zip(&audiences) {
-                assert!(a.members.len() <= camp.max_audience);
+                let chosen = a.members.iter().filter(|m| !m.explore).count();
+                assert!(chosen <= camp.max_audience);
                 for m in &a.members {
                     let i = (m.user_id - 1) as usize;
                     assert_eq!(opt_in[i], 1.0, "trial {trial}: consent");
                     assert_eq!(suppressed[i], 0.0, "trial {trial}: suppression");
                     assert!(!c.in_global_control(m.user_id), "global control");
                     assert!(tonight.insert(m.user_id), "one campaign a night");
-                    // The arm is the campaign's hash, so a holdout user is never treated.
-                    assert_eq!(m.arm, arm(&camp.salt, camp.holdout, m.user_id));
+                    // The arm is the campaign's hash (the exploration's own for an explored
+                    // user), so a holdout user is never treated.
+                    let expected = if m.explore {
+                        camp.explore_arm(m.user_id)
+                    } else {
+                        arm(&camp.salt, camp.holdout, m.user_id)
+                    };
+                    assert_eq!(m.arm, expected);
                     let discounted = camp.offer.discount_pct > 0.0;
                     // Both arms go to the history, as the ledger records them.
                     history
@@ -439,16 +447,28 @@ fn rankings_of_parts_cut_and_merged_give_the_night_of_all_users() {
         let parts = split(&mut g, &f, k);
         // Each part cut, and the merge cut again, as a sharded night does.
         let reach = Reach::of(&campaigns, c.limits.arbitration);
+        // Each part: every campaign ranked, the explorations reserved, then each cut.
+        let mut by_part: Vec<Vec<Ranking>> = parts
+            .iter()
+            .map(|p| {
+                let mut ranked: Vec<Ranking> = campaigns
+                    .iter()
+                    .map(|camp| rank(camp, p, &c, &History::default()).unwrap())
+                    .collect();
+                reserve_exploration(ranked.iter_mut());
+                for (r, camp) in ranked.iter_mut().zip(&campaigns) {
+                    r.cut(camp, &reach);
+                }
+                ranked
+            })
+            .collect();
         let merged: Vec<(&Campaign, Ranking)> = campaigns
             .iter()
-            .map(|camp| {
-                let ranked = parts
-                    .iter()
-                    .map(|p| {
-                        let mut r = rank(camp, p, &c, &History::default()).unwrap();
-                        r.cut(camp, &reach);
-                        r
-                    })
+            .enumerate()
+            .map(|(k, camp)| {
+                let ranked = by_part
+                    .iter_mut()
+                    .map(|part| std::mem::replace(&mut part[k], Ranking::merge(vec![]).unwrap()))
                     .collect();
                 let mut r = Ranking::merge(ranked).unwrap();
                 r.cut(camp, &reach);
@@ -473,6 +493,84 @@ fn rankings_of_parts_cut_and_merged_give_the_night_of_all_users() {
     // The cuts must bite for the comparison to test them: small maximum audiences leave most
     // eligible users out of reach.
     assert!(kept * 3 < eligible * 2, "kept {kept} of {eligible}");
+}
+
+#[test]
+fn exploration_messages_a_random_share_of_the_eligible_users_before_the_model_chooses() {
+    let mut g = Gen(0x51_7CC1_B727_220A);
+    let f = random_frame(&mut g, 20_000);
+    let mut c = campaign("seasonal", "[seasonal]\nmin_uplift = 0.0\n");
+    c.max_audience = 2_000;
+    c.holdout = 0.2;
+    c.explore = 0.1;
+    let mut other = campaign_with("o", "new_buyer", 5, "");
+    other.max_audience = 500;
+    other.explore = 0.2;
+    let night = select_night(
+        &[(&c, &f), (&other, &f)],
+        &no_control(),
+        &History::default(),
+    )
+    .unwrap();
+    let a = &night[0];
+    let r = rank(&c, &f, &no_control(), &History::default()).unwrap();
+    let salt = c.explore_salt();
+    let chosen: HashSet<i64> = a
+        .members
+        .iter()
+        .filter(|m| !m.explore)
+        .map(|m| m.user_id)
+        .collect();
+    assert_eq!(chosen.len(), 2_000);
+    let other_salt = other.explore_salt();
+    let explored_elsewhere: HashSet<i64> = night[1]
+        .members
+        .iter()
+        .filter(|m| m.explore)
+        .map(|m| m.user_id)
+        .collect();
+    let explored: Vec<&Member> = a.members.iter().filter(|m| m.explore).collect();
+    // The sample is drawn before any model chooses: every eligible user of the sample, but
+    // those the other campaign (which picks first) explores; none of them is the model's.
+    let sample: Vec<i64> = r
+        .eligible
+        .iter()
+        .copied()
+        .filter(|u| c.explores(&salt, *u) && !explored_elsewhere.contains(u))
+        .collect();
+    let mut got: Vec<i64> = explored.iter().map(|m| m.user_id).collect();
+    got.sort_unstable();
+    assert_eq!(got, sample);
+    assert!(got.iter().all(|u| !chosen.contains(u)));
+    assert!(explored_elsewhere
+        .iter()
+        .all(|&u| other.explores(&other_salt, u)));
+    // About a tenth of the campaign's eligible users.
+    let share = explored.len() as f64 / r.eligible.len() as f64;
+    assert!(
+        (0.07..0.13).contains(&share),
+        "{share} of {}",
+        r.eligible.len()
+    );
+    // Their own holdout, at the campaign's share, independent of the sample.
+    let held = explored.iter().filter(|m| m.arm == Arm::Holdout).count() as f64;
+    let held_share = held / explored.len() as f64;
+    assert!((0.1..0.3).contains(&held_share), "{held_share}");
+    for m in &explored {
+        assert_eq!(m.arm, c.explore_arm(m.user_id));
+    }
+    // The forecast is the model's choice alone.
+    let model_uplift: f64 = a
+        .members
+        .iter()
+        .filter(|m| !m.explore && m.arm == Arm::Treatment)
+        .map(|m| m.uplift)
+        .sum();
+    assert!((a.expected_conversions() - model_uplift).abs() < 1e-9);
+    assert_eq!(
+        a.explored(Arm::Treatment) + a.explored(Arm::Holdout),
+        explored.len()
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: run the real `targeting` binary, read back what it
 //! published, and query the databases it wrote.
 
+pub mod browser;
 pub mod s3;
 
 use std::collections::{BTreeMap, HashSet};
@@ -230,7 +231,7 @@ pub fn read_export(dir: &Path) -> Export {
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let mut ids = Vec::new();
     let mut part_hashes = Vec::new();
-    let mut total = 0;
+    let (mut total, mut explored) = (0, 0);
     for part in manifest["parts"].as_array().unwrap() {
         let name = part["path"].as_str().unwrap();
         assert!(
@@ -262,7 +263,12 @@ pub fn read_export(dir: &Path) -> Export {
         for rec in reader.records() {
             let rec = rec.unwrap();
             assert_eq!(&rec[1], manifest["campaign_id"].as_str().unwrap());
-            assert_eq!(&rec[2], "treatment");
+            // The model's choice, or the campaign's random exploration.
+            match &rec[2] {
+                "treatment" => {}
+                "explore" => explored += 1,
+                other => panic!("variant {other} in the list of {}", dir.display()),
+            }
             ids.push(rec[0].parse::<i64>().unwrap());
             rows += 1;
         }
@@ -274,6 +280,7 @@ pub fn read_export(dir: &Path) -> Export {
         total += rows;
     }
     assert_eq!(manifest["row_count"].as_u64().unwrap() as usize, total);
+    assert_eq!(manifest["explore_count"].as_u64().unwrap() as usize, explored);
     let unique: HashSet<i64> = ids.iter().copied().collect();
     assert_eq!(
         unique.len(),
