@@ -231,7 +231,10 @@ fn campaign_section(out: &mut String, c: &CampaignLift) -> Result<()> {
         out,
         "<tr><td>discount given</td><td>{}</td><td></td><td>{}</td></tr>",
         money(c.discount_cost, 2),
-        forecast.map_or_else(String::new, |f| money(f.discount_cost, 2))
+        forecast.map_or_else(String::new, |f| format!(
+            "forecast {}",
+            money(f.discount_cost, 2)
+        ))
     );
     if let Some(m) = c.minimum_detectable_effect {
         let _ = write!(
@@ -247,8 +250,8 @@ fn campaign_section(out: &mut String, c: &CampaignLift) -> Result<()> {
     if let Some(r) = &c.model_vs_random {
         let _ = writeln!(
             out,
-            "<p>Random choice (the campaign's <code>explore</code> share of the eligible users \
-             the model left): {} messaged, {} held out.</p>",
+            "<p>Random choice (the campaign's <code>explore</code> share of its eligible users, \
+             drawn before the model chose among the rest): {} messaged, {} held out.</p>",
             count(r.arms.treatment.users as f64),
             count(r.arms.holdout.users as f64)
         );
@@ -657,6 +660,26 @@ font-weight:normal;font-size:0.8em}table{border-collapse:collapse;margin:8px 0}t
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_without_campaigns_says_so_and_draws_nothing() {
+        let page = Report {
+            as_of: "2026-12-04".into(),
+            attribution_days: 7,
+            campaigns: vec![],
+            drift: None,
+            global_control: None,
+        }
+        .html()
+        .unwrap();
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("No campaign-day with a succeeded run in the range."));
+        assert!(!page.contains("<svg"));
+        // Nothing to fetch: no script, no link, no remote source.
+        for banned in ["<script", "<link", "http://", "https://"] {
+            assert!(!page.contains(banned), "{banned}");
+        }
+    }
 
     #[test]
     fn text_is_escaped() {

@@ -280,7 +280,10 @@ pub fn read_export(dir: &Path) -> Export {
         total += rows;
     }
     assert_eq!(manifest["row_count"].as_u64().unwrap() as usize, total);
-    assert_eq!(manifest["explore_count"].as_u64().unwrap() as usize, explored);
+    assert_eq!(
+        manifest["explore_count"].as_u64().unwrap() as usize,
+        explored
+    );
     let unique: HashSet<i64> = ids.iter().copied().collect();
     assert_eq!(
         unique.len(),
