@@ -18,7 +18,7 @@ use plotters::coord::Shift as Whole;
 use plotters::prelude::*;
 
 use super::text::{count, money, signed};
-use super::{CampaignLift, Drift, GlobalControl, ModelCheck, Report};
+use super::{ArmOutcome, CampaignLift, Drift, GlobalControl, ModelCheck, Report};
 use crate::pipeline::monitor::ModelDrift;
 
 /// Width of every chart, in CSS pixels.
@@ -201,22 +201,14 @@ fn campaign_section(out: &mut String, c: &CampaignLift) -> Result<()> {
         escape(&c.run_id),
         escape(&c.window_end)
     );
-    out.push_str("<table><tr><th>arm</th><th>users</th><th>converted</th><th>rate</th><th>revenue</th><th>revenue / user</th></tr>");
-    for (name, a) in [
-        ("treatment", &c.arms.treatment),
-        ("holdout", &c.arms.holdout),
-    ] {
-        let _ = write!(
-            out,
-            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{:.2} %</td><td>{}</td><td>{}</td></tr>",
-            count(a.users as f64),
-            count(a.conversions as f64),
-            a.conversion_rate * 100.0,
-            money(a.revenue, 2),
-            money(a.revenue_per_user, 3)
-        );
-    }
-    out.push_str("</table>\n<table class=\"figures\">");
+    arms_table(
+        out,
+        &[
+            ("treatment", &c.arms.treatment),
+            ("holdout", &c.arms.holdout),
+        ],
+    );
+    out.push_str("<table class=\"figures\">");
     let forecast = c.forecast;
     figure_row(
         out,
@@ -400,19 +392,11 @@ fn global_section(out: &mut String, g: &GlobalControl) {
         escape(&g.window_end),
         count(g.reached as f64)
     );
-    out.push_str("<table><tr><th>arm</th><th>users</th><th>converted</th><th>rate</th><th>revenue</th><th>revenue / user</th></tr>");
-    for (name, a) in [("outside", &g.arms.outside), ("control", &g.arms.control)] {
-        let _ = write!(
-            out,
-            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{:.2} %</td><td>{}</td><td>{}</td></tr>",
-            count(a.users as f64),
-            count(a.conversions as f64),
-            a.conversion_rate * 100.0,
-            money(a.revenue, 2),
-            money(a.revenue_per_user, 3)
-        );
-    }
-    out.push_str("</table>\n<table class=\"figures\">");
+    arms_table(
+        out,
+        &[("outside", &g.arms.outside), ("control", &g.arms.control)],
+    );
+    out.push_str("<table class=\"figures\">");
     figure_row(
         out,
         "incremental conversions",
@@ -510,6 +494,26 @@ fn drift_chart(m: &ModelDrift) -> Result<Option<String>> {
         Ok(())
     })
     .map(Some)
+}
+
+/// Two arms side by side: users, conversions, rate and revenue.
+fn arms_table(out: &mut String, rows: &[(&str, &ArmOutcome)]) {
+    out.push_str(
+        "<table><tr><th>arm</th><th>users</th><th>converted</th><th>rate</th><th>revenue</th>\
+         <th>revenue / user</th></tr>",
+    );
+    for (name, a) in rows {
+        let _ = write!(
+            out,
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{:.2} %</td><td>{}</td><td>{}</td></tr>",
+            count(a.users as f64),
+            count(a.conversions as f64),
+            a.conversion_rate * 100.0,
+            money(a.revenue, 2),
+            money(a.revenue_per_user, 3)
+        );
+    }
+    out.push_str("</table>\n");
 }
 
 /// One row of the figures table: estimate, interval, forecast.

@@ -97,14 +97,17 @@ async fn check_demo(env: &TestEnv) {
     // A dry run for the same night previews exactly what was published, and leaves no trace.
     let models = dir.join("models").display().to_string();
     let exports_uri = format!("file://{}", exports.display());
-    let preview = targeting_env(
-        &[
-            job_args("run", DATE, db_url, &exports_uri, "2"),
-            vec!["--dry-run".into()],
-        ]
-        .concat(),
-        &[("TARGETING__MODELS__STORE", models.as_str())],
-    );
+    let dry_run = || {
+        targeting_env(
+            &[
+                job_args("run", DATE, db_url, &exports_uri, "2"),
+                vec!["--dry-run".into()],
+            ]
+            .concat(),
+            &[("TARGETING__MODELS__STORE", models.as_str())],
+        )
+    };
+    let preview = dry_run();
     assert_ok(&preview);
     let text = String::from_utf8_lossy(&preview.stdout).into_owned();
     assert!(
@@ -170,20 +173,13 @@ async fn check_demo(env: &TestEnv) {
         versions.contains_key("conversion_uplift") && versions.contains_key("discount_sensitivity")
     );
 
-    // The engagement feed stops arriving: every engagement feature drops to nothing, the
-    // models' training rows no longer look like tonight's users, and a preview says so.
+    // The engagement feed stops arriving: every engagement feature drops to nothing, tonight's
+    // users no longer look like those the models were trained for, and a preview says so.
     sqlx::query("DELETE FROM engagement_daily")
         .execute(&pool)
         .await
         .unwrap();
-    let preview = targeting_env(
-        &[
-            job_args("run", DATE, db_url, &exports_uri, "2"),
-            vec!["--dry-run".into()],
-        ]
-        .concat(),
-        &[("TARGETING__MODELS__STORE", models.as_str())],
-    );
+    let preview = dry_run();
     assert_ok(&preview);
     let text = String::from_utf8_lossy(&preview.stdout);
     let warned: Vec<&str> = text
@@ -201,9 +197,12 @@ async fn check_demo(env: &TestEnv) {
 /// their holdouts, each campaign's interval covers the true incremental conversions of
 /// `summary.json`, and the forecast recorded by the run is beside it.
 async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std::path::Path) {
+    let page = env.dir.join("report.html");
     let out = targeting(&[
         "report",
         "--json",
+        "--html",
+        page.to_str().unwrap(),
         "--from",
         DATE,
         "--to",
@@ -291,7 +290,7 @@ async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std:
         "{global}"
     );
     check_drift(&report["drift"]);
-    check_html(env, &report);
+    check_html(env, &page, &report);
     // A day without outcomes yet is partial, and the table says so.
     let out = targeting(&[
         "report",
@@ -348,28 +347,21 @@ fn check_drift(drift: &serde_json::Value) {
     }
 }
 
-/// `targeting report --html` rendered in a real browser: every chart present, drawn, and with
-/// a mark for every figure the JSON report holds.
-fn check_html(env: &TestEnv, report: &serde_json::Value) {
-    let page = env.dir.join("report.html");
-    let out = targeting(&[
-        "report",
-        "--from",
-        DATE,
-        "--to",
-        DATE,
-        "--as-of",
-        "2026-12-04",
-        "--html",
-        page.to_str().unwrap(),
-        "--database-url",
-        env.db.as_str(),
-    ]);
-    assert_ok(&out);
-    let dom = browser::render(&page, &env.dir.join("report.png"), 6000);
+/// The page `targeting report --html` wrote, rendered in a real browser: every chart present,
+/// drawn, and with a mark for every figure the JSON report (of the same call) holds.
+fn check_html(env: &TestEnv, page: &std::path::Path, report: &serde_json::Value) {
+    let dom = browser::render(page, &env.dir.join("report.png"), 6000);
     assert!(dom.contains("Did it work?"), "{dom}");
     let campaigns = report["campaigns"].as_array().unwrap().len();
     let drift_models = report["drift"]["models"].as_array().unwrap().len();
+    // The shipped winter sale explores: its model against random, three intervals.
+    let explored = report["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["model_vs_random"]["difference"].is_null())
+        .count();
+    assert_eq!(explored, 1, "{report}");
     // (chart, how many, the fewest data marks each must hold)
     let expected = [
         ("lift", 1, campaigns),
@@ -377,6 +369,7 @@ fn check_html(env: &TestEnv, report: &serde_json::Value) {
         ("qini", campaigns, 10),
         ("deciles", campaigns, 20),
         ("drift", drift_models, 10),
+        ("explore", explored, 3),
     ];
     let charts: Vec<&str> = dom
         .split("<figure class=\"chart\" data-chart=\"")
