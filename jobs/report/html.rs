@@ -219,6 +219,7 @@ fn campaign_section(out: &mut String, c: &CampaignLift) -> Result<()> {
     );
     figure_row(out, "incremental revenue", c.incremental_revenue, 2, None);
     figure_row(out, "incremental profit", c.incremental_profit, 2, None);
+    figure_row(out, "incremental discount", c.incremental_discount, 2, None);
     let _ = write!(
         out,
         "<tr><td>discount given</td><td>{}</td><td></td><td>{}</td></tr>",

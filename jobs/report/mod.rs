@@ -142,6 +142,9 @@ pub struct CampaignLift {
     pub incremental_profit: Option<Interval>,
     /// Discount given to the treatment arm in the window (currency units).
     pub discount_cost: f64,
+    /// The discount the campaign caused: the treatment arm's discount per user minus the
+    /// holdout's (who buy at other discounts too), times the treatment arm's users.
+    pub incremental_discount: Option<Interval>,
     pub forecast: Option<ForecastFigures>,
     /// The smallest conversion lift the arms can tell from zero (5 % level, 80 % power).
     pub minimum_detectable_effect: Option<f64>,
@@ -301,7 +304,7 @@ struct ArmTally {
     conversions: u64,
     revenue: Amounts,
     profit: Amounts,
-    discount: f64,
+    discount: Amounts,
 }
 
 impl ArmTally {
@@ -309,6 +312,7 @@ impl ArmTally {
         self.users += 1;
         self.revenue.users += 1;
         self.profit.users += 1;
+        self.discount.users += 1;
         if o.converted {
             self.conversions += 1;
         }
@@ -318,7 +322,9 @@ impl ArmTally {
         if o.profit != 0.0 {
             self.profit.nonzero.push(o.profit);
         }
-        self.discount += o.discount;
+        if o.discount != 0.0 {
+            self.discount.nonzero.push(o.discount);
+        }
     }
 
     fn outcome(&self) -> ArmOutcome {
@@ -335,7 +341,7 @@ impl ArmTally {
             conversion_rate: per_user(self.conversions as f64),
             revenue: self.revenue.total(),
             revenue_per_user: per_user(self.revenue.total()),
-            discount_given: self.discount,
+            discount_given: self.discount.total(),
             profit: self.profit.total(),
         }
     }
@@ -557,7 +563,8 @@ fn campaign_lift(
         incremental_conversions: lift.map(|i| lift::scaled(i, n_t)),
         incremental_revenue: money(&treatment.revenue, &holdout.revenue),
         incremental_profit: money(&treatment.profit, &holdout.profit),
-        discount_cost: treatment.discount,
+        discount_cost: treatment.discount.total(),
+        incremental_discount: money(&treatment.discount, &holdout.discount),
         forecast: recorded.map(|r| r.figures),
         minimum_detectable_effect: mde,
         model: None,

@@ -76,6 +76,7 @@ fn campaign(out: &mut String, c: &CampaignLift) {
     );
     figure(out, "incremental revenue", c.incremental_revenue, 2, None);
     figure(out, "incremental profit", c.incremental_profit, 2, None);
+    figure(out, "incremental discount", c.incremental_discount, 2, None);
     let _ = write!(
         out,
         "  {:<24} {:>12}",

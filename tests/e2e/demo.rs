@@ -275,7 +275,11 @@ async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std:
         );
         let forecast = c["forecast"]["incremental_conversions"].as_f64().unwrap();
         assert!(forecast > 0.0, "{id}: forecast {forecast}");
-        for money in ["incremental_revenue", "incremental_profit"] {
+        for money in [
+            "incremental_revenue",
+            "incremental_profit",
+            "incremental_discount",
+        ] {
             let m = &c[money];
             assert!(
                 m["low"].as_f64() <= m["estimate"].as_f64()
