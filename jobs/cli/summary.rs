@@ -31,6 +31,8 @@ pub struct DriftSummary {
     pub largest: Option<(String, f64)>,
     /// The distributions shifted enough to warn (PSI ≥ 0.25, or 10 more points missing).
     pub shifted: Vec<String>,
+    /// The same, in a line for people.
+    pub verdict: String,
 }
 
 /// The model's headline figures.
@@ -154,6 +156,7 @@ impl Summary {
                     sampled: d.sampled,
                     largest: d.largest().map(|s| (s.name.clone(), s.psi)),
                     shifted: d.warnings().iter().map(|s| s.name.clone()).collect(),
+                    verdict: d.verdict(),
                 })
                 .collect(),
         }
@@ -163,22 +166,10 @@ impl Summary {
     fn drift_lines(&self) -> String {
         let mut out = String::new();
         for d in &self.drift {
-            let largest = d.largest.as_ref().map_or_else(String::new, |(name, psi)| {
-                format!("largest PSI {psi:.3}, {name}")
-            });
-            if d.shifted.is_empty() {
-                out.push_str(&format!(
-                    "drift {}: stable since training ({largest}; {} users sampled)\n",
-                    d.model, d.sampled
-                ));
-            } else {
-                out.push_str(&format!(
-                    "drift {}: WARNING, moved since training: {} ({largest}; {} users sampled)\n",
-                    d.model,
-                    d.shifted.join(", "),
-                    d.sampled
-                ));
-            }
+            out.push_str(&format!(
+                "drift {}: {} ({} users sampled)\n",
+                d.model, d.verdict, d.sampled
+            ));
         }
         out
     }

@@ -38,6 +38,22 @@ impl ModelDrift {
         w
     }
 
+    /// One line for people: stable, or what moved since training; with the largest shift.
+    pub fn verdict(&self) -> String {
+        let largest = self.largest().map_or_else(String::new, |s| {
+            format!(" (largest PSI {:.3}, {})", s.psi, s.name)
+        });
+        let shifted = self.warnings();
+        if shifted.is_empty() {
+            format!("stable since training{largest}")
+        } else {
+            format!(
+                "WARNING, moved since training: {}{largest}",
+                describe(&shifted)
+            )
+        }
+    }
+
     /// The largest PSI of any distribution, with its name.
     pub fn largest(&self) -> Option<&Shift> {
         self.shifts
@@ -68,6 +84,7 @@ pub fn assess(set: &ModelSet, tallies: &Tallies) -> Vec<ModelDrift> {
     for d in &drift {
         let shifted = d.warnings();
         if !shifted.is_empty() {
+            // The log names what moved; the summary and the report say it with `verdict`.
             warn!(
                 model = %d.model,
                 version = %d.version,
@@ -81,7 +98,7 @@ pub fn assess(set: &ModelSet, tallies: &Tallies) -> Vec<ModelDrift> {
 }
 
 /// `name psi` of each shift, comma-separated, with the missing share when that is what grew.
-pub fn describe(shifts: &[&Shift]) -> String {
+fn describe(shifts: &[&Shift]) -> String {
     shifts
         .iter()
         .map(|s| {

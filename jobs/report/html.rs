@@ -18,7 +18,7 @@ use plotters::coord::Shift as Whole;
 use plotters::prelude::*;
 
 use super::text::{count, money, signed};
-use super::{ArmOutcome, CampaignLift, Drift, GlobalControl, ModelCheck, Report};
+use super::{ArmOutcome, CampaignLift, Drift, Figure, GlobalControl, ModelCheck, Report};
 use crate::pipeline::monitor::ModelDrift;
 
 /// Width of every chart, in CSS pixels.
@@ -210,16 +210,9 @@ fn campaign_section(out: &mut String, c: &CampaignLift) -> Result<()> {
     );
     out.push_str("<table class=\"figures\">");
     let forecast = c.forecast;
-    figure_row(
-        out,
-        "incremental conversions",
-        c.incremental_conversions,
-        0,
-        forecast.map(|f| signed(f.incremental_conversions, 0)),
-    );
-    figure_row(out, "incremental revenue", c.incremental_revenue, 2, None);
-    figure_row(out, "incremental profit", c.incremental_profit, 2, None);
-    figure_row(out, "incremental discount", c.incremental_discount, 2, None);
+    for f in c.figures() {
+        figure_row(out, f);
+    }
     let _ = write!(
         out,
         "<tr><td>discount given</td><td>{}</td><td></td><td>{}</td></tr>",
@@ -398,14 +391,9 @@ fn global_section(out: &mut String, g: &GlobalControl) {
         &[("outside", &g.arms.outside), ("control", &g.arms.control)],
     );
     out.push_str("<table class=\"figures\">");
-    figure_row(
-        out,
-        "incremental conversions",
-        g.incremental_conversions,
-        0,
-        None,
-    );
-    figure_row(out, "incremental revenue", g.incremental_revenue, 2, None);
+    for f in g.figures() {
+        figure_row(out, f);
+    }
     out.push_str("</table></section>\n");
 }
 
@@ -420,19 +408,13 @@ fn drift_section(out: &mut String, d: &Drift) -> Result<()> {
         escape(&d.run_date)
     );
     for m in &d.models {
-        let shifted = m.warnings();
-        let verdict = if shifted.is_empty() {
-            "stable".to_string()
-        } else {
-            format!("shifted: {}", crate::pipeline::monitor::describe(&shifted))
-        };
         let _ = writeln!(
             out,
             "<h3>{} <span class=\"sub\">version {} · {} users sampled · {}</span></h3>",
             escape(&m.model),
             escape(&m.version),
             count(m.sampled as f64),
-            escape(&verdict)
+            escape(&m.verdict())
         );
         match drift_chart(m)? {
             Some(svg) => figure(
@@ -518,14 +500,14 @@ fn arms_table(out: &mut String, rows: &[(&str, &ArmOutcome)]) {
 }
 
 /// One row of the figures table: estimate, interval, forecast.
-fn figure_row(
-    out: &mut String,
-    name: &str,
-    v: Option<Interval>,
-    decimals: usize,
-    forecast: Option<String>,
-) {
-    let (estimate, interval) = match v {
+fn figure_row(out: &mut String, f: Figure) {
+    let Figure {
+        name,
+        value,
+        decimals,
+        forecast,
+    } = f;
+    let (estimate, interval) = match value {
         Some(i) => (
             signed(i.estimate, decimals),
             format!(
@@ -536,7 +518,8 @@ fn figure_row(
         ),
         None => ("–".to_string(), String::new()),
     };
-    let forecast = forecast.map_or_else(String::new, |f| format!("forecast {f}"));
+    let forecast =
+        forecast.map_or_else(String::new, |f| format!("forecast {}", signed(f, decimals)));
     let _ = write!(
         out,
         "<tr><td>{name}</td><td>{estimate}</td><td>{interval}</td><td>{forecast}</td></tr>"

@@ -159,6 +159,60 @@ pub struct CampaignLift {
     pub notes: Vec<String>,
 }
 
+/// One incremental figure as the text and the HTML show it, in the same order.
+#[derive(Debug, Clone, Copy)]
+struct Figure {
+    name: &'static str,
+    value: Option<Interval>,
+    /// Decimals it is shown with: 0 for conversions, 2 for money.
+    decimals: usize,
+    /// The forecast made at run time, where one was.
+    forecast: Option<f64>,
+}
+
+impl CampaignLift {
+    /// The campaign-day's incremental figures, each beside its forecast.
+    fn figures(&self) -> [Figure; 4] {
+        let money = |name, value| Figure {
+            name,
+            value,
+            decimals: 2,
+            forecast: None,
+        };
+        [
+            Figure {
+                name: "incremental conversions",
+                value: self.incremental_conversions,
+                decimals: 0,
+                forecast: self.forecast.map(|f| f.incremental_conversions),
+            },
+            money("incremental revenue", self.incremental_revenue),
+            money("incremental profit", self.incremental_profit),
+            money("incremental discount", self.incremental_discount),
+        ]
+    }
+}
+
+impl GlobalControl {
+    /// The figures of everyone outside the group against it.
+    fn figures(&self) -> [Figure; 2] {
+        [
+            Figure {
+                name: "incremental conversions",
+                value: self.incremental_conversions,
+                decimals: 0,
+                forecast: None,
+            },
+            Figure {
+                name: "incremental revenue",
+                value: self.incremental_revenue,
+                decimals: 2,
+                forecast: None,
+            },
+        ]
+    }
+}
+
 /// What the model is worth: the lift per user of its choice against that of a random choice
 /// of the eligible users it did not pick, each against its own holdout.
 #[derive(Debug, Clone, Serialize)]
@@ -418,17 +472,21 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
             .copied();
         let margin = recorded.map_or(DEFAULT_MARGIN, |r| r.margin);
         let (from, until) = window(day.run_date);
-        let mut ranked = Ranked::default();
-        let mut tally = |users: &[Assigned], treated: bool| {
+        // An arm's outcomes; with `ranked`, each user's prediction and outcome go there too.
+        let tally = |users: &[Assigned], mut ranked: Option<(&mut Ranked, bool)>| {
             let mut t = ArmTally::default();
             for a in users {
                 let o = outcomes.of(a.user, from, until, margin);
                 t.add(o);
-                ranked.push(a.uplift, o.converted, treated);
+                if let Some((ranked, treated)) = ranked.as_mut() {
+                    ranked.push(a.uplift, o.converted, *treated);
+                }
             }
             t
         };
-        let (treatment, holdout) = (tally(&day.treatment, true), tally(&day.holdout, false));
+        let mut ranked = Ranked::default();
+        let treatment = tally(&day.treatment, Some((&mut ranked, true)));
+        let holdout = tally(&day.holdout, Some((&mut ranked, false)));
         let mut lift = campaign_lift(
             day,
             &treatment,
@@ -442,14 +500,10 @@ pub async fn report(s: &Settings, source: &Db, state: &Db, req: &ReportRequest) 
             lift.model = Some(ranked.check());
         }
         if !day.explore_treatment.is_empty() || !day.explore_holdout.is_empty() {
-            let arm = |users: &[Assigned]| {
-                let mut t = ArmTally::default();
-                for a in users {
-                    t.add(outcomes.of(a.user, from, until, margin));
-                }
-                t
-            };
-            let (t, h) = (arm(&day.explore_treatment), arm(&day.explore_holdout));
+            let (t, h) = (
+                tally(&day.explore_treatment, None),
+                tally(&day.explore_holdout, None),
+            );
             let random_lift =
                 lift::newcombe_difference(t.conversions, t.users, h.conversions, h.users);
             lift.model_vs_random = Some(ModelVsRandom {

@@ -39,16 +39,7 @@ fn drift(out: &mut String, d: &Drift) {
         d.run_id, d.run_date
     );
     for m in &d.models {
-        let largest = m.largest().map_or_else(String::new, |s| {
-            format!("largest PSI {:.3} ({})", s.psi, s.name)
-        });
-        let shifted = m.warnings();
-        let verdict = if shifted.is_empty() {
-            "stable".to_string()
-        } else {
-            format!("SHIFTED: {}", crate::pipeline::monitor::describe(&shifted))
-        };
-        let _ = writeln!(out, "  {:<22} {verdict}; {largest}", m.model);
+        let _ = writeln!(out, "  {:<22} {}", m.model, m.verdict());
     }
 }
 
@@ -67,16 +58,9 @@ fn campaign(out: &mut String, c: &CampaignLift) {
         ],
     );
     let forecast = c.forecast;
-    figure(
-        out,
-        "incremental conversions",
-        c.incremental_conversions,
-        0,
-        forecast.map(|f| f.incremental_conversions),
-    );
-    figure(out, "incremental revenue", c.incremental_revenue, 2, None);
-    figure(out, "incremental profit", c.incremental_profit, 2, None);
-    figure(out, "incremental discount", c.incremental_discount, 2, None);
+    for f in c.figures() {
+        figure(out, f.name, f.value, f.decimals, f.forecast);
+    }
     let _ = write!(
         out,
         "  {:<24} {:>12}",
@@ -168,14 +152,9 @@ fn global(out: &mut String, g: &GlobalControl) {
         out,
         &[("outside", &g.arms.outside), ("control", &g.arms.control)],
     );
-    figure(
-        out,
-        "incremental conversions",
-        g.incremental_conversions,
-        0,
-        None,
-    );
-    figure(out, "incremental revenue", g.incremental_revenue, 2, None);
+    for f in g.figures() {
+        figure(out, f.name, f.value, f.decimals, f.forecast);
+    }
 }
 
 fn arms(out: &mut String, rows: &[(&str, &ArmOutcome)]) {

@@ -98,15 +98,25 @@ pub struct Profile {
     pub score: Binned,
 }
 
+/// The distribution of each column of a row-major matrix of `names.len()` features.
+pub fn features_of(names: &[String], x: &[f64]) -> Vec<Binned> {
+    let width = names.len();
+    names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| Binned::of(name, x.chunks_exact(width).map(|row| row[j])))
+        .collect()
+}
+
 impl Profile {
     /// The profile of a row-major matrix of `names.len()` features and a score.
     pub fn of(names: &[String], x: &[f64], score: &[f64], score_name: &str) -> Profile {
-        let width = names.len();
-        let features = names
-            .iter()
-            .enumerate()
-            .map(|(j, name)| Binned::of(name, x.chunks_exact(width).map(|row| row[j])))
-            .collect();
+        Profile::with_features(features_of(names, x), score, score_name)
+    }
+
+    /// The profile of a score beside features already binned (models profiled on the same
+    /// users share them).
+    pub fn with_features(features: Vec<Binned>, score: &[f64], score_name: &str) -> Profile {
         Profile {
             features,
             score: Binned::of(score_name, score.iter().copied()),
@@ -196,9 +206,19 @@ pub struct TallyMismatch;
 impl Tally {
     /// Counts one row of features (in the profile's order) and its score.
     pub fn add(&mut self, profile: &Profile, row: &[f64], score: f64) {
+        self.add_features(profile, row);
+        self.add_score(profile, score);
+    }
+
+    /// Counts one row of features (in the profile's order).
+    pub fn add_features(&mut self, profile: &Profile, row: &[f64]) {
         for ((c, b), &v) in self.features.iter_mut().zip(&profile.features).zip(row) {
             c.add(&b.edges, v);
         }
+    }
+
+    /// Counts one score.
+    pub fn add_score(&mut self, profile: &Profile, score: f64) {
         self.score.add(&profile.score.edges, score);
     }
 

@@ -614,7 +614,10 @@ pub fn profile_population(
     };
     let names = feature_names();
     let x = user_features(&monitored, levels, as_of)?.matrix(&names)?;
-    let profile = |score: &[f64], name: &str| Some(Profile::of(&names, &x, score, name));
+    // The three models score the same users: their features' bins are one computation.
+    let features = drift::features_of(&names, &x);
+    let profile =
+        |score: &[f64], name: &str| Some(Profile::with_features(features.clone(), score, name));
     let scores = uplift.model.predict(&x, num_threads)?;
     uplift.artifact.metadata.profile = profile(&scores.uplift, "uplift");
     let scores = discount.model.predict(&x, num_threads)?;
@@ -676,13 +679,18 @@ pub fn score_users(
         .iter()
         .map(|(name, p)| (*name, p, p.tally()))
         .collect();
+    // Models profiled on the same users (trained together) share their features' bins: each
+    // such set is counted once, for the first model that has it, and copied to the others.
+    let counted_by: Vec<Option<usize>> = (0..tallies.len())
+        .map(|i| (0..i).find(|&j| tallies[j].1.features == tallies[i].1.features))
+        .collect();
     // Every row is scored alone, so blocks give the scores of the whole matrix.
     for start in (0..rows).step_by(SCORE_BLOCK_ROWS) {
         let x = features.matrix_rows(&catalogue, start..rows.min(start + SCORE_BLOCK_ROWS))?;
         let scores = scorers.uplift.predict(&x, num_threads)?;
         let discount = scorers.discount_uplift.predict(&x, num_threads)?.uplift;
         let sensitivity = scorers.sensitivity.predict(&x, num_threads)?;
-        for (name, profile, tally) in &mut tallies {
+        for ((name, profile, tally), shared) in tallies.iter_mut().zip(&counted_by) {
             let score = match name {
                 ModelName::ConversionUplift => &scores.uplift,
                 ModelName::DiscountUplift => &discount,
@@ -690,7 +698,10 @@ pub fn score_users(
             };
             for (r, row) in x.chunks_exact(catalogue.len()).enumerate() {
                 if sampled[start + r] {
-                    tally.add(profile, row, score[r]);
+                    if shared.is_none() {
+                        tally.add_features(profile, row);
+                    }
+                    tally.add_score(profile, score[r]);
                 }
             }
         }
@@ -698,6 +709,11 @@ pub fn score_users(
         p_control.extend(scores.p_control);
         discount_uplift.extend(discount);
         discount_sensitivity.extend(sensitivity);
+    }
+    for (i, shared) in counted_by.iter().enumerate() {
+        if let Some(j) = *shared {
+            tallies[i].2.features = tallies[j].2.features.clone();
+        }
     }
     let tallies = Tallies(
         tallies

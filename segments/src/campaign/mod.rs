@@ -219,14 +219,16 @@ impl Campaign {
         self.explore > 0.0 && crate::holdout::bucket(salt, user_id) < self.explore
     }
 
-    /// The arm of an explored user: the campaign's holdout share under a salt of its own,
-    /// independent of both the sample's and the campaign's holdout.
+    /// The salt of the exploration's holdout: a third one, so that it depends on neither the
+    /// sample nor the campaign's own holdout.
+    pub fn explore_holdout_salt(&self) -> String {
+        format!("{}:explore-holdout", self.salt)
+    }
+
+    /// The arm of an explored user: the campaign's holdout share under
+    /// [`Campaign::explore_holdout_salt`].
     pub fn explore_arm(&self, user_id: i64) -> crate::Arm {
-        crate::holdout::arm(
-            &format!("{}:explore-holdout", self.salt),
-            self.holdout,
-            user_id,
-        )
+        crate::holdout::arm(&self.explore_holdout_salt(), self.holdout, user_id)
     }
 }
 

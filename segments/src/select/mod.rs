@@ -798,9 +798,10 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
                 let arm = arm(&campaign.salt, campaign.holdout, c.user_id);
                 (c, arm, false)
             });
+            let salt = campaign.explore_holdout_salt();
             let explored = explored
                 .iter()
-                .map(|c| (c, campaign.explore_arm(c.user_id), true));
+                .map(|c| (c, arm(&salt, campaign.holdout, c.user_id), true));
             Audience {
                 campaign_id: campaign.id.clone(),
                 funnel,
