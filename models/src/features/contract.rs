@@ -72,10 +72,72 @@ impl Slicing {
 use super::compute::{ENGAGEMENT_DAYS, FRIEND_ORDER_DAYS, MESSAGE_DAYS};
 use ColumnKind::{Float, Int, Text};
 
-/// The source data contract, in the order the extraction stage reads it. The query
+/// The source data contract, in the order the extraction stage starts reading it: the largest
+/// tables first (by the rows a typical user has in each), so that with a read per core the
+/// longest read is never the last to start and the others fill the other cores meanwhile. The query
 /// `sql/queries/<name>.sql` must return exactly these columns (booleans as 0/1 integers, times
 /// as UTC Unix seconds, `day` as the Unix second of the day's midnight).
 pub const TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "engagement_daily",
+        columns: &[
+            ("user_id", Int),
+            ("day", Int),
+            ("sessions", Int),
+            ("shop_views", Int),
+            ("wishlist_adds", Int),
+            ("cart_adds", Int),
+        ],
+        slicing: Slicing {
+            lookback_days: Some(ENGAGEMENT_DAYS),
+            ..Slicing::events("day")
+        },
+    },
+    TableSpec {
+        name: "purchases",
+        columns: &[
+            ("order_id", Int),
+            ("user_id", Int),
+            ("item_id", Int),
+            ("purchased_at", Int),
+            ("list_price_cents", Int),
+            ("paid_cents", Int),
+            ("is_gift", Int),
+            ("recipient_user_id", Int),
+        ],
+        slicing: Slicing {
+            time: Some("purchased_at"),
+            lookback_days: None,
+            users: &["user_id", "recipient_user_id"],
+            shared_days: Some(FRIEND_ORDER_DAYS),
+            shared_for_drops: true,
+            read_by_friends: true,
+        },
+    },
+    TableSpec {
+        name: "campaign_exposures",
+        columns: &[
+            ("campaign_id", Text),
+            ("user_id", Int),
+            ("assigned_at", Int),
+            ("arm", Text),
+            ("discount_pct", Float),
+        ],
+        slicing: Slicing {
+            lookback_days: Some(MESSAGE_DAYS),
+            ..Slicing::events("assigned_at")
+        },
+    },
+    TableSpec {
+        name: "friendships",
+        columns: &[("user_id", Int), ("friend_id", Int), ("since", Int)],
+        slicing: Slicing::events("since"),
+    },
+    TableSpec {
+        name: "wishlist",
+        columns: &[("user_id", Int), ("item_id", Int), ("added_at", Int)],
+        slicing: Slicing::events("added_at"),
+    },
     TableSpec {
         name: "users",
         columns: &[
@@ -112,66 +174,6 @@ pub const TABLES: &[TableSpec] = &[
             ("released_at", Int),
         ],
         slicing: Slicing::WHOLE,
-    },
-    TableSpec {
-        name: "purchases",
-        columns: &[
-            ("order_id", Int),
-            ("user_id", Int),
-            ("item_id", Int),
-            ("purchased_at", Int),
-            ("list_price_cents", Int),
-            ("paid_cents", Int),
-            ("is_gift", Int),
-            ("recipient_user_id", Int),
-        ],
-        slicing: Slicing {
-            time: Some("purchased_at"),
-            lookback_days: None,
-            users: &["user_id", "recipient_user_id"],
-            shared_days: Some(FRIEND_ORDER_DAYS),
-            shared_for_drops: true,
-            read_by_friends: true,
-        },
-    },
-    TableSpec {
-        name: "engagement_daily",
-        columns: &[
-            ("user_id", Int),
-            ("day", Int),
-            ("sessions", Int),
-            ("shop_views", Int),
-            ("wishlist_adds", Int),
-            ("cart_adds", Int),
-        ],
-        slicing: Slicing {
-            lookback_days: Some(ENGAGEMENT_DAYS),
-            ..Slicing::events("day")
-        },
-    },
-    TableSpec {
-        name: "wishlist",
-        columns: &[("user_id", Int), ("item_id", Int), ("added_at", Int)],
-        slicing: Slicing::events("added_at"),
-    },
-    TableSpec {
-        name: "friendships",
-        columns: &[("user_id", Int), ("friend_id", Int), ("since", Int)],
-        slicing: Slicing::events("since"),
-    },
-    TableSpec {
-        name: "campaign_exposures",
-        columns: &[
-            ("campaign_id", Text),
-            ("user_id", Int),
-            ("assigned_at", Int),
-            ("arm", Text),
-            ("discount_pct", Float),
-        ],
-        slicing: Slicing {
-            lookback_days: Some(MESSAGE_DAYS),
-            ..Slicing::events("assigned_at")
-        },
     },
 ];
 
