@@ -27,6 +27,13 @@ fn random_source(rng: &mut ChaCha8Rng) -> SourceTables {
     }
     let days: Vec<i64> = (0..n).map(|_| (t() / DAY) * DAY).collect();
     let eng_users: Vec<i64> = (0..n).map(|i| (i as i64 % USERS) + 1).collect();
+    // A day's counts differ by column, and a few are missing.
+    let mut daily = |most: i64| -> Vec<Option<i64>> {
+        (0..n)
+            .map(|_| (!rng2.random_bool(0.1)).then(|| rng2.random_range(0..=most)))
+            .collect()
+    };
+    let sessions = daily(4);
     let wish_t: Vec<i64> = (0..n).map(|_| t()).collect();
     let friend_since: Vec<i64> = (0..n).map(|_| t()).collect();
     let exp_t: Vec<i64> = (0..n).map(|_| t()).collect();
@@ -53,8 +60,8 @@ fn random_source(rng: &mut ChaCha8Rng) -> SourceTables {
         }
         .unwrap(),
         engagement_daily: df! {
-            "user_id" => eng_users.clone(), "day" => days, "sessions" => vec![2i64; n],
-            "shop_views" => vec![1i64; n], "wishlist_adds" => vec![0i64; n], "cart_adds" => vec![1i64; n],
+            "user_id" => eng_users.clone(), "day" => days, "sessions" => sessions,
+            "shop_views" => daily(7), "wishlist_adds" => daily(2), "cart_adds" => daily(3),
         }
         .unwrap(),
         wishlist: df! { "user_id" => eng_users.clone(), "item_id" => vec![1i64; n], "added_at" => wish_t }.unwrap(),
