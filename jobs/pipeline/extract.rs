@@ -705,7 +705,7 @@ mod tests {
         let levels = CategoricalLevels::from_users(&whole.users).unwrap();
         let names = models::features::feature_names();
         let matrix = |src: &SourceTables| -> Vec<u64> {
-            let f = featurize(src, &cutoffs, &levels).unwrap();
+            let f = featurize(src, &cutoffs, &levels, 2).unwrap();
             f.matrix(&names)
                 .unwrap()
                 .iter()

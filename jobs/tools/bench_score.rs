@@ -100,7 +100,7 @@ pub async fn run(s: &Settings, a: &BenchScoreArgs) -> Result<Report> {
     let names = models::features::feature_names();
     let columns = names.len();
     let users = tokio::task::block_in_place(|| -> Result<Vec<f64>> {
-        Ok(models::training::user_features(&tables, &levels, date)?.matrix(&names)?)
+        Ok(models::training::user_features(&tables, &levels, date, s.threads)?.matrix(&names)?)
     })?;
     drop(tables);
     if users.is_empty() {

@@ -278,7 +278,7 @@ impl UpliftData {
             });
         }
         let levels = CategoricalLevels::from_users(&src.users)?;
-        let features = featurize(src, &exposures, &levels)?;
+        let features = featurize(src, &exposures, &levels, opts.params.num_threads)?;
         let outcome = purchased_within(src, &exposures, opts.attribution_days)?;
         let treated: Vec<bool> = exposures
             .column("arm")?
@@ -480,7 +480,7 @@ pub fn train_discount_sensitivity(
         .map(|v| v.unwrap_or(0.0) >= 0.5)
         .collect();
     let levels = CategoricalLevels::from_users(&src.users)?;
-    let features = featurize(src, &cutoffs, &levels)?;
+    let features = featurize(src, &cutoffs, &levels, opts.params.num_threads)?;
     let names = feature_names();
     let all = TrainingSet {
         x: features.matrix(&names)?,
@@ -576,13 +576,14 @@ pub fn user_features(
     src: &SourceTables,
     levels: &CategoricalLevels,
     date: RunDate,
+    threads: usize,
 ) -> Result<FeatureFrame> {
     let cutoffs = numbered(src.users.clone().lazy().select([
         col("user_id"),
         lit(date.cutoff()).cast(DataType::Int64).alias("cutoff"),
     ]))
     .collect()?;
-    featurize(src, &cutoffs, levels)
+    featurize(src, &cutoffs, levels, threads)
 }
 
 /// Sets each freshly trained model's drift [`Profile`] from the population it will score, not
@@ -613,7 +614,7 @@ pub fn profile_population(
         ..src.clone()
     };
     let names = feature_names();
-    let x = user_features(&monitored, levels, as_of)?.matrix(&names)?;
+    let x = user_features(&monitored, levels, as_of, num_threads)?.matrix(&names)?;
     // The three models score the same users: their features' bins are one computation.
     let features = drift::features_of(&names, &x);
     let profile =
@@ -653,7 +654,7 @@ pub fn score_users(
     check_schema(&scorers.uplift.feature_names, &catalogue)?;
     check_schema(&scorers.discount_uplift.feature_names, &catalogue)?;
     check_schema(&scorers.sensitivity.feature_names, &catalogue)?;
-    let features = user_features(&src, &scorers.levels, date)?;
+    let features = user_features(&src, &scorers.levels, date, num_threads)?;
     let suppressed = src
         .suppressions
         .clone()

@@ -4,7 +4,7 @@
 use polars::prelude::*;
 use polars_ops::frame::MaintainOrderJoin;
 
-use super::{friends, CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
+use super::{friends, night, CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
 use crate::{ModelError, Result, DAY};
 
 /// Days of daily engagement before a cutoff that any feature reads (the 365-day windows, and the
@@ -49,30 +49,16 @@ fn ratio(num: &str, den: &str) -> Expr {
         .otherwise(lit(NULL).cast(DataType::Float64))
 }
 
-/// The `(row_id, user_id, cutoff)` rows features are computed for.
+/// The `(row_id, user_id, cutoff)` rows features are computed for, of many cutoffs (a
+/// night's rows, of one, go through [`super::night`]).
 struct Cutoffs {
     rows: LazyFrame,
-    /// The cutoff of every row when they share one (a night's scoring).
-    single: Option<i64>,
-    /// How many rows there are.
-    count: usize,
 }
-
-/// About how many users a part of a night's users holds when their events are aggregated (see
-/// [`Cutoffs::aggregate`]); measured at 1M users, 250k parts peaked ~50 MB higher.
-const USERS_PER_PART: usize = 100_000;
 
 impl Cutoffs {
     /// Aggregates with `aggs`, for each row, the events of its user (`key`) at least `min_age`
     /// seconds before its cutoff that pass `keep`; `aggs` and `keep` may read the event's `age`
     /// (seconds before the cutoff) and `cutoff`. One row per `row_id` with such events.
-    ///
-    /// With one cutoff for every row, the events are aggregated by user first and joined to
-    /// the rows after: no event is copied per row, which saves the largest frames of a night.
-    /// Every aggregate is a count, an integer sum or a minimum, so both orders give the same
-    /// values. The users are then taken a part at a time (by `user_id` modulo the parts), one
-    /// part after another: the aggregation's intermediate columns are as long as the events it
-    /// reads, and a night's daily engagement is the largest table of all.
     fn aggregate(
         &self,
         events: LazyFrame,
@@ -80,93 +66,60 @@ impl Cutoffs {
         min_age: i64,
         keep: Option<Expr>,
         aggs: Vec<Expr>,
-    ) -> Result<LazyFrame> {
-        let kept = |frame: LazyFrame| match &keep {
-            Some(cond) => frame.filter(cond.clone()),
-            None => frame,
+    ) -> LazyFrame {
+        let visible = self
+            .rows
+            .clone()
+            .join(
+                events,
+                [col("user_id")],
+                [col(key)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .with_column((col("cutoff") - col(time)).alias("age"))
+            .filter(col("age").gt_eq(lit(min_age)));
+        let kept = match keep {
+            Some(cond) => visible.filter(cond),
+            None => visible,
         };
-        match self.single {
-            Some(cutoff) => {
-                let parts = self.count.div_ceil(USERS_PER_PART).max(1) as i64;
-                let part = |k: i64| {
-                    let mine = if parts == 1 {
-                        events.clone()
-                    } else {
-                        // `%` keeps the dividend's sign; the second one makes it a part.
-                        events
-                            .clone()
-                            .filter(((col(key) % lit(parts) + lit(parts)) % lit(parts)).eq(lit(k)))
-                    };
-                    let visible = mine
-                        .with_column(lit(cutoff).cast(DataType::Int64).alias("cutoff"))
-                        .with_column((col("cutoff") - col(time)).alias("age"))
-                        .filter(col("age").gt_eq(lit(min_age)));
-                    kept(visible)
-                        .group_by([col(key).alias("user_id")])
-                        .agg(aggs.clone())
-                };
-                let by_user = concat(
-                    (0..parts).map(part).collect::<Vec<_>>(),
-                    UnionArgs {
-                        parallel: false,
-                        ..Default::default()
-                    },
-                )?;
-                Ok(by_user
-                    .join(
-                        self.rows.clone().select([col("row_id"), col("user_id")]),
-                        [col("user_id")],
-                        [col("user_id")],
-                        JoinArgs::new(JoinType::Inner),
-                    )
-                    .drop(cols(["user_id"])))
-            }
-            None => {
-                let visible = self
-                    .rows
-                    .clone()
-                    .join(
-                        events,
-                        [col("user_id")],
-                        [col(key)],
-                        JoinArgs::new(JoinType::Inner),
-                    )
-                    .with_column((col("cutoff") - col(time)).alias("age"))
-                    .filter(col("age").gt_eq(lit(min_age)));
-                Ok(kept(visible).group_by([col("row_id")]).agg(aggs))
-            }
-        }
+        kept.group_by([col("row_id")]).agg(aggs)
     }
 }
 
 /// A feature of daily engagement: a column of the days summed, or the active days (with a
 /// session) counted, over the last `days` whole days before the cutoff. One table of them
-/// defines the features for both ways they are computed (see [`daily_at`]).
-struct Daily {
-    name: &'static str,
-    /// The column summed; `None`: the days with a session are counted.
-    sum: Option<&'static str>,
+/// defines the features for both ways they are computed: a polars expression per feature for
+/// rows of many cutoffs, and a sum per user for a night's (see [`super::night`]).
+pub(super) struct Daily {
+    pub(super) name: &'static str,
+    /// The column of [`DAILY_COLUMNS`] summed; `None`: the days with a session are counted.
+    sum: Option<usize>,
     days: i64,
 }
 
-const DAILY: [Daily; 10] = [
-    Daily::sum("sessions_30d", "sessions", 30),
-    Daily::sum("sessions_90d", "sessions", 90),
-    Daily::sum("shop_views_30d", "shop_views", 30),
-    Daily::sum("cart_adds_30d", "cart_adds", 30),
-    Daily::sum("wishlist_adds_30d", "wishlist_adds", 30),
+/// The columns of a day that the [`DAILY`] features read, by index.
+pub(super) const DAILY_COLUMNS: [&str; 4] =
+    ["sessions", "shop_views", "wishlist_adds", "cart_adds"];
+const SESSIONS: usize = 0;
+const SHOP_VIEWS: usize = 1;
+const WISHLIST_ADDS: usize = 2;
+const CART_ADDS: usize = 3;
+
+pub(super) const DAILY: [Daily; 10] = [
+    Daily::sum("sessions_30d", SESSIONS, 30),
+    Daily::sum("sessions_90d", SESSIONS, 90),
+    Daily::sum("shop_views_30d", SHOP_VIEWS, 30),
+    Daily::sum("cart_adds_30d", CART_ADDS, 30),
+    Daily::sum("wishlist_adds_30d", WISHLIST_ADDS, 30),
     Daily::active("active_days_30d", 30),
     Daily::active("active_days_90d", 90),
-    Daily::sum("shop_views_90d", "shop_views", 90),
+    Daily::sum("shop_views_90d", SHOP_VIEWS, 90),
     Daily::active("active_days_365d", 365),
-    Daily::sum("sessions_365d", "sessions", 365),
+    Daily::sum("sessions_365d", SESSIONS, 365),
 ];
 
-/// The columns of a day a [`Daily`] may sum, in the order [`daily_at`] reads them.
-const DAILY_COLUMNS: [&str; 4] = ["sessions", "shop_views", "wishlist_adds", "cart_adds"];
-
 impl Daily {
-    const fn sum(name: &'static str, column: &'static str, days: i64) -> Daily {
+    const fn sum(name: &'static str, column: usize, days: i64) -> Daily {
         Daily {
             name,
             sum: Some(column),
@@ -185,102 +138,35 @@ impl Daily {
     /// The aggregate as a polars expression over a user's days (with their `age`).
     fn expr(&self) -> Expr {
         match self.sum {
-            Some(column) => sum_if(within(self.days), col(column), self.name),
+            Some(c) => sum_if(within(self.days), col(DAILY_COLUMNS[c]), self.name),
             None => count_if(
-                within(self.days).and(col("sessions").gt(lit(0i64))),
+                within(self.days).and(col(DAILY_COLUMNS[SESSIONS]).gt(lit(0i64))),
                 self.name,
             ),
         }
     }
-}
 
-/// The [`DAILY`] features of `rows` (`row_id`, `user_id`) whose cutoff is `cutoff`, in one pass
-/// over the days: a night's scoring. Daily engagement is the largest table of a night by far,
-/// and the polars plan of its ten conditional sums (by parts of the users, then joined) was
-/// most of the night's featurization at 1M users; a user's counters, found by a hash of the
-/// id, do the same sums in a fraction of the time. Every value is an integer sum, so the
-/// result is exact, and the same as the plan's for rows of many cutoffs (a test holds them
-/// equal); a user without a visible day gets zeros, as the plan's missing values become.
-fn daily_at(rows: &DataFrame, days: &DataFrame, cutoff: i64) -> Result<DataFrame> {
-    let users = rows.column("user_id")?.i64()?;
-    let mut index: PlHashMap<i64, u32> = PlHashMap::with_capacity(users.len());
-    let slots: Vec<Option<u32>> = users
-        .iter()
-        .map(|u| {
-            u.map(|u| {
-                let next = index.len() as u32;
-                *index.entry(u).or_insert(next)
-            })
-        })
-        .collect();
-    let mut sums = vec![[0i64; DAILY.len()]; index.len()];
-    // The column each feature reads (an index into `DAILY_COLUMNS`: the one it sums, or the
-    // sessions that make a day active), whether it counts active days, and its window.
-    let position = |c: &str| DAILY_COLUMNS.iter().position(|x| *x == c);
-    let read: Vec<(usize, bool)> = DAILY
-        .iter()
-        .map(|d| match d.sum {
-            Some(c) => (
-                position(c).expect("a daily feature sums a column of a day"),
-                false,
-            ),
-            None => (position("sessions").expect("a day has sessions"), true),
-        })
-        .collect();
-    let windows: Vec<i64> = DAILY.iter().map(|d| d.days * DAY).collect();
-    let (first, last) = (cutoff - ENGAGEMENT_DAYS * DAY, cutoff - DAY);
-    let ints = |name: &str| -> Result<&Int64Chunked> { Ok(days.column(name)?.i64()?) };
-    // The columns stream side by side, a row at a time: collected first, they would cost
-    // more memory than the frame itself.
-    let mut values: Vec<_> = DAILY_COLUMNS
-        .iter()
-        .map(|c| Ok(ints(c)?.iter()))
-        .collect::<Result<_>>()?;
-    let mut day_values = [None; DAILY_COLUMNS.len()];
-    for (user, day) in ints("user_id")?.iter().zip(ints("day")?.iter()) {
-        for (value, column) in day_values.iter_mut().zip(&mut values) {
-            *value = column.next().flatten();
+    /// What a day of `age` with `values` (of [`DAILY_COLUMNS`]) adds to the feature, as
+    /// [`Self::expr`] counts it: a missing value adds nothing.
+    pub(super) fn add(&self, age: i64, values: &[Option<i64>]) -> i64 {
+        if age > self.days * DAY {
+            return 0;
         }
-        let (Some(user), Some(day)) = (user, day) else {
-            continue;
-        };
-        // Seen once the whole day lies before the cutoff, within the longest window.
-        if day < first || day > last {
-            continue;
-        }
-        let Some(&slot) = index.get(&user) else {
-            continue;
-        };
-        let age = cutoff - day;
-        let row = &mut sums[slot as usize];
-        for (k, (&(column, active), window)) in read.iter().zip(&windows).enumerate() {
-            if age > *window {
-                continue;
-            }
-            let value = day_values[column];
-            row[k] += if active {
-                i64::from(value.is_some_and(|s| s > 0))
-            } else {
-                value.unwrap_or(0)
-            };
+        match self.sum {
+            Some(c) => values[c].unwrap_or(0),
+            None => i64::from(values[SESSIONS].is_some_and(|s| s > 0)),
         }
     }
-    let mut columns = vec![rows.column("row_id")?.clone()];
-    for (k, d) in DAILY.iter().enumerate() {
-        let v: Vec<i64> = slots
-            .iter()
-            .map(|slot| slot.map_or(0, |s| sums[s as usize][k]))
-            .collect();
-        columns.push(Column::new(d.name.into(), v));
-    }
-    Ok(DataFrame::new_infer_height(columns)?)
 }
 
-/// Computes the feature catalogue for each `(row_id, user_id, cutoff)` row of `cutoffs`.
+/// Computes the feature catalogue for each `(row_id, user_id, cutoff)` row of `cutoffs`. Rows
+/// of one cutoff (a night's) are summed on up to `threads` threads; the plans of many run on
+/// polars' own pool.
 pub fn featurize(
     src: &SourceTables,
     cutoffs: &DataFrame,
     levels: &CategoricalLevels,
+    threads: usize,
 ) -> Result<FeatureFrame> {
     // In `row_id` order, which every join below keeps: the frame is built in its final order
     // instead of sorted at the end, a copy of the whole frame less.
@@ -289,52 +175,29 @@ pub fn featurize(
         .lazy()
         .select([col("row_id"), col("user_id"), col("cutoff")])
         .sort(["row_id"], SortMultipleOptions::default());
-    let in_row_order = || JoinArgs {
-        maintain_order: MaintainOrderJoin::Left,
-        ..JoinArgs::new(JoinType::Left)
-    };
     let (min_cut, max_cut) = cutoff_range(cutoffs)?;
-    let rows = Cutoffs {
-        rows: cut.clone(),
-        single: (cutoffs.height() > 0 && min_cut == max_cut).then_some(min_cut),
-        count: cutoffs.height(),
+    let events = if cutoffs.height() > 0 && min_cut == max_cut {
+        // One cutoff for every row: a night's scoring.
+        let rows = cut.collect()?;
+        let columns = night::event_columns(src, &rows, min_cut, threads)?;
+        rows.hstack(&columns)?.lazy()
+    } else {
+        event_plans(src, cut, (min_cut, max_cut))
     };
-    let purchases = src.purchases.clone().lazy();
 
-    let orders = rows
-        .aggregate(
-            purchases.clone().select([
-                col("user_id"),
-                col("purchased_at"),
-                col("paid_cents"),
-                col("is_gift"),
-                col("paid_cents")
-                    .lt(col("list_price_cents"))
-                    .alias("discounted"),
-            ]),
-            ("user_id", "purchased_at"),
-            1,
-            None,
-            vec![
-                len().cast(DataType::Int64).alias("orders_total"),
-                count_if(within(30), "orders_30d"),
-                count_if(within(90), "orders_90d"),
-                count_if(within(365), "orders_365d"),
-                count_if(within(365).and(col("discounted")), "discounted_orders_365d"),
-                count_if(col("discounted"), "discounted_orders_total"),
-                sum_if(within(365), col("paid_cents"), "spend_cents_365d"),
-                sum_if(
-                    within(365).and(col("discounted")),
-                    col("paid_cents"),
-                    "discounted_spend_cents_365d",
-                ),
-                count_if(
-                    within(365).and(col("is_gift").eq(lit(1i64))),
-                    "gifts_sent_365d",
-                ),
-                col("age").min().alias("last_purchase_age"),
-            ],
-        )?
+    let users = src.users.clone().lazy().select([
+        col("user_id"),
+        col("created_at"),
+        col("country"),
+        col("platform"),
+        col("has_email"),
+    ]);
+    let mut joined = events
+        .join(users, [col("user_id")], [col("user_id")], in_row_order())
+        .with_column(
+            ((col("cutoff") - col("created_at")).cast(DataType::Float64) / lit(DAY as f64))
+                .alias("tenure_days"),
+        )
         .with_columns([
             (col("spend_cents_365d").cast(DataType::Float64) / lit(100.0)).alias("spend_365d"),
             (col("last_purchase_age").cast(DataType::Float64) / lit(DAY as f64))
@@ -344,145 +207,6 @@ pub fn featurize(
                 .alias("discount_share_spend_365d"),
             ratio("discounted_orders_total", "orders_total").alias("discount_share_orders_total"),
         ]);
-
-    let gifts_received = rows.aggregate(
-        purchases
-            .clone()
-            .filter(col("recipient_user_id").is_not_null())
-            .select([col("recipient_user_id"), col("purchased_at")]),
-        ("recipient_user_id", "purchased_at"),
-        1,
-        None,
-        vec![count_if(within(365), "gifts_received_365d")],
-    )?;
-
-    // Daily rows count only once the whole day lies before the cutoff.
-    let engagement = match rows.single {
-        Some(cutoff) => daily_at(cutoffs, &src.engagement_daily, cutoff)?.lazy(),
-        None => rows.aggregate(
-            src.engagement_daily
-                .clone()
-                .lazy()
-                .filter(col("day").gt_eq(lit(min_cut - ENGAGEMENT_DAYS * DAY)))
-                .filter(col("day").lt(lit(max_cut))),
-            ("user_id", "day"),
-            DAY,
-            None,
-            DAILY.iter().map(Daily::expr).collect(),
-        )?,
-    };
-
-    let wishlist = rows.aggregate(
-        src.wishlist
-            .clone()
-            .lazy()
-            .select([col("user_id"), col("added_at")]),
-        ("user_id", "added_at"),
-        1,
-        None,
-        vec![len().cast(DataType::Int64).alias("wishlist_items")],
-    )?;
-
-    let friends = rows.aggregate(
-        src.friendships
-            .clone()
-            .lazy()
-            .select([col("user_id"), col("since")]),
-        ("user_id", "since"),
-        1,
-        None,
-        vec![len().cast(DataType::Int64).alias("friends")],
-    )?;
-
-    let friend_purchases = match rows.single {
-        // One cutoff: each user's recent orders counted once (by the night's shards together,
-        // see [`super::FriendSignals`]) and summed over the user's friends.
-        Some(cutoff) => rows.aggregate(
-            src.friendships
-                .clone()
-                .lazy()
-                .select([col("user_id"), col("friend_id"), col("since")])
-                .join(
-                    friends::recent_orders(src.friend_signals.as_ref(), &src.purchases, cutoff)?
-                        .select([col("user_id").alias("friend_id"), col("orders")]),
-                    [col("friend_id")],
-                    [col("friend_id")],
-                    JoinArgs::new(JoinType::Inner),
-                ),
-            ("user_id", "since"),
-            1,
-            None,
-            vec![col("orders").sum().alias("friend_purchases_30d")],
-        )?,
-        // Friends' orders: only the 30 days before the latest cutoff can matter, so the
-        // purchases are trimmed before the (potentially large) friend × order join.
-        None => {
-            let friend_orders = src
-                .friendships
-                .clone()
-                .lazy()
-                .select([col("user_id"), col("friend_id"), col("since")])
-                .join(
-                    purchases
-                        .clone()
-                        .filter(col("purchased_at").gt_eq(lit(min_cut - FRIEND_ORDER_DAYS * DAY)))
-                        .filter(col("purchased_at").lt(lit(max_cut)))
-                        .select([col("user_id").alias("friend_id"), col("purchased_at")]),
-                    [col("friend_id")],
-                    [col("friend_id")],
-                    JoinArgs::new(JoinType::Inner),
-                )
-                .select([col("user_id"), col("since"), col("purchased_at")]);
-            rows.aggregate(
-                friend_orders,
-                ("user_id", "purchased_at"),
-                1,
-                Some(col("since").lt(col("cutoff"))),
-                vec![count_if(within(FRIEND_WINDOW_DAYS), "friend_purchases_30d")],
-            )?
-        }
-    };
-
-    let messages = rows.aggregate(
-        src.campaign_exposures
-            .clone()
-            .lazy()
-            .filter(col("assigned_at").gt_eq(lit(min_cut - MESSAGE_DAYS * DAY)))
-            .filter(col("arm").eq(lit("treatment")))
-            .select([col("user_id"), col("assigned_at")]),
-        ("user_id", "assigned_at"),
-        1,
-        None,
-        vec![
-            count_if(within(30), "messages_30d"),
-            count_if(within(90), "messages_90d"),
-        ],
-    )?;
-
-    let users = src.users.clone().lazy().select([
-        col("user_id"),
-        col("created_at"),
-        col("country"),
-        col("platform"),
-        col("has_email"),
-    ]);
-    let mut joined = cut
-        .join(users, [col("user_id")], [col("user_id")], in_row_order())
-        .with_column(
-            ((col("cutoff") - col("created_at")).cast(DataType::Float64) / lit(DAY as f64))
-                .alias("tenure_days"),
-        );
-    for part in [
-        orders,
-        gifts_received,
-        engagement,
-        wishlist,
-        friends,
-        friend_purchases,
-        messages,
-    ] {
-        joined = joined.join(part, [col("row_id")], [col("row_id")], in_row_order());
-    }
 
     // A rate rather than a count, so that a young account's buying compares with an old one's.
     let observed_days = when(col("tenure_days").gt(lit(365.0)))
@@ -531,6 +255,158 @@ pub fn featurize(
         frame.with_column(Column::new(f.name.into(), codes))?;
     }
     Ok(FeatureFrame { frame })
+}
+
+/// A left join that keeps the rows of the left frame in their order.
+fn in_row_order() -> JoinArgs {
+    JoinArgs {
+        maintain_order: MaintainOrderJoin::Left,
+        ..JoinArgs::new(JoinType::Left)
+    }
+}
+
+/// The rows `cut` (in `row_id` order) of cutoffs from `min_cut` to `max_cut` with their event
+/// features: each table's events joined to the rows of their user, aggregated by row and
+/// joined back, in the rows' order.
+fn event_plans(src: &SourceTables, cut: LazyFrame, (min_cut, max_cut): (i64, i64)) -> LazyFrame {
+    let rows = Cutoffs { rows: cut.clone() };
+    let purchases = src.purchases.clone().lazy();
+
+    let orders = rows.aggregate(
+        purchases.clone().select([
+            col("user_id"),
+            col("purchased_at"),
+            col("paid_cents"),
+            col("is_gift"),
+            col("paid_cents")
+                .lt(col("list_price_cents"))
+                .alias("discounted"),
+        ]),
+        ("user_id", "purchased_at"),
+        1,
+        None,
+        vec![
+            len().cast(DataType::Int64).alias("orders_total"),
+            count_if(within(30), "orders_30d"),
+            count_if(within(90), "orders_90d"),
+            count_if(within(365), "orders_365d"),
+            count_if(within(365).and(col("discounted")), "discounted_orders_365d"),
+            count_if(col("discounted"), "discounted_orders_total"),
+            sum_if(within(365), col("paid_cents"), "spend_cents_365d"),
+            sum_if(
+                within(365).and(col("discounted")),
+                col("paid_cents"),
+                "discounted_spend_cents_365d",
+            ),
+            count_if(
+                within(365).and(col("is_gift").eq(lit(1i64))),
+                "gifts_sent_365d",
+            ),
+            col("age").min().alias("last_purchase_age"),
+        ],
+    );
+
+    let gifts_received = rows.aggregate(
+        purchases
+            .clone()
+            .filter(col("recipient_user_id").is_not_null())
+            .select([col("recipient_user_id"), col("purchased_at")]),
+        ("recipient_user_id", "purchased_at"),
+        1,
+        None,
+        vec![count_if(within(365), "gifts_received_365d")],
+    );
+
+    // Daily rows count only once the whole day lies before the cutoff.
+    let engagement = rows.aggregate(
+        src.engagement_daily
+            .clone()
+            .lazy()
+            .filter(col("day").gt_eq(lit(min_cut - ENGAGEMENT_DAYS * DAY)))
+            .filter(col("day").lt(lit(max_cut))),
+        ("user_id", "day"),
+        DAY,
+        None,
+        DAILY.iter().map(Daily::expr).collect(),
+    );
+
+    let wishlist = rows.aggregate(
+        src.wishlist
+            .clone()
+            .lazy()
+            .select([col("user_id"), col("added_at")]),
+        ("user_id", "added_at"),
+        1,
+        None,
+        vec![len().cast(DataType::Int64).alias("wishlist_items")],
+    );
+
+    let friends = rows.aggregate(
+        src.friendships
+            .clone()
+            .lazy()
+            .select([col("user_id"), col("since")]),
+        ("user_id", "since"),
+        1,
+        None,
+        vec![len().cast(DataType::Int64).alias("friends")],
+    );
+
+    // Friends' orders: only the 30 days before the latest cutoff can matter, so the purchases
+    // are trimmed before the (potentially large) friend × order join.
+    let friend_orders = src
+        .friendships
+        .clone()
+        .lazy()
+        .select([col("user_id"), col("friend_id"), col("since")])
+        .join(
+            purchases
+                .clone()
+                .filter(col("purchased_at").gt_eq(lit(min_cut - FRIEND_ORDER_DAYS * DAY)))
+                .filter(col("purchased_at").lt(lit(max_cut)))
+                .select([col("user_id").alias("friend_id"), col("purchased_at")]),
+            [col("friend_id")],
+            [col("friend_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([col("user_id"), col("since"), col("purchased_at")]);
+    let friend_purchases = rows.aggregate(
+        friend_orders,
+        ("user_id", "purchased_at"),
+        1,
+        Some(col("since").lt(col("cutoff"))),
+        vec![count_if(within(FRIEND_WINDOW_DAYS), "friend_purchases_30d")],
+    );
+
+    let messages = rows.aggregate(
+        src.campaign_exposures
+            .clone()
+            .lazy()
+            .filter(col("assigned_at").gt_eq(lit(min_cut - MESSAGE_DAYS * DAY)))
+            .filter(col("arm").eq(lit("treatment")))
+            .select([col("user_id"), col("assigned_at")]),
+        ("user_id", "assigned_at"),
+        1,
+        None,
+        vec![
+            count_if(within(30), "messages_30d"),
+            count_if(within(90), "messages_90d"),
+        ],
+    );
+
+    let mut joined = cut;
+    for part in [
+        orders,
+        gifts_received,
+        engagement,
+        wishlist,
+        friends,
+        friend_purchases,
+        messages,
+    ] {
+        joined = joined.join(part, [col("row_id")], [col("row_id")], in_row_order());
+    }
+    joined
 }
 
 fn cutoff_range(cutoffs: &DataFrame) -> Result<(i64, i64)> {

@@ -9,6 +9,7 @@
 mod compute;
 mod contract;
 mod friends;
+mod night;
 #[cfg(test)]
 mod tests;
 

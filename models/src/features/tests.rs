@@ -21,8 +21,10 @@ fn random_source(rng: &mut ChaCha8Rng) -> SourceTables {
         pu.push(rng2.random_range(1..=USERS));
         pt.push(t());
         pl.push(1000i64);
-        pp.push(if rng2.random_bool(0.4) { 700i64 } else { 1000 });
-        pg.push(i64::from(rng2.random_bool(0.2)));
+        // A few amounts and gift flags are missing, which the features count as nothing.
+        let paid = if rng2.random_bool(0.4) { 700i64 } else { 1000 };
+        pp.push((!rng2.random_bool(0.1)).then_some(paid));
+        pg.push((!rng2.random_bool(0.1)).then(|| i64::from(rng2.random_bool(0.2))));
         pr.push(rng2.random_bool(0.2).then(|| rng2.random_range(1..=USERS)));
     }
     let days: Vec<i64> = (0..n).map(|_| (t() / DAY) * DAY).collect();
@@ -132,7 +134,7 @@ fn events_at_or_after_the_cutoff_never_change_a_rows_features() {
             "cutoff" => vec![cutoff; USERS as usize],
         }
         .unwrap();
-        let before = featurize(&src, &cutoffs, &levels).unwrap();
+        let before = featurize(&src, &cutoffs, &levels, 2).unwrap();
         let mut moved = src.clone();
         moved.purchases = scramble_after(&src.purchases, "purchased_at", cutoff, false, &mut rng);
         moved.engagement_daily =
@@ -146,7 +148,7 @@ fn events_at_or_after_the_cutoff_never_change_a_rows_features() {
             false,
             &mut rng,
         );
-        let after = featurize(&moved, &cutoffs, &levels).unwrap();
+        let after = featurize(&moved, &cutoffs, &levels, 2).unwrap();
         for f in FEATURES {
             let (a, b) = (
                 before.values(f.name).unwrap(),
@@ -193,8 +195,8 @@ fn one_cutoff_for_every_row_gives_the_features_of_many() {
             "cutoff" => vec![cutoff; n as usize].into_iter().chain(other).collect::<Vec<_>>(),
         }
         .unwrap();
-        let single = featurize(&src, &one, &levels).unwrap();
-        let mixed = featurize(&src, &many, &levels).unwrap();
+        let single = featurize(&src, &one, &levels, 2).unwrap();
+        let mixed = featurize(&src, &many, &levels, 2).unwrap();
         let mut counted = 0.0;
         for f in FEATURES {
             let a = single.values(f.name).unwrap();
@@ -218,7 +220,7 @@ fn events_before_the_cutoff_do_count() {
         "cutoff" => vec![T0 + 201 * DAY; USERS as usize],
     }
     .unwrap();
-    let f = featurize(&src, &cutoffs, &levels).unwrap();
+    let f = featurize(&src, &cutoffs, &levels, 2).unwrap();
     let orders: f64 = f.values("orders_total").unwrap().iter().sum();
     assert_eq!(orders, 40.0, "every order lies before the cutoff");
 }
@@ -329,7 +331,7 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
             .unwrap()
         };
         let every: Vec<i64> = (1..=USERS).collect();
-        let whole = featurize(&src, &rows(&every), &levels).unwrap();
+        let whole = featurize(&src, &rows(&every), &levels, 2).unwrap();
         let whole_affinity = drop_affinity(&src.clone().into(), 1, cutoff).unwrap();
         let signals = FriendSignals::compute(&src, cutoff, &[1]).unwrap();
         for shard in Shard::all(2) {
@@ -373,8 +375,8 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
                 friend_signals: Some(signals.clone()),
                 ..part.clone()
             };
-            let f = featurize(&with_signals, &rows(&users), &levels).unwrap();
-            let alone = featurize(&part, &rows(&users), &levels).unwrap();
+            let f = featurize(&with_signals, &rows(&users), &levels, 2).unwrap();
+            let alone = featurize(&part, &rows(&users), &levels, 2).unwrap();
             let bits = |frame: &FeatureFrame, name: &str| -> Vec<u64> {
                 frame
                     .values(name)
@@ -417,7 +419,7 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
                 friend_signals: Some(stale),
                 ..part
             };
-            assert!(featurize(&stale, &rows(&users), &levels).is_err());
+            assert!(featurize(&stale, &rows(&users), &levels, 2).is_err());
         }
     }
     assert!(missed > 0, "a shard alone never missed a friend's order");

@@ -1,0 +1,281 @@
+//! The event features of rows that share one cutoff — a night's scoring — computed without a
+//! join: each table's events are summed per user in one pass, the user found by a hash of the
+//! id, and the sums read out in the rows' order.
+//!
+//! With many cutoffs (training) the same features come from polars plans that join each row to
+//! its user's events (see [`super::compute`]); a test holds the two equal on random tables. A
+//! night has one cutoff, and there the plans (by parts of the users, grouped, then joined back
+//! to the rows eight times) were most of the featurization's time at 1M users; every aggregate
+//! is a count, an integer sum or a minimum, so these sums are exact and the same.
+
+use polars::prelude::*;
+
+use super::compute::{DAILY, DAILY_COLUMNS, MESSAGE_DAYS};
+use super::{friends, SourceTables};
+use crate::{Result, DAY};
+
+/// The users of a night's rows, each given a slot that its sums are kept in.
+struct Slots {
+    index: PlHashMap<i64, u32>,
+    /// Each row's slot; `None` for a row without a user.
+    of_row: Vec<Option<u32>>,
+}
+
+/// Per slot: whether the user had an event in view, and `K` sums of them.
+struct Sums<const K: usize> {
+    seen: Vec<bool>,
+    sums: Vec<[i64; K]>,
+}
+
+impl Slots {
+    fn new(users: &Int64Chunked) -> Slots {
+        let mut index = PlHashMap::with_capacity(users.len());
+        let of_row = users
+            .iter()
+            .map(|u| {
+                u.map(|u| {
+                    let next = index.len() as u32;
+                    *index.entry(u).or_insert(next)
+                })
+            })
+            .collect();
+        Slots { index, of_row }
+    }
+
+    /// Folds every event of `users` at `times` that lies at least `min_age` seconds before
+    /// `cutoff` into its user's sums with `add(age, values, sums)`, where `values` holds the
+    /// event's entries of the `values` columns. Events of other users, or without a user or a
+    /// time, are passed over.
+    fn tally<const K: usize>(
+        &self,
+        users: &Int64Chunked,
+        times: &Int64Chunked,
+        values: &[&Int64Chunked],
+        (cutoff, min_age): (i64, i64),
+        mut add: impl FnMut(i64, &[Option<i64>], &mut [i64; K]),
+    ) -> Sums<K> {
+        let mut out = Sums {
+            seen: vec![false; self.index.len()],
+            sums: vec![[0; K]; self.index.len()],
+        };
+        // The columns stream side by side, a row at a time: collected first, they would cost
+        // more memory than their frame.
+        let mut columns: Vec<_> = values.iter().map(|c| c.iter()).collect();
+        let mut row = vec![None; values.len()];
+        for (user, time) in users.iter().zip(times.iter()) {
+            for (value, column) in row.iter_mut().zip(&mut columns) {
+                *value = column.next().flatten();
+            }
+            let (Some(user), Some(time)) = (user, time) else {
+                continue;
+            };
+            let age = cutoff - time;
+            if age < min_age {
+                continue;
+            }
+            let Some(&slot) = self.index.get(&user) else {
+                continue;
+            };
+            out.seen[slot as usize] = true;
+            add(age, &row, &mut out.sums[slot as usize]);
+        }
+        out
+    }
+
+    /// The sums of each row's user as columns named `names`, in the rows' order; missing for a
+    /// user without an event in view, as for a row without a match in a left join. The sums
+    /// are let go as soon as they are read.
+    fn columns<const K: usize>(&self, names: [&str; K], sums: Sums<K>) -> Vec<Column> {
+        (0..K)
+            .map(|k| {
+                let values = self.of_row.iter().map(|slot| {
+                    let s = (*slot)? as usize;
+                    sums.seen[s].then_some(sums.sums[s][k])
+                });
+                Int64Chunked::from_iter_options(names[k].into(), values).into_column()
+            })
+            .collect()
+    }
+}
+
+fn ints<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Int64Chunked> {
+    Ok(frame.column(name)?.i64()?)
+}
+
+/// Whether an event of `age` lies within the last `days` days (as [`super::compute`]'s
+/// `within`).
+fn within(age: i64, days: i64) -> bool {
+    age <= days * DAY
+}
+
+/// The event features of `rows` (`user_id`, in the order the columns are returned), all at
+/// `cutoff`: the columns the plans of [`super::compute::featurize`] join to the rows, under
+/// the same names. With `threads` above one, the daily engagement (most of the events) is
+/// summed on a thread of its own beside the other tables.
+pub(super) fn event_columns(
+    src: &SourceTables,
+    rows: &DataFrame,
+    cutoff: i64,
+    threads: usize,
+) -> Result<Vec<Column>> {
+    let slots = Slots::new(ints(rows, "user_id")?);
+    let (out, daily) = if threads > 1 {
+        std::thread::scope(|scope| {
+            let daily = scope.spawn(|| daily_columns(&slots, src, cutoff));
+            let others = other_columns(&slots, src, cutoff);
+            (
+                others,
+                daily
+                    .join()
+                    .expect("the daily engagement's sums do not panic"),
+            )
+        })
+    } else {
+        (
+            other_columns(&slots, src, cutoff),
+            daily_columns(&slots, src, cutoff),
+        )
+    };
+    let mut out = out?;
+    out.extend(daily?);
+    Ok(out)
+}
+
+/// The [`DAILY`] features: daily rows count only once the whole day lies before the cutoff.
+fn daily_columns(slots: &Slots, src: &SourceTables, cutoff: i64) -> Result<Vec<Column>> {
+    let e = &src.engagement_daily;
+    let columns = DAILY_COLUMNS
+        .iter()
+        .map(|c| ints(e, c))
+        .collect::<Result<Vec<_>>>()?;
+    let daily = slots.tally::<{ DAILY.len() }>(
+        ints(e, "user_id")?,
+        ints(e, "day")?,
+        &columns,
+        (cutoff, DAY),
+        |age, v, s| {
+            for (sum, d) in s.iter_mut().zip(&DAILY) {
+                *sum += d.add(age, v);
+            }
+        },
+    );
+    Ok(slots.columns(DAILY.map(|d| d.name), daily))
+}
+
+/// The features of every table but the daily engagement.
+fn other_columns(slots: &Slots, src: &SourceTables, cutoff: i64) -> Result<Vec<Column>> {
+    let mut out = Vec::new();
+
+    let p = &src.purchases;
+    let orders = slots.tally::<10>(
+        ints(p, "user_id")?,
+        ints(p, "purchased_at")?,
+        &[
+            ints(p, "paid_cents")?,
+            ints(p, "list_price_cents")?,
+            ints(p, "is_gift")?,
+        ],
+        (cutoff, 1),
+        |age, v, s| {
+            let (paid, list, gift) = (v[0], v[1], v[2]);
+            // A missing price is no discount, and a missing amount adds nothing, as in the plans.
+            let discounted = matches!((paid, list), (Some(p), Some(l)) if p < l);
+            let (d30, d90, d365) = (within(age, 30), within(age, 90), within(age, 365));
+            s[9] = if s[0] == 0 { age } else { s[9].min(age) };
+            s[0] += 1;
+            s[1] += i64::from(d30);
+            s[2] += i64::from(d90);
+            s[3] += i64::from(d365);
+            s[4] += i64::from(d365 && discounted);
+            s[5] += i64::from(discounted);
+            if d365 {
+                s[6] += paid.unwrap_or(0);
+                s[7] += if discounted { paid.unwrap_or(0) } else { 0 };
+                s[8] += i64::from(gift == Some(1));
+            }
+        },
+    );
+    out.extend(slots.columns(
+        [
+            "orders_total",
+            "orders_30d",
+            "orders_90d",
+            "orders_365d",
+            "discounted_orders_365d",
+            "discounted_orders_total",
+            "spend_cents_365d",
+            "discounted_spend_cents_365d",
+            "gifts_sent_365d",
+            "last_purchase_age",
+        ],
+        orders,
+    ));
+
+    let gifts = slots.tally::<1>(
+        ints(p, "recipient_user_id")?,
+        ints(p, "purchased_at")?,
+        &[],
+        (cutoff, 1),
+        |age, _, s| s[0] += i64::from(within(age, 365)),
+    );
+    out.extend(slots.columns(["gifts_received_365d"], gifts));
+
+    let w = &src.wishlist;
+    let wishlist = slots.tally::<1>(
+        ints(w, "user_id")?,
+        ints(w, "added_at")?,
+        &[],
+        (cutoff, 1),
+        |_, _, s| s[0] += 1,
+    );
+    out.extend(slots.columns(["wishlist_items"], wishlist));
+
+    let f = &src.friendships;
+    let friends = slots.tally::<1>(
+        ints(f, "user_id")?,
+        ints(f, "since")?,
+        &[],
+        (cutoff, 1),
+        |_, _, s| s[0] += 1,
+    );
+    out.extend(slots.columns(["friends"], friends));
+
+    // Each user's recent orders counted once (by the night's shards together, see
+    // [`super::FriendSignals`]) and summed over the user's friends.
+    let recent =
+        friends::recent_orders(src.friend_signals.as_ref(), &src.purchases, cutoff)?.collect()?;
+    let recent: PlHashMap<i64, i64> = ints(&recent, "user_id")?
+        .iter()
+        .zip(ints(&recent, "orders")?.iter())
+        .filter_map(|(u, n)| Some((u?, n?)))
+        .collect();
+    let friend_orders = slots.tally::<1>(
+        ints(f, "user_id")?,
+        ints(f, "since")?,
+        &[ints(f, "friend_id")?],
+        (cutoff, 1),
+        |_, v, s| s[0] += v[0].and_then(|friend| recent.get(&friend)).unwrap_or(&0),
+    );
+    out.extend(slots.columns(["friend_purchases_30d"], friend_orders));
+
+    let treated = src
+        .campaign_exposures
+        .clone()
+        .lazy()
+        .filter(col("assigned_at").gt_eq(lit(cutoff - MESSAGE_DAYS * DAY)))
+        .filter(col("arm").eq(lit("treatment")))
+        .select([col("user_id"), col("assigned_at")])
+        .collect()?;
+    let messages = slots.tally::<2>(
+        ints(&treated, "user_id")?,
+        ints(&treated, "assigned_at")?,
+        &[],
+        (cutoff, 1),
+        |age, _, s| {
+            s[0] += i64::from(within(age, 30));
+            s[1] += i64::from(within(age, 90));
+        },
+    );
+    out.extend(slots.columns(["messages_30d", "messages_90d"], messages));
+    Ok(out)
+}
