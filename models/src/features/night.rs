@@ -58,26 +58,54 @@ impl Slots {
             seen: vec![false; self.index.len()],
             sums: vec![[0; K]; self.index.len()],
         };
-        // The columns stream side by side, a row at a time: collected first, they would cost
-        // more memory than their frame.
-        let mut columns: Vec<_> = values.iter().map(|c| c.iter()).collect();
+        // The columns stream side by side, an array of each at a time (their chunks aligned:
+        // copied whole only when a frame's columns were chunked apart), a row at a time.
+        let mut all = vec![users, times];
+        all.extend_from_slice(values);
+        let lengths = |c: &Int64Chunked| c.chunk_lengths().collect::<Vec<_>>();
+        let aligned: Vec<std::borrow::Cow<Int64Chunked>> =
+            if all.iter().all(|c| lengths(c) == lengths(users)) {
+                all.into_iter().map(std::borrow::Cow::Borrowed).collect()
+            } else {
+                all.into_iter()
+                    .map(|c| std::borrow::Cow::Owned(c.rechunk().into_owned()))
+                    .collect()
+            };
+        let arrays: Vec<Vec<_>> = aligned
+            .iter()
+            .map(|c| c.downcast_iter().collect())
+            .collect();
         let mut row = vec![None; values.len()];
-        for (user, time) in users.iter().zip(times.iter()) {
-            for (value, column) in row.iter_mut().zip(&mut columns) {
-                *value = column.next().flatten();
+        // Most tables list a user's events together: the last user's slot saves most lookups.
+        let mut last: Option<(i64, Option<u32>)> = None;
+        for chunk in 0..arrays[0].len() {
+            let (users, times) = (arrays[0][chunk], arrays[1][chunk]);
+            let mut columns: Vec<_> = arrays[2..].iter().map(|c| c[chunk].iter()).collect();
+            for (user, time) in users.iter().zip(times.iter()) {
+                for (value, column) in row.iter_mut().zip(&mut columns) {
+                    *value = column.next().flatten().copied();
+                }
+                let (Some(&user), Some(&time)) = (user, time) else {
+                    continue;
+                };
+                let age = cutoff - time;
+                if age < min_age {
+                    continue;
+                }
+                let slot = match last {
+                    Some((u, slot)) if u == user => slot,
+                    _ => {
+                        let slot = self.index.get(&user).copied();
+                        last = Some((user, slot));
+                        slot
+                    }
+                };
+                let Some(slot) = slot else {
+                    continue;
+                };
+                out.seen[slot as usize] = true;
+                add(age, &row, &mut out.sums[slot as usize]);
             }
-            let (Some(user), Some(time)) = (user, time) else {
-                continue;
-            };
-            let age = cutoff - time;
-            if age < min_age {
-                continue;
-            }
-            let Some(&slot) = self.index.get(&user) else {
-                continue;
-            };
-            out.seen[slot as usize] = true;
-            add(age, &row, &mut out.sums[slot as usize]);
         }
         out
     }
