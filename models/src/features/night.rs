@@ -16,9 +16,39 @@ use crate::{Result, DAY};
 
 /// The users of a night's rows, each given a slot that its sums are kept in.
 struct Slots {
-    index: PlHashMap<i64, u32>,
+    index: Index,
+    /// How many users have a slot.
+    users: usize,
     /// Each row's slot; `None` for a row without a user.
     of_row: Vec<Option<u32>>,
+}
+
+/// Where a user's slot is found.
+enum Index {
+    /// By the id's place from the smallest id (`NONE`: no row has that id). Most platforms
+    /// number their users, so a shard's ids are dense enough for a table, which finds a slot
+    /// several times faster than a hash.
+    Dense { first: i64, slots: Vec<u32> },
+    /// By a hash of the id.
+    Hashed(PlHashMap<i64, u32>),
+}
+
+/// A slot of [`Index::Dense`] that no user has.
+const NONE: u32 = u32::MAX;
+/// Ids a dense index may span per user: its table then takes at most 64 bytes a user, less
+/// than the sums of one table take.
+const DENSE_SPAN: i64 = 16;
+
+impl Index {
+    fn get(&self, user: i64) -> Option<u32> {
+        match self {
+            Index::Dense { first, slots } => {
+                let at = usize::try_from(user.checked_sub(*first)?).ok()?;
+                slots.get(at).copied().filter(|s| *s != NONE)
+            }
+            Index::Hashed(map) => map.get(&user).copied(),
+        }
+    }
 }
 
 /// Per slot: whether the user had an event in view, and `K` sums of them.
@@ -29,17 +59,36 @@ struct Sums<const K: usize> {
 
 impl Slots {
     fn new(users: &Int64Chunked) -> Slots {
-        let mut index = PlHashMap::with_capacity(users.len());
+        let mut map = PlHashMap::with_capacity(users.len());
         let of_row = users
             .iter()
             .map(|u| {
                 u.map(|u| {
-                    let next = index.len() as u32;
-                    *index.entry(u).or_insert(next)
+                    let next = map.len() as u32;
+                    *map.entry(u).or_insert(next)
                 })
             })
             .collect();
-        Slots { index, of_row }
+        let count = map.len();
+        let index = match (users.min(), users.max()) {
+            (Some(first), Some(last))
+                if last
+                    .checked_sub(first)
+                    .is_some_and(|span| span < DENSE_SPAN * count as i64) =>
+            {
+                let mut slots = vec![NONE; (last - first + 1) as usize];
+                for (user, slot) in map {
+                    slots[(user - first) as usize] = slot;
+                }
+                Index::Dense { first, slots }
+            }
+            _ => Index::Hashed(map),
+        };
+        Slots {
+            index,
+            users: count,
+            of_row,
+        }
     }
 
     /// Folds every event of `users` at `times` that lies at least `min_age` seconds before
@@ -55,8 +104,8 @@ impl Slots {
         mut add: impl FnMut(i64, &[Option<i64>], &mut [i64; K]),
     ) -> Sums<K> {
         let mut out = Sums {
-            seen: vec![false; self.index.len()],
-            sums: vec![[0; K]; self.index.len()],
+            seen: vec![false; self.users],
+            sums: vec![[0; K]; self.users],
         };
         // The columns stream side by side, an array of each at a time (their chunks aligned:
         // copied whole only when a frame's columns were chunked apart), a row at a time.
@@ -95,7 +144,7 @@ impl Slots {
                 let slot = match last {
                     Some((u, slot)) if u == user => slot,
                     _ => {
-                        let slot = self.index.get(&user).copied();
+                        let slot = self.index.get(user);
                         last = Some((user, slot));
                         slot
                     }
@@ -258,16 +307,6 @@ fn other_columns(slots: &Slots, src: &SourceTables, cutoff: i64) -> Result<Vec<C
     );
     out.extend(slots.columns(["wishlist_items"], wishlist));
 
-    let f = &src.friendships;
-    let friends = slots.tally::<1>(
-        ints(f, "user_id")?,
-        ints(f, "since")?,
-        &[],
-        (cutoff, 1),
-        |_, _, s| s[0] += 1,
-    );
-    out.extend(slots.columns(["friends"], friends));
-
     // Each user's recent orders counted once (by the night's shards together, see
     // [`super::FriendSignals`]) and summed over the user's friends.
     let recent =
@@ -277,14 +316,18 @@ fn other_columns(slots: &Slots, src: &SourceTables, cutoff: i64) -> Result<Vec<C
         .zip(ints(&recent, "orders")?.iter())
         .filter_map(|(u, n)| Some((u?, n?)))
         .collect();
-    let friend_orders = slots.tally::<1>(
+    let f = &src.friendships;
+    let friends = slots.tally::<2>(
         ints(f, "user_id")?,
         ints(f, "since")?,
         &[ints(f, "friend_id")?],
         (cutoff, 1),
-        |_, v, s| s[0] += v[0].and_then(|friend| recent.get(&friend)).unwrap_or(&0),
+        |_, v, s| {
+            s[0] += 1;
+            s[1] += v[0].and_then(|friend| recent.get(&friend)).unwrap_or(&0);
+        },
     );
-    out.extend(slots.columns(["friend_purchases_30d"], friend_orders));
+    out.extend(slots.columns(["friends", "friend_purchases_30d"], friends));
 
     let treated = src
         .campaign_exposures
@@ -306,4 +349,46 @@ fn other_columns(slots: &Slots, src: &SourceTables, cutoff: i64) -> Result<Vec<C
     );
     out.extend(slots.columns(["messages_30d", "messages_90d"], messages));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dense ids get a table, sparse ones a hash; both find every user's slot, in the order of
+    /// first appearance, and no slot for any other id.
+    #[test]
+    fn a_user_has_the_same_slot_whichever_index_finds_it() {
+        for (ids, dense) in [
+            (
+                vec![Some(7), Some(3), None, Some(7), Some(9), Some(4)],
+                true,
+            ),
+            (vec![Some(-5), Some(i64::MAX), Some(0), Some(-5)], false),
+            (vec![Some(1), Some(1_000)], false),
+        ] {
+            let users = Int64Chunked::from_iter_options("user_id".into(), ids.clone().into_iter());
+            let slots = Slots::new(&users);
+            assert_eq!(matches!(slots.index, Index::Dense { .. }), dense, "{ids:?}");
+            let mut seen: Vec<i64> = Vec::new();
+            for (id, slot) in ids.iter().zip(&slots.of_row) {
+                let Some(id) = id else {
+                    assert_eq!(*slot, None);
+                    continue;
+                };
+                if !seen.contains(id) {
+                    seen.push(*id);
+                }
+                let first = seen.iter().position(|s| s == id).unwrap() as u32;
+                assert_eq!(*slot, Some(first), "{ids:?}");
+                assert_eq!(slots.index.get(*id), Some(first), "{ids:?}");
+            }
+            assert_eq!(slots.users, seen.len());
+            for other in [i64::MIN, -6, 2, 5, 8, 10, 999, i64::MAX - 1] {
+                if !seen.contains(&other) {
+                    assert_eq!(slots.index.get(other), None, "{ids:?}: {other}");
+                }
+            }
+        }
+    }
 }
