@@ -77,12 +77,116 @@ print(f"{n:<9d} {gen:7.1f} {extract:8.1f} {s2['train']:9.1f} {s2.get('rows_train
 PY
 done
 
+# The nightly run (`run --all`, default settings, stored models) against the Python peer
+# ($PEER_DIR/peer.py, the same job in polars + connectorx + lightgbm), alternately, BENCH_REPS
+# times each, on the demo folder $2 restored from one snapshot before every run. Both sides
+# select the peer's copies of the example campaigns ($PEER_DIR/campaigns). Prints each run's
+# wall and CPU time, peak RSS and stages, then the medians and the peer / Rust ratios. The
+# peer's packages go into a venv under ~/.cache on first use, where its own bench.sh puts them.
+peer_side() {
+  local n="$1" dir="$2" out="$work/peer-$1"
+  local venv="${PEER_VENV:-$HOME/.cache/campaign-targeting-peer/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check polars lightgbm numpy pyarrow connectorx
+  fi
+  mkdir -p "$out"
+  # The demo's own night would make `run --all` skip every campaign-day, and its simulated
+  # days after the run date are not history: both go from the snapshot.
+  cp "$dir/source.db" "$out/snapshot.db"
+  python3 - "$out/snapshot.db" <<'PY'
+import sqlite3, sys
+from datetime import datetime, timezone
+c = sqlite3.connect(sys.argv[1])
+for t in ("targeting_assignments", "targeting_runs", "targeting_leases", "targeting_forecasts", "targeting_drift"):
+    c.execute(f"DELETE FROM {t}")
+cutoff = int(datetime(2026, 11, 20, tzinfo=timezone.utc).timestamp())
+c.execute("DELETE FROM purchases WHERE purchased_at >= ?", (cutoff,))
+c.commit()
+c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+PY
+  cat > "$out/rust.toml" <<TOML
+[source]
+database_url = "sqlite://$dir/source.db"
+[models]
+store = "$dir/models"
+[export]
+destination = "file://$out/rust_exports"
+[targeting]
+campaigns_dir = "$PEER_DIR/campaigns"
+TOML
+  : > "$out/runs"
+  for i in $(seq 1 "$reps"); do
+    for side in rust peer; do
+      cp "$out/snapshot.db" "$dir/source.db"
+      rm -f "$dir/source.db-wal" "$dir/source.db-shm"
+      case "$side" in
+        rust) /usr/bin/time -f '%e %U %S %M' -o "$out/time" "$bin" run --all --date 2026-11-20 \
+                --config "$out/rust.toml" --log-format json >/dev/null 2>"$out/log" ;;
+        peer) /usr/bin/time -f '%e %U %S %M' -o "$out/time" "$venv/bin/python" "$PEER_DIR/peer.py" \
+                --source "$dir/source.db" --models "$dir/models" --date 2026-11-20 \
+                --out "$out/peer_exports" --engine connectorx >"$out/log" 2>&1 ;;
+      esac
+      python3 - "$side" "$out" >>"$out/runs" <<'PY'
+import json, sys
+side, out = sys.argv[1], sys.argv[2]
+wall, user, sys_, rss = open(f"{out}/time").read().split()[-4:]
+def secs(v):
+    for unit, f in (("ns", 1e-9), ("µs", 1e-6), ("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+stages = {}
+if side == "rust":
+    spans = {}
+    for line in open(f"{out}/log"):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("message") == "close":
+            name = e.get("span", {}).get("name")
+            spans[name] = spans.get(name, 0.0) + secs(e["time.busy"]) + secs(e["time.idle"])
+    # A night in shards reads the source in its spill pass, then loads each shard's files.
+    for stage, names in (("extract", ("spill", "extract")), ("load", ("load_shard",)),
+                         ("featurize+score", ("score",)), ("select", ("rank", "select")),
+                         ("publish", ("publish",)), ("record", ("record",))):
+        stages[stage] = sum(spans.get(k, 0.0) for k in names)
+else:
+    for line in open(f"{out}/log"):
+        if line.startswith("stages:"):
+            words = line.split()[1:]
+            stages = {k: float(v.rstrip("s")) for k, v in zip(words[::2], words[1::2])}
+    stages["featurize+score"] = stages.pop("featurize", 0.0) + stages.pop("score", 0.0)
+print(json.dumps({"side": side, "wall_s": float(wall), "cpu_s": float(user) + float(sys_),
+                  "peak_rss_mb": int(rss) / 1024, **stages}))
+PY
+    done
+  done
+  cp "$out/snapshot.db" "$dir/source.db"
+  python3 - "$n" "$out/runs" <<'PY'
+import json, statistics, sys
+n, rows = sys.argv[1], [json.loads(l) for l in open(sys.argv[2])]
+keys = ["extract", "load", "featurize+score", "select", "publish", "record", "wall_s", "cpu_s", "peak_rss_mb"]
+med = {s: {k: statistics.median(r.get(k, 0.0) for r in rows if r["side"] == s) for k in keys}
+       for s in ("rust", "peer")}
+print(f"\nagainst the peer, {n} users, medians of {len(rows) // 2} alternating runs:")
+print(f"{'':18}{'rust':>10}{'peer':>10}")
+for k in keys:
+    print(f"{k:18}{med['rust'][k]:10.2f}{med['peer'][k]:10.2f}")
+r, p = med["rust"], med["peer"]
+print(f"peer / rust: wall {p['wall_s'] / r['wall_s']:.2f}x, CPU {p['cpu_s'] / r['cpu_s']:.2f}x; "
+      f"rust / peer peak RSS {r['peak_rss_mb'] / p['peak_rss_mb']:.2f}")
+pairs = [(a, b) for a, b in zip([x for x in rows if x["side"] == "rust"], [x for x in rows if x["side"] == "peer"])]
+print("each pair, peer / rust wall and CPU: " + ", ".join(
+    f"{b['wall_s'] / a['wall_s']:.2f}/{b['cpu_s'] / a['cpu_s']:.2f}" for a, b in pairs))
+PY
+}
+
 # The nightly run alone, with the stored models the demo trained, on the same data: in one shard
 # against BENCH_SHARDS (default 8) in-process shards, BENCH_REPS times each (default 3),
 # alternating; previews (--dry-run), so that no run changes what the next one sees. Then, with
-# PEER_DIR set (the Python peer's folder, kept outside the repository), the peer's own bench.sh
-# on the same demo folder: the Rust run (`run --all`, default settings) and the peer
-# alternately, with the ratios. Medians of wall time, CPU time and peak RSS.
+# PEER_DIR set (the Python peer's folder, kept outside the repository), against the peer (see
+# `peer_side`). Medians of wall time, CPU time and peak RSS.
 reps="${BENCH_REPS:-3}"
 shards="${BENCH_SHARDS:-8}"
 for n in "${sizes[@]}"; do
@@ -111,29 +215,7 @@ print(f"\nnightly run, {n} users, stored models, medians of {len(runs['1'])}: "
       f"ratio {many[0] / one[0]:.2f}x time, {many[2] / one[2]:.2f}x memory")
 PY
   if [ -n "${PEER_DIR:-}" ] && [ -z "${BENCH_DATABASE_URL:-}" ]; then
-    # The peer's bench runs `run --all` for the demo's own date: the demo's ledger rows would
-    # make it skip every campaign-day, so they go first.
-    python3 - "$dir/source.db" <<'PY'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-for t in ("targeting_assignments", "targeting_runs", "targeting_leases"):
-    c.execute(f"DELETE FROM {t}")
-c.commit()
-PY
-    echo "against the peer ($PEER_DIR), $n users:"
-    # The peer's parser (as shipped on 2026-11-30) reads the spans of a night in one shard
-    # only; past 500k users the default plan takes two or more, and it stops there.
-    if bash "$PEER_DIR/bench.sh" "$bin" "$dir" 2026-11-20 "$reps" | tail -n 12; then
-      python3 - "$dir/bench/results.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-med = lambda side, k: statistics.median(r[k] for r in rows if r["side"] == side)
-for k in ("wall_s", "cpu_s", "peak_rss_mb"):
-    print(f"peer / rust {k}: {med('peer_connectorx', k) / med('rust', k):.2f}")
-PY
-    else
-      echo "(the peer's bench.sh failed: its parser reads a night in one shard only)"
-    fi
+    peer_side "$n" "$dir"
   elif [ -z "${PEER_DIR:-}" ]; then
     echo "(PEER_DIR is not set: no comparison with the peer)"
   fi
