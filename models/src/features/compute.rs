@@ -4,19 +4,12 @@
 use polars::prelude::*;
 use polars_ops::frame::MaintainOrderJoin;
 
+use super::windows::{
+    Daily, DAILY, DAILY_COLUMNS, ENGAGEMENT_DAYS, FRIEND_ORDER_DAYS, FRIEND_WINDOW_DAYS,
+    MESSAGE_DAYS, SESSIONS,
+};
 use super::{friends, night, CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
 use crate::{ModelError, Result, DAY};
-
-/// Days of daily engagement before a cutoff that any feature reads (the 365-day windows, and the
-/// day that is not yet whole).
-pub(super) const ENGAGEMENT_DAYS: i64 = 366;
-/// Days of friends' orders `friend_purchases_30d` counts.
-pub(super) const FRIEND_WINDOW_DAYS: i64 = 30;
-/// Days of friends' orders before a cutoff that any feature reads (`friend_purchases_30d`, and
-/// the day that is not yet whole).
-pub(super) const FRIEND_ORDER_DAYS: i64 = FRIEND_WINDOW_DAYS + 1;
-/// Days of campaign exposures before a cutoff that any feature reads (`messages_90d`).
-pub(super) const MESSAGE_DAYS: i64 = 91;
 
 fn days(n: i64) -> Expr {
     lit(n * DAY)
@@ -50,7 +43,7 @@ fn ratio(num: &str, den: &str) -> Expr {
 }
 
 /// The `(row_id, user_id, cutoff)` rows features are computed for, of many cutoffs (a
-/// night's rows, of one, go through [`super::night`]).
+/// night's rows, of one, go through `night`).
 struct Cutoffs {
     rows: LazyFrame,
 }
@@ -86,76 +79,14 @@ impl Cutoffs {
     }
 }
 
-/// A feature of daily engagement: a column of the days summed, or the active days (with a
-/// session) counted, over the last `days` whole days before the cutoff. One table of them
-/// defines the features for both ways they are computed: a polars expression per feature for
-/// rows of many cutoffs, and a sum per user for a night's (see [`super::night`]).
-pub(super) struct Daily {
-    pub(super) name: &'static str,
-    /// The column of [`DAILY_COLUMNS`] summed; `None`: the days with a session are counted.
-    sum: Option<usize>,
-    days: i64,
-}
-
-/// The columns of a day that the [`DAILY`] features read, by index.
-pub(super) const DAILY_COLUMNS: [&str; 4] =
-    ["sessions", "shop_views", "wishlist_adds", "cart_adds"];
-const SESSIONS: usize = 0;
-const SHOP_VIEWS: usize = 1;
-const WISHLIST_ADDS: usize = 2;
-const CART_ADDS: usize = 3;
-
-pub(super) const DAILY: [Daily; 10] = [
-    Daily::sum("sessions_30d", SESSIONS, 30),
-    Daily::sum("sessions_90d", SESSIONS, 90),
-    Daily::sum("shop_views_30d", SHOP_VIEWS, 30),
-    Daily::sum("cart_adds_30d", CART_ADDS, 30),
-    Daily::sum("wishlist_adds_30d", WISHLIST_ADDS, 30),
-    Daily::active("active_days_30d", 30),
-    Daily::active("active_days_90d", 90),
-    Daily::sum("shop_views_90d", SHOP_VIEWS, 90),
-    Daily::active("active_days_365d", 365),
-    Daily::sum("sessions_365d", SESSIONS, 365),
-];
-
-impl Daily {
-    const fn sum(name: &'static str, column: usize, days: i64) -> Daily {
-        Daily {
-            name,
-            sum: Some(column),
-            days,
-        }
-    }
-
-    const fn active(name: &'static str, days: i64) -> Daily {
-        Daily {
-            name,
-            sum: None,
-            days,
-        }
-    }
-
-    /// The aggregate as a polars expression over a user's days (with their `age`).
-    fn expr(&self) -> Expr {
-        match self.sum {
-            Some(c) => sum_if(within(self.days), col(DAILY_COLUMNS[c]), self.name),
-            None => count_if(
-                within(self.days).and(col(DAILY_COLUMNS[SESSIONS]).gt(lit(0i64))),
-                self.name,
-            ),
-        }
-    }
-
-    /// What a day of `age` with `values` (of [`DAILY_COLUMNS`]) adds to the feature, as
-    /// [`Self::expr`] counts it: a missing value adds nothing.
-    pub(super) fn add(&self, age: i64, values: &[Option<i64>]) -> i64 {
-        if age > self.days * DAY {
-            return 0;
-        }
-        match self.sum {
-            Some(c) => values[c].unwrap_or(0),
-            None => i64::from(values[SESSIONS].is_some_and(|s| s > 0)),
-        }
+/// A [`Daily`] feature as a polars expression over a user's days (with their `age`).
+fn daily_expr(d: &Daily) -> Expr {
+    match d.sum {
+        Some(c) => sum_if(within(d.days), col(DAILY_COLUMNS[c]), d.name),
+        None => count_if(
+            within(d.days).and(col(DAILY_COLUMNS[SESSIONS]).gt(lit(0i64))),
+            d.name,
+        ),
     }
 }
 
@@ -327,7 +258,7 @@ fn event_plans(src: &SourceTables, cut: LazyFrame, (min_cut, max_cut): (i64, i64
         ("user_id", "day"),
         DAY,
         None,
-        DAILY.iter().map(Daily::expr).collect(),
+        DAILY.iter().map(daily_expr).collect(),
     );
 
     let wishlist = rows.aggregate(

@@ -69,7 +69,7 @@ impl Slicing {
     }
 }
 
-use super::compute::{ENGAGEMENT_DAYS, FRIEND_ORDER_DAYS, MESSAGE_DAYS};
+use super::windows::{ENGAGEMENT_DAYS, FRIEND_ORDER_DAYS, MESSAGE_DAYS};
 use ColumnKind::{Float, Int, Text};
 
 /// The source data contract, in the order the extraction stage starts reading it: the largest

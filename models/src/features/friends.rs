@@ -10,7 +10,7 @@
 
 use polars::prelude::*;
 
-use super::compute::FRIEND_WINDOW_DAYS;
+use super::windows::FRIEND_WINDOW_DAYS;
 use super::SourceTables;
 use crate::{ModelError, Result, DAY};
 

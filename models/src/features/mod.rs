@@ -12,6 +12,7 @@ mod friends;
 mod night;
 #[cfg(test)]
 mod tests;
+mod windows;
 
 use std::ops::Range;
 

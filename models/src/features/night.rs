@@ -3,14 +3,14 @@
 //! id, and the sums read out in the rows' order.
 //!
 //! With many cutoffs (training) the same features come from polars plans that join each row to
-//! its user's events (see [`super::compute`]); a test holds the two equal on random tables. A
+//! its user's events (see `compute`); a test holds the two equal on random tables. A
 //! night has one cutoff, and there the plans (by parts of the users, grouped, then joined back
 //! to the rows eight times) were most of the featurization's time at 1M users; every aggregate
 //! is a count, an integer sum or a minimum, so these sums are exact and the same.
 
 use polars::prelude::*;
 
-use super::compute::{DAILY, DAILY_COLUMNS, MESSAGE_DAYS};
+use super::windows::{within, DAILY, DAILY_COLUMNS, MESSAGE_DAYS};
 use super::{friends, SourceTables};
 use crate::{Result, DAY};
 
@@ -179,14 +179,8 @@ fn ints<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Int64Chunked> {
     Ok(frame.column(name)?.i64()?)
 }
 
-/// Whether an event of `age` lies within the last `days` days (as [`super::compute`]'s
-/// `within`).
-fn within(age: i64, days: i64) -> bool {
-    age <= days * DAY
-}
-
 /// The event features of `rows` (`user_id`, in the order the columns are returned), all at
-/// `cutoff`: the columns the plans of [`super::compute::featurize`] join to the rows, under
+/// `cutoff`: the columns the plans of `featurize` join to the rows, under
 /// the same names. With `threads` above one, the daily engagement (most of the events) is
 /// summed on a thread of its own beside the other tables.
 pub(super) fn event_columns(
