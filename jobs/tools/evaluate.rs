@@ -97,8 +97,12 @@ pub struct Evaluation {
     pub uplift_at_30: f64,
     pub n_train: usize,
     pub n_test: usize,
-    /// Validation Qini of every learner tried (all four with `auto`).
+    /// Validation Qini of every learner trained (all four with `auto`, unless some could not
+    /// be trained).
     pub validation_qini: Vec<(String, f64)>,
+    /// With `auto`: the learners that could not be trained on these rows, with why. They are
+    /// passed over; a learner asked for by name that cannot be trained is an error.
+    pub skipped_learners: Vec<(String, String)>,
 }
 
 /// The CSV as a training set, with the file row of each kept row.
@@ -288,6 +292,12 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize, scorer: models::Scorer) -> Res
         &data.categorical,
         &params,
     )?;
+    for (l, why) in &tried.failed {
+        tracing::warn!(
+            learner = l.name(),
+            "learner passed over, it could not be trained: {why}"
+        );
+    }
     let model = model.scored_by(scorer)?;
     let uplift = model.predict(&test.x, threads)?.uplift;
     let qini = bootstrap(
@@ -307,8 +317,14 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize, scorer: models::Scorer) -> Res
         n_train: rest.len(),
         n_test: test_idx.len(),
         validation_qini: tried
+            .qini
             .iter()
             .map(|(l, q)| (l.name().to_string(), *q))
+            .collect(),
+        skipped_learners: tried
+            .failed
+            .iter()
+            .map(|(l, why)| (l.name().to_string(), why.clone()))
             .collect(),
     })
 }
@@ -350,6 +366,9 @@ impl Evaluation {
         );
         for (l, q) in &self.validation_qini {
             s.push_str(&format!("  validation Qini of {l}: {q:.4}\n"));
+        }
+        for (l, why) in &self.skipped_learners {
+            s.push_str(&format!("  {l} not trained: {why}\n"));
         }
         s
     }

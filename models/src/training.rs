@@ -356,6 +356,7 @@ pub fn train_uplift(
     ];
     metrics.extend(
         selection
+            .qini
             .iter()
             .map(|(l, q)| (format!("valid_qini_auc_{}", l.name()), *q)),
     );

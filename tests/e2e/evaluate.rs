@@ -140,3 +140,61 @@ fn non_binary_outcome_is_refused() {
         "the line is named: {err}"
     );
 }
+
+/// On the Criteo sample (137 control rows, 3 of them visits) one arm's validation rows are of a
+/// single class for three learners: `auto` passes them over, names each with why, and keeps the
+/// one that trained; asked for by name, such a learner is an error.
+#[test]
+fn a_learner_that_cannot_be_trained_is_skipped_by_auto_only() {
+    let csv = eval_data("criteo_uplift_sample_1k.csv");
+    let run = |learner: &str| {
+        targeting(&[
+            "evaluate",
+            "--csv",
+            &csv,
+            "--treatment",
+            "treatment",
+            "--treated",
+            "1",
+            "--control",
+            "0",
+            "--outcome",
+            "visit",
+            "--drop",
+            "exposure,conversion",
+            "--seed",
+            "1",
+            "--learner",
+            learner,
+            "--json",
+        ])
+    };
+    let out = run("auto");
+    let v = json(&out);
+    let skipped = v["skipped_learners"].as_array().unwrap();
+    let names: Vec<&str> = skipped.iter().map(|s| s[0].as_str().unwrap()).collect();
+    assert_eq!(names, ["t", "x", "ct"], "{v}");
+    for s in skipped {
+        assert!(s[1].as_str().unwrap().contains("need both classes"), "{v}");
+    }
+    let trained: Vec<&str> = v["validation_qini"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q[0].as_str().unwrap())
+        .collect();
+    assert_eq!(trained, ["s"], "{v}");
+    assert_eq!(v["learner"], "s", "{v}");
+    assert!(
+        stderr(&out).contains("learner passed over"),
+        "each skip is logged"
+    );
+
+    let out = run("t");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot train the control model"),
+        "{}",
+        stderr(&out)
+    );
+}

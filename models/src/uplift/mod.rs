@@ -265,11 +265,22 @@ fn role_features(role: &str, names: &[String]) -> Vec<String> {
     v
 }
 
+/// What [`UpliftModel::fit`] tried.
+#[derive(Debug, Clone, Default)]
+pub struct Tried {
+    /// The validation Qini of each learner trained, in the order they were tried.
+    pub qini: Vec<(Learner, f64)>,
+    /// The learners that could not be trained, with why (only when choosing among all).
+    pub failed: Vec<(Learner, String)>,
+}
+
 impl UpliftModel {
     /// Trains `learner`, or with `None` every learner and keeps the best Qini on `valid`.
     /// Early stopping on `valid` finds each model's rounds; the chosen learner is then refit on
-    /// `train` and `valid` together. Returns the model and the validation Qini of each learner
-    /// tried.
+    /// `train` and `valid` together. Returns the model and what was tried: the validation Qini
+    /// of each learner trained and, choosing among all, the learners that could not be trained
+    /// on these rows (one arm's validation rows of a single class, say), with why. A learner
+    /// asked for by name that cannot be trained fails the fit.
     pub fn fit(
         learner: Option<Learner>,
         train: &TrainingSet,
@@ -277,12 +288,13 @@ impl UpliftModel {
         feature_names: &[String],
         categorical: &[usize],
         params: &UpliftParams,
-    ) -> Result<(Self, Vec<(Learner, f64)>)> {
+    ) -> Result<(Self, Tried)> {
+        let choosing = learner.is_none();
         let candidates = learner.map_or(Learner::ALL.to_vec(), |l| vec![l]);
         let mut best: Option<(Self, f64, Vec<f64>)> = None;
-        let mut tried = Vec::new();
+        let mut tried = Tried::default();
         for learner in candidates {
-            let first = Self::fit_pass(
+            let first = match Self::fit_pass(
                 learner,
                 train,
                 Some(valid),
@@ -290,17 +302,33 @@ impl UpliftModel {
                 feature_names,
                 categorical,
                 params,
-            )?;
+            ) {
+                Ok(first) => first,
+                Err(e) if choosing => {
+                    tried.failed.push((learner, e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let s = first.predict(&valid.x, params.num_threads)?;
             let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
-            tried.push((learner, q));
+            tried.qini.push((learner, q));
             if best.as_ref().is_none_or(|(_, b, _)| q > *b) {
                 best = Some((first, q, s.p_control));
             }
         }
         let (first, _, p_control) = best.ok_or_else(|| ModelError::Training {
             what: "the uplift model".into(),
-            why: "no learner to train".into(),
+            why: if tried.failed.is_empty() {
+                "no learner to train".into()
+            } else {
+                let each: Vec<String> = tried
+                    .failed
+                    .iter()
+                    .map(|(l, why)| format!("{}: {why}", l.name()))
+                    .collect();
+                format!("no learner could be trained ({})", each.join("; "))
+            },
         })?;
         // The baseline is calibrated on validation rows without a message, which the refit
         // model has not seen at this stage of its fit either (same rounds, more rows).
