@@ -17,7 +17,7 @@ use models::training::{
 use models::{
     ModelArtifact, ModelName, RunDate, Scorers, SourceTables, TrainingOptions, UpliftParams,
 };
-use tracing::{info, info_span, instrument};
+use tracing::{info, info_span, instrument, warn};
 
 use crate::config::Settings;
 
@@ -211,6 +211,12 @@ fn fit_uplift(
         qini_auc = meta.metric("qini_auc"),
         "trained"
     );
+    for (learner, why) in &trained.skipped {
+        warn!(
+            learner = learner.name(),
+            "learner passed over, it could not be trained: {why}"
+        );
+    }
     Ok(trained)
 }
 

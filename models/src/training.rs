@@ -108,6 +108,9 @@ pub struct TrainedUplift {
     pub model: UpliftModel,
     pub artifact: ModelArtifact,
     pub test: HeldOut,
+    /// The learners that could not be trained on these rows when the learner was chosen among
+    /// all, with why (see [`UpliftModel::fit`]).
+    pub skipped: Vec<(Learner, String)>,
 }
 
 /// Numbers the rows of a frame `0..n` in an `Int64` column `row_id`, the key features and
@@ -383,6 +386,7 @@ pub fn train_uplift(
             outcome: test.outcome,
             uplift: scores.uplift,
         },
+        skipped: selection.failed,
     })
 }
 
