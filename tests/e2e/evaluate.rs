@@ -113,10 +113,10 @@ fn missing_column_is_named() {
     );
 }
 
-#[test]
-fn non_binary_outcome_is_refused() {
+/// `evaluate` on the Criteo sample with `outcome` and `extra` flags.
+fn criteo(outcome: &str, extra: &[&str]) -> std::process::Output {
     let csv = eval_data("criteo_uplift_sample_1k.csv");
-    let out = targeting(&[
+    let mut args = vec![
         "evaluate",
         "--csv",
         &csv,
@@ -127,8 +127,15 @@ fn non_binary_outcome_is_refused() {
         "--control",
         "0",
         "--outcome",
-        "f0",
-    ]);
+        outcome,
+    ];
+    args.extend_from_slice(extra);
+    targeting(&args)
+}
+
+#[test]
+fn non_binary_outcome_is_refused() {
+    let out = criteo("f0", &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -146,28 +153,19 @@ fn non_binary_outcome_is_refused() {
 /// one that trained; asked for by name, such a learner is an error.
 #[test]
 fn a_learner_that_cannot_be_trained_is_skipped_by_auto_only() {
-    let csv = eval_data("criteo_uplift_sample_1k.csv");
     let run = |learner: &str| {
-        targeting(&[
-            "evaluate",
-            "--csv",
-            &csv,
-            "--treatment",
-            "treatment",
-            "--treated",
-            "1",
-            "--control",
-            "0",
-            "--outcome",
+        criteo(
             "visit",
-            "--drop",
-            "exposure,conversion",
-            "--seed",
-            "1",
-            "--learner",
-            learner,
-            "--json",
-        ])
+            &[
+                "--drop",
+                "exposure,conversion",
+                "--seed",
+                "1",
+                "--learner",
+                learner,
+                "--json",
+            ],
+        )
     };
     let out = run("auto");
     let v = json(&out);
