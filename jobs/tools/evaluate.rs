@@ -292,12 +292,7 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize, scorer: models::Scorer) -> Res
         &data.categorical,
         &params,
     )?;
-    for (l, why) in &tried.failed {
-        tracing::warn!(
-            learner = l.name(),
-            "learner passed over, it could not be trained: {why}"
-        );
-    }
+    crate::training::log_skipped(&tried.failed);
     let model = model.scored_by(scorer)?;
     let uplift = model.predict(&test.x, threads)?.uplift;
     let qini = bootstrap(

@@ -211,13 +211,19 @@ fn fit_uplift(
         qini_auc = meta.metric("qini_auc"),
         "trained"
     );
-    for (learner, why) in &trained.skipped {
+    log_skipped(&trained.skipped);
+    Ok(trained)
+}
+
+/// Warns of each learner that choosing among all passed over, with why (see
+/// [`models::UpliftModel::fit`]): training and `evaluate` alike.
+pub fn log_skipped(skipped: &[(models::Learner, String)]) {
+    for (learner, why) in skipped {
         warn!(
             learner = learner.name(),
             "learner passed over, it could not be trained: {why}"
         );
     }
-    Ok(trained)
 }
 
 /// Trains the discount-sensitivity model in its own span and logs its headline figures.

@@ -8,7 +8,7 @@ use super::windows::{
     Daily, DAILY, DAILY_COLUMNS, ENGAGEMENT_DAYS, FRIEND_ORDER_DAYS, FRIEND_WINDOW_DAYS,
     MESSAGE_DAYS, SESSIONS,
 };
-use super::{friends, night, CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
+use super::{friends, night, windows, CategoricalLevels, FeatureFrame, SourceTables, FEATURES};
 use crate::{ModelError, Result, DAY};
 
 fn days(n: i64) -> Expr {
@@ -310,12 +310,7 @@ fn event_plans(src: &SourceTables, cut: LazyFrame, (min_cut, max_cut): (i64, i64
     );
 
     let messages = rows.aggregate(
-        src.campaign_exposures
-            .clone()
-            .lazy()
-            .filter(col("assigned_at").gt_eq(lit(min_cut - MESSAGE_DAYS * DAY)))
-            .filter(col("arm").eq(lit("treatment")))
-            .select([col("user_id"), col("assigned_at")]),
+        windows::messages(&src.campaign_exposures, min_cut - MESSAGE_DAYS * DAY),
         ("user_id", "assigned_at"),
         1,
         None,

@@ -1,6 +1,7 @@
 //! The event features of rows that share one cutoff — a night's scoring — computed without a
-//! join: each table's events are summed per user in one pass, the user found by a hash of the
-//! id, and the sums read out in the rows' order.
+//! join: each table's events are summed per user in one pass, the user's slot found by a table
+//! of ids (or a hash of the id when the ids are sparse), and the sums read out in the rows'
+//! order.
 //!
 //! With many cutoffs (training) the same features come from polars plans that join each row to
 //! its user's events (see `compute`); a test holds the two equal on random tables. A
@@ -11,7 +12,7 @@
 use polars::prelude::*;
 
 use super::windows::{within, DAILY, DAILY_COLUMNS, MESSAGE_DAYS};
-use super::{friends, SourceTables};
+use super::{friends, windows, SourceTables};
 use crate::{Result, DAY};
 
 /// The users of a night's rows, each given a slot that its sums are kept in.
@@ -323,14 +324,8 @@ fn other_columns(slots: &Slots, src: &SourceTables, cutoff: i64) -> Result<Vec<C
     );
     out.extend(slots.columns(["friends", "friend_purchases_30d"], friends));
 
-    let treated = src
-        .campaign_exposures
-        .clone()
-        .lazy()
-        .filter(col("assigned_at").gt_eq(lit(cutoff - MESSAGE_DAYS * DAY)))
-        .filter(col("arm").eq(lit("treatment")))
-        .select([col("user_id"), col("assigned_at")])
-        .collect()?;
+    let treated =
+        windows::messages(&src.campaign_exposures, cutoff - MESSAGE_DAYS * DAY).collect()?;
     let messages = slots.tally::<2>(
         ints(&treated, "user_id")?,
         ints(&treated, "assigned_at")?,

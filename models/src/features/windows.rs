@@ -1,6 +1,8 @@
 //! What the features count and over which days: the windows that the extraction's slices, the
 //! polars plans of many cutoffs (`compute`) and a night's sums (`night`) all read, defined once.
 
+use polars::prelude::*;
+
 use crate::DAY;
 
 /// Whether an event `age` seconds before the cutoff lies within the last `days` days (as the
@@ -19,6 +21,17 @@ pub(super) const FRIEND_WINDOW_DAYS: i64 = 30;
 pub(super) const FRIEND_ORDER_DAYS: i64 = FRIEND_WINDOW_DAYS + 1;
 /// Days of campaign exposures before a cutoff that any feature reads (`messages_90d`).
 pub(super) const MESSAGE_DAYS: i64 = 91;
+
+/// The messages the `messages_*` features count: `user_id` and `assigned_at` of the exposures
+/// in the treatment arm from `since` on (the earliest cutoff less [`MESSAGE_DAYS`]).
+pub(super) fn messages(exposures: &DataFrame, since: i64) -> LazyFrame {
+    exposures
+        .clone()
+        .lazy()
+        .filter(col("assigned_at").gt_eq(lit(since)))
+        .filter(col("arm").eq(lit("treatment")))
+        .select([col("user_id"), col("assigned_at")])
+}
 
 /// A feature of daily engagement: a column of the days summed, or the active days (with a
 /// session) counted, over the last `days` whole days before the cutoff. One table of them
