@@ -17,22 +17,28 @@ use serde::Serialize;
 /// The learner `--learner` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LearnerChoice {
-    T,
+    Odds,
     S,
-    X,
+    T,
     Ct,
-    /// All four, keeping the best on validation Qini.
+    X,
+    Dr,
+    R,
+    /// All of them on every setting, chosen by cross-validation (the one-standard-error rule).
     Auto,
 }
 
 impl LearnerChoice {
-    /// The learner to fit, or `None` to try all four.
+    /// The learner to fit, or `None` to choose among all.
     fn learner(self) -> Option<Learner> {
         match self {
-            LearnerChoice::T => Some(Learner::T),
+            LearnerChoice::Odds => Some(Learner::Odds),
             LearnerChoice::S => Some(Learner::S),
-            LearnerChoice::X => Some(Learner::X),
+            LearnerChoice::T => Some(Learner::T),
             LearnerChoice::Ct => Some(Learner::Ct),
+            LearnerChoice::X => Some(Learner::X),
+            LearnerChoice::Dr => Some(Learner::Dr),
+            LearnerChoice::R => Some(Learner::R),
             LearnerChoice::Auto => None,
         }
     }
@@ -62,7 +68,8 @@ pub struct EvaluateArgs {
     /// Columns to leave out (comma-separated), e.g. post-treatment columns.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub drop: Vec<String>,
-    /// Learner: t, s, x, ct, or auto (best validation Qini).
+    /// Learner: odds, s, t, ct, x, dr, r, or auto (chosen by cross-validation). A named learner
+    /// still has its LightGBM setting chosen by cross-validation.
     #[arg(long, value_enum, default_value_t = LearnerChoice::Auto)]
     pub learner: LearnerChoice,
     /// Share of rows held out for the test.
@@ -83,10 +90,26 @@ pub struct EvaluateArgs {
     pub save_split: Option<PathBuf>,
 }
 
+/// One candidate of the choice: a learner on a LightGBM setting, with its held-out Qinis.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub learner: String,
+    /// The grid setting (`shallow` or `deeper`).
+    pub setting: String,
+    /// Mean normalized Qini AUC over the held-out folds.
+    pub mean: f64,
+    /// Standard deviation of the fold Qinis (0 with one validation split).
+    pub sd: f64,
+    /// The Qini AUC of each held-out fold (one figure with one validation split).
+    pub folds: Vec<f64>,
+}
+
 /// The result, as printed with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     pub learner: String,
+    /// The LightGBM setting chosen with the learner.
+    pub setting: String,
     /// Normalized Qini AUC (scikit-uplift `qini_auc_score`) on the test part.
     pub qini_auc: f64,
     /// 95 % bootstrap interval of the Qini AUC (200 resamples of the test part, seeded).
@@ -97,9 +120,12 @@ pub struct Evaluation {
     pub uplift_at_30: f64,
     pub n_train: usize,
     pub n_test: usize,
-    /// Validation Qini of every learner trained (all four with `auto`, unless some could not
-    /// be trained).
-    pub validation_qini: Vec<(String, f64)>,
+    /// Cross-validated Qini of every candidate trained (every learner on every setting with
+    /// `auto`, unless some could not be trained), simplest first.
+    pub validation_qini: Vec<Candidate>,
+    /// Why the choice was made on one validation split instead of by cross-validation (too few
+    /// buying rows per fold), if it was.
+    pub single_split: Option<String>,
     /// With `auto`: the learners that could not be trained on these rows, with why. They are
     /// passed over; a learner asked for by name that cannot be trained is an error.
     pub skipped_learners: Vec<(String, String)>,
@@ -292,7 +318,7 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize, scorer: models::Scorer) -> Res
         &data.categorical,
         &params,
     )?;
-    crate::training::log_skipped(&tried.failed);
+    crate::training::log_choice(&tried.failed, tried.single_split.as_deref());
     let model = model.scored_by(scorer)?;
     let uplift = model.predict(&test.x, threads)?.uplift;
     let qini = bootstrap(
@@ -305,6 +331,7 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize, scorer: models::Scorer) -> Res
     );
     Ok(Evaluation {
         learner: model.learner.name().into(),
+        setting: tried.setting.into(),
         qini_auc: qini.estimate,
         qini_auc_ci95: (qini.low, qini.high),
         uplift_auc: uplift_auc_score(&test.outcome, &uplift, &test.treated),
@@ -312,10 +339,17 @@ pub fn evaluate(a: &EvaluateArgs, threads: usize, scorer: models::Scorer) -> Res
         n_train: rest.len(),
         n_test: test_idx.len(),
         validation_qini: tried
-            .qini
+            .scores
             .iter()
-            .map(|(l, q)| (l.name().to_string(), *q))
+            .map(|s| Candidate {
+                learner: s.learner.name().into(),
+                setting: s.setting.name.into(),
+                mean: s.mean(),
+                sd: s.sd(),
+                folds: s.qini.clone(),
+            })
             .collect(),
+        single_split: tried.single_split.clone(),
         skipped_learners: tried
             .failed
             .iter()
@@ -349,8 +383,9 @@ impl Evaluation {
     /// The human-readable report.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "learner {}  (train {} rows, test {} rows)\n  Qini AUC      {:.4}  (95% CI {:.4} to {:.4})\n  uplift AUC    {:.4}\n  uplift@30%    {:.4}\n",
+            "learner {} ({} trees)  (train {} rows, test {} rows)\n  Qini AUC      {:.4}  (95% CI {:.4} to {:.4})\n  uplift AUC    {:.4}\n  uplift@30%    {:.4}\n",
             self.learner,
+            self.setting,
             self.n_train,
             self.n_test,
             self.qini_auc,
@@ -359,8 +394,14 @@ impl Evaluation {
             self.uplift_auc,
             self.uplift_at_30
         );
-        for (l, q) in &self.validation_qini {
-            s.push_str(&format!("  validation Qini of {l}: {q:.4}\n"));
+        if let Some(why) = &self.single_split {
+            s.push_str(&format!("  {why}\n"));
+        }
+        for c in &self.validation_qini {
+            s.push_str(&format!(
+                "  validation Qini of {:>4} ({}): {:.4} ± {:.4}\n",
+                c.learner, c.setting, c.mean, c.sd
+            ));
         }
         for (l, why) in &self.skipped_learners {
             s.push_str(&format!("  {l} not trained: {why}\n"));
@@ -422,8 +463,10 @@ mod tests {
             all.subset(&idx[16_000..22_000]),
             all.subset(&idx[22_000..]),
         );
+        // Few rounds: the scorers' agreement does not need good models, and every learner is
+        // cross-validated on both settings.
         let params = UpliftParams {
-            max_rounds: 300,
+            max_rounds: 100,
             ..UpliftParams::default()
         };
         for learner in Learner::ALL {
@@ -438,10 +481,10 @@ mod tests {
             .unwrap();
             let texts = model.to_texts().unwrap();
             let score = |scorer| {
-                UpliftModel::from_texts(learner, &texts, &data.feature_names, scorer)
-                    .unwrap()
-                    .predict(&test.x, 2)
-                    .unwrap()
+                let mut m =
+                    UpliftModel::from_texts(learner, &texts, &data.feature_names, scorer).unwrap();
+                m.arm_shift = model.arm_shift;
+                m.predict(&test.x, 2).unwrap()
             };
             let (native, lightgbm) = (score(Scorer::Native), score(Scorer::Lightgbm));
             for (what, n, l) in [

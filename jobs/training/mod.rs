@@ -211,18 +211,22 @@ fn fit_uplift(
         qini_auc = meta.metric("qini_auc"),
         "trained"
     );
-    log_skipped(&trained.skipped);
+    log_choice(&trained.skipped, trained.single_split.as_deref());
     Ok(trained)
 }
 
-/// Warns of each learner that choosing among all passed over, with why (see
-/// [`models::UpliftModel::fit`]): training and `evaluate` alike.
-pub fn log_skipped(skipped: &[(models::Learner, String)]) {
+/// Warns of each learner that choosing among all passed over, with why, and of a choice made on
+/// one validation split instead of by cross-validation (see [`models::UpliftModel::fit`]):
+/// training and `evaluate` alike.
+pub fn log_choice(skipped: &[(models::Learner, String)], single_split: Option<&str>) {
     for (learner, why) in skipped {
         warn!(
             learner = learner.name(),
             "learner passed over, it could not be trained: {why}"
         );
+    }
+    if let Some(why) = single_split {
+        warn!("{why}");
     }
 }
 

@@ -17,7 +17,8 @@ pub struct ModelMetadata {
     pub name: String,
     /// Version: training time and data fingerprint, unique per trained model.
     pub version: String,
-    /// Meta-learner (`t`, `s`, `x`, `ct`) of an uplift model, or `classifier`.
+    /// Meta-learner (`odds`, `s`, `t`, `ct`, `x`, `dr`, `r`) of an uplift model, or
+    /// `classifier`.
     pub learner: Learner,
     pub feature_names: Vec<String>,
     pub categorical_levels: CategoricalLevels,
@@ -38,6 +39,9 @@ pub struct ModelMetadata {
     /// for models stored before calibration existed.
     #[serde(default)]
     pub probability_calibration: crate::calibration::Platt,
+    /// The odds learner's log-odds shift per arm; absent for the other learners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm_shift: Option<crate::uplift::ArmShift>,
     /// SHA-256 of the training matrix, arms and outcomes.
     pub data_fingerprint: String,
     /// The training rows' distributions, against which each night's users are checked for
@@ -94,6 +98,7 @@ impl ModelArtifact {
             scorer,
         )?;
         model.baseline_calibration = self.metadata.probability_calibration;
+        model.arm_shift = self.metadata.arm_shift;
         Ok(model)
     }
 

@@ -111,6 +111,9 @@ pub struct TrainedUplift {
     /// The learners that could not be trained on these rows when the learner was chosen among
     /// all, with why (see [`UpliftModel::fit`]).
     pub skipped: Vec<(Learner, String)>,
+    /// Why the learner was chosen on one validation split instead of by cross-validation, if
+    /// it was (too few buying rows per fold).
+    pub single_split: Option<String>,
 }
 
 /// Numbers the rows of a frame `0..n` in an `Int64` column `row_id`, the key features and
@@ -201,6 +204,7 @@ fn metadata(
         metrics,
         calibration,
         probability_calibration,
+        arm_shift: None,
         data_fingerprint,
         profile: None,
         code_version: opts.code_version.clone(),
@@ -357,14 +361,15 @@ pub fn train_uplift(
             max_calibration_gap(&calibration),
         ),
     ];
-    metrics.extend(
-        selection
-            .qini
-            .iter()
-            .map(|(l, q)| (format!("valid_qini_auc_{}", l.name()), *q)),
-    );
+    // The mean held-out Qini of every candidate, named by learner and setting.
+    metrics.extend(selection.scores.iter().map(|s| {
+        (
+            format!("valid_qini_auc_{}_{}", s.learner.name(), s.setting.name),
+            s.mean(),
+        )
+    }));
 
-    let metadata = metadata(
+    let mut metadata = metadata(
         target.name(),
         model.learner,
         opts,
@@ -376,6 +381,9 @@ pub fn train_uplift(
         calibration,
         model.baseline_calibration,
     );
+    // The tree shape cross-validation chose, and the odds learner's effect.
+    metadata.params = selection.params.clone();
+    metadata.arm_shift = model.arm_shift;
     let artifact = ModelArtifact::new(metadata, &model)?;
     Ok(TrainedUplift {
         model,
@@ -386,6 +394,7 @@ pub fn train_uplift(
             outcome: test.outcome,
             uplift: scores.uplift,
         },
+        single_split: selection.single_split,
         skipped: selection.failed,
     })
 }

@@ -11,7 +11,7 @@ csv="${CSV:-tests/fixtures/uplift/lenta_sample_50k.csv}"
 flags=(--csv "$csv" --treatment is_treatment --treated 1 --control 0 --outcome response_att --seed 42)
 split="$(mktemp)"
 trap 'rm -f "$split"' EXIT
-for learner in t s x ct auto; do
+for learner in odds s t ct x dr r auto; do
   "$bin" evaluate "${flags[@]}" --learner "$learner" --json --save-split "$split"
 done
 "$SKLIFT_VENV/bin/python" scripts/sklift/compare.py --csv "$csv" --split "$split" \

@@ -46,14 +46,31 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 
 #[test]
 fn every_learner_on_lenta() {
-    for learner in ["t", "s", "x", "ct", "auto"] {
+    for learner in ["odds", "s", "t", "ct", "x", "dr", "r", "auto"] {
         let v = json(&lenta(&["--learner", learner, "--json"]));
         let name = v["learner"].as_str().unwrap();
+        let candidates = v["validation_qini"].as_array().unwrap();
+        assert_eq!(v["single_split"], serde_json::Value::Null, "{v}");
         if learner == "auto" {
-            assert!(["t", "s", "x", "ct"].contains(&name), "{v}");
-            assert_eq!(v["validation_qini"].as_array().unwrap().len(), 4, "{v}");
+            // Every learner on both settings, each scored on three folds.
+            assert_eq!(candidates.len(), 14, "{v}");
+            assert_one_se_choice(&v);
         } else {
             assert_eq!(name, learner);
+            assert_eq!(candidates.len(), 2, "{v}");
+        }
+        for c in candidates {
+            let folds: Vec<f64> = c["folds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|q| q.as_f64().unwrap())
+                .collect();
+            assert_eq!(folds.len(), 3, "{c}");
+            let mean = folds.iter().sum::<f64>() / 3.0;
+            assert!((c["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{c}");
+            let sd = (folds.iter().map(|q| (q - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+            assert!((c["sd"].as_f64().unwrap() - sd).abs() < 1e-12, "{c}");
         }
         let (n_train, n_test) = (
             v["n_train"].as_u64().unwrap(),
@@ -74,6 +91,24 @@ fn every_learner_on_lenta() {
             "{q} outside [{low}, {high}]"
         );
     }
+}
+
+/// The chosen learner and setting are the first candidate (simplest first) whose mean fold Qini
+/// is within one standard error of the best mean.
+fn assert_one_se_choice(v: &serde_json::Value) {
+    let candidates = v["validation_qini"].as_array().unwrap();
+    let stat = |c: &serde_json::Value, k: &str| c[k].as_f64().unwrap();
+    let best = candidates
+        .iter()
+        .max_by(|a, b| stat(a, "mean").total_cmp(&stat(b, "mean")))
+        .unwrap();
+    let bar = stat(best, "mean") - stat(best, "sd") / 3f64.sqrt();
+    let chosen = candidates.iter().find(|c| stat(c, "mean") >= bar).unwrap();
+    assert_eq!(
+        (&v["learner"], &v["setting"]),
+        (&chosen["learner"], &chosen["setting"]),
+        "{v}"
+    );
 }
 
 #[test]
@@ -148,9 +183,11 @@ fn non_binary_outcome_is_refused() {
     );
 }
 
-/// On the Criteo sample (137 control rows, 3 of them visits) one arm's validation rows are of a
-/// single class for three learners: `auto` passes them over, names each with why, and keeps the
-/// one that trained; asked for by name, such a learner is an error.
+/// On the Criteo sample (137 control rows, 3 of them visits) cross-validation has too few buyers
+/// per fold: the choice falls back to one validation split and says so. There, one arm's
+/// validation rows are of a single class for the learners with a control-arm model: `auto`
+/// passes them over, names each with why, and keeps one that trained; asked for by name, such a
+/// learner is an error.
 #[test]
 fn a_learner_that_cannot_be_trained_is_skipped_by_auto_only() {
     let run = |learner: &str| {
@@ -169,9 +206,15 @@ fn a_learner_that_cannot_be_trained_is_skipped_by_auto_only() {
     };
     let out = run("auto");
     let v = json(&out);
+    let why = v["single_split"].as_str().unwrap();
+    assert!(
+        why.contains("needs 50 buying rows per arm in each of 3 folds")
+            && why.contains("fold 1 has 0 buying control rows"),
+        "{why}"
+    );
     let skipped = v["skipped_learners"].as_array().unwrap();
     let names: Vec<&str> = skipped.iter().map(|s| s[0].as_str().unwrap()).collect();
-    assert_eq!(names, ["t", "x", "ct"], "{v}");
+    assert_eq!(names, ["t", "ct", "x", "dr", "r"], "{v}");
     for s in skipped {
         assert!(s[1].as_str().unwrap().contains("need both classes"), "{v}");
     }
@@ -179,14 +222,16 @@ fn a_learner_that_cannot_be_trained_is_skipped_by_auto_only() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|q| q[0].as_str().unwrap())
+        .map(|q| q["learner"].as_str().unwrap())
         .collect();
-    assert_eq!(trained, ["s"], "{v}");
-    assert_eq!(v["learner"], "s", "{v}");
+    assert_eq!(trained, ["odds", "s"], "{v}");
     assert!(
-        stderr(&out).contains("learner passed over"),
-        "each skip is logged"
+        ["odds", "s"].contains(&v["learner"].as_str().unwrap()),
+        "{v}"
     );
+    let err = stderr(&out);
+    assert!(err.contains("learner passed over"), "each skip is logged");
+    assert!(err.contains("chose on one validation split"), "{err}");
 
     let out = run("t");
     assert!(!out.status.success());

@@ -76,6 +76,7 @@ pub(super) type Rounds = Vec<(&'static str, i32)>;
 
 /// Everything one LightGBM fit needs. Without `rounds`, models stop early on the validation
 /// rows; with it, each role trains for exactly its recorded rounds on the given rows.
+#[derive(Clone, Copy)]
 pub(super) struct Fit<'a> {
     pub(super) params: &'a UpliftParams,
     pub(super) names: &'a [String],
@@ -88,6 +89,17 @@ pub(super) struct Rows<'a> {
     pub(super) x: &'a [f64],
     pub(super) y: &'a [f32],
     pub(super) weights: Option<&'a [f32]>,
+}
+
+impl<'a> Rows<'a> {
+    /// Rows of equal weight.
+    pub(super) fn plain(x: &'a [f64], y: &'a [f32]) -> Self {
+        Self {
+            x,
+            y,
+            weights: None,
+        }
+    }
 }
 
 impl Fit<'_> {
@@ -134,7 +146,10 @@ impl Fit<'_> {
                 Ok(Booster::train(ds, &params)?)
             }
             (None, Some(v)) => {
-                let vds = Dataset::from_slice_with_reference(v.x, v.y, n, true, Some(&ds))?;
+                let mut vds = Dataset::from_slice_with_reference(v.x, v.y, n, true, Some(&ds))?;
+                if let Some(w) = v.weights {
+                    vds.set_weights(w)?;
+                }
                 Ok(Booster::train_with_valid(ds, Some(vds), &params)?)
             }
             (None, None) => Ok(Booster::train(ds, &params)?),
@@ -149,14 +164,13 @@ impl Fit<'_> {
         train: (&[f64], &[f32]),
         valid: (&[f64], &[f32]),
     ) -> Result<Booster> {
-        fn rows<'a>((x, y): (&'a [f64], &'a [f32])) -> Rows<'a> {
-            Rows {
-                x,
-                y,
-                weights: None,
-            }
-        }
-        self.run(role, objective, rows(train), Some(rows(valid)), self.names)
+        self.run(
+            role,
+            objective,
+            Rows::plain(train.0, train.1),
+            Some(Rows::plain(valid.0, valid.1)),
+            self.names,
+        )
     }
 
     /// A classifier of the outcome on one arm's rows.
@@ -172,16 +186,10 @@ impl Fit<'_> {
         self.run(
             if treated { "treated" } else { "control" },
             "binary",
-            Rows {
-                x: &t.x,
-                y: &ty,
-                weights: None,
-            },
-            v.as_ref().zip(vy.as_deref()).map(|(v, y)| Rows {
-                x: &v.x,
-                y,
-                weights: None,
-            }),
+            Rows::plain(&t.x, &ty),
+            v.as_ref()
+                .zip(vy.as_deref())
+                .map(|(v, y)| Rows::plain(&v.x, y)),
             self.names,
         )
     }
@@ -197,27 +205,14 @@ impl Fit<'_> {
         self.run(
             "propensity",
             "binary",
-            Rows {
-                x: &train.x,
-                y: &ty,
-                weights: None,
-            },
-            valid.zip(vy.as_deref()).map(|(v, y)| Rows {
-                x: &v.x,
-                y,
-                weights: None,
-            }),
+            Rows::plain(&train.x, &ty),
+            valid.zip(vy.as_deref()).map(|(v, y)| Rows::plain(&v.x, y)),
             self.names,
         )
     }
 }
 
-pub(super) fn predict(
-    b: &Booster,
-    x: &[f64],
-    n_features: usize,
-    threads: usize,
-) -> Result<Vec<f64>> {
+fn predict(b: &Booster, x: &[f64], n_features: usize, threads: usize) -> Result<Vec<f64>> {
     Ok(b.predict_with_params(
         x,
         n_features as i32,
@@ -345,11 +340,7 @@ impl Classifier {
         let booster = fit.run(
             "classifier",
             "binary",
-            Rows {
-                x: &x,
-                y: &y,
-                weights: None,
-            },
+            Rows::plain(&x, &y),
             None,
             feature_names,
         )?;

@@ -7,30 +7,47 @@
 //! - **CT** (class transformation): one classifier of Z = 1 when (treated and bought) or
 //!   (control and did not buy); rows are weighted by the estimated propensity so that the arms
 //!   count equally, and uplift = 2·P(Z = 1) − 1.
+//! - **Odds**: one classifier of the purchase on both arms' rows and one odds ratio of the
+//!   message shared by every user: uplift = σ(f(x) + β₁) − σ(f(x) + β₀). The effect follows the
+//!   baseline (a message moves a likely buyer more than an unlikely one), the most constrained
+//!   learner and the one chosen when the data cannot tell more flexible ones apart.
+//! - **DR**: a regressor of the doubly robust score of each row's effect, built from
+//!   cross-fitted arm models and propensity.
+//! - **R**: a regressor of the outcome's residual over the arm's residual, weighted by the arm's
+//!   residual squared (the R-loss), from the same cross-fitted models.
 //!
 //! The treatment propensity is estimated from the data (a regularised LightGBM classifier of the
 //! arm), never assumed to be 0.5. Every learner also carries a *baseline*: the purchase
 //! probability without treatment, which selection uses to spot users who would buy anyway.
 //!
-//! Training runs twice: a first pass with early stopping on the validation rows finds how many
-//! rounds each model needs (and lets `auto` compare learners); the final model is refit on the
-//! training and validation rows together with those round counts, so no labelled row is wasted.
+//! Training runs twice: cross-validation (see [`cv`]) finds how many rounds each model needs
+//! and chooses the learner and the LightGBM setting; the final model is refit on all the
+//! training rows with those round counts, so no labelled row is wasted. With too few buyers for
+//! folds, one validation split does both.
 
+mod choice;
+pub mod cv;
 mod lgbm;
+
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::calibration::Platt;
 use crate::forest::Scorer;
-use crate::metrics::qini_auc_score;
 use crate::{ModelError, Result};
-use lgbm::{clip, predict, Fit, Rounds, Rows};
+use choice::Choice;
+pub use cv::FoldScores;
+use cv::{Nuisance, FOLDS, MIN_FOLD_POSITIVES};
+use lgbm::{clip, Fit, Rounds, Rows};
 pub use lgbm::{large_benchmark_model, TreeModel};
 pub use lgbm::{regress, Classifier};
 
 /// LightGBM settings for small, noisy uplift signals: shallow trees, large leaves, L2
-/// regularisation and early stopping on a validation split.
+/// regularisation and early stopping on held-out rows. The uplift learners take the tree shape
+/// (rate, leaves, rows per leaf, L2) from the [`GRID`] setting cross-validation chooses; the
+/// defaults are its first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpliftParams {
     /// Threads LightGBM may use; set explicitly so it does not oversubscribe beside tokio.
@@ -50,10 +67,10 @@ impl Default for UpliftParams {
         Self {
             num_threads: 2,
             seed: 42,
-            learning_rate: 0.03,
-            num_leaves: 5,
-            min_data_in_leaf: 400,
-            lambda_l2: 10.0,
+            learning_rate: GRID[0].learning_rate,
+            num_leaves: GRID[0].num_leaves,
+            min_data_in_leaf: GRID[0].min_data_in_leaf,
+            lambda_l2: GRID[0].lambda_l2,
             feature_fraction: 0.8,
             max_rounds: 800,
             early_stopping_rounds: 50,
@@ -61,7 +78,47 @@ impl Default for UpliftParams {
     }
 }
 
+/// A LightGBM tree shape of the grid the uplift learners are cross-validated on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub learning_rate: f64,
+    pub num_leaves: u32,
+    pub min_data_in_leaf: u32,
+    pub lambda_l2: f64,
+}
+
+/// The grid, the same for every dataset, simplest first: small trees with large leaves for weak
+/// effects, and larger, less regularised trees for effects that need interactions to show.
+pub const GRID: [Setting; 2] = [
+    Setting {
+        name: "shallow",
+        learning_rate: 0.05,
+        num_leaves: 5,
+        min_data_in_leaf: 400,
+        lambda_l2: 10.0,
+    },
+    Setting {
+        name: "deeper",
+        learning_rate: 0.1,
+        num_leaves: 15,
+        min_data_in_leaf: 100,
+        lambda_l2: 1.0,
+    },
+];
+
 impl UpliftParams {
+    /// These settings with the tree shape of `setting`.
+    pub fn with(&self, setting: &Setting) -> Self {
+        Self {
+            learning_rate: setting.learning_rate,
+            num_leaves: setting.num_leaves,
+            min_data_in_leaf: setting.min_data_in_leaf,
+            lambda_l2: setting.lambda_l2,
+            ..self.clone()
+        }
+    }
+
     /// The settings for a plain classifier (discount sensitivity), from these: its label is
     /// observed directly, not a small difference between two arms, so larger trees at a faster
     /// rate reach the same held-out AUC with a fifth of the trees, and a fifth of the scoring
@@ -113,23 +170,38 @@ impl UpliftParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Learner {
-    T,
+    Odds,
     S,
-    X,
+    T,
     Ct,
+    X,
+    Dr,
+    R,
     Classifier,
 }
 
 impl Learner {
-    /// The uplift meta-learners (what `auto` chooses from).
-    pub const ALL: [Learner; 4] = [Learner::T, Learner::S, Learner::X, Learner::Ct];
+    /// The uplift meta-learners (what `auto` chooses from), simplest first: the order in which
+    /// the one-standard-error rule prefers them.
+    pub const ALL: [Learner; 7] = [
+        Learner::Odds,
+        Learner::S,
+        Learner::T,
+        Learner::Ct,
+        Learner::X,
+        Learner::Dr,
+        Learner::R,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Learner::T => "t",
+            Learner::Odds => "odds",
             Learner::S => "s",
-            Learner::X => "x",
+            Learner::T => "t",
             Learner::Ct => "ct",
+            Learner::X => "x",
+            Learner::Dr => "dr",
+            Learner::R => "r",
             Learner::Classifier => "classifier",
         }
     }
@@ -210,10 +282,61 @@ pub struct UpliftScores {
     pub p_control: Vec<f64>,
 }
 
-/// One LightGBM model of a learner, with the role it plays.
+/// One LightGBM model of a learner, with the role it plays. Shared: the folds of the
+/// cross-validation reuse their nuisance models in every learner that has them as parts.
 struct Part {
     role: &'static str,
-    model: TreeModel,
+    model: Rc<TreeModel>,
+}
+
+/// The odds learner's effect of the message: the log-odds each arm adds to the pooled model's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArmShift {
+    pub control: f64,
+    pub treated: f64,
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-7, 1.0 - 1e-7);
+    (p / (1.0 - p)).ln()
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl ArmShift {
+    /// Fits one log-odds ratio β of the message by Newton's method (a logistic regression on the
+    /// centred arm with the pooled model's logits `f` as offset), then splits it around the
+    /// pooled model: the control arm gets −β·share and the treated arm β·(1 − share), where the
+    /// share is the treated rows' (the pooled model has learnt their mix).
+    fn fit(f: &[f64], treated: &[bool], outcome: &[bool]) -> Self {
+        let share = treated.iter().filter(|&&t| t).count() as f64 / treated.len().max(1) as f64;
+        let mut beta: f64 = 0.0;
+        for _ in 0..50 {
+            let (mut grad, mut hess) = (0.0, 0.0);
+            for ((&f, &t), &y) in f.iter().zip(treated).zip(outcome) {
+                let x = f64::from(u8::from(t)) - share;
+                let p = sigmoid(f + beta * x);
+                grad += x * (f64::from(u8::from(y)) - p);
+                hess += x * x * p * (1.0 - p);
+            }
+            if hess <= f64::EPSILON {
+                break;
+            }
+            let step = grad / hess;
+            // Bounded: an arm whose rows all bought (or none did) has no finite ratio.
+            beta = (beta + step).clamp(-10.0, 10.0);
+            if step.abs() < 1e-10 {
+                break;
+            }
+        }
+        Self {
+            control: -beta * share,
+            treated: beta * (1.0 - share),
+        }
+    }
 }
 
 /// A trained uplift model: its learner and LightGBM models by role.
@@ -221,8 +344,11 @@ pub struct UpliftModel {
     pub learner: Learner,
     parts: Vec<Part>,
     pub feature_names: Vec<String>,
-    /// Platt map of the baseline purchase probability, fitted on the validation control rows.
+    /// Platt map of the baseline purchase probability, fitted on out-of-fold (or validation)
+    /// control rows.
     pub baseline_calibration: Platt,
+    /// The odds learner's effect of the message (`None` for the other learners).
+    pub arm_shift: Option<ArmShift>,
 }
 
 impl std::fmt::Debug for UpliftModel {
@@ -232,6 +358,7 @@ impl std::fmt::Debug for UpliftModel {
             .field("roles", &self.roles())
             .field("feature_names", &self.feature_names)
             .field("baseline_calibration", &self.baseline_calibration)
+            .field("arm_shift", &self.arm_shift)
             .finish()
     }
 }
@@ -252,6 +379,8 @@ pub fn roles(learner: Learner) -> &'static [&'static str] {
             "propensity",
         ],
         Learner::Ct => &["transformed", "control", "propensity"],
+        Learner::Odds => &["pooled"],
+        Learner::Dr | Learner::R => &["tau", "control"],
         Learner::Classifier => &["classifier"],
     }
 }
@@ -265,22 +394,95 @@ fn role_features(role: &str, names: &[String]) -> Vec<String> {
     v
 }
 
-/// What [`UpliftModel::fit`] tried.
+/// What [`UpliftModel::fit`] tried and chose.
 #[derive(Debug, Clone, Default)]
 pub struct Tried {
-    /// The validation Qini of each learner trained, in the order they were tried.
-    pub qini: Vec<(Learner, f64)>,
+    /// Each candidate (learner and setting) trained, simplest first, with its Qini on each
+    /// held-out fold (one figure each when the choice fell back to one validation split).
+    pub scores: Vec<FoldScores>,
     /// The learners that could not be trained, with why (only when choosing among all).
     pub failed: Vec<(Learner, String)>,
+    /// The settings the returned model was trained with.
+    pub params: UpliftParams,
+    /// The name of the chosen [`GRID`] setting.
+    pub setting: &'static str,
+    /// Why the choice was made on one validation split instead of by cross-validation (too
+    /// few buying rows per fold), if it was.
+    pub single_split: Option<String>,
+}
+
+/// What a fit is given besides its rows: when cross-validating, the fold's nuisance models and
+/// the out-of-fold nuisance predictions of its training and validation rows.
+#[derive(Clone, Copy, Default)]
+struct Given<'a> {
+    arms: Option<&'a cv::Arms>,
+    nuisance: Option<(&'a Nuisance, Option<&'a Nuisance>)>,
+}
+
+impl Given<'_> {
+    /// One arm's outcome model: the fold's, or one fitted on these rows.
+    fn arm(
+        &self,
+        fit: &Fit,
+        train: &TrainingSet,
+        valid: Option<&TrainingSet>,
+        treated: bool,
+    ) -> Result<Rc<TreeModel>> {
+        Ok(match self.arms {
+            Some(a) if treated => Rc::clone(&a.treated),
+            Some(a) => Rc::clone(&a.control),
+            None => Rc::new(TreeModel::new(fit.arm_model(train, valid, treated)?)),
+        })
+    }
+
+    /// The treatment propensity model: the fold's, or one fitted on these rows.
+    fn propensity(
+        &self,
+        fit: &Fit,
+        train: &TrainingSet,
+        valid: Option<&TrainingSet>,
+    ) -> Result<Rc<TreeModel>> {
+        Ok(match self.arms {
+            Some(a) => Rc::clone(&a.propensity),
+            None => Rc::new(TreeModel::new(fit.propensity(train, valid)?)),
+        })
+    }
+
+    /// Out-of-fold nuisance predictions of the training and validation rows: the given ones,
+    /// or cross-fitted here on both sets together (stopping early on each fold).
+    fn nuisance(
+        &self,
+        fit: &Fit,
+        train: &TrainingSet,
+        valid: Option<&TrainingSet>,
+    ) -> Result<(Nuisance, Option<Nuisance>)> {
+        if let Some((t, v)) = self.nuisance {
+            return Ok((t.clone(), v.cloned()));
+        }
+        let all = valid.map_or_else(|| train.clone(), |v| train.concat(v));
+        let folds = cv::stratified_folds(&all.treated, &all.outcome, FOLDS, fit.params.seed);
+        let early = Fit {
+            rounds: None,
+            ..*fit
+        };
+        let (n, _) = cv::cross_fit(&all, &folds, FOLDS, &early)?;
+        let idx: Vec<usize> = (0..all.len()).collect();
+        let (t, v) = idx.split_at(train.len());
+        Ok((n.subset(t), valid.map(|_| n.subset(v))))
+    }
 }
 
 impl UpliftModel {
-    /// Trains `learner`, or with `None` every learner and keeps the best Qini on `valid`.
-    /// Early stopping on `valid` finds each model's rounds; the chosen learner is then refit on
-    /// `train` and `valid` together. Returns the model and what was tried: the validation Qini
-    /// of each learner trained and, choosing among all, the learners that could not be trained
-    /// on these rows (one arm's validation rows of a single class, say), with why. A learner
-    /// asked for by name that cannot be trained fails the fit.
+    /// Trains `learner`, or with `None` chooses among all of them.
+    ///
+    /// With enough buying rows (see [`cv::MIN_FOLD_POSITIVES`]), every candidate learner on
+    /// every [`GRID`] setting is cross-validated on `train` and `valid` together, the
+    /// one-standard-error rule picks one (see [`cv`]), and it is refit on all rows. With fewer,
+    /// each candidate learner is fitted on `train` with early stopping on `valid` at the first
+    /// setting, the best validation Qini wins, and it is refit on both; `Tried::single_split`
+    /// says why. Returns the model and what was tried, including, when choosing among all, the
+    /// learners that could not be trained on these rows (one arm of a fold with a single class,
+    /// say), with why. A learner asked for by name that cannot be trained fails the fit.
     pub fn fit(
         learner: Option<Learner>,
         train: &TrainingSet,
@@ -289,97 +491,41 @@ impl UpliftModel {
         categorical: &[usize],
         params: &UpliftParams,
     ) -> Result<(Self, Tried)> {
-        let choosing = learner.is_none();
         let candidates = learner.map_or(Learner::ALL.to_vec(), |l| vec![l]);
-        let mut best: Option<(Self, f64, Vec<f64>)> = None;
-        let mut tried = Tried::default();
-        for learner in candidates {
-            let first = match Self::fit_pass(
-                learner,
-                train,
-                Some(valid),
-                None,
-                feature_names,
-                categorical,
-                params,
-            ) {
-                Ok(first) => first,
-                Err(e) if choosing => {
-                    tried.failed.push((learner, e.to_string()));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let s = first.predict(&valid.x, params.num_threads)?;
-            let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
-            tried.qini.push((learner, q));
-            if best.as_ref().is_none_or(|(_, b, _)| q > *b) {
-                best = Some((first, q, s.p_control));
-            }
-        }
-        let (first, _, p_control) = best.ok_or_else(|| ModelError::Training {
-            what: "the uplift model".into(),
-            why: if tried.failed.is_empty() {
-                "no learner to train".into()
-            } else {
-                let each: Vec<String> = tried
-                    .failed
-                    .iter()
-                    .map(|(l, why)| format!("{}: {why}", l.name()))
-                    .collect();
-                format!("no learner could be trained ({})", each.join("; "))
-            },
-        })?;
-        // The baseline is calibrated on validation rows without a message, which the refit
-        // model has not seen at this stage of its fit either (same rounds, more rows).
-        let control: Vec<usize> = (0..valid.len()).filter(|&i| !valid.treated[i]).collect();
-        let calibration = Platt::fit(
-            &control
-                .iter()
-                .map(|&i| valid.outcome[i])
-                .collect::<Vec<_>>(),
-            &control.iter().map(|&i| p_control[i]).collect::<Vec<_>>(),
-        );
-        let mut model = first.refit(train, valid, categorical, params)?;
-        model.baseline_calibration = calibration;
-        Ok((model, tried))
-    }
-
-    /// The same learner refit on `train` and `valid` together with this model's round counts.
-    fn refit(
-        &self,
-        train: &TrainingSet,
-        valid: &TrainingSet,
-        categorical: &[usize],
-        params: &UpliftParams,
-    ) -> Result<Self> {
-        let rounds: Rounds = self
-            .parts
-            .iter()
-            .map(|p| (p.role, p.model.booster.num_iterations()))
-            .collect();
-        Self::fit_pass(
-            self.learner,
-            &train.concat(valid),
-            None,
-            Some(&rounds),
-            &self.feature_names,
+        let all = train.concat(valid);
+        let folds = cv::stratified_folds(&all.treated, &all.outcome, FOLDS, params.seed);
+        let (fewest, arm, fold) = cv::fewest_positives(&all, &folds, FOLDS);
+        let choice = Choice {
+            candidates,
+            choosing: learner.is_none(),
+            feature_names,
             categorical,
             params,
-        )
+        };
+        if fewest < MIN_FOLD_POSITIVES {
+            let why = format!(
+                "cross-validation needs {MIN_FOLD_POSITIVES} buying rows per arm in each of \
+                 {FOLDS} folds, and fold {} has {fewest} buying {} rows; chose on one validation \
+                 split of {} rows",
+                fold + 1,
+                if arm { "treated" } else { "control" },
+                valid.len()
+            );
+            return choice.on_split(train, valid, why);
+        }
+        choice.by_cv(&all, &folds)
     }
 
-    /// One fit of every model of a learner: with `valid` for early stopping, or with fixed
-    /// `rounds`.
+    /// One fit of every model of a learner: with `valid` for early stopping, or with the fit's
+    /// fixed rounds.
     fn fit_pass(
         learner: Learner,
         train: &TrainingSet,
         valid: Option<&TrainingSet>,
-        rounds: Option<&Rounds>,
-        feature_names: &[String],
-        categorical: &[usize],
-        params: &UpliftParams,
+        fit: &Fit,
+        given: Given,
     ) -> Result<Self> {
+        let feature_names = fit.names;
         if feature_names.len() != train.n_features {
             return Err(ModelError::Training {
                 what: "the uplift model".into(),
@@ -400,15 +546,11 @@ impl UpliftModel {
                 });
             }
         }
-        let fit = Fit {
-            params,
-            names: feature_names,
-            categorical,
-            rounds,
-        };
-        let threads = params.num_threads;
+        let threads = fit.params.num_threads;
         let n = train.n_features;
-        let parts = match learner {
+        let own = |b| Rc::new(TreeModel::new(b));
+        let mut arm_shift = None;
+        let parts: Vec<(&'static str, Rc<TreeModel>)> = match learner {
             Learner::Classifier => {
                 return Err(ModelError::Training {
                     what: "the uplift model".into(),
@@ -416,8 +558,8 @@ impl UpliftModel {
                 })
             }
             Learner::T => vec![
-                ("treated", fit.arm_model(train, valid, true)?),
-                ("control", fit.arm_model(train, valid, false)?),
+                ("treated", given.arm(fit, train, valid, true)?),
+                ("control", given.arm(fit, train, valid, false)?),
             ],
             Learner::S => {
                 let names = role_features("single", feature_names);
@@ -429,28 +571,38 @@ impl UpliftModel {
                 let single = fit.run(
                     "single",
                     "binary",
-                    Rows {
-                        x: &x,
-                        y: &y,
-                        weights: None,
-                    },
-                    v.as_ref().map(|(x, y)| Rows {
-                        x,
-                        y,
-                        weights: None,
-                    }),
+                    Rows::plain(&x, &y),
+                    v.as_ref().map(|(x, y)| Rows::plain(x, y)),
                     &names,
                 )?;
-                vec![("single", single)]
+                vec![("single", own(single))]
+            }
+            Learner::Odds => {
+                let (y, vy) = (labels(&train.outcome), valid.map(|v| labels(&v.outcome)));
+                let pooled = fit.run(
+                    "pooled",
+                    "binary",
+                    Rows::plain(&train.x, &y),
+                    valid.zip(vy.as_deref()).map(|(v, y)| Rows::plain(&v.x, y)),
+                    feature_names,
+                )?;
+                let pooled = own(pooled);
+                let f: Vec<f64> = pooled
+                    .predict(&train.x, n, threads)?
+                    .into_iter()
+                    .map(logit)
+                    .collect();
+                arm_shift = Some(ArmShift::fit(&f, &train.treated, &train.outcome));
+                vec![("pooled", pooled)]
             }
             Learner::X => {
-                let treated = fit.arm_model(train, valid, true)?;
-                let control = fit.arm_model(train, valid, false)?;
+                let treated = given.arm(fit, train, valid, true)?;
+                let control = given.arm(fit, train, valid, false)?;
                 // Imputed individual effects: treated rows against the control model, control
                 // rows against the treated model.
                 let imputed = |set: &TrainingSet, arm: bool| -> Result<(Vec<f64>, Vec<f32>)> {
                     let s = set.arm(arm);
-                    let other = predict(if arm { &control } else { &treated }, &s.x, n, threads)?;
+                    let other = if arm { &control } else { &treated }.predict(&s.x, n, threads)?;
                     let d = s
                         .outcome
                         .iter()
@@ -466,21 +618,13 @@ impl UpliftModel {
                 for (role, arm) in [("tau_treated", true), ("tau_control", false)] {
                     let (x, d) = imputed(train, arm)?;
                     let v = valid.map(|v| imputed(v, arm)).transpose()?;
-                    taus.push(fit.run(
+                    taus.push(own(fit.run(
                         role,
                         "regression",
-                        Rows {
-                            x: &x,
-                            y: &d,
-                            weights: None,
-                        },
-                        v.as_ref().map(|(x, y)| Rows {
-                            x,
-                            y,
-                            weights: None,
-                        }),
+                        Rows::plain(&x, &d),
+                        v.as_ref().map(|(x, y)| Rows::plain(x, y)),
                         feature_names,
-                    )?);
+                    )?));
                 }
                 let tau_control = taus.pop().expect("two effect models");
                 let tau_treated = taus.pop().expect("two effect models");
@@ -489,11 +633,11 @@ impl UpliftModel {
                     ("control", control),
                     ("tau_treated", tau_treated),
                     ("tau_control", tau_control),
-                    ("propensity", fit.propensity(train, valid)?),
+                    ("propensity", given.propensity(fit, train, valid)?),
                 ]
             }
             Learner::Ct => {
-                let propensity = fit.propensity(train, valid)?;
+                let propensity = given.propensity(fit, train, valid)?;
                 let z = |s: &TrainingSet| -> Vec<f32> {
                     s.treated
                         .iter()
@@ -503,7 +647,7 @@ impl UpliftModel {
                 };
                 // Weight each arm to half the total mass: the transformation is only unbiased
                 // when both arms count equally.
-                let e = predict(&propensity, &train.x, n, threads)?;
+                let e = propensity.predict(&train.x, n, threads)?;
                 let w: Vec<f32> = train
                     .treated
                     .iter()
@@ -522,17 +666,44 @@ impl UpliftModel {
                         y: &zy,
                         weights: Some(&w),
                     },
-                    valid.zip(vz.as_deref()).map(|(v, y)| Rows {
+                    valid.zip(vz.as_deref()).map(|(v, y)| Rows::plain(&v.x, y)),
+                    feature_names,
+                )?;
+                vec![
+                    ("transformed", own(transformed)),
+                    ("control", given.arm(fit, train, valid, false)?),
+                    ("propensity", propensity),
+                ]
+            }
+            Learner::Dr | Learner::R => {
+                let (nt, nv) = given.nuisance(fit, train, valid)?;
+                let pseudo = |n: &Nuisance, s: &TrainingSet| match learner {
+                    Learner::Dr => (n.doubly_robust(s), None),
+                    _ => {
+                        let (y, w) = n.residualised(s);
+                        (y, Some(w))
+                    }
+                };
+                let (y, w) = pseudo(&nt, train);
+                let v = valid.zip(nv.as_ref()).map(|(v, n)| pseudo(n, v));
+                let tau = fit.run(
+                    "tau",
+                    "regression",
+                    Rows {
+                        x: &train.x,
+                        y: &y,
+                        weights: w.as_deref(),
+                    },
+                    valid.zip(v.as_ref()).map(|(v, (y, w))| Rows {
                         x: &v.x,
                         y,
-                        weights: None,
+                        weights: w.as_deref(),
                     }),
                     feature_names,
                 )?;
                 vec![
-                    ("transformed", transformed),
-                    ("control", fit.arm_model(train, valid, false)?),
-                    ("propensity", propensity),
+                    ("tau", own(tau)),
+                    ("control", given.arm(fit, train, valid, false)?),
                 ]
             }
         };
@@ -540,21 +711,27 @@ impl UpliftModel {
             learner,
             parts: parts
                 .into_iter()
-                .map(|(role, booster)| Part {
-                    role,
-                    model: TreeModel::new(booster),
-                })
+                .map(|(role, model)| Part { role, model })
                 .collect(),
             feature_names: feature_names.to_vec(),
             baseline_calibration: Platt::default(),
+            arm_shift,
         })
+    }
+
+    /// The round count of each of this model's LightGBM models.
+    fn rounds(&self) -> Rounds {
+        self.parts
+            .iter()
+            .map(|p| (p.role, p.model.booster.num_iterations()))
+            .collect()
     }
 
     fn part(&self, role: &str) -> Result<&TreeModel> {
         self.parts
             .iter()
             .find(|p| p.role == role)
-            .map(|p| &p.model)
+            .map(|p| p.model.as_ref())
             .ok_or_else(|| ModelError::Artifact(format!("the {role} model is missing")))
     }
 
@@ -594,6 +771,20 @@ impl UpliftModel {
                 let z = p("transformed")?;
                 (z.iter().map(|z| 2.0 * z - 1.0).collect(), p("control")?)
             }
+            Learner::Odds => {
+                let shift = self.arm_shift.ok_or_else(|| {
+                    ModelError::Artifact("the odds learner's arm shift is missing".into())
+                })?;
+                let f: Vec<f64> = p("pooled")?.into_iter().map(logit).collect();
+                let control: Vec<f64> = f.iter().map(|f| sigmoid(f + shift.control)).collect();
+                let uplift = f
+                    .iter()
+                    .zip(&control)
+                    .map(|(f, c)| sigmoid(f + shift.treated) - c)
+                    .collect();
+                (uplift, control)
+            }
+            Learner::Dr | Learner::R => (p("tau")?, p("control")?),
             Learner::Classifier => {
                 return Err(ModelError::Artifact("a classifier has no uplift".into()))
             }
@@ -614,7 +805,10 @@ impl UpliftModel {
     /// Scores with `scorer` from now on.
     pub fn scored_by(mut self, scorer: Scorer) -> Result<Self> {
         for part in &mut self.parts {
-            part.model.scored_by(scorer, part.role)?;
+            // A fitted model owns its parts; only the folds of a cross-validation share them.
+            Rc::get_mut(&mut part.model)
+                .ok_or_else(|| ModelError::Artifact(format!("the {} model is shared", part.role)))?
+                .scored_by(scorer, part.role)?;
         }
         Ok(self)
     }
@@ -651,13 +845,17 @@ impl UpliftModel {
                         .collect(),
                 });
             }
-            parts.push(Part { role, model });
+            parts.push(Part {
+                role,
+                model: Rc::new(model),
+            });
         }
         Ok(Self {
             learner,
             parts,
             feature_names: feature_names.to_vec(),
             baseline_calibration: Platt::default(),
+            arm_shift: None,
         })
     }
 }

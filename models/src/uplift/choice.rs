@@ -1,0 +1,370 @@
+//! How [`UpliftModel::fit`] chooses a learner and a setting and fits the final model: by
+//! cross-validation on all the training rows, or, with too few buyers for folds, on one
+//! validation split.
+
+use super::cv::{self, FoldScores, Nuisance, FOLDS};
+use super::lgbm::Fit;
+use super::{Given, Learner, TrainingSet, Tried, UpliftModel, UpliftParams, GRID};
+use crate::calibration::Platt;
+use crate::metrics::qini_auc_score;
+use crate::{ModelError, Result};
+
+/// The candidates and what every fit of them shares.
+pub(super) struct Choice<'a> {
+    pub(super) candidates: Vec<Learner>,
+    /// All learners are candidates: one that cannot be trained is skipped, not fatal.
+    pub(super) choosing: bool,
+    pub(super) feature_names: &'a [String],
+    pub(super) categorical: &'a [usize],
+    pub(super) params: &'a UpliftParams,
+}
+
+impl Choice<'_> {
+    fn fit<'f>(&'f self, params: &'f UpliftParams, rounds: Option<&'f super::Rounds>) -> Fit<'f> {
+        Fit {
+            params,
+            names: self.feature_names,
+            categorical: self.categorical,
+            rounds,
+        }
+    }
+
+    /// Records a candidate's failure when choosing among all; otherwise it is the fit's.
+    fn skip(&self, tried: &mut Tried, learner: Learner, e: ModelError) -> Result<()> {
+        if !self.choosing {
+            return Err(e);
+        }
+        if !tried.failed.iter().any(|(l, _)| *l == learner) {
+            tried.failed.push((learner, e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The error when no candidate could be trained.
+    fn none_trained(tried: &Tried) -> ModelError {
+        ModelError::Training {
+            what: "the uplift model".into(),
+            why: if tried.failed.is_empty() {
+                "no learner to train".into()
+            } else {
+                let each: Vec<String> = tried
+                    .failed
+                    .iter()
+                    .map(|(l, why)| format!("{}: {why}", l.name()))
+                    .collect();
+                format!("no learner could be trained ({})", each.join("; "))
+            },
+        }
+    }
+
+    /// Cross-validates every candidate on every setting on `all` (fold ids `folds`), keeps the
+    /// one-standard-error choice and refits it on all rows with its folds' mean rounds.
+    pub(super) fn by_cv(&self, all: &TrainingSet, folds: &[usize]) -> Result<(UpliftModel, Tried)> {
+        let threads = self.params.num_threads;
+        let mut tried = Tried::default();
+        let mut nuisances: Vec<Nuisance> = Vec::with_capacity(GRID.len());
+        for setting in &GRID {
+            let params = self.params.with(setting);
+            let fit = self.fit(&params, None);
+            let (nuisance, arms) = cv::cross_fit(all, folds, FOLDS, &fit)?;
+            let pseudo = if self
+                .candidates
+                .iter()
+                .any(|l| matches!(l, Learner::Dr | Learner::R))
+            {
+                cv::nested(all, folds, FOLDS, &arms, &fit)?
+            } else {
+                Vec::new()
+            };
+            'learner: for &learner in &self.candidates {
+                if tried.failed.iter().any(|(l, _)| *l == learner) {
+                    continue;
+                }
+                let mut scores = FoldScores {
+                    learner,
+                    setting,
+                    qini: Vec::with_capacity(FOLDS),
+                    rounds: Vec::new(),
+                    p_control: vec![0.0; all.len()],
+                };
+                let mut rounds: Vec<(&'static str, i32)> = Vec::new();
+                for (j, arms) in arms.iter().enumerate() {
+                    let (rest, held) = cv::fold_rows(folds, j);
+                    let (train, valid) = (all.subset(&rest), all.subset(&held));
+                    // Training rows' pseudo-outcomes from models that never saw fold j; the
+                    // held-out rows' (for early stopping only) from the out-of-fold ones.
+                    let nt = pseudo.get(j).unwrap_or(&nuisance).subset(&rest);
+                    let nv = nuisance.subset(&held);
+                    let given = Given {
+                        arms: Some(arms),
+                        nuisance: Some((&nt, Some(&nv))),
+                    };
+                    let scored = UpliftModel::fit_pass(learner, &train, Some(&valid), &fit, given)
+                        .and_then(|m| Ok((m.predict(&valid.x, threads)?, m.rounds())));
+                    let (s, r) = match scored {
+                        Ok(done) => done,
+                        Err(e) => {
+                            self.skip(&mut tried, learner, e)?;
+                            continue 'learner;
+                        }
+                    };
+                    scores
+                        .qini
+                        .push(qini_auc_score(&valid.outcome, &s.uplift, &valid.treated));
+                    for (&i, p) in held.iter().zip(s.p_control) {
+                        scores.p_control[i] = p;
+                    }
+                    for (role, n) in r {
+                        match rounds.iter_mut().find(|(r, _)| *r == role) {
+                            Some((_, sum)) => *sum += n,
+                            None => rounds.push((role, n)),
+                        }
+                    }
+                }
+                scores.rounds = rounds
+                    .into_iter()
+                    .map(|(role, sum)| (role, (f64::from(sum) / FOLDS as f64).round() as i32))
+                    .collect();
+                tried.scores.push(scores);
+            }
+            nuisances.push(nuisance);
+        }
+        // Simplest first: by learner, then by setting.
+        let rank = |s: &FoldScores| {
+            let l = Learner::ALL.iter().position(|&l| l == s.learner);
+            let g = GRID.iter().position(|g| g == s.setting);
+            (l, g)
+        };
+        tried.scores.sort_by_key(rank);
+        let pick = cv::one_se_choice(&tried.scores).ok_or_else(|| Self::none_trained(&tried))?;
+        let chosen = &tried.scores[pick];
+        let g = GRID.iter().position(|g| g == chosen.setting).unwrap_or(0);
+        let params = self.params.with(chosen.setting);
+        let fit = self.fit(&params, Some(&chosen.rounds));
+        let given = Given {
+            arms: None,
+            nuisance: Some((&nuisances[g], None)),
+        };
+        let mut model = UpliftModel::fit_pass(chosen.learner, all, None, &fit, given)?;
+        // Out of fold, the baseline of every control row comes from a model that never saw it.
+        let control: Vec<usize> = (0..all.len()).filter(|&i| !all.treated[i]).collect();
+        model.baseline_calibration = Platt::fit(
+            &control.iter().map(|&i| all.outcome[i]).collect::<Vec<_>>(),
+            &control
+                .iter()
+                .map(|&i| chosen.p_control[i])
+                .collect::<Vec<_>>(),
+        );
+        tried.setting = chosen.setting.name;
+        tried.params = params;
+        Ok((model, tried))
+    }
+
+    /// Fits every candidate on `train` with early stopping on `valid` at the grid's first
+    /// setting, keeps the best validation Qini and refits it on both sets with its rounds.
+    pub(super) fn on_split(
+        &self,
+        train: &TrainingSet,
+        valid: &TrainingSet,
+        why: String,
+    ) -> Result<(UpliftModel, Tried)> {
+        let setting = &GRID[0];
+        let params = self.params.with(setting);
+        let fit = self.fit(&params, None);
+        let mut tried = Tried {
+            single_split: Some(why),
+            ..Tried::default()
+        };
+        let mut best: Option<(UpliftModel, usize)> = None;
+        for &learner in &self.candidates {
+            let first = UpliftModel::fit_pass(learner, train, Some(valid), &fit, Given::default())
+                .and_then(|m| {
+                    let s = m.predict(&valid.x, params.num_threads)?;
+                    Ok((m, s))
+                });
+            let (first, s) = match first {
+                Ok(done) => done,
+                Err(e) => {
+                    self.skip(&mut tried, learner, e)?;
+                    continue;
+                }
+            };
+            let q = qini_auc_score(&valid.outcome, &s.uplift, &valid.treated);
+            tried.scores.push(FoldScores {
+                learner,
+                setting,
+                qini: vec![q],
+                rounds: first.rounds(),
+                p_control: s.p_control,
+            });
+            let last = tried.scores.len() - 1;
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| q > tried.scores[*b].mean())
+            {
+                best = Some((first, last));
+            }
+        }
+        let (_, pick) = best.ok_or_else(|| Self::none_trained(&tried))?;
+        let chosen = &tried.scores[pick];
+        // The baseline is calibrated on validation rows without a message, which the refit
+        // model has not seen at this stage of its fit either (same rounds, more rows).
+        let control: Vec<usize> = (0..valid.len()).filter(|&i| !valid.treated[i]).collect();
+        let calibration = Platt::fit(
+            &control
+                .iter()
+                .map(|&i| valid.outcome[i])
+                .collect::<Vec<_>>(),
+            &control
+                .iter()
+                .map(|&i| chosen.p_control[i])
+                .collect::<Vec<_>>(),
+        );
+        let refit = self.fit(&params, Some(&chosen.rounds));
+        let mut model = UpliftModel::fit_pass(
+            chosen.learner,
+            &train.concat(valid),
+            None,
+            &refit,
+            Given::default(),
+        )?;
+        model.baseline_calibration = calibration;
+        tried.setting = setting.name;
+        tried.params = params;
+        Ok((model, tried))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::uplift::cv::MIN_FOLD_POSITIVES;
+
+    /// `n` rows of four standard normal features whose purchase has log-odds −1.5 + x0 without
+    /// a message and `effect(x)` more with one (60 % treated), with each row's true uplift.
+    fn generated(n: usize, seed: u64, effect: fn(&[f64]) -> f64) -> (TrainingSet, Vec<f64>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || {
+            // Box–Muller: two uniforms, one standard normal.
+            let (u, v): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        };
+        let mut set = TrainingSet {
+            n_features: 4,
+            ..TrainingSet::default()
+        };
+        let mut truth = Vec::with_capacity(n);
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        for _ in 0..n {
+            let x: Vec<f64> = (0..4).map(|_| normal()).collect();
+            let base = -1.5 + x[0];
+            let t = rng.random::<f64>() < 0.6;
+            let p = sig(base + if t { effect(&x) } else { 0.0 });
+            set.outcome.push(rng.random::<f64>() < p);
+            set.treated.push(t);
+            truth.push(sig(base + effect(&x)) - sig(base));
+            set.x.extend(x);
+        }
+        (set, truth)
+    }
+
+    fn names() -> Vec<String> {
+        (0..4).map(|j| format!("x{j}")).collect()
+    }
+
+    fn params() -> UpliftParams {
+        UpliftParams {
+            max_rounds: 300,
+            ..UpliftParams::default()
+        }
+    }
+
+    /// An effect carried by a feature that does not predict the purchase: the constrained odds
+    /// learner cannot rank by it, cross-validation sees that on every fold and chooses a learner
+    /// that can, which reaches most of the oracle's Qini on new rows.
+    #[test]
+    fn cross_validation_finds_an_effect_the_baseline_does_not_carry() {
+        let effect = |x: &[f64]| 1.2 * x[2];
+        let (train, _) = generated(9_000, 1, effect);
+        let (valid, _) = generated(3_000, 2, effect);
+        let (test, truth) = generated(8_000, 3, effect);
+        let (model, tried) =
+            UpliftModel::fit(None, &train, &valid, &names(), &[], &params()).unwrap();
+        assert_eq!(tried.single_split, None);
+        assert!(tried.failed.is_empty(), "{:?}", tried.failed);
+        assert_eq!(tried.scores.len(), Learner::ALL.len() * GRID.len());
+        assert!(tried.scores.iter().all(|s| s.qini.len() == FOLDS));
+        // The one-standard-error rule: the first candidate within one error of the best mean.
+        let best = tried
+            .scores
+            .iter()
+            .max_by(|a, b| a.mean().total_cmp(&b.mean()))
+            .unwrap();
+        let chosen = tried
+            .scores
+            .iter()
+            .find(|s| s.mean() >= best.mean() - best.se())
+            .unwrap();
+        assert_eq!(
+            (model.learner, chosen.setting.name),
+            (chosen.learner, tried.setting)
+        );
+        assert_eq!(tried.params, params().with(chosen.setting));
+        let odds = tried
+            .scores
+            .iter()
+            .filter(|s| s.learner == Learner::Odds)
+            .map(FoldScores::mean)
+            .fold(f64::MIN, f64::max);
+        assert!(odds < best.mean() - best.se(), "odds {odds}, best {best:?}");
+        assert_ne!(model.learner, Learner::Odds);
+        let q = qini_auc_score(
+            &test.outcome,
+            &model.predict(&test.x, 2).unwrap().uplift,
+            &test.treated,
+        );
+        let oracle = qini_auc_score(&test.outcome, &truth, &test.treated);
+        assert!(q > 0.7 * oracle, "Qini {q}, oracle {oracle}");
+    }
+
+    /// One odds ratio for every user: the simplest learner is as good as any on the folds, and
+    /// the rule keeps it.
+    #[test]
+    fn a_shared_odds_ratio_keeps_the_simplest_learner() {
+        let effect = |_: &[f64]| 0.5;
+        let (train, _) = generated(9_000, 4, effect);
+        let (valid, _) = generated(3_000, 5, effect);
+        let (model, tried) =
+            UpliftModel::fit(None, &train, &valid, &names(), &[], &params()).unwrap();
+        assert_eq!(model.learner, Learner::Odds, "{:?}", tried.scores);
+        let shift = model.arm_shift.unwrap();
+        // The fitted odds ratio is the true one, e^0.5, within its noise.
+        let beta = shift.treated - shift.control;
+        assert!((beta - 0.5).abs() < 0.15, "log odds ratio {beta}");
+    }
+
+    /// With fewer buyers per fold and arm than cross-validation needs, the choice falls back to
+    /// one validation split and says so with the counts.
+    #[test]
+    fn too_few_buyers_per_fold_fall_back_to_one_split() {
+        let effect = |x: &[f64]| x[2];
+        let (train, _) = generated(700, 6, effect);
+        let (valid, _) = generated(300, 7, effect);
+        let buyers = train.concat(&valid).outcome.iter().filter(|&&y| y).count();
+        assert!(buyers < 2 * FOLDS * MIN_FOLD_POSITIVES, "{buyers} buyers");
+        let (model, tried) =
+            UpliftModel::fit(None, &train, &valid, &names(), &[], &params()).unwrap();
+        let why = tried.single_split.unwrap();
+        assert!(
+            why.contains("needs 50 buying rows per arm in each of 3 folds")
+                && why.contains("one validation split of 300 rows"),
+            "{why}"
+        );
+        assert!(tried.scores.iter().all(|s| s.qini.len() == 1));
+        assert_eq!(tried.setting, GRID[0].name);
+        assert!(Learner::ALL.contains(&model.learner));
+    }
+}
