@@ -4,10 +4,17 @@
 
 use super::cv::{self, FoldScores, Nuisance, FOLDS};
 use super::lgbm::Fit;
-use super::{Given, Learner, TrainingSet, Tried, UpliftModel, UpliftParams, GRID};
+use super::{Given, Learner, Setting, TrainingSet, Tried, UpliftModel, UpliftParams, GRID};
 use crate::calibration::Platt;
 use crate::metrics::qini_auc_score;
 use crate::{ModelError, Result};
+
+/// What cross-validating one setting gives (see [`Choice::cv_setting`]).
+struct SettingScores {
+    scores: Vec<FoldScores>,
+    failed: Vec<(Learner, String)>,
+    nuisance: Nuisance,
+}
 
 /// The candidates and what every fit of them shares.
 pub(super) struct Choice<'a> {
@@ -57,77 +64,106 @@ impl Choice<'_> {
         }
     }
 
+    /// Cross-validates every candidate on one `setting`: its
+    /// fold scores, the candidates that could not be trained, and the out-of-fold nuisance
+    /// predictions the DR- and R-learners' final fit needs.
+    fn cv_setting(
+        &self,
+        all: &TrainingSet,
+        folds: &[usize],
+        setting: &'static Setting,
+    ) -> Result<SettingScores> {
+        let params = self.params.with(setting);
+        let threads = params.num_threads;
+        let fit = self.fit(&params, None);
+        let (nuisance, arms) = cv::cross_fit(all, folds, FOLDS, &fit)?;
+        let pseudo = if self
+            .candidates
+            .iter()
+            .any(|l| matches!(l, Learner::Dr | Learner::R))
+        {
+            cv::nested(all, folds, FOLDS, &arms, &fit)?
+        } else {
+            Vec::new()
+        };
+        let mut tried = Tried::default();
+        'learner: for &learner in &self.candidates {
+            let mut scores = FoldScores {
+                learner,
+                setting,
+                qini: Vec::with_capacity(FOLDS),
+                rounds: Vec::new(),
+                p_control: vec![0.0; all.len()],
+            };
+            let mut rounds: Vec<(&'static str, i32)> = Vec::new();
+            for (j, arms) in arms.iter().enumerate() {
+                let (rest, held) = cv::fold_rows(folds, j);
+                let (train, valid) = (all.subset(&rest), all.subset(&held));
+                // Training rows' pseudo-outcomes from models that never saw fold j; the
+                // held-out rows' (for early stopping only) from the out-of-fold ones.
+                let nt = pseudo.get(j).unwrap_or(&nuisance).subset(&rest);
+                let nv = nuisance.subset(&held);
+                let given = Given {
+                    arms: Some(arms),
+                    nuisance: Some((&nt, Some(&nv))),
+                };
+                let scored = UpliftModel::fit_pass(learner, &train, Some(&valid), &fit, given)
+                    .and_then(|m| Ok((m.predict(&valid.x, threads)?, m.rounds())));
+                let (s, r) = match scored {
+                    Ok(done) => done,
+                    Err(e) => {
+                        self.skip(&mut tried, learner, e)?;
+                        continue 'learner;
+                    }
+                };
+                scores
+                    .qini
+                    .push(qini_auc_score(&valid.outcome, &s.uplift, &valid.treated));
+                for (&i, p) in held.iter().zip(s.p_control) {
+                    scores.p_control[i] = p;
+                }
+                for (role, n) in r {
+                    match rounds.iter_mut().find(|(r, _)| *r == role) {
+                        Some((_, sum)) => *sum += n,
+                        None => rounds.push((role, n)),
+                    }
+                }
+            }
+            scores.rounds = rounds
+                .into_iter()
+                .map(|(role, sum)| (role, (f64::from(sum) / FOLDS as f64).round() as i32))
+                .collect();
+            tried.scores.push(scores);
+        }
+        Ok(SettingScores {
+            scores: tried.scores,
+            failed: tried.failed,
+            nuisance,
+        })
+    }
+
     /// Cross-validates every candidate on every setting on `all` (fold ids `folds`), keeps the
-    /// one-standard-error choice and refits it on all rows with its folds' mean rounds.
-    pub(super) fn by_cv(&self, all: &TrainingSet, folds: &[usize]) -> Result<(UpliftModel, Tried)> {
-        let threads = self.params.num_threads;
+    /// one-standard-error choice and refits it with its folds' mean rounds on all rows, or on
+    /// `full` when `all` is a sample of it.
+    pub(super) fn by_cv(
+        &self,
+        all: &TrainingSet,
+        folds: &[usize],
+        full: Option<&TrainingSet>,
+    ) -> Result<(UpliftModel, Tried)> {
+        // One setting after the other: LightGBM's thread count is process-wide (OpenMP), so
+        // two fits side by side are not safe.
         let mut tried = Tried::default();
         let mut nuisances: Vec<Nuisance> = Vec::with_capacity(GRID.len());
         for setting in &GRID {
-            let params = self.params.with(setting);
-            let fit = self.fit(&params, None);
-            let (nuisance, arms) = cv::cross_fit(all, folds, FOLDS, &fit)?;
-            let pseudo = if self
-                .candidates
-                .iter()
-                .any(|l| matches!(l, Learner::Dr | Learner::R))
-            {
-                cv::nested(all, folds, FOLDS, &arms, &fit)?
-            } else {
-                Vec::new()
-            };
-            'learner: for &learner in &self.candidates {
-                if tried.failed.iter().any(|(l, _)| *l == learner) {
-                    continue;
+            let setting = self.cv_setting(all, folds, setting)?;
+            tried.scores.extend(setting.scores);
+            for (learner, why) in setting.failed {
+                if !tried.failed.iter().any(|(l, _)| *l == learner) {
+                    tried.failed.push((learner, why));
                 }
-                let mut scores = FoldScores {
-                    learner,
-                    setting,
-                    qini: Vec::with_capacity(FOLDS),
-                    rounds: Vec::new(),
-                    p_control: vec![0.0; all.len()],
-                };
-                let mut rounds: Vec<(&'static str, i32)> = Vec::new();
-                for (j, arms) in arms.iter().enumerate() {
-                    let (rest, held) = cv::fold_rows(folds, j);
-                    let (train, valid) = (all.subset(&rest), all.subset(&held));
-                    // Training rows' pseudo-outcomes from models that never saw fold j; the
-                    // held-out rows' (for early stopping only) from the out-of-fold ones.
-                    let nt = pseudo.get(j).unwrap_or(&nuisance).subset(&rest);
-                    let nv = nuisance.subset(&held);
-                    let given = Given {
-                        arms: Some(arms),
-                        nuisance: Some((&nt, Some(&nv))),
-                    };
-                    let scored = UpliftModel::fit_pass(learner, &train, Some(&valid), &fit, given)
-                        .and_then(|m| Ok((m.predict(&valid.x, threads)?, m.rounds())));
-                    let (s, r) = match scored {
-                        Ok(done) => done,
-                        Err(e) => {
-                            self.skip(&mut tried, learner, e)?;
-                            continue 'learner;
-                        }
-                    };
-                    scores
-                        .qini
-                        .push(qini_auc_score(&valid.outcome, &s.uplift, &valid.treated));
-                    for (&i, p) in held.iter().zip(s.p_control) {
-                        scores.p_control[i] = p;
-                    }
-                    for (role, n) in r {
-                        match rounds.iter_mut().find(|(r, _)| *r == role) {
-                            Some((_, sum)) => *sum += n,
-                            None => rounds.push((role, n)),
-                        }
-                    }
-                }
-                scores.rounds = rounds
-                    .into_iter()
-                    .map(|(role, sum)| (role, (f64::from(sum) / FOLDS as f64).round() as i32))
-                    .collect();
-                tried.scores.push(scores);
             }
-            nuisances.push(nuisance);
+            nuisances.push(setting.nuisance);
         }
         // Simplest first: by learner, then by setting.
         let rank = |s: &FoldScores| {
@@ -141,11 +177,13 @@ impl Choice<'_> {
         let g = GRID.iter().position(|g| g == chosen.setting).unwrap_or(0);
         let params = self.params.with(chosen.setting);
         let fit = self.fit(&params, Some(&chosen.rounds));
+        // On a sample, the full rows' out-of-fold nuisance is cross-fitted anew when needed.
         let given = Given {
             arms: None,
-            nuisance: Some((&nuisances[g], None)),
+            nuisance: full.is_none().then(|| (&nuisances[g], None)),
         };
-        let mut model = UpliftModel::fit_pass(chosen.learner, all, None, &fit, given)?;
+        let mut model =
+            UpliftModel::fit_pass(chosen.learner, full.unwrap_or(all), None, &fit, given)?;
         // Out of fold, the baseline of every control row comes from a model that never saw it.
         let control: Vec<usize> = (0..all.len()).filter(|&i| !all.treated[i]).collect();
         model.baseline_calibration = Platt::fit(

@@ -25,6 +25,9 @@ use crate::Result;
 /// Folds of the cross-validation.
 pub const FOLDS: usize = 3;
 
+/// Rows cross-validation chooses on at most: more are sampled down to about this many, stratified.
+pub const CV_ROWS: usize = 50_000;
+
 /// Buying rows each arm needs in every fold for cross-validation; with fewer, the fold Qinis are
 /// too noisy to choose by, and the choice falls back to one validation split.
 pub const MIN_FOLD_POSITIVES: usize = 50;

@@ -39,7 +39,7 @@ use crate::forest::Scorer;
 use crate::{ModelError, Result};
 use choice::Choice;
 pub use cv::FoldScores;
-use cv::{Nuisance, FOLDS, MIN_FOLD_POSITIVES};
+use cv::{Nuisance, CV_ROWS, FOLDS, MIN_FOLD_POSITIVES};
 use lgbm::{clip, Fit, Rounds, Rows};
 pub use lgbm::{large_benchmark_model, TreeModel};
 pub use lgbm::{regress, Classifier};
@@ -73,7 +73,7 @@ impl Default for UpliftParams {
             lambda_l2: GRID[0].lambda_l2,
             feature_fraction: 0.8,
             max_rounds: 800,
-            early_stopping_rounds: 50,
+            early_stopping_rounds: 10,
         }
     }
 }
@@ -93,7 +93,7 @@ pub struct Setting {
 pub const GRID: [Setting; 2] = [
     Setting {
         name: "shallow",
-        learning_rate: 0.05,
+        learning_rate: 0.1,
         num_leaves: 5,
         min_data_in_leaf: 400,
         lambda_l2: 10.0,
@@ -154,6 +154,7 @@ impl UpliftParams {
             // Same data, same model: a re-run for the same date must give the same rows.
             "deterministic": true,
             "force_row_wise": true,
+            "max_bin": 63,
             "num_threads": self.num_threads,
             "verbosity": -1,
         });
@@ -476,8 +477,9 @@ impl UpliftModel {
     /// Trains `learner`, or with `None` chooses among all of them.
     ///
     /// With enough buying rows (see [`cv::MIN_FOLD_POSITIVES`]), every candidate learner on
-    /// every [`GRID`] setting is cross-validated on `train` and `valid` together, the
-    /// one-standard-error rule picks one (see [`cv`]), and it is refit on all rows. With fewer,
+    /// every [`GRID`] setting is cross-validated on `train` and `valid` together (on a
+    /// stratified sample of [`cv::CV_ROWS`] when they are more), the one-standard-error rule
+    /// picks one (see [`cv`]), and it is refit on all rows. With fewer,
     /// each candidate learner is fitted on `train` with early stopping on `valid` at the first
     /// setting, the best validation Qini wins, and it is refit on both; `Tried::single_split`
     /// says why. Returns the model and what was tried, including, when choosing among all, the
@@ -493,8 +495,17 @@ impl UpliftModel {
     ) -> Result<(Self, Tried)> {
         let candidates = learner.map_or(Learner::ALL.to_vec(), |l| vec![l]);
         let all = train.concat(valid);
-        let folds = cv::stratified_folds(&all.treated, &all.outcome, FOLDS, params.seed);
-        let (fewest, arm, fold) = cv::fewest_positives(&all, &folds, FOLDS);
+        // Past CV_ROWS rows the fold Qinis are precise enough to choose by, and the time of
+        // cross-validation grows with the rows: choose on a stratified sample, refit on all.
+        let parts = all.len().div_ceil(CV_ROWS);
+        let sample = (parts > 1).then(|| {
+            let part = cv::stratified_folds(&all.treated, &all.outcome, parts, params.seed);
+            let keep: Vec<usize> = (0..all.len()).filter(|&i| part[i] == 0).collect();
+            all.subset(&keep)
+        });
+        let rows = sample.as_ref().unwrap_or(&all);
+        let folds = cv::stratified_folds(&rows.treated, &rows.outcome, FOLDS, params.seed);
+        let (fewest, arm, fold) = cv::fewest_positives(rows, &folds, FOLDS);
         let choice = Choice {
             candidates,
             choosing: learner.is_none(),
@@ -513,7 +524,7 @@ impl UpliftModel {
             );
             return choice.on_split(train, valid, why);
         }
-        choice.by_cv(&all, &folds)
+        choice.by_cv(rows, &folds, sample.is_some().then_some(&all))
     }
 
     /// One fit of every model of a learner: with `valid` for early stopping, or with the fit's
