@@ -97,17 +97,18 @@ impl Choice<'_> {
             };
             let mut rounds: Vec<(&'static str, i32)> = Vec::new();
             for (j, arms) in arms.iter().enumerate() {
-                let (rest, held) = cv::fold_rows(folds, j);
-                let (train, valid) = (all.subset(&rest), all.subset(&held));
-                // Training rows' pseudo-outcomes from models that never saw fold j; the
-                // held-out rows' (for early stopping only) from the out-of-fold ones.
-                let nt = pseudo.get(j).unwrap_or(&nuisance).subset(&rest);
-                let nv = nuisance.subset(&held);
+                let parts = cv::fold_parts(all, folds, j, params.seed);
+                let held = parts.held;
+                let (train, stop) = (all.subset(&parts.fit), all.subset(&parts.stop));
+                let valid = all.subset(&held);
+                // Pseudo-outcomes from models that never saw fold j.
+                let pseudo = pseudo.get(j).unwrap_or(&nuisance);
+                let (nt, ns) = (pseudo.subset(&parts.fit), pseudo.subset(&parts.stop));
                 let given = Given {
                     arms: Some(arms),
-                    nuisance: Some((&nt, Some(&nv))),
+                    nuisance: Some((&nt, Some(&ns))),
                 };
-                let scored = UpliftModel::fit_pass(learner, &train, Some(&valid), &fit, given)
+                let scored = UpliftModel::fit_pass(learner, &train, Some(&stop), &fit, given)
                     .and_then(|m| Ok((m.predict(&valid.x, threads)?, m.rounds())));
                 let (s, r) = match scored {
                     Ok(done) => done,

@@ -13,8 +13,9 @@
 //! DR- and R-learners build their pseudo-outcomes from the out-of-fold predictions
 //! (cross-fitting). Scoring the DR- and R-learners on a fold takes nested cross-fitting (see
 //! [`nested`]), or the fold's own outcomes would leak into their training labels.
-//! Every candidate's fold models stop early on the held-out fold, as LightGBM's own `cv` does;
-//! the chosen candidate is refit on all rows with the mean of its folds' round counts.
+//! Every candidate's fold models stop early on a fifth of the other folds' rows, never on the
+//! fold they are scored on (see [`fold_parts`]); the chosen candidate is refit on all rows with
+//! the mean of its folds' round counts.
 
 use std::rc::Rc;
 
@@ -62,6 +63,31 @@ pub(super) fn stratified_folds(
 /// The rows of fold `j` and the rows of the other folds, in row order.
 pub(super) fn fold_rows(folds: &[usize], j: usize) -> (Vec<usize>, Vec<usize>) {
     (0..folds.len()).partition(|&i| folds[i] != j)
+}
+
+/// Fold `j`'s rows for a fit: the other folds' rows split into those it learns from and a fifth
+/// it stops early on (stratified, seeded), and fold j's, which it is scored on. Fold j never
+/// chooses the rounds: stopping on it tunes each arm's model to fold j's outcomes, the very
+/// difference it is then scored on (measured on the Lenta sample: the T-learner's fold Qini
+/// came out 0.02 above its test Qini, against 0.007 for the S-learner, whose loss is
+/// dominated by the baseline).
+pub(super) struct FoldParts {
+    pub(super) fit: Vec<usize>,
+    pub(super) stop: Vec<usize>,
+    pub(super) held: Vec<usize>,
+}
+
+pub(super) fn fold_parts(set: &TrainingSet, folds: &[usize], j: usize, seed: u64) -> FoldParts {
+    let (rest, held) = fold_rows(folds, j);
+    let t: Vec<bool> = rest.iter().map(|&i| set.treated[i]).collect();
+    let y: Vec<bool> = rest.iter().map(|&i| set.outcome[i]).collect();
+    let inner = stratified_folds(&t, &y, 5, seed.wrapping_add(j as u64 + 1));
+    let (stop, fit) = (0..rest.len()).partition::<Vec<usize>, _>(|&p| inner[p] == 0);
+    FoldParts {
+        fit: fit.into_iter().map(|p| rest[p]).collect(),
+        stop: stop.into_iter().map(|p| rest[p]).collect(),
+        held,
+    }
 }
 
 /// The fewest buying rows of one arm in one fold, with that arm (`true`: treated) and fold.
@@ -149,8 +175,8 @@ impl Nuisance {
 }
 
 /// Cross-fits the nuisance models of `set` on `folds` (`0..k`): for each fold, both arms'
-/// outcome models and the propensity on the other folds, stopping early on the fold itself.
-/// Returns the out-of-fold predictions and each fold's models.
+/// outcome models and the propensity on the other folds (see [`fold_parts`]). Returns the
+/// out-of-fold predictions and each fold's models.
 pub(super) fn cross_fit(
     set: &TrainingSet,
     folds: &[usize],
@@ -166,13 +192,18 @@ pub(super) fn cross_fit(
     };
     let mut arms = Vec::with_capacity(k);
     for j in 0..k {
-        let (rest, held) = fold_rows(folds, j);
-        let (train, valid) = (set.subset(&rest), set.subset(&held));
+        let FoldParts {
+            fit: rows,
+            stop,
+            held,
+        } = fold_parts(set, folds, j, fit.params.seed);
+        let (train, stop) = (set.subset(&rows), set.subset(&stop));
+        let valid = set.subset(&held);
         let model = |b| Rc::new(TreeModel::new(b));
         let fold = Arms {
-            treated: model(fit.arm_model(&train, Some(&valid), true)?),
-            control: model(fit.arm_model(&train, Some(&valid), false)?),
-            propensity: model(fit.propensity(&train, Some(&valid))?),
+            treated: model(fit.arm_model(&train, Some(&stop), true)?),
+            control: model(fit.arm_model(&train, Some(&stop), false)?),
+            propensity: model(fit.propensity(&train, Some(&stop))?),
         };
         for (model, into) in [
             (&fold.treated, &mut out.treated),
