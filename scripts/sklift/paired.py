@@ -1,4 +1,4 @@
-"""Paired comparison over seeds: our `evaluate --learner auto` against scikit-uplift's learners,
+"""Paired comparison over seeds: our `evaluate --learner auto` against the Python libraries' learners,
 each fit on exactly the rows our split trained on and scored on the same test rows.
 
     python paired.py --csv FILE --runs DIR --treatment COL --treated V --control V --outcome COL
@@ -6,9 +6,11 @@ each fit on exactly the rows our split trained on and scored on the same test ro
 
 DIR holds, per seed S, `S.json` (our `evaluate --json` output) and `S.split.csv` (its
 `--save-split`). scikit-uplift's SoloModel (S-learner), TwoModels (T-learner) and
-ClassTransformation, each on a default LightGBM classifier (seeded, 2 threads), are fit on the
-split's train and validation rows (ours fits on the same rows: it picks its rounds on the
-validation part, then refits on both) and scored by the normalized Qini AUC of scikit-uplift on
+ClassTransformation, each on a default LightGBM classifier (seeded, 2 threads), and, when
+causalml installed, its X-learner (LightGBM classifier and regressor) and DR-learner (LightGBM
+regressor), with the treated share as the propensity, are fit on the
+split's train and validation rows (ours cross-validates on the same rows, then refits on all
+of them) and scored by the normalized Qini AUC of scikit-uplift on
 the test rows, the figure `evaluate` reports. Prints a line per seed, the mean ± standard
 deviation of each learner, and two paired differences with their 95% t intervals (a win is an
 interval above 0):
@@ -29,6 +31,11 @@ import pandas as pd
 from scipy import stats
 from sklift.metrics import qini_auc_score
 from sklift.models import ClassTransformation, SoloModel, TwoModels
+
+try:  # causalml's meta-learners, when they installed (scripts/sklift/setup.sh)
+    from causalml.inference.meta import BaseDRLearner, BaseXClassifier
+except ImportError:
+    BaseDRLearner = BaseXClassifier = None
 
 ap = argparse.ArgumentParser()
 for flag in ["--csv", "--runs", "--treatment", "--treated", "--control", "--outcome"]:
@@ -65,28 +72,46 @@ def theirs(split, seed):
     for name, model in models.items():
         model.fit(X[fit], y[fit], t[fit])
         out[name] = float(qini_auc_score(y[test], model.predict(X[test]), t[test]))
+    if BaseXClassifier is not None:
+        # The arms' share as the propensity (a randomised test); categories as their codes.
+        Xn = X.apply(lambda c: c.cat.codes if c.dtype.name == "category" else c).to_numpy(float)
+        p = np.full(len(t), t[fit].mean())
+        reg = lambda: lgb.LGBMRegressor(random_state=seed, n_jobs=2, verbose=-1)
+        cml = {
+            "cml_x": BaseXClassifier(outcome_learner=clf(), effect_learner=reg(), control_name=0),
+            "cml_dr": BaseDRLearner(learner=reg(), control_name=0),
+        }
+        for name, model in cml.items():
+            model.fit(Xn[fit], t[fit], y[fit], p=p[fit])
+            u = np.asarray(model.predict(Xn[test], p=p[test])).reshape(-1)
+            out[name] = float(qini_auc_score(y[test], u, t[test]))
     return out
 
 
 seeds = sorted(int(os.path.basename(p).split(".")[0]) for p in glob.glob(f"{a.runs}/*.json"))
-theirs_keys = ["s", "t", "ct"]
+theirs_keys = ["s", "t", "ct"] + (["cml_x", "cml_dr"] if BaseXClassifier is not None else [])
 rows = []
-head = f"{'seed':>5} {'ours':>10} {'ours auto':>10} {'sklift s':>9} {'sklift t':>9} {'sklift ct':>10}"
+head = f"{'seed':>5} {'ours':>12} {'ours auto':>10} {'sklift s':>9} {'sklift t':>9} {'sklift ct':>10}"
+head += f" {'cml x':>7} {'cml dr':>7}" if BaseXClassifier is not None else ""
 print(head + (f" {'oracle':>7}" if a.truth else ""))
 for seed in seeds:
     ours = json.load(open(f"{a.runs}/{seed}.json"))
     sk = theirs(pd.read_csv(f"{a.runs}/{seed}.split.csv"), seed)
     rows.append({"ours": ours["qini_auc"], **sk})
     chosen = f"{ours['learner']}/{ours['setting']}"
-    print(f"{seed:>5} {chosen:>10} {ours['qini_auc']:10.4f} {sk['s']:9.4f} {sk['t']:9.4f} "
-          f"{sk['ct']:10.4f}" + (f" {sk['oracle']:7.4f}" if a.truth else ""))
+    line = f"{seed:>5} {chosen:>12} {ours['qini_auc']:10.4f} {sk['s']:9.4f} {sk['t']:9.4f} {sk['ct']:10.4f}"
+    if BaseXClassifier is not None:
+        line += f" {sk['cml_x']:7.4f} {sk['cml_dr']:7.4f}"
+    print(line + (f" {sk['oracle']:7.4f}" if a.truth else ""))
 
 n = len(rows)
 mean = lambda v: statistics.mean(v)
 sd = lambda v: statistics.stdev(v) if n > 1 else 0.0
 print(f"\nnormalized Qini AUC on the test rows, {n} seeds (mean ± sd):")
 names = [("ours", "ours (auto)"), ("s", "sklift SoloModel"), ("t", "sklift TwoModels"),
-         ("ct", "sklift ClassTransformation")] + ([("oracle", "oracle (true effects)")] if a.truth else [])
+         ("ct", "sklift ClassTransformation")]
+names += [("cml_x", "causalml X-learner"), ("cml_dr", "causalml DR-learner")] if BaseXClassifier is not None else []
+names += [("oracle", "oracle (true effects)")] if a.truth else []
 for key, name in names:
     v = [r[key] for r in rows]
     print(f"  {name:28} {mean(v):.4f} ± {sd(v):.4f}")
@@ -101,5 +126,5 @@ def paired(label, d):
 
 
 best = max(theirs_keys, key=lambda k: mean([r[k] for r in rows]))
-paired(f"sklift {best} (their best by mean)", [r["ours"] - r[best] for r in rows])
-paired("best of sklift's on each seed", [r["ours"] - max(r[k] for k in theirs_keys) for r in rows])
+paired(f"{best} (their best by mean)", [r["ours"] - r[best] for r in rows])
+paired("the best of theirs on each seed", [r["ours"] - max(r[k] for k in theirs_keys) for r in rows])

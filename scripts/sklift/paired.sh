@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Our `evaluate --learner auto` against scikit-uplift's SoloModel, TwoModels and
-# ClassTransformation (LightGBM) on identical splits, seed by seed, with the paired differences:
+# ClassTransformation (LightGBM), and causalml's X- and DR-learners when causalml installs, on
+# identical splits, seed by seed, with the paired differences:
 #   bash scripts/sklift/paired.sh [N] [DATASET...]    (seeds 1 to N, default 10)
 # DATASET is `lenta` (the default), `criteo` (the two real samples of tests/fixtures/uplift),
 # `synthetic` (scripts/sklift/synthetic.py: a generated dataset with a known effect, whose
