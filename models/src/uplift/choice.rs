@@ -2,12 +2,22 @@
 //! cross-validation on all the training rows, or, with too few buyers for folds, on one
 //! validation split.
 
-use super::cv::{self, FoldScores, Nuisance, FOLDS};
+use super::cv::{self, Fold, FoldScores, Nuisance, FOLDS};
 use super::lgbm::Fit;
 use super::{Given, Learner, Setting, TrainingSet, Tried, UpliftModel, UpliftParams, GRID};
 use crate::calibration::Platt;
 use crate::metrics::qini_auc_score;
 use crate::{ModelError, Result};
+
+/// The Platt map of the baseline purchase probability `p_control` (one per row of `set`),
+/// fitted on `set`'s control rows.
+fn baseline_calibration(set: &TrainingSet, p_control: &[f64]) -> Platt {
+    let (outcome, p): (Vec<bool>, Vec<f64>) = (0..set.len())
+        .filter(|&i| !set.treated[i])
+        .map(|i| (set.outcome[i], p_control[i]))
+        .unzip();
+    Platt::fit(&outcome, &p)
+}
 
 /// What cross-validating one setting gives (see [`Choice::cv_setting`]).
 struct SettingScores {
@@ -41,9 +51,7 @@ impl Choice<'_> {
         if !self.choosing {
             return Err(e);
         }
-        if !tried.failed.iter().any(|(l, _)| *l == learner) {
-            tried.failed.push((learner, e.to_string()));
-        }
+        tried.fail(learner, e.to_string());
         Ok(())
     }
 
@@ -64,19 +72,22 @@ impl Choice<'_> {
         }
     }
 
-    /// Cross-validates every candidate on one `setting`: its
-    /// fold scores, the candidates that could not be trained, and the out-of-fold nuisance
-    /// predictions the DR- and R-learners' final fit needs.
+    /// Cross-validates every candidate on one `setting` over the shared `split` of `all`
+    /// (fold ids `folds`): its fold scores, the candidates that could not be trained, and the
+    /// out-of-fold nuisance predictions the DR- and R-learners' final fit needs.
     fn cv_setting(
         &self,
         all: &TrainingSet,
         folds: &[usize],
+        split: &[Fold],
         setting: &'static Setting,
     ) -> Result<SettingScores> {
         let params = self.params.with(setting);
         let threads = params.num_threads;
         let fit = self.fit(&params, None);
-        let (nuisance, arms) = cv::cross_fit(all, folds, FOLDS, &fit)?;
+        let (nuisance, arms) = cv::cross_fit(all, split, &fit)?;
+        // Each fold's pseudo-outcome inputs, from models that never saw the fold, once for all
+        // candidates (only the DR- and R-learners read them).
         let pseudo = if self
             .candidates
             .iter()
@@ -86,30 +97,27 @@ impl Choice<'_> {
         } else {
             Vec::new()
         };
+        let per_fold: Vec<(Nuisance, Nuisance)> = split
+            .iter()
+            .enumerate()
+            .map(|(j, fold)| {
+                let n = pseudo.get(j).unwrap_or(&nuisance);
+                (n.subset(&fold.fit), n.subset(&fold.stop))
+            })
+            .collect();
         let mut tried = Tried::default();
         'learner: for &learner in &self.candidates {
-            let mut scores = FoldScores {
-                learner,
-                setting,
-                qini: Vec::with_capacity(FOLDS),
-                rounds: Vec::new(),
-                p_control: vec![0.0; all.len()],
-            };
-            let mut rounds: Vec<(&'static str, i32)> = Vec::new();
-            for (j, arms) in arms.iter().enumerate() {
-                let parts = cv::fold_parts(all, folds, j, params.seed);
-                let held = parts.held;
-                let (train, stop) = (all.subset(&parts.fit), all.subset(&parts.stop));
-                let valid = all.subset(&held);
-                // Pseudo-outcomes from models that never saw fold j.
-                let pseudo = pseudo.get(j).unwrap_or(&nuisance);
-                let (nt, ns) = (pseudo.subset(&parts.fit), pseudo.subset(&parts.stop));
+            let mut qini = Vec::with_capacity(FOLDS);
+            let mut rounds = Vec::with_capacity(FOLDS);
+            let mut p_control = vec![0.0; all.len()];
+            for ((fold, arms), (nt, ns)) in split.iter().zip(&arms).zip(&per_fold) {
                 let given = Given {
                     arms: Some(arms),
-                    nuisance: Some((&nt, Some(&ns))),
+                    nuisance: Some((nt, Some(ns))),
                 };
-                let scored = UpliftModel::fit_pass(learner, &train, Some(&stop), &fit, given)
-                    .and_then(|m| Ok((m.predict(&valid.x, threads)?, m.rounds())));
+                let (train, stop, held) = (&fold.train_rows, &fold.stop_rows, &fold.held_rows);
+                let scored = UpliftModel::fit_pass(learner, train, Some(stop), &fit, given)
+                    .and_then(|m| Ok((m.predict(&held.x, threads)?, m.rounds())));
                 let (s, r) = match scored {
                     Ok(done) => done,
                     Err(e) => {
@@ -117,24 +125,19 @@ impl Choice<'_> {
                         continue 'learner;
                     }
                 };
-                scores
-                    .qini
-                    .push(qini_auc_score(&valid.outcome, &s.uplift, &valid.treated));
-                for (&i, p) in held.iter().zip(s.p_control) {
-                    scores.p_control[i] = p;
+                qini.push(qini_auc_score(&held.outcome, &s.uplift, &held.treated));
+                for (&i, p) in fold.held.iter().zip(s.p_control) {
+                    p_control[i] = p;
                 }
-                for (role, n) in r {
-                    match rounds.iter_mut().find(|(r, _)| *r == role) {
-                        Some((_, sum)) => *sum += n,
-                        None => rounds.push((role, n)),
-                    }
-                }
+                rounds.push(r);
             }
-            scores.rounds = rounds
-                .into_iter()
-                .map(|(role, sum)| (role, (f64::from(sum) / FOLDS as f64).round() as i32))
-                .collect();
-            tried.scores.push(scores);
+            tried.scores.push(FoldScores {
+                learner,
+                setting,
+                qini,
+                rounds: cv::mean_rounds(&rounds),
+                p_control,
+            });
         }
         Ok(SettingScores {
             scores: tried.scores,
@@ -150,6 +153,7 @@ impl Choice<'_> {
         &self,
         all: &TrainingSet,
         folds: &[usize],
+        split: &[Fold],
         full: Option<&TrainingSet>,
     ) -> Result<(UpliftModel, Tried)> {
         // One setting after the other: LightGBM's thread count is process-wide (OpenMP), so
@@ -157,12 +161,10 @@ impl Choice<'_> {
         let mut tried = Tried::default();
         let mut nuisances: Vec<Nuisance> = Vec::with_capacity(GRID.len());
         for setting in &GRID {
-            let setting = self.cv_setting(all, folds, setting)?;
+            let setting = self.cv_setting(all, folds, split, setting)?;
             tried.scores.extend(setting.scores);
             for (learner, why) in setting.failed {
-                if !tried.failed.iter().any(|(l, _)| *l == learner) {
-                    tried.failed.push((learner, why));
-                }
+                tried.fail(learner, why);
             }
             nuisances.push(setting.nuisance);
         }
@@ -186,14 +188,7 @@ impl Choice<'_> {
         let mut model =
             UpliftModel::fit_pass(chosen.learner, full.unwrap_or(all), None, &fit, given)?;
         // Out of fold, the baseline of every control row comes from a model that never saw it.
-        let control: Vec<usize> = (0..all.len()).filter(|&i| !all.treated[i]).collect();
-        model.baseline_calibration = Platt::fit(
-            &control.iter().map(|&i| all.outcome[i]).collect::<Vec<_>>(),
-            &control
-                .iter()
-                .map(|&i| chosen.p_control[i])
-                .collect::<Vec<_>>(),
-        );
+        model.baseline_calibration = baseline_calibration(all, &chosen.p_control);
         tried.setting = chosen.setting.name;
         tried.params = params;
         Ok((model, tried))
@@ -214,14 +209,11 @@ impl Choice<'_> {
             single_split: Some(why),
             ..Tried::default()
         };
-        let mut best: Option<(UpliftModel, usize)> = None;
+        let mut best: Option<usize> = None;
         for &learner in &self.candidates {
             let first = UpliftModel::fit_pass(learner, train, Some(valid), &fit, Given::default())
-                .and_then(|m| {
-                    let s = m.predict(&valid.x, params.num_threads)?;
-                    Ok((m, s))
-                });
-            let (first, s) = match first {
+                .and_then(|m| Ok((m.rounds(), m.predict(&valid.x, params.num_threads)?)));
+            let (rounds, s) = match first {
                 Ok(done) => done,
                 Err(e) => {
                     self.skip(&mut tried, learner, e)?;
@@ -233,32 +225,18 @@ impl Choice<'_> {
                 learner,
                 setting,
                 qini: vec![q],
-                rounds: first.rounds(),
+                rounds,
                 p_control: s.p_control,
             });
-            let last = tried.scores.len() - 1;
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| q > tried.scores[*b].mean())
-            {
-                best = Some((first, last));
+            if best.is_none_or(|b| q > tried.scores[b].mean()) {
+                best = Some(tried.scores.len() - 1);
             }
         }
-        let (_, pick) = best.ok_or_else(|| Self::none_trained(&tried))?;
+        let pick = best.ok_or_else(|| Self::none_trained(&tried))?;
         let chosen = &tried.scores[pick];
         // The baseline is calibrated on validation rows without a message, which the refit
         // model has not seen at this stage of its fit either (same rounds, more rows).
-        let control: Vec<usize> = (0..valid.len()).filter(|&i| !valid.treated[i]).collect();
-        let calibration = Platt::fit(
-            &control
-                .iter()
-                .map(|&i| valid.outcome[i])
-                .collect::<Vec<_>>(),
-            &control
-                .iter()
-                .map(|&i| chosen.p_control[i])
-                .collect::<Vec<_>>(),
-        );
+        let calibration = baseline_calibration(valid, &chosen.p_control);
         let refit = self.fit(&params, Some(&chosen.rounds));
         let mut model = UpliftModel::fit_pass(
             chosen.learner,

@@ -14,12 +14,12 @@
 //! (cross-fitting). Scoring the DR- and R-learners on a fold takes nested cross-fitting (see
 //! [`nested`]), or the fold's own outcomes would leak into their training labels.
 //! Every candidate's fold models stop early on a fifth of the other folds' rows, never on the
-//! fold they are scored on (see [`fold_parts`]); the chosen candidate is refit on all rows with
+//! fold they are scored on (see [`Fold`]); the chosen candidate is refit on all rows with
 //! the mean of its folds' round counts.
 
 use std::rc::Rc;
 
-use super::lgbm::{clip, Fit, TreeModel};
+use super::lgbm::{clip, Fit, Rounds, TreeModel};
 use super::{Setting, TrainingSet};
 use crate::Result;
 
@@ -70,24 +70,63 @@ pub(super) fn fold_rows(folds: &[usize], j: usize) -> (Vec<usize>, Vec<usize>) {
 /// chooses the rounds: stopping on it tunes each arm's model to fold j's outcomes, the very
 /// difference it is then scored on (measured on the Lenta sample: the T-learner's fold Qini
 /// came out 0.02 above its test Qini, against 0.007 for the S-learner, whose loss is
-/// dominated by the baseline).
-pub(super) struct FoldParts {
+/// dominated by the baseline). Split once, with the rows copied out, and shared by the nuisance
+/// models and every candidate on every setting.
+pub(super) struct Fold {
     pub(super) fit: Vec<usize>,
     pub(super) stop: Vec<usize>,
     pub(super) held: Vec<usize>,
+    pub(super) train_rows: TrainingSet,
+    pub(super) stop_rows: TrainingSet,
+    pub(super) held_rows: TrainingSet,
 }
 
-pub(super) fn fold_parts(set: &TrainingSet, folds: &[usize], j: usize, seed: u64) -> FoldParts {
-    let (rest, held) = fold_rows(folds, j);
-    let t: Vec<bool> = rest.iter().map(|&i| set.treated[i]).collect();
-    let y: Vec<bool> = rest.iter().map(|&i| set.outcome[i]).collect();
-    let inner = stratified_folds(&t, &y, 5, seed.wrapping_add(j as u64 + 1));
-    let (stop, fit) = (0..rest.len()).partition::<Vec<usize>, _>(|&p| inner[p] == 0);
-    FoldParts {
-        fit: fit.into_iter().map(|p| rest[p]).collect(),
-        stop: stop.into_iter().map(|p| rest[p]).collect(),
-        held,
+/// The [`Fold`]s of `set` by its fold ids `folds` (`0..k`).
+pub(super) fn split_folds(set: &TrainingSet, folds: &[usize], k: usize, seed: u64) -> Vec<Fold> {
+    (0..k)
+        .map(|j| {
+            let (rest, held) = fold_rows(folds, j);
+            let t: Vec<bool> = rest.iter().map(|&i| set.treated[i]).collect();
+            let y: Vec<bool> = rest.iter().map(|&i| set.outcome[i]).collect();
+            let inner = stratified_folds(&t, &y, 5, seed.wrapping_add(j as u64 + 1));
+            let (stop, fit) = (0..rest.len()).partition::<Vec<usize>, _>(|&p| inner[p] == 0);
+            let (fit, stop): (Vec<usize>, Vec<usize>) = (
+                fit.into_iter().map(|p| rest[p]).collect(),
+                stop.into_iter().map(|p| rest[p]).collect(),
+            );
+            Fold {
+                train_rows: set.subset(&fit),
+                stop_rows: set.subset(&stop),
+                held_rows: set.subset(&held),
+                fit,
+                stop,
+                held,
+            }
+        })
+        .collect()
+}
+
+/// The mean round count of each role over `per_fold` (a role missing from a fold counts 0).
+pub(super) fn mean_rounds<'a>(per_fold: impl IntoIterator<Item = &'a Rounds>) -> Rounds {
+    let mut sum: Vec<(&'static str, i32)> = Vec::new();
+    let mut folds = 0;
+    for rounds in per_fold {
+        folds += 1;
+        for &(role, n) in rounds {
+            match sum.iter_mut().find(|(r, _)| *r == role) {
+                Some((_, s)) => *s += n,
+                None => sum.push((role, n)),
+            }
+        }
     }
+    sum.into_iter()
+        .map(|(role, s)| {
+            (
+                role,
+                (f64::from(s) / f64::from(folds.max(1))).round() as i32,
+            )
+        })
+        .collect()
 }
 
 /// The fewest buying rows of one arm in one fold, with that arm (`true`: treated) and fold.
@@ -174,13 +213,12 @@ impl Nuisance {
     }
 }
 
-/// Cross-fits the nuisance models of `set` on `folds` (`0..k`): for each fold, both arms'
-/// outcome models and the propensity on the other folds (see [`fold_parts`]). Returns the
-/// out-of-fold predictions and each fold's models.
+/// Cross-fits the nuisance models of `set` on its `folds`: for each fold, both arms' outcome
+/// models and the propensity on the other folds (see [`Fold`]). Returns the out-of-fold
+/// predictions and each fold's models.
 pub(super) fn cross_fit(
     set: &TrainingSet,
-    folds: &[usize],
-    k: usize,
+    folds: &[Fold],
     fit: &Fit,
 ) -> Result<(Nuisance, Vec<Arms>)> {
     let n = set.n_features;
@@ -190,32 +228,26 @@ pub(super) fn cross_fit(
         control: vec![0.0; set.len()],
         propensity: vec![0.0; set.len()],
     };
-    let mut arms = Vec::with_capacity(k);
-    for j in 0..k {
-        let FoldParts {
-            fit: rows,
-            stop,
-            held,
-        } = fold_parts(set, folds, j, fit.params.seed);
-        let (train, stop) = (set.subset(&rows), set.subset(&stop));
-        let valid = set.subset(&held);
+    let mut arms = Vec::with_capacity(folds.len());
+    for fold in folds {
+        let (train, stop) = (&fold.train_rows, Some(&fold.stop_rows));
         let model = |b| Rc::new(TreeModel::new(b));
-        let fold = Arms {
-            treated: model(fit.arm_model(&train, Some(&stop), true)?),
-            control: model(fit.arm_model(&train, Some(&stop), false)?),
-            propensity: model(fit.propensity(&train, Some(&stop))?),
+        let models = Arms {
+            treated: model(fit.arm_model(train, stop, true)?),
+            control: model(fit.arm_model(train, stop, false)?),
+            propensity: model(fit.propensity(train, stop)?),
         };
         for (model, into) in [
-            (&fold.treated, &mut out.treated),
-            (&fold.control, &mut out.control),
-            (&fold.propensity, &mut out.propensity),
+            (&models.treated, &mut out.treated),
+            (&models.control, &mut out.control),
+            (&models.propensity, &mut out.propensity),
         ] {
-            let p = model.predict(&valid.x, n, threads)?;
-            for (&i, p) in held.iter().zip(p) {
+            let p = model.predict(&fold.held_rows.x, n, threads)?;
+            for (&i, p) in fold.held.iter().zip(p) {
                 into[i] = p;
             }
         }
-        arms.push(fold);
+        arms.push(models);
     }
     Ok((out, arms))
 }
@@ -232,18 +264,17 @@ pub(super) fn nested(
     arms: &[Arms],
     fit: &Fit,
 ) -> Result<Vec<Nuisance>> {
-    let mean = |role: &'static str, of: fn(&Arms) -> &Rc<TreeModel>| {
-        let sum: i32 = arms.iter().map(|a| of(a).booster.num_iterations()).sum();
-        (
-            role,
-            (f64::from(sum) / arms.len().max(1) as f64).round() as i32,
-        )
-    };
-    let rounds = vec![
-        mean("treated", |a| &a.treated),
-        mean("control", |a| &a.control),
-        mean("propensity", |a| &a.propensity),
-    ];
+    let per_fold: Vec<Rounds> = arms
+        .iter()
+        .map(|a| {
+            vec![
+                ("treated", a.treated.booster.num_iterations()),
+                ("control", a.control.booster.num_iterations()),
+                ("propensity", a.propensity.booster.num_iterations()),
+            ]
+        })
+        .collect();
+    let rounds = mean_rounds(&per_fold);
     let fixed = Fit {
         rounds: Some(&rounds),
         ..*fit
@@ -295,7 +326,7 @@ pub struct FoldScores {
     pub learner: super::Learner,
     pub setting: &'static Setting,
     pub qini: Vec<f64>,
-    pub(super) rounds: super::lgbm::Rounds,
+    pub(super) rounds: Rounds,
     /// Out-of-fold baseline purchase probability of every row (what the baseline is calibrated
     /// on).
     pub(super) p_control: Vec<f64>,

@@ -413,6 +413,15 @@ pub struct Tried {
     pub single_split: Option<String>,
 }
 
+impl Tried {
+    /// Records that `learner` could not be trained, once (its first reason is kept).
+    fn fail(&mut self, learner: Learner, why: String) {
+        if !self.failed.iter().any(|(l, _)| *l == learner) {
+            self.failed.push((learner, why));
+        }
+    }
+}
+
 /// What a fit is given besides its rows: when cross-validating, the fold's nuisance models and
 /// the out-of-fold nuisance predictions of its training and validation rows.
 #[derive(Clone, Copy, Default)]
@@ -467,7 +476,8 @@ impl Given<'_> {
             rounds: None,
             ..*fit
         };
-        let (n, _) = cv::cross_fit(&all, &folds, FOLDS, &early)?;
+        let split = cv::split_folds(&all, &folds, FOLDS, fit.params.seed);
+        let (n, _) = cv::cross_fit(&all, &split, &early)?;
         let idx: Vec<usize> = (0..all.len()).collect();
         let (t, v) = idx.split_at(train.len());
         Ok((n.subset(t), valid.map(|_| n.subset(v))))
@@ -525,7 +535,8 @@ impl UpliftModel {
             );
             return choice.on_split(train, valid, why);
         }
-        choice.by_cv(rows, &folds, sample.is_some().then_some(&all))
+        let split = cv::split_folds(rows, &folds, FOLDS, params.seed);
+        choice.by_cv(rows, &folds, &split, sample.is_some().then_some(&all))
     }
 
     /// One fit of every model of a learner: with `valid` for early stopping, or with the fit's
