@@ -42,6 +42,10 @@ pub struct ModelMetadata {
     /// The odds learner's log-odds shift per arm; absent for the other learners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm_shift: Option<crate::uplift::ArmShift>,
+    /// The discount levels (percent) the dose learner was trained on (as its step columns
+    /// say); absent for the other learners.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discount_levels: Vec<u32>,
     /// SHA-256 of the training matrix, arms and outcomes.
     pub data_fingerprint: String,
     /// The training rows' distributions, against which each night's users are checked for

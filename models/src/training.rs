@@ -1,9 +1,10 @@
-//! Training the conversion uplift model from past randomized exposures, and scoring users with it.
+//! Training the uplift models from past randomized exposures, and scoring users with them.
 //!
-//! Training rows are the exposures of message-only campaigns (`discount_pct = 0`): features as
-//! of `assigned_at`, outcome = a purchase within the attribution window after it. Users, not
-//! rows, are split into train / validation / test by a seeded hash, so no user's history leaks
-//! from the fit into the evaluation.
+//! The conversion model's rows are the exposures of message-only campaigns (`discount_pct = 0`),
+//! the discount model's those of discount campaigns, with the level each row was offered (the
+//! dose learner, [`crate::uplift::Offered`]): features as of `assigned_at`, outcome = a purchase
+//! within the attribution window after it. Users, not rows, are split into train / validation /
+//! test by a seeded hash, so no user's history leaks from the fit into the evaluation.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ use crate::forest::Scorer;
 use crate::metrics::{
     calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, DecileRow,
 };
-use crate::uplift::{Classifier, Learner};
+use crate::uplift::{Classifier, Learner, Offered, Tried, GRID};
 use crate::{
     CategoricalLevels, FeatureFrame, ModelArtifact, ModelError, ModelMetadata, Result, RunDate,
     SourceTables, TrainingSet, UpliftModel, UpliftParams,
@@ -205,6 +206,7 @@ fn metadata(
         calibration,
         probability_calibration,
         arm_shift: None,
+        discount_levels: Vec::new(),
         data_fingerprint,
         profile: None,
         code_version: opts.code_version.clone(),
@@ -217,7 +219,7 @@ fn metadata(
 pub enum UpliftTarget {
     /// Message-only campaigns (`discount_pct = 0`): the effect of being messaged.
     Conversion,
-    /// Discount campaigns (`discount_pct > 0`): the effect of a discount offer.
+    /// Discount campaigns (`discount_pct > 0`): the effect of each discount level offered.
     Discount,
 }
 
@@ -251,6 +253,8 @@ struct UpliftData {
     all: TrainingSet,
     users: Vec<i64>,
     cutoffs: Vec<i64>,
+    /// The discount each row was offered, in percent (both arms).
+    offered: Vec<f64>,
     /// Row indices of the train, validation and test parts.
     parts: [Vec<usize>; 3],
 }
@@ -273,6 +277,7 @@ impl UpliftData {
                 col("user_id"),
                 col("assigned_at").alias("cutoff"),
                 col("arm"),
+                col("discount_pct"),
             ]);
         let exposures = numbered(exposures).collect()?;
         if exposures.height() == 0 {
@@ -287,6 +292,12 @@ impl UpliftData {
         let levels = CategoricalLevels::from_users(&src.users)?;
         let features = featurize(src, &exposures, &levels, opts.params.num_threads)?;
         let outcome = purchased_within(src, &exposures, opts.attribution_days)?;
+        let offered: Vec<f64> = exposures
+            .column("discount_pct")?
+            .f64()?
+            .iter()
+            .map(|v| v.unwrap_or_default())
+            .collect();
         let treated: Vec<bool> = exposures
             .column("arm")?
             .str()?
@@ -309,6 +320,7 @@ impl UpliftData {
             all,
             users,
             cutoffs,
+            offered,
             parts,
         })
     }
@@ -326,6 +338,7 @@ pub fn train_uplift(
         all,
         users,
         cutoffs,
+        offered,
         parts: [train_idx, valid_idx, test_idx],
     } = UpliftData::build(src, target, opts)?;
     let (train, valid, test) = (
@@ -333,17 +346,43 @@ pub fn train_uplift(
         all.subset(&valid_idx),
         all.subset(&test_idx),
     );
+    let offered_in = |idx: &[usize]| -> Vec<f64> { idx.iter().map(|&i| offered[i]).collect() };
     let categorical = categorical_indices();
-    let (model, selection) = UpliftModel::fit(
-        opts.learner,
-        &train,
-        &valid,
-        &names,
-        &categorical,
-        &opts.params,
-    )?;
+    let (model, selection) = match target {
+        UpliftTarget::Conversion => UpliftModel::fit(
+            opts.learner,
+            &train,
+            &valid,
+            &names,
+            &categorical,
+            &opts.params,
+        )?,
+        // One learner, on the first setting of the grid: the only one that knows the levels.
+        UpliftTarget::Discount => {
+            let params = opts.params.with(&GRID[0]);
+            let model = UpliftModel::fit_dose(
+                &train,
+                &valid,
+                Offered {
+                    train: &offered_in(&train_idx),
+                    valid: &offered_in(&valid_idx),
+                },
+                &names,
+                &categorical,
+                &params,
+            )?;
+            let tried = Tried {
+                params,
+                setting: GRID[0].name,
+                ..Tried::default()
+            };
+            (model, tried)
+        }
+    };
     let model = model.scored_by(opts.scorer)?;
-    let scores = model.predict(&test.x, opts.params.num_threads)?;
+    // Each test row is scored at the level it was offered (the conversion model has none).
+    let test_offered = offered_in(&test_idx);
+    let scores = model.predict_offered(&test.x, &test_offered, opts.params.num_threads)?;
     let qini = qini_auc_score(&test.outcome, &scores.uplift, &test.treated);
     // The baseline is the probability of buying without a message: check it on control rows.
     let control: Vec<usize> = (0..test.len()).filter(|&i| !test.treated[i]).collect();
@@ -361,6 +400,18 @@ pub fn train_uplift(
             max_calibration_gap(&calibration),
         ),
     ];
+    // Each discount level's Qini on the test rows offered it.
+    for &level in &model.discount_levels {
+        let rows: Vec<usize> = (0..test.len())
+            .filter(|&i| test_offered[i].round() as u32 == level)
+            .collect();
+        let pick = |v: &[bool]| -> Vec<bool> { rows.iter().map(|&i| v[i]).collect() };
+        let uplift: Vec<f64> = rows.iter().map(|&i| scores.uplift[i]).collect();
+        metrics.push((
+            format!("qini_auc_{level}"),
+            qini_auc_score(&pick(&test.outcome), &uplift, &pick(&test.treated)),
+        ));
+    }
     // The mean held-out Qini of every candidate, named by learner and setting.
     metrics.extend(selection.scores.iter().map(|s| {
         (
@@ -384,6 +435,7 @@ pub fn train_uplift(
     // The tree shape cross-validation chose, and the odds learner's effect.
     metadata.params = selection.params.clone();
     metadata.arm_shift = model.arm_shift;
+    metadata.discount_levels = model.discount_levels.clone();
     let artifact = ModelArtifact::new(metadata, &model)?;
     Ok(TrainedUplift {
         model,
@@ -647,12 +699,19 @@ pub fn profile_population(
 const SCORE_BLOCK_ROWS: usize = 1 << 16;
 
 /// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`,
-/// `discount_uplift`, `discount_sensitivity`, `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
+/// `discount_uplift` (of the largest level the discount model knows), one
+/// [`discount_uplift_column`] per level it knows, `discount_sensitivity`, `marketing_opt_in` and
+/// `suppressed` (0/1), one row per user in `user_id` order.
 #[derive(Debug, Clone)]
 pub struct ScoredFrame {
     pub frame: DataFrame,
     /// The sampled users counted for drift monitoring.
     pub tallies: Tallies,
+}
+
+/// The scored users' column of the discount model's effect at `level` percent.
+pub fn discount_uplift_column(level: u32) -> String {
+    format!("discount_uplift_{level}")
 }
 
 /// Scores every user of `src.users` with the models as of the run date; returns the scores
@@ -684,6 +743,8 @@ pub fn score_users(
         Vec::with_capacity(rows),
         Vec::with_capacity(rows),
     );
+    let discount_levels = &scorers.discount_uplift.discount_levels;
+    let mut by_level: Vec<Vec<f64>> = vec![Vec::with_capacity(rows); discount_levels.len()];
     let sampled: Vec<bool> = features
         .ints("user_id")?
         .into_iter()
@@ -704,6 +765,14 @@ pub fn score_users(
         let x = features.matrix_rows(&catalogue, start..rows.min(start + SCORE_BLOCK_ROWS))?;
         let scores = scorers.uplift.predict(&x, num_threads)?;
         let discount = scorers.discount_uplift.predict(&x, num_threads)?.uplift;
+        for (column, &level) in by_level.iter_mut().zip(discount_levels) {
+            column.extend(
+                scorers
+                    .discount_uplift
+                    .predict_at(&x, level, num_threads)?
+                    .uplift,
+            );
+        }
         let sensitivity = scorers.sensitivity.predict(&x, num_threads)?;
         for ((name, profile, tally), shared) in tallies.iter_mut().zip(&counted_by) {
             let score = match name {
@@ -740,6 +809,9 @@ pub fn score_users(
     frame.with_column(Column::new("uplift".into(), uplift))?;
     frame.with_column(Column::new("p_control".into(), p_control))?;
     frame.with_column(Column::new("discount_uplift".into(), discount_uplift))?;
+    for (column, &level) in by_level.into_iter().zip(discount_levels) {
+        frame.with_column(Column::new(discount_uplift_column(level).into(), column))?;
+    }
     frame.with_column(Column::new(
         "discount_sensitivity".into(),
         discount_sensitivity,

@@ -11,7 +11,7 @@ use crate::{ModelError, Result};
 
 /// The Platt map of the baseline purchase probability `p_control` (one per row of `set`),
 /// fitted on `set`'s control rows.
-fn baseline_calibration(set: &TrainingSet, p_control: &[f64]) -> Platt {
+pub(super) fn baseline_calibration(set: &TrainingSet, p_control: &[f64]) -> Platt {
     let (outcome, p): (Vec<bool>, Vec<f64>) = (0..set.len())
         .filter(|&i| !set.treated[i])
         .map(|i| (set.outcome[i], p_control[i]))
@@ -43,6 +43,7 @@ impl Choice<'_> {
             names: self.feature_names,
             categorical: self.categorical,
             rounds,
+            increasing: None,
         }
     }
 

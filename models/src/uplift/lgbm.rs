@@ -82,6 +82,9 @@ pub(super) struct Fit<'a> {
     pub(super) names: &'a [String],
     pub(super) categorical: &'a [usize],
     pub(super) rounds: Option<&'a Rounds>,
+    /// The first of the last columns whose rise may only raise the output (LightGBM's monotone
+    /// constraint): the discount steps of the dose learner.
+    pub(super) increasing: Option<usize>,
 }
 
 /// Rows a model learns from: features (row-major), labels, optional weights.
@@ -133,6 +136,12 @@ impl Fit<'_> {
             ds.set_weights(w)?;
         }
         let mut params = self.params.lightgbm(objective, self.categorical);
+        if let Some(first) = self.increasing {
+            let signs: Vec<&str> = (0..names.len())
+                .map(|i| if i >= first { "1" } else { "0" })
+                .collect();
+            params["monotone_constraints"] = json!(signs.join(","));
+        }
         match (self.rounds, valid) {
             (Some(rounds), _) => {
                 let n = rounds
@@ -242,6 +251,7 @@ pub fn regress(
         names: feature_names,
         categorical,
         rounds: None,
+        increasing: None,
     };
     let booster = fit.early_stopped(
         "ceiling",
@@ -325,6 +335,7 @@ impl Classifier {
             names: feature_names,
             categorical,
             rounds: None,
+            increasing: None,
         };
         let first = fit.early_stopped("classifier", "binary", (train.0, &ty), (valid.0, &vy))?;
         let calibration = Platt::fit(

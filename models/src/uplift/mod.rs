@@ -15,6 +15,9 @@
 //!   cross-fitted arm models and propensity.
 //! - **R**: a regressor of the outcome's residual over the arm's residual, weighted by the arm's
 //!   residual squared (the R-loss), from the same cross-fitted models.
+//! - **Dose** (the discount model): an S-learner whose treatment is the discount offered, with
+//!   the output constrained to rise with it, so that it gives the effect of each level (see
+//!   [`dose`]).
 //!
 //! The treatment propensity is estimated from the data (a regularised LightGBM classifier of the
 //! arm), never assumed to be 0.5. Every learner also carries a *baseline*: the purchase
@@ -27,6 +30,7 @@
 
 mod choice;
 pub mod cv;
+mod dose;
 mod lgbm;
 
 use std::rc::Rc;
@@ -40,6 +44,7 @@ use crate::{ModelError, Result};
 use choice::Choice;
 pub use cv::FoldScores;
 use cv::{Nuisance, CV_ROWS, FOLDS, MIN_FOLD_POSITIVES};
+pub use dose::{nearest_level, Offered};
 use lgbm::{clip, Fit, Rounds, Rows};
 pub use lgbm::{large_benchmark_model, TreeModel};
 pub use lgbm::{regress, Classifier};
@@ -179,6 +184,7 @@ pub enum Learner {
     X,
     Dr,
     R,
+    Dose,
     Classifier,
 }
 
@@ -204,6 +210,7 @@ impl Learner {
             Learner::X => "x",
             Learner::Dr => "dr",
             Learner::R => "r",
+            Learner::Dose => "dose",
             Learner::Classifier => "classifier",
         }
     }
@@ -351,6 +358,9 @@ pub struct UpliftModel {
     pub baseline_calibration: Platt,
     /// The odds learner's effect of the message (`None` for the other learners).
     pub arm_shift: Option<ArmShift>,
+    /// The discount levels (percent) the dose learner was trained on, ascending (empty for the
+    /// other learners).
+    pub discount_levels: Vec<u32>,
 }
 
 impl std::fmt::Debug for UpliftModel {
@@ -361,6 +371,7 @@ impl std::fmt::Debug for UpliftModel {
             .field("feature_names", &self.feature_names)
             .field("baseline_calibration", &self.baseline_calibration)
             .field("arm_shift", &self.arm_shift)
+            .field("discount_levels", &self.discount_levels)
             .finish()
     }
 }
@@ -383,6 +394,7 @@ pub fn roles(learner: Learner) -> &'static [&'static str] {
         Learner::Ct => &["transformed", "control", "propensity"],
         Learner::Odds => &["pooled"],
         Learner::Dr | Learner::R => &["tau", "control"],
+        Learner::Dose => &["dose"],
         Learner::Classifier => &["classifier"],
     }
 }
@@ -580,6 +592,12 @@ impl UpliftModel {
                     why: "a classifier is not an uplift learner".into(),
                 })
             }
+            Learner::Dose => {
+                return Err(ModelError::Training {
+                    what: "the uplift model".into(),
+                    why: "the dose learner needs the discount each row was offered".into(),
+                })
+            }
             Learner::T => vec![
                 ("treated", given.arm(fit, train, valid, true)?),
                 ("control", given.arm(fit, train, valid, false)?),
@@ -739,6 +757,7 @@ impl UpliftModel {
             feature_names: feature_names.to_vec(),
             baseline_calibration: Platt::default(),
             arm_shift,
+            discount_levels: Vec::new(),
         })
     }
 
@@ -808,6 +827,11 @@ impl UpliftModel {
                 (uplift, control)
             }
             Learner::Dr | Learner::R => (p("tau")?, p("control")?),
+            Learner::Dose => {
+                // Without a level, the largest: the effect of the offer at its most generous.
+                let top = self.discount_levels.last().copied().unwrap_or_default();
+                return self.predict_at(x, top, num_threads);
+            }
             Learner::Classifier => {
                 return Err(ModelError::Artifact("a classifier has no uplift".into()))
             }
@@ -845,6 +869,7 @@ impl UpliftModel {
         scorer: Scorer,
     ) -> Result<Self> {
         let mut parts = Vec::new();
+        let mut discount_levels = Vec::new();
         for role in roles(learner) {
             let text = texts
                 .iter()
@@ -852,8 +877,14 @@ impl UpliftModel {
                 .map(|(_, t)| t)
                 .ok_or_else(|| ModelError::Artifact(format!("the {role} model is missing")))?;
             let model = TreeModel::load(text, scorer, role)?;
-            let expected = role_features(role, feature_names);
             let stored = model.booster.feature_name()?;
+            let expected = if *role == "dose" {
+                // The dose model's own columns say which levels it learned.
+                discount_levels = dose::levels_of(&stored[feature_names.len().min(stored.len())..]);
+                dose::features(feature_names, &discount_levels)
+            } else {
+                role_features(role, feature_names)
+            };
             if stored != expected {
                 return Err(ModelError::FeatureMismatch {
                     missing: expected
@@ -879,6 +910,7 @@ impl UpliftModel {
             feature_names: feature_names.to_vec(),
             baseline_calibration: Platt::default(),
             arm_shift: None,
+            discount_levels,
         })
     }
 }
