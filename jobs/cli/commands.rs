@@ -2,8 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use models::metrics::Interval;
-use models::{ModelArtifact, RunDate, Shard};
+use models::{ModelArtifact, ModelName, RunDate, Shard};
 use segments::campaign::CampaignKind;
+use segments::Campaign;
 use tracing::info;
 
 use super::summary::{runs_table, Summary};
@@ -57,6 +58,13 @@ pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()
             return Err(campaigns::CampaignProblems(missing).into());
         }
     }
+    let levels_checked = !a.offline
+        && campaigns
+            .iter()
+            .any(|c| !c.offer.discount_levels.is_empty());
+    if levels_checked {
+        check_discount_levels(settings, &campaigns).await?;
+    }
     for c in &campaigns {
         let schedule = c.schedule.as_ref().map_or("every night".to_string(), |s| {
             format!("{} ({})", s.cron, s.timezone)
@@ -75,7 +83,51 @@ pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()
     if items_checked {
         println!("drop items found in the source's catalogue");
     }
+    if levels_checked {
+        println!("discount levels known to the discount model");
+    }
     println!("{} campaign files valid", campaigns.len());
+    Ok(())
+}
+
+/// Checks that every discount level of an offer with levels is one the store's `current`
+/// discount model learned (a model trained later is checked by the run itself).
+async fn check_discount_levels(settings: &Settings, campaigns: &[Campaign]) -> Result<()> {
+    let hint = "cannot check offer.discount_levels against the discount model \
+                (--offline checks the files alone)";
+    let store = settings
+        .models
+        .open_store(&settings.store)
+        .await
+        .context(hint)?;
+    let Some(model) = model_store::current_metadata(&store, ModelName::DiscountUplift)
+        .await
+        .context(hint)?
+    else {
+        println!("no discount model stored yet: discount levels are checked when it is trained");
+        return Ok(());
+    };
+    let (known, version) = (&model.discount_levels, &model.version);
+    let problems: Vec<String> = campaigns
+        .iter()
+        .flat_map(|c| {
+            c.offer
+                .discount_levels
+                .iter()
+                .filter(|l| !known.contains(l))
+                .map(move |l| {
+                    format!(
+                        "campaign {}: offer.discount_levels has {l}, a level the discount model \
+                         {} did not learn (it knows {:?}): retrain it on past deals that offered \
+                         it, or leave it out",
+                        c.id, version, known
+                    )
+                })
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(campaigns::CampaignProblems(problems).into());
+    }
     Ok(())
 }
 
@@ -123,7 +175,8 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     };
     let night = demo::run(settings, &source, &state, request, spec, a.outcome_days).await?;
     let summary = Summary::new(&night.report, Some(night.truth))
-        .with_true_incremental(&night.true_incremental);
+        .with_true_incremental(&night.true_incremental)
+        .with_levels(&night.levels);
     std::fs::create_dir_all(&a.dir)?;
     summary.write_json(&a.dir.join("summary.json"))?;
     print!("{}", summary.table());

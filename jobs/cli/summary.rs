@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::pipeline::RunReport;
-use crate::tools::demo::AgainstTruth;
+use crate::tools::demo::{AgainstTruth, LevelsAgainstTruth};
 
 /// `summary.json`.
 #[derive(Debug, Serialize)]
@@ -81,6 +81,12 @@ pub struct CampaignSummary {
     pub expected_conversions: f64,
     /// Expected discount given to the exported users, in list prices of a purchase.
     pub expected_discount_cost: f64,
+    /// For an offer with discount levels: how many exported users got each level (percent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discount_mix: Vec<(f64, usize)>,
+    /// Per-user levels against each level alone, valued by the truth (demo only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub levels_against_truth: Option<LevelsAgainstTruth>,
     /// Users left after each selection step.
     pub funnel: Vec<(String, usize)>,
     /// Eligible users each other campaign of the night wanted too.
@@ -105,6 +111,46 @@ impl Summary {
             c.true_incremental_conversions = truth.get(&c.campaign_id).copied();
         }
         self
+    }
+
+    /// The demo's discount levels against each level alone, by campaign.
+    pub fn with_levels(mut self, levels: &[LevelsAgainstTruth]) -> Self {
+        for c in &mut self.campaigns {
+            c.levels_against_truth = levels
+                .iter()
+                .find(|l| l.campaign_id == c.campaign_id)
+                .cloned();
+        }
+        self
+    }
+
+    /// The discount levels each campaign with levels gave, and, in the demo, what they earned
+    /// against each level alone.
+    fn level_lines(&self) -> String {
+        let mut out = String::new();
+        for c in self.campaigns.iter().filter(|c| !c.discount_mix.is_empty()) {
+            out.push_str(&format!(
+                "{}: discount levels {}\n",
+                c.campaign_id,
+                mix_text(&c.discount_mix)
+            ));
+            if let Some(l) = &c.levels_against_truth {
+                let best = l.single.iter().find(|v| v.levels == [l.best_single_level]);
+                let undiscounted = best.map_or(f64::NAN, |b| b.buy_anyway_undiscounted);
+                out.push_str(&format!(
+                    "  against the truth: expected incremental profit {:.0}, against {:.0} for {}% \
+                     to everyone it takes (the best single level), {:+.1}%; the eligible users' \
+                     purchases without a message left undiscounted: {:.0}% (best single level: {:.0}%)\n",
+                    l.per_user.true_profit,
+                    best.map_or(f64::NAN, |b| b.true_profit),
+                    l.best_single_level,
+                    100.0 * l.gain_over_best_single,
+                    100.0 * l.per_user.buy_anyway_undiscounted,
+                    100.0 * undiscounted,
+                ));
+            }
+        }
+        out
     }
 
     pub fn new(report: &RunReport, truth: Option<AgainstTruth>) -> Self {
@@ -141,6 +187,8 @@ impl Summary {
                     explore_holdout: c.explore_holdout,
                     expected_conversions: c.expected_conversions,
                     expected_discount_cost: c.expected_discount_cost,
+                    discount_mix: c.discount_mix.clone(),
+                    levels_against_truth: None,
                     funnel: c.funnel.iter().map(|s| (s.step.clone(), s.users)).collect(),
                     overlap: c.overlap.clone(),
                     export_uri: c.export_uri.clone(),
@@ -201,6 +249,12 @@ impl Summary {
                     c.explore, c.explore_holdout
                 ));
             }
+            if !c.discount_mix.is_empty() {
+                out.push_str(&format!(
+                    "  discount levels: {}\n",
+                    mix_text(&c.discount_mix)
+                ));
+            }
             let overlap: Vec<String> = c
                 .overlap
                 .iter()
@@ -243,6 +297,11 @@ impl Summary {
                 "{:<26} {:<12} {:>9} {:>9} {:>8}  {}\n",
                 c.campaign_id, c.kind, c.eligible, c.audience, c.holdout, export
             ));
+        }
+        let levels = self.level_lines();
+        if !levels.is_empty() {
+            out.push('\n');
+            out.push_str(&levels);
         }
         let m = &self.model;
         if !m.trained {
@@ -297,6 +356,14 @@ impl Summary {
         std::fs::write(path, serde_json::to_string_pretty(self)?)
             .with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// How many users got each discount level, e.g. `10% to 1200, 20% to 300`.
+fn mix_text(mix: &[(f64, usize)]) -> String {
+    mix.iter()
+        .map(|(pct, n)| format!("{pct}% to {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `targeting runs list`: one line per campaign run, newest first; the error, when there is

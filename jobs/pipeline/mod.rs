@@ -95,6 +95,9 @@ pub struct CampaignReport {
     pub expected_conversions: f64,
     /// Expected discount given to the exported users, in list prices of a purchase.
     pub expected_discount_cost: f64,
+    /// For an offer with discount levels, how many of the model's exported users were offered
+    /// each (percent), ascending; empty for one discount.
+    pub discount_mix: Vec<(f64, usize)>,
     /// For each other campaign of the night, how many eligible users both wanted.
     pub overlap: Vec<(String, usize)>,
     pub export_uri: Option<String>,
@@ -122,6 +125,11 @@ impl CampaignReport {
             explore_holdout: a.explored(Arm::Holdout),
             expected_conversions: a.expected_conversions(),
             expected_discount_cost: a.expected_discount_cost(),
+            discount_mix: if c.offer.discount_levels.is_empty() {
+                vec![]
+            } else {
+                a.discount_mix()
+            },
             overlap: a.overlap,
             funnel: a.funnel,
             export_uri,
@@ -571,16 +579,7 @@ async fn publish_night(
                 emails: emails.as_ref(),
             };
             let staged = publish::stage(store, &request).await?;
-            record::record(
-                state,
-                store,
-                &staged,
-                run_id,
-                &audience,
-                c.offer.discount_pct,
-                req.date,
-            )
-            .await?;
+            record::record(state, store, &staged, run_id, &audience, req.date).await?;
             info!(uri = %staged.uri, rows = staged.manifest.row_count, "published");
             Ok((audience, staged.uri))
         }
@@ -610,6 +609,13 @@ async fn publish_night(
     Ok(reports)
 }
 
+/// The mean discount, in percent, of a campaign's users by their discount mix (`None` without
+/// users).
+fn mean_discount(mix: &[(f64, usize)]) -> Option<f64> {
+    let users: usize = mix.iter().map(|(_, n)| n).sum();
+    (users > 0).then(|| mix.iter().map(|(pct, n)| pct * *n as f64).sum::<f64>() / users as f64)
+}
+
 /// Records what the run expected of each campaign it selected (see [`ledger::Forecast`]). The
 /// lists are out by then, so a failure here costs the report its forecast, not the night: it is
 /// a warning.
@@ -631,7 +637,8 @@ async fn record_forecasts(
             holdout_size: r.holdout,
             expected_conversions: r.expected_conversions,
             expected_discount_cost: r.expected_discount_cost * c.offer.average_price,
-            discount_pct: c.offer.discount_pct,
+            // An offer with levels: the mean of the levels its users got.
+            discount_pct: mean_discount(&r.discount_mix).unwrap_or(c.offer.discount_pct),
             margin: c.offer.margin,
             average_price: c.offer.average_price,
         })

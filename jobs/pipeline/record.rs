@@ -27,11 +27,10 @@ pub async fn record(
     staged: &Staged,
     run_id: &str,
     audience: &Audience,
-    discount_pct: f64,
     date: RunDate,
 ) -> Result<()> {
     let recorded = async {
-        ledger::record_assignments(state, run_id, audience, discount_pct, date.cutoff()).await?;
+        ledger::record_assignments(state, run_id, audience, date.cutoff()).await?;
         publish::commit(store, staged).await
     }
     .await;

@@ -24,6 +24,9 @@ pub struct ScoredUsers {
     pub frame: DataFrame,
     /// The shard's sampled users counted for drift monitoring (see [`super::monitor`]).
     pub tallies: Tallies,
+    /// The discount levels the discount model knows, ascending: the frame has the effect of
+    /// each (empty for a model that knows one effect of "a discount").
+    pub discount_levels: Vec<u32>,
 }
 
 /// The models a run scores with; and, when they were trained now on every row of the source
@@ -83,8 +86,18 @@ pub fn score(
         models::training::score_users(tables, scorers, date, s.threads)
     })?;
     let (frame, tallies) = (scored.frame, scored.tallies);
-    for name in segments::select::SCORED_COLUMNS {
-        if frame.schema().get(name).is_none() {
+    // The columns selection reads, and the discount model's effect at each of its levels
+    // (what an offer with discount levels reads).
+    let levels = scorers.discount_uplift.discount_levels.clone();
+    let by_level = levels
+        .iter()
+        .map(|&l| segments::select::discount_uplift_column(l));
+    for name in segments::select::SCORED_COLUMNS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(by_level)
+    {
+        if frame.schema().get(&name).is_none() {
             bail!("the scored users lack the column {name:?} that selection reads");
         }
     }
@@ -93,5 +106,6 @@ pub fn score(
         tables,
         frame,
         tallies,
+        discount_levels: levels,
     })
 }

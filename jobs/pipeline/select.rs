@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use models::uplift::nearest_level;
 use models::RunDate;
 use polars::prelude::*;
+use segments::select::discount_uplift_column;
 use segments::{Arm, Audience, Campaign, CampaignKind, History, Ranking, Reach, SelectionContext};
 use tracing::{info, instrument};
 
@@ -168,6 +170,17 @@ impl<'a> Selector<'a> {
         }
     }
 
+    /// One campaign as if it were the night's only one: every eligible user's id, ascending,
+    /// and its audience.
+    pub fn alone(&self, c: &Campaign, scored: &ScoredUsers) -> Result<(Vec<i64>, Audience)> {
+        let frame = candidates(c, scored, self.date)?;
+        let mut ranking = segments::rank(c, &frame, &self.ctx, &self.history)?;
+        segments::reserve_exploration([&mut ranking]);
+        let eligible = ranking.eligible.clone();
+        let mut audiences = segments::arbitrate(vec![(c, ranking)], &self.ctx);
+        Ok((eligible, audiences.remove(0)))
+    }
+
     /// Empty rankings of the night's campaigns, cut to what this night's arbitration reaches.
     pub fn rankings(&self) -> Rankings {
         Rankings::new(Reach::of(self.campaigns, self.ctx.limits.arbitration))
@@ -206,15 +219,21 @@ impl<'a> Selector<'a> {
 }
 
 /// The frame a campaign selects from: the scored users, plus the affinity to the dropped item
-/// for a drop.
+/// for a drop. An offer of one discount reads, as `discount_uplift`, the effect of the level
+/// the discount model knows nearest to it.
 fn candidates(c: &Campaign, scored: &ScoredUsers, date: RunDate) -> Result<DataFrame> {
     // Derived names of the rule catalogue (see `campaigns::catalog`).
-    let frame = scored.frame.clone().lazy().with_column(
+    let mut frame = scored.frame.clone().lazy().with_column(
         col("orders_total")
             .eq(lit(0.0))
             .cast(DataType::Float64)
             .alias(campaigns::NEW_BUYER_COLUMN),
     );
+    if c.offer.discount_pct > 0.0 {
+        if let Some(level) = nearest_level(&scored.discount_levels, c.offer.discount_pct) {
+            frame = frame.with_column(col(discount_uplift_column(level)).alias("discount_uplift"));
+        }
+    }
     match c.kind {
         CampaignKind::Drop { item_id } => {
             let affinity = models::features::drop_affinity(&scored.tables, item_id, date.cutoff())

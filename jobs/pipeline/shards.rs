@@ -19,6 +19,7 @@ use models::{RunDate, Shard};
 use polars::prelude::*;
 use polars_io::SerReader;
 use rand::Rng;
+use segments::campaign::MAX_DISCOUNT_LEVELS;
 use segments::{Campaign, Candidate, FunnelStep, Ranking};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -121,6 +122,9 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
     let mut campaigns = Vec::new();
     let (mut ids, mut users, mut key, mut uplift, mut p_control, mut value, mut cost) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut discount: Vec<Option<f64>> = vec![];
+    // Each discount level's effect, for campaigns with levels (chosen after the merge).
+    let mut effects: [Vec<Option<f64>>; MAX_DISCOUNT_LEVELS] = Default::default();
     let mut explore: Vec<bool> = vec![];
     for c in out.campaigns {
         let ranked = by_id
@@ -137,6 +141,10 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                     p_control.push(Some(x.p_control));
                     value.push(Some(x.value));
                     cost.push(Some(x.discount_cost));
+                    discount.push(Some(x.discount_pct));
+                    for (column, e) in effects.iter_mut().zip(x.effects) {
+                        column.push(Some(e));
+                    }
                     explore.push(explored);
                 }
                 for &user in &r.eligible {
@@ -144,6 +152,10 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                     users.push(user);
                     for v in [&mut key, &mut uplift, &mut p_control, &mut value, &mut cost] {
                         v.push(None);
+                    }
+                    discount.push(None);
+                    for column in &mut effects {
+                        column.push(None);
                     }
                     explore.push(false);
                 }
@@ -167,8 +179,12 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
         "p_control" => p_control,
         "value" => value,
         "discount_cost" => cost,
+        "discount_pct" => discount,
         "explore" => explore,
     }?;
+    for (k, column) in effects.into_iter().enumerate() {
+        frame.with_column(Column::new(effect_column(k).into(), column))?;
+    }
     let mut bytes = Vec::new();
     polars_io::parquet::write::ParquetWriter::new(&mut bytes)
         .with_compression(polars_io::parquet::write::ParquetCompression::Snappy)
@@ -345,6 +361,11 @@ fn check_campaigns(name: &str, m: &ShardManifest, campaigns: &[Campaign]) -> Res
     Ok(())
 }
 
+/// The rankings file's column of the `k`-th discount level's effect.
+fn effect_column(k: usize) -> String {
+    format!("effect_{k}")
+}
+
 /// The rankings of one shard's output, in the order of its manifest's campaigns.
 fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, String>>> {
     let frame = polars_io::parquet::read::ParquetReader::new(Cursor::new(data)).finish()?;
@@ -356,13 +377,17 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, S
     let f = |name: &str| -> Result<Vec<Option<f64>>> {
         Ok(frame.column(name)?.f64()?.iter().collect())
     };
-    let (key, uplift, p_control, value, cost) = (
+    let (key, uplift, p_control, value, cost, discount) = (
         f("key")?,
         f("uplift")?,
         f("p_control")?,
         f("value")?,
         f("discount_cost")?,
+        f("discount_pct")?,
     );
+    let effects = (0..MAX_DISCOUNT_LEVELS)
+        .map(|k| f(&effect_column(k)))
+        .collect::<Result<Vec<_>>>()?;
     let explore = frame.column("explore")?.bool()?;
     /// One campaign's rows, by what they list.
     #[derive(Default)]
@@ -390,6 +415,8 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, S
             p_control: nan(p_control[i]),
             value: nan(value[i]),
             discount_cost: nan(cost[i]),
+            discount_pct: nan(discount[i]),
+            effects: std::array::from_fn(|k| nan(effects[k][i])),
         };
         // An explore row is of the exploration sample; the others are in the campaign's order.
         if explore.get(i) == Some(true) {

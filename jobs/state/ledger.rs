@@ -116,15 +116,9 @@ pub async fn finish(db: &Db, run_id: &str, campaign_id: &str, f: &Finish<'_>) ->
     Ok(())
 }
 
-/// Records every selected user of a campaign (both arms) with their scores and the offer's
-/// discount: with COPY on PostgreSQL, one prepared insert in one transaction on SQLite.
-pub async fn record_assignments(
-    db: &Db,
-    run_id: &str,
-    audience: &Audience,
-    discount_pct: f64,
-    at: i64,
-) -> Result<()> {
+/// Records every selected user of a campaign (both arms) with their scores and the discount
+/// they were offered: with COPY on PostgreSQL, one prepared insert in one transaction on SQLite.
+pub async fn record_assignments(db: &Db, run_id: &str, audience: &Audience, at: i64) -> Result<()> {
     let rows: Vec<Vec<Value>> = audience
         .members
         .iter()
@@ -142,7 +136,7 @@ pub async fn record_assignments(
                 Value::Text(m.arm.as_str().into()),
                 Value::Text(scores.to_string()),
                 Value::Int(at),
-                Value::Float(discount_pct),
+                Value::Float(m.discount_pct),
                 Value::Bool(m.explore),
             ]
         })

@@ -131,20 +131,29 @@ pub async fn run(s: &Settings, a: &BenchScoreArgs) -> Result<Report> {
         })?;
         models.push(("large".into(), "1000x31".into(), text));
     }
-    // The S-learner's model reads the arm as one more column.
-    let mut with_arm: Option<Vec<f64>> = None;
+    // The S-learner's model reads the arm as one more column, the dose learner's the discount
+    // offered (no offer and each of the demo's levels, in turn).
+    let extra = |role: &str| -> Option<fn(usize) -> f64> {
+        match role {
+            "single" => Some(|i| (i % 2) as f64),
+            "dose" => Some(|i| (i % 4) as f64 * 10.0),
+            _ => None,
+        }
+    };
+    let mut widened: std::collections::HashMap<String, Vec<f64>> = Default::default();
     let mut timings = Vec::new();
     for (model, role, text) in &models {
-        let (rows, n) = if role == "single" {
-            let w = with_arm.get_or_insert_with(|| {
-                x.chunks(columns)
-                    .enumerate()
-                    .flat_map(|(i, r)| r.iter().copied().chain([(i % 2) as f64]))
-                    .collect()
-            });
-            (&w[..], columns + 1)
-        } else {
-            (&x[..], columns)
+        let (rows, n) = match extra(role) {
+            Some(value) => {
+                let w = widened.entry(role.clone()).or_insert_with(|| {
+                    x.chunks(columns)
+                        .enumerate()
+                        .flat_map(|(i, r)| r.iter().copied().chain([value(i)]))
+                        .collect()
+                });
+                (&w[..], columns + 1)
+            }
+            None => (&x[..], columns),
         };
         let timing =
             tokio::task::block_in_place(|| time(model, role, text, rows, n, s.threads, a.repeat))?;

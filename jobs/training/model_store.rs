@@ -170,6 +170,19 @@ async fn current_version(store: &ObjectStore, name: &str) -> Result<Option<Strin
     Ok(pointer.map(|v| String::from_utf8_lossy(&v).trim().to_string()))
 }
 
+/// The metadata of the `current` version of a model, or `None` when the store has none.
+pub async fn current_metadata(
+    store: &ObjectStore,
+    name: ModelName,
+) -> Result<Option<ModelMetadata>> {
+    match current_version(store, name.as_str()).await? {
+        Some(version) => Ok(Some(
+            read_metadata(store, &format!("{name}/{version}")).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Loads the `current` version of a model, or `None` when the store has none.
 pub async fn load_current(store: &ObjectStore, name: ModelName) -> Result<Option<ModelArtifact>> {
     let Some(version) = current_version(store, name.as_str()).await? else {

@@ -167,7 +167,9 @@ async fn check_demo(env: &TestEnv) {
     for campaign in holdouts.keys() {
         assert_eq!(run_folders(&exports, campaign, DATE).len(), 2, "{campaign}");
     }
-    let manifest = read_export(&run_folders(&exports, "weekly-deal", DATE)[0]).manifest;
+    let deal = read_export(&run_folders(&exports, "weekly-deal", DATE)[0]);
+    check_discount_levels(&summary, &deal);
+    let manifest = deal.manifest;
     let versions = manifest["model_versions"].as_object().unwrap();
     assert!(
         versions.contains_key("conversion_uplift") && versions.contains_key("discount_sensitivity")
@@ -191,6 +193,48 @@ async fn check_demo(env: &TestEnv) {
         warned.iter().all(|l| l.contains("sessions_90d")),
         "{warned:?}"
     );
+}
+
+/// The weekly deal offers 10, 20 or 30 %: each exported user carries the level chosen for them,
+/// the summary counts them, and the demo values them against each level alone by the truth.
+fn check_discount_levels(summary: &serde_json::Value, deal: &Export) {
+    assert_eq!(deal.discount_pct.len(), deal.ids.len());
+    let mut used: Vec<i64> = deal.discount_pct.clone();
+    used.sort_unstable();
+    used.dedup();
+    assert!(
+        used.len() >= 2 && used.iter().all(|l| [10, 20, 30].contains(l)),
+        "levels used: {used:?}"
+    );
+    let c = summary["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign_id"] == "weekly-deal")
+        .unwrap();
+    let mix: Vec<(f64, u64)> = c["discount_mix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m[0].as_f64().unwrap(), m[1].as_u64().unwrap()))
+        .collect();
+    // The mix counts the model's choice; the export adds its random exploration.
+    let counted: u64 = mix.iter().map(|(_, n)| n).sum();
+    assert_eq!(counted, c["audience"].as_u64().unwrap(), "{mix:?}");
+    let truth = &c["levels_against_truth"];
+    let single = truth["single"].as_array().unwrap();
+    assert_eq!(single.len(), 3, "{truth}");
+    let best = single
+        .iter()
+        .map(|v| v["true_profit"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    let per_user = truth["per_user"]["true_profit"].as_f64().unwrap();
+    assert!(
+        per_user > best,
+        "per-user levels {per_user} against the best single level {best}"
+    );
+    let gain = truth["gain_over_best_single"].as_f64().unwrap();
+    assert!((gain - (per_user / best - 1.0)).abs() < 1e-9, "{gain}");
 }
 
 /// `targeting report` on the demo's simulated days: the arms are the published lists and

@@ -104,6 +104,8 @@ enum Datum {
     Rank,
     RunDate,
     Email,
+    /// The discount level the user was offered (offers with `discount_levels`).
+    DiscountPct,
 }
 
 /// The columns of a preset, in file order, with their names.
@@ -138,6 +140,21 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
     }
 }
 
+/// A campaign's columns: its preset's, then, for an offer with discount levels, the level each
+/// user got, named in the preset's style.
+fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
+    let mut cols = columns(c.columns).to_vec();
+    if !c.offer.discount_levels.is_empty() {
+        let name = match c.columns {
+            ColumnPreset::Generic => "discount_pct",
+            ColumnPreset::Braze => "targeting_discount_pct",
+            ColumnPreset::Iterable => "discountPct",
+        };
+        cols.push((name, Datum::DiscountPct));
+    }
+    cols
+}
+
 /// Whether a preset needs the users' email addresses.
 pub fn needs_emails(preset: ColumnPreset) -> bool {
     columns(preset).iter().any(|(_, f)| *f == Datum::Email)
@@ -161,6 +178,7 @@ fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
         Datum::Score => Cell::Float(m.score),
         Datum::Rank => Cell::Int(m.rank as i64),
         Datum::RunDate => Cell::Text(req.run_date),
+        Datum::DiscountPct => Cell::Int(m.discount_pct.round() as i64),
         Datum::Email => req
             .emails
             .and_then(|e| e.get(&m.user_id))
@@ -225,11 +243,11 @@ fn encode_row(format: ExportFormat, cells: &[(&str, Cell)], out: &mut Vec<u8>) -
     Ok(())
 }
 
-fn header(format: ExportFormat, preset: ColumnPreset) -> Result<Vec<u8>> {
+fn header(format: ExportFormat, cols: &[(&str, Datum)]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     if matches!(format, ExportFormat::Csv | ExportFormat::CsvGzip) {
         let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(columns(preset).iter().map(|(n, _)| *n))?;
+        w.write_record(cols.iter().map(|(n, _)| *n))?;
         w.flush()?;
     }
     Ok(out)
@@ -317,8 +335,8 @@ async fn write_export(
     prefix: &str,
 ) -> Result<Manifest> {
     let c = req.campaign;
-    let cols = columns(c.columns);
-    let header = header(c.format, c.columns)?;
+    let cols = campaign_columns(c);
+    let header = header(c.format, &cols)?;
     let treated: Vec<&Member> = req
         .audience
         .members
@@ -469,10 +487,17 @@ async fn finish_part(mut p: Part<'_>, req: &ExportRequest<'_>) -> Result<PartInf
 /// 64-bit integer; Snappy, which every Parquet reader supports.
 fn parquet_part(req: &ExportRequest, members: &[&Member]) -> Result<Vec<u8>> {
     let mut cols = Vec::new();
-    for (name, field) in columns(req.campaign.columns) {
+    for (name, field) in campaign_columns(req.campaign) {
         let name = PlSmallStr::from_str(name);
         let column = match field {
             Datum::Score => Column::new(name, members.iter().map(|m| m.score).collect::<Vec<_>>()),
+            Datum::DiscountPct => Column::new(
+                name,
+                members
+                    .iter()
+                    .map(|m| m.discount_pct.round() as i64)
+                    .collect::<Vec<_>>(),
+            ),
             Datum::Rank => Column::new(
                 name,
                 members.iter().map(|m| m.rank as i64).collect::<Vec<_>>(),
@@ -481,7 +506,7 @@ fn parquet_part(req: &ExportRequest, members: &[&Member]) -> Result<Vec<u8>> {
                 name,
                 members
                     .iter()
-                    .map(|m| match cell(req, m, *f) {
+                    .map(|m| match cell(req, m, f) {
                         Cell::Text(s) => Some(s.to_string()),
                         Cell::Id(v) | Cell::Int(v) => Some(v.to_string()),
                         Cell::Float(v) => Some(format!("{v:.6}")),
@@ -584,6 +609,7 @@ mod tests {
                     p_control: 0.0,
                     expected_value: 0.0,
                     discount_cost: 0.0,
+                    discount_pct: 0.0,
                     explore: false,
                 })
                 .collect(),

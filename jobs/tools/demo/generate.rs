@@ -8,6 +8,12 @@
 //! - heavy buyers are "sure things" who respond *negatively* (messages annoy them);
 //! - users who never bought respond a little to a nudge.
 //!
+//! A deal's pull is its discount: each user buys once the discount passes their own reservation
+//! level ([`DoseResponse`]) — a small one for wishlisters (they already want an item), a large
+//! one for the less engaged, who are mostly there for the price; heavy buyers hardly respond.
+//! The deal's message itself adds only a share of a newsletter's effect. The past deals offered
+//! 10, 20 or 30 % at random, so the models can learn each level's effect.
+//!
 //! The true individual effects go to `demo_truth`, which the pipeline never reads; the demo's
 //! report uses it to put the model's Qini next to the oracle's.
 
@@ -38,17 +44,21 @@ const ENGAGEMENT_DAYS: i64 = 605;
 /// Attribution window of the past campaigns' outcomes.
 pub const OUTCOME_DAYS: i64 = 7;
 
-/// Past randomized campaigns: id, days before the anchor, discount. A campaign every few weeks,
-/// as a marketing team runs them: the history uplift models learn from.
-const PAST_CAMPAIGNS: &[(&str, i64, f64)] = &[
-    ("winter-newsletter", 240, 0.0),
-    ("spring-newsletter", 200, 0.0),
-    ("spring-deal", 165, 20.0),
-    ("summer-newsletter", 130, 0.0),
-    ("summer-drop", 95, 0.0),
-    ("autumn-newsletter", 60, 0.0),
-    ("autumn-deal", 30, 20.0),
+/// Past randomized campaigns: id, days before the anchor, the discount levels offered (none: a
+/// message alone). A campaign every few weeks, as a marketing team runs them: the history uplift
+/// models learn from. A deal drew each exposed user's level at random, and recorded it in both
+/// arms (a control row carries the level its user would have been offered).
+const PAST_CAMPAIGNS: &[(&str, i64, &[f64])] = &[
+    ("winter-newsletter", 240, &[]),
+    ("spring-newsletter", 200, &[]),
+    ("spring-deal", 165, &DEAL_LEVELS),
+    ("summer-newsletter", 130, &[]),
+    ("summer-drop", 95, &[]),
+    ("autumn-newsletter", 60, &[]),
+    ("autumn-deal", 30, &DEAL_LEVELS),
 ];
+/// The discount levels of the past deals, in percent.
+const DEAL_LEVELS: [f64; 3] = [10.0, 20.0, 30.0];
 /// Share of eligible users each past campaign exposed (half treatment, half control).
 const EXPOSED_SHARE: f64 = 0.35;
 
@@ -269,9 +279,13 @@ struct Traits {
     favourite_game: i64,
     /// True effect of a message on the 7-day purchase probability.
     uplift: f64,
+    /// What a discount adds to it.
+    discount: DoseResponse,
 }
 
-fn traits(rng: &mut ChaCha8Rng, platform: &str) -> Traits {
+/// Draws a user's traits from `rng`, and their response to a discount from `dose_rng` (a stream
+/// of its own, so that it leaves every other table of a seed as it was before it existed).
+fn traits(rng: &mut ChaCha8Rng, dose_rng: &mut ChaCha8Rng, platform: &str) -> Traits {
     let activity = Normal::new(0.0, 0.8).map_or(1.0, |n: Normal<f64>| n.sample(rng).exp());
     let buyer = rng.random_bool(0.78);
     let deal_hunter = rng.random_bool(0.22);
@@ -294,6 +308,21 @@ fn traits(rng: &mut ChaCha8Rng, platform: &str) -> Traits {
         - if heavy { 0.09 } else { 0.0 }
         + if platform == "mobile" { 0.02 } else { 0.0 }
         + if buyer { 0.0 } else { 0.03 };
+    // Who a discount moves, and how large a one it takes: wishlisters are won by a small one,
+    // the less engaged are mostly there for the price and need a large one, heavy buyers buy
+    // regardless.
+    let price_driven = dose_rng.random_bool(0.5 / (1.0 + activity));
+    let threshold: f64 = if wishlist > 0 {
+        5.0
+    } else if price_driven {
+        25.0
+    } else {
+        15.0
+    };
+    let cap: f64 = if heavy { 0.01 } else { 0.15 };
+    let cap = cap * Normal::new(0.0, 0.25).map_or(1.0, |n: Normal<f64>| n.sample(dose_rng).exp());
+    let threshold =
+        threshold + Normal::new(0.0, 2.0).map_or(0.0, |n: Normal<f64>| n.sample(dose_rng));
     Traits {
         activity,
         rate,
@@ -301,23 +330,58 @@ fn traits(rng: &mut ChaCha8Rng, platform: &str) -> Traits {
         wishlist,
         favourite_game: rng.random_range(1..=GAMES),
         uplift: uplift.clamp(-0.08, 0.25),
+        discount: DoseResponse { cap, threshold },
     }
 }
 
-/// What a discount adds to the true effect of a message on the purchase probability.
-const DISCOUNT_EFFECT: f64 = 0.05;
+/// How a user's purchase probability responds to a discount: up to `cap` more, most of it
+/// once the discount passes the user's reservation level `threshold` (percent) — a logistic
+/// step of [`DOSE_WIDTH`] points, shifted to add nothing at no discount. A discount below the
+/// threshold does little; one far above it does no more than one just above.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DoseResponse {
+    pub cap: f64,
+    pub threshold: f64,
+}
 
-/// The probability that a user with a purchase rate `rate` (orders per day) and a true effect
-/// `uplift` buys within the attribution window: without a message (`None`), or after one
-/// offering `Some(discount_pct)`.
-pub fn window_probability(rate: f64, uplift: f64, message: Option<f64>) -> f64 {
-    let baseline = 1.0 - (-(OUTCOME_DAYS as f64) * rate).exp();
-    let effect = match message {
-        None => 0.0,
-        Some(d) if d > 0.0 => uplift + DISCOUNT_EFFECT,
-        Some(_) => uplift,
-    };
-    (baseline + effect).clamp(0.0, 1.0)
+/// How sharp a reservation level is, in discount points.
+const DOSE_WIDTH: f64 = 3.0;
+
+/// What the message of a deal adds, as a share of a newsletter's effect: the offer is what
+/// the user reads.
+const DEAL_MESSAGE_SHARE: f64 = 0.3;
+
+impl DoseResponse {
+    /// What a discount of `pct` percent adds to the purchase probability.
+    pub fn effect(&self, pct: f64) -> f64 {
+        let step = |d: f64| 1.0 / (1.0 + (-(d - self.threshold) / DOSE_WIDTH).exp());
+        self.cap * (step(pct.max(0.0)) - step(0.0))
+    }
+}
+
+/// A user's true response, as `demo_truth` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Response {
+    /// Orders per day without any campaign.
+    pub rate: f64,
+    /// The effect of a message on the purchase probability in the attribution window.
+    pub uplift: f64,
+    /// What a discount adds to it.
+    pub discount: DoseResponse,
+}
+
+impl Response {
+    /// The probability of buying within the attribution window: without a message (`None`), or
+    /// after one offering `Some(discount_pct)` (a newsletter at 0, else a deal).
+    pub fn window_probability(&self, message: Option<f64>) -> f64 {
+        let baseline = 1.0 - (-(OUTCOME_DAYS as f64) * self.rate).exp();
+        let effect = match message {
+            None => 0.0,
+            Some(d) if d > 0.0 => DEAL_MESSAGE_SHARE * self.uplift + self.discount.effect(d),
+            Some(_) => self.uplift,
+        };
+        (baseline + effect).clamp(0.0, 1.0)
+    }
 }
 
 /// What an order of an item at `price` cents paid: a discount of 20, 30 or 50 % when it was
@@ -340,6 +404,7 @@ struct Order {
 
 async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let mut dose_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x646f_7365);
     let a = spec.anchor;
     let (items, item_rows) = catalogue(a, &mut rng);
     db.insert(INSERT_ITEMS, &item_rows).await?;
@@ -380,13 +445,20 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
                 Value::Int(rng.random_range(created..a)),
             ]);
         }
-        let t = traits(&mut rng, platform);
+        let t = traits(&mut rng, &mut dose_rng, platform);
         rows.truth.push(vec![
             Value::Int(user),
             Value::Float(t.uplift),
             Value::Float(t.sensitivity),
             Value::Float(t.rate),
+            Value::Float(t.discount.cap),
+            Value::Float(t.discount.threshold),
         ]);
+        let response = Response {
+            rate: t.rate,
+            uplift: t.uplift,
+            discount: t.discount,
+        };
         let favourites = by_game(t.favourite_game);
 
         // Friends: both directions of each friendship.
@@ -462,21 +534,26 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
 
         // Past randomized campaigns: the outcome in the window after an exposure follows the
         // user's baseline plus, when treated, the true effect.
-        for (campaign, days_before, discount) in PAST_CAMPAIGNS {
+        for (campaign, days_before, levels) in PAST_CAMPAIGNS {
             let start = a - days_before * DAY;
             if created >= start || !rng.random_bool(EXPOSED_SHARE) {
                 continue;
             }
             let at = start + rng.random_range(0..6 * 3600);
             let treated = rng.random_bool(0.5);
-            let p = window_probability(t.rate, t.uplift, treated.then_some(*discount));
+            let discount = if levels.is_empty() {
+                0.0
+            } else {
+                levels[dose_rng.random_range(0..levels.len())]
+            };
+            let p = response.window_probability(treated.then_some(discount));
             let end = at + OUTCOME_DAYS * DAY;
             orders.retain(|o| o.at < at || o.at >= end);
             if rng.random_bool(p) {
                 orders.push(Order {
                     at: rng.random_range(at..end.min(a)),
                     item: favourites[rng.random_range(0..favourites.len())],
-                    discounted: (treated && *discount > 0.0) || rng.random_bool(t.sensitivity),
+                    discounted: (treated && discount > 0.0) || rng.random_bool(t.sensitivity),
                 });
             }
             rows.exposures.push(vec![
@@ -484,7 +561,7 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
                 Value::Int(user),
                 Value::Int(at),
                 Value::Text(if treated { "treatment" } else { "control" }.into()),
-                Value::Float(*discount),
+                Value::Float(discount),
             ]);
         }
         orders.sort_by_key(|o| o.at);

@@ -8,6 +8,7 @@
 //! exactly as a nightly run does.
 
 mod generate;
+mod levels;
 mod outcomes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +18,7 @@ use models::training::{feature_ceiling, UpliftTarget};
 use tracing::info;
 
 pub use generate::{ensure, DemoSpec, OUTCOME_DAYS};
+pub use levels::LevelsAgainstTruth;
 
 use crate::config::Settings;
 use crate::pipeline::score::ScoredUsers;
@@ -35,6 +37,11 @@ const TRUTH_SPEC: models::features::TableSpec = models::features::TableSpec {
             models::features::ColumnKind::Float,
         ),
         ("true_base_rate", models::features::ColumnKind::Float),
+        ("true_discount_cap", models::features::ColumnKind::Float),
+        (
+            "true_discount_threshold",
+            models::features::ColumnKind::Float,
+        ),
     ],
     slicing: models::features::Slicing::WHOLE,
 };
@@ -46,6 +53,8 @@ const TRUTH_SQL: &str = include_str!("../../../sql/queries/demo_truth.sql");
 pub struct Truth {
     pub uplift: HashMap<i64, f64>,
     pub sensitivity: HashMap<i64, f64>,
+    /// Each user's whole response: purchase rate, message and discount effects.
+    pub responses: HashMap<i64, generate::Response>,
 }
 
 /// Reads `demo_truth`.
@@ -72,9 +81,29 @@ pub async fn truth(db: &Db) -> Result<Truth> {
             .map(|(u, v)| (u, v.unwrap_or(f64::NAN)))
             .collect())
     };
+    let (uplift, rate) = (by_user("true_uplift")?, by_user("true_base_rate")?);
+    let (cap, threshold) = (
+        by_user("true_discount_cap")?,
+        by_user("true_discount_threshold")?,
+    );
+    let responses = users
+        .iter()
+        .map(|u| {
+            let response = generate::Response {
+                rate: rate[u],
+                uplift: uplift[u],
+                discount: generate::DoseResponse {
+                    cap: cap[u],
+                    threshold: threshold[u],
+                },
+            };
+            (*u, response)
+        })
+        .collect();
     Ok(Truth {
-        uplift: by_user("true_uplift")?,
+        uplift,
         sensitivity: by_user("true_discount_sensitivity")?,
+        responses,
     })
 }
 
@@ -102,6 +131,8 @@ pub struct DemoRun {
     /// Per campaign, the conversions its message truly caused in the simulated days after the
     /// night (empty without them).
     pub true_incremental: BTreeMap<String, f64>,
+    /// Each campaign with discount levels against each of its levels alone.
+    pub levels: Vec<LevelsAgainstTruth>,
 }
 
 /// Trains on the demo source (all of it, or the sample of users training reads above
@@ -139,6 +170,16 @@ pub async fn run(
         pipeline::score::score(s, training.tables, &scorers, date)?
     };
     let against = against_truth(&truth, &trained, &ceiling, &scored)?;
+    let levels = tokio::task::block_in_place(|| {
+        levels::against_truth(
+            s,
+            &request.campaigns,
+            &trained.set.uplift.metadata.categorical_levels,
+            &scored,
+            date,
+            &truth.responses,
+        )
+    })?;
     drop(scored);
     let models = pipeline::score::Models {
         set: trained.set,
@@ -154,6 +195,7 @@ pub async fn run(
         report,
         truth: against,
         true_incremental,
+        levels,
     })
 }
 

@@ -5,7 +5,7 @@
 //! In the attribution window (the first [`OUTCOME_DAYS`] days, the window the truth's effects
 //! are defined on) each user buys at most once, with the probability of their baseline, plus,
 //! in a campaign's treatment arm, the true effect of its message and offer — as in the past
-//! campaigns the models learned from ([`window_probability`]). After the window, background
+//! campaigns the models learned from ([`Response::window_probability`]). After the window, background
 //! orders continue at the user's own rate. Each treatment user adds `p(treated) − p(baseline)`
 //! to the campaign's true incremental conversions.
 
@@ -20,7 +20,7 @@ use rand_distr::{Distribution, Poisson};
 use sqlx::Row;
 use tracing::{info, instrument};
 
-use super::generate::{paid_cents, window_probability, DemoSpec, OUTCOME_DAYS};
+use super::generate::{paid_cents, DemoSpec, DoseResponse, Response, OUTCOME_DAYS};
 use super::{TRUTH_SPEC, TRUTH_SQL};
 use crate::state::db::{Db, Value};
 use crate::state::frames::ChunkSink;
@@ -171,21 +171,41 @@ impl ChunkSink for Draw {
         let uplift = chunk.column("true_uplift")?.f64()?.clone();
         let sensitivity = chunk.column("true_discount_sensitivity")?.f64()?.clone();
         let rate = chunk.column("true_base_rate")?.f64()?.clone();
+        let cap = chunk.column("true_discount_cap")?.f64()?.clone();
+        let threshold = chunk.column("true_discount_threshold")?.f64()?.clone();
         let window_end = self.anchor + OUTCOME_DAYS.min(self.days) * DAY;
         let end = self.anchor + self.days * DAY;
         for i in 0..chunk.height() {
-            let (Some(user), Some(uplift), Some(sensitivity), Some(rate)) =
-                (users.get(i), uplift.get(i), sensitivity.get(i), rate.get(i))
+            let (
+                Some(user),
+                Some(uplift),
+                Some(sensitivity),
+                Some(rate),
+                Some(cap),
+                Some(threshold),
+            ) = (
+                users.get(i),
+                uplift.get(i),
+                sensitivity.get(i),
+                rate.get(i),
+                cap.get(i),
+                threshold.get(i),
+            )
             else {
                 continue;
             };
+            let response = Response {
+                rate,
+                uplift,
+                discount: DoseResponse { cap, threshold },
+            };
             let message = self.messages.get(&user).copied();
             let treated = message.filter(|m| m.treated);
-            let p = window_probability(rate, uplift, treated.map(|m| m.discount_pct));
+            let p = response.window_probability(treated.map(|m| m.discount_pct));
             // The truth of the model's treatment arm: what the report's figures measure (the
             // exploration is set apart there).
             if let Some(m) = treated.filter(|m| !m.explore) {
-                self.truth[m.campaign] += p - window_probability(rate, uplift, None);
+                self.truth[m.campaign] += p - response.window_probability(None);
             }
             if self.rng.random_bool(p) {
                 let at = self.rng.random_range(self.anchor..window_end);

@@ -26,6 +26,8 @@ pub use schedule::Schedule;
 
 /// Profit on a full-price purchase, as a share of the price, of an offer that names none.
 pub const DEFAULT_MARGIN: f64 = 0.3;
+/// The most discount levels an offer may list.
+pub const MAX_DISCOUNT_LEVELS: usize = 4;
 
 /// The campaign file format this build reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -118,6 +120,15 @@ pub struct OfferFile {
     /// Discount in percent (0 to 90). 0 or absent means no discount.
     #[serde(default)]
     pub discount_pct: f64,
+    /// Discount levels in percent the offer may give, ascending, e.g. `[10, 20, 30]` (at most
+    /// 4, each from 1 to 90), instead of one `discount_pct`: each user gets the level — or no
+    /// message at all — with the most expected incremental profit, so a user a small discount
+    /// wins gets a small one, and a user who would buy anyway gets none. Under a `budget`, every
+    /// user's level is chosen at one price of the budget, the one at which the levels chosen
+    /// just fit it: the most profit the budget can buy. The export's `discount_pct` column says
+    /// which level each user got. Only for a `weekly_deal`; every level must be one the
+    /// discount model learned from past deals (`targeting validate` checks).
+    pub discount_levels: Option<Vec<u32>>,
     /// Text placed in the export's `offer` column for the CRM template, e.g. `"20% off"`.
     pub label: Option<String>,
     /// Profit on a purchase at full price, as a share of the price (0 to 1). Expected profit
@@ -263,7 +274,12 @@ impl CampaignKind {
 /// What a message offers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
+    /// The one discount of every message, in percent (0 for none, and for an offer with
+    /// levels).
     pub discount_pct: f64,
+    /// The levels one of which each user gets, in percent, ascending (empty: one discount for
+    /// everyone, `discount_pct`).
+    pub discount_levels: Vec<u32>,
     pub label: String,
     /// Profit on a purchase at full price, as a share of the price.
     pub margin: f64,
@@ -271,6 +287,13 @@ pub struct Offer {
     pub budget: Option<f64>,
     /// Average list price of a purchase, in currency units.
     pub average_price: f64,
+}
+
+impl Offer {
+    /// Whether the offer gives a discount (one, or one of its levels).
+    pub fn discounted(&self) -> bool {
+        self.discount_pct > 0.0 || !self.discount_levels.is_empty()
+    }
 }
 
 /// File formats of an export's parts.
@@ -461,10 +484,47 @@ impl CampaignFile {
                     "offer.budget",
                     format!("offer.budget must be a non-negative amount, got {b}"),
                 ));
-            } else if self.offer.discount_pct <= 0.0 {
+            } else if self.offer.discount_pct <= 0.0 && self.offer.discount_levels.is_none() {
                 problems.push((
                     "offer.budget",
                     "offer.budget limits the cost of a discount: set offer.discount_pct".into(),
+                ));
+            }
+        }
+        let discount_levels = self.offer.discount_levels.clone().unwrap_or_default();
+        if let Some(levels) = &self.offer.discount_levels {
+            let field = "offer.discount_levels";
+            if self.kind != KindName::WeeklyDeal {
+                problems.push((
+                    field,
+                    "only a weekly_deal chooses a discount level per user".into(),
+                ));
+            }
+            if self.offer.discount_pct > 0.0 {
+                problems.push((
+                    field,
+                    "set offer.discount_levels or offer.discount_pct, not both".into(),
+                ));
+            }
+            if levels.is_empty() || levels.len() > MAX_DISCOUNT_LEVELS {
+                problems.push((
+                    field,
+                    format!(
+                        "offer.discount_levels needs 1 to {MAX_DISCOUNT_LEVELS} levels, got {}",
+                        levels.len()
+                    ),
+                ));
+            } else if let Some(bad) = levels.iter().find(|&&l| !(1..=90).contains(&l)) {
+                problems.push((
+                    field,
+                    format!("offer.discount_levels are percentages from 1 to 90, got {bad}"),
+                ));
+            } else if levels.windows(2).any(|w| w[0] >= w[1]) {
+                problems.push((
+                    field,
+                    format!(
+                        "offer.discount_levels must be ascending without repeats, got {levels:?}"
+                    ),
                 ));
             }
         }
@@ -517,10 +577,11 @@ impl CampaignFile {
                     1.0,
                 );
 
-                if self.offer.discount_pct <= 0.0 {
+                if self.offer.discount_pct <= 0.0 && self.offer.discount_levels.is_none() {
                     problems.push((
                         "offer.discount_pct",
-                        "a weekly_deal needs offer.discount_pct above 0".into(),
+                        "a weekly_deal needs offer.discount_pct above 0 (or offer.discount_levels)"
+                            .into(),
                     ));
                 }
                 CampaignKind::WeeklyDeal {
@@ -583,7 +644,9 @@ impl CampaignFile {
             return Err(located.into_error());
         }
         let label = self.offer.label.unwrap_or_else(|| {
-            if self.offer.discount_pct > 0.0 {
+            if let Some(top) = discount_levels.last() {
+                format!("up to {top}% off")
+            } else if self.offer.discount_pct > 0.0 {
                 format!("{}% off", self.offer.discount_pct)
             } else {
                 String::new()
@@ -602,6 +665,7 @@ impl CampaignFile {
             explore: self.explore,
             offer: Offer {
                 discount_pct: self.offer.discount_pct,
+                discount_levels,
                 label,
                 margin,
                 budget: self.offer.budget,

@@ -183,6 +183,44 @@ fn all_problems_are_reported_at_once_each_with_its_place() {
 }
 
 #[test]
+fn discount_levels_replace_one_discount_on_a_weekly_deal() {
+    let levels = DEAL.replace("discount_pct = 20", "discount_levels = [10, 20, 30]");
+    let c = parse("deal.toml", &levels, &catalog()).unwrap();
+    assert_eq!(c.offer.discount_levels, vec![10, 20, 30]);
+    assert_eq!(c.offer.discount_pct, 0.0);
+    assert!(c.offer.discounted());
+    assert_eq!(c.offer.label, "up to 30% off");
+    // Each mistake is located at the levels.
+    for (text, message) in [
+        (
+            DEAL.replace(
+                "discount_pct = 20",
+                "discount_pct = 20\ndiscount_levels = [10]",
+            ),
+            "deal.toml:10:19: set offer.discount_levels or offer.discount_pct, not both",
+        ),
+        (
+            DEAL.replace("discount_pct = 20", "discount_levels = [20, 10]"),
+            "deal.toml:9:19: offer.discount_levels must be ascending without repeats, got [20, 10]",
+        ),
+        (
+            DEAL.replace("discount_pct = 20", "discount_levels = [10, 95]"),
+            "deal.toml:9:19: offer.discount_levels are percentages from 1 to 90, got 95",
+        ),
+        (
+            DEAL.replace("discount_pct = 20", "discount_levels = []"),
+            "deal.toml:9:19: offer.discount_levels needs 1 to 4 levels, got 0",
+        ),
+        (
+            levels.replace("weekly_deal", "new_buyer"),
+            "deal.toml:9:19: only a weekly_deal chooses a discount level per user",
+        ),
+    ] {
+        assert_eq!(error(&text), message);
+    }
+}
+
+#[test]
 fn exploration_is_a_small_share() {
     let c = parse(
         "deal.toml",

@@ -25,6 +25,7 @@
 //! it cannot reach ([`Reach`]), in each part and again after each merge, so that what is kept
 //! of millions of users is their ids (for the funnel and the overlaps), not their scores.
 
+mod levels;
 #[cfg(test)]
 mod tests;
 
@@ -32,10 +33,12 @@ use std::collections::{HashMap, HashSet};
 
 use polars::prelude::*;
 
-use crate::campaign::{Campaign, CampaignKind};
+use crate::campaign::{Campaign, CampaignKind, MAX_DISCOUNT_LEVELS};
 use crate::holdout::{arm, in_global_control, Arm};
 use crate::rules::Catalog;
 use crate::{Result, SegmentError};
+use levels::{best_level, choose_levels, offer_value};
+pub use levels::{discount_uplift_column, OfferOption};
 
 /// Settings that hold for every campaign.
 #[derive(Debug, Clone)]
@@ -151,6 +154,9 @@ pub struct Member {
     pub expected_value: f64,
     /// Expected discount given, as a share of the list price (0 without a discount).
     pub discount_cost: f64,
+    /// The discount offered, in percent: the offer's one discount, or the level chosen for this
+    /// user (0 without a discount).
+    pub discount_pct: f64,
     /// Chosen at random among the eligible users the model did not pick (the campaign's
     /// `explore` share), not by the model; its arm is the exploration's own holdout.
     pub explore: bool,
@@ -208,6 +214,24 @@ impl Audience {
             .map(|m| m.discount_cost)
             .sum()
     }
+
+    /// How many of the model's treatment members were offered each discount, ascending by the
+    /// discount in percent.
+    pub fn discount_mix(&self) -> Vec<(f64, usize)> {
+        let mut mix: Vec<(f64, usize)> = Vec::new();
+        for m in self
+            .members
+            .iter()
+            .filter(|m| m.arm == Arm::Treatment && !m.explore)
+        {
+            match mix.iter_mut().find(|(pct, _)| *pct == m.discount_pct) {
+                Some((_, n)) => *n += 1,
+                None => mix.push((m.discount_pct, 1)),
+            }
+        }
+        mix.sort_by(|a, b| a.0.total_cmp(&b.0));
+        mix
+    }
 }
 
 /// Funnel step after arbitration.
@@ -237,6 +261,11 @@ pub struct Candidate {
     pub value: f64,
     /// Expected discount given per list price: (p_control + effect⁺) × d.
     pub discount_cost: f64,
+    /// The discount offered, in percent: the offer's one, or the level chosen for this user.
+    pub discount_pct: f64,
+    /// For an offer with discount levels, the discount uplift of each level, in the offer's
+    /// order (NaN past its levels): arbitration chooses the level (see `levels.rs`).
+    pub effects: [f64; MAX_DISCOUNT_LEVELS],
 }
 
 impl Candidate {
@@ -320,6 +349,11 @@ impl Ranking {
     /// maximum audiences) and, under a budget, users it cannot afford; so once it has passed
     /// `places` sure candidates it is full, and nothing after them is taken.
     pub fn cut(&mut self, campaign: &Campaign, reach: &Reach) {
+        // The levels, and with them the order, are chosen once all users are in (see
+        // `levels.rs`): any candidate may be reached.
+        if !campaign.offer.discount_levels.is_empty() {
+            return;
+        }
         let places = reach.places(campaign);
         if self.candidates.len() <= places {
             return;
@@ -489,17 +523,48 @@ pub fn rank(
     let orders = floats(frame, "orders_total")?;
     let discount_share = floats(frame, "discount_share_orders_365d")?;
 
-    let d = campaign.offer.discount_pct / 100.0;
-    let effect = if d > 0.0 { &discount_uplift } else { &uplift };
-    let margin = campaign.offer.margin;
-    let value: Vec<f64> = (0..user.len())
-        .map(|i| effect[i] * (margin - d) - p_control[i] * d)
-        .collect();
-    let cost: Vec<f64> = (0..user.len())
-        .map(|i| (p_control[i] + effect[i].max(0.0)) * d)
-        .collect();
+    let offer = &campaign.offer;
+    // Each level's effect, for an offer with levels; otherwise the one discount's.
+    let level_effects: Vec<Vec<f64>> = offer
+        .discount_levels
+        .iter()
+        .map(|&level| {
+            floats(frame, &discount_uplift_column(level)).map_err(|_| SegmentError::Selection {
+                campaign: campaign.id.clone(),
+                why: format!(
+                    "the discount model knows no {level}% level: retrain it on past deals that \
+                     offered it, or leave it out of offer.discount_levels"
+                ),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let single = if offer.discount_pct > 0.0 {
+        &discount_uplift
+    } else {
+        &uplift
+    };
+    let mut effects = vec![[f64::NAN; MAX_DISCOUNT_LEVELS]; user.len()];
+    let (mut value, mut cost, mut discount) = (
+        vec![0.0; user.len()],
+        vec![0.0; user.len()],
+        vec![offer.discount_pct; user.len()],
+    );
+    for i in 0..user.len() {
+        if level_effects.is_empty() {
+            let option = offer_value(offer, single[i], p_control[i], offer.discount_pct);
+            (value[i], cost[i]) = (option.value, option.cost);
+            continue;
+        }
+        for (k, e) in level_effects.iter().enumerate() {
+            effects[i][k] = e[i];
+        }
+        // Until arbitration prices the budget, the level with the most profit.
+        let best = best_level(offer, &effects[i], p_control[i], 0.0);
+        (value[i], cost[i], discount[i]) = (best.value, best.cost, best.pct);
+    }
 
     let mut keep: Vec<usize> = (0..user.len()).collect();
+    let d = offer.discounted();
     let mut funnel = vec![FunnelStep {
         step: "users".into(),
         users: keep.len(),
@@ -525,7 +590,7 @@ pub fn rank(
             history.recent(user[i], ctx.run_day, l.cap_days).count() < l.max_messages
         });
     }
-    if d > 0.0 && l.discount_cooldown_days > 0 {
+    if d && l.discount_cooldown_days > 0 {
         step(&mut keep, "outside discount cooldown", &|i| {
             !history
                 .recent(user[i], ctx.run_day, l.discount_cooldown_days)
@@ -609,6 +674,8 @@ pub fn rank(
             p_control: p_control[i],
             value: value[i],
             discount_cost: cost[i],
+            discount_pct: discount[i],
+            effects: effects[i],
         })
         .collect();
     candidates.sort_by(Candidate::before);
@@ -702,7 +769,12 @@ pub fn select_night(
 /// [`rank`] and [`Ranking::merge`]): arbitration, maximum audiences and budgets across them,
 /// then each member's arm. The audiences come back in the order of `ranked`.
 pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> Vec<Audience> {
-    let (campaigns, ranked): (Vec<&Campaign>, Vec<Ranking>) = ranked.into_iter().unzip();
+    let (campaigns, mut ranked): (Vec<&Campaign>, Vec<Ranking>) = ranked.into_iter().unzip();
+    for (campaign, r) in campaigns.iter().zip(&mut ranked) {
+        if !campaign.offer.discount_levels.is_empty() {
+            choose_levels(campaign, &mut r.candidates);
+        }
+    }
     let mut filling: Vec<Filling> = campaigns
         .iter()
         .map(|c| Filling {
@@ -817,6 +889,7 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
                         p_control: c.p_control,
                         expected_value: c.value,
                         discount_cost: c.discount_cost,
+                        discount_pct: c.discount_pct,
                         explore,
                     })
                     .collect(),

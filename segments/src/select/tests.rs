@@ -107,6 +107,79 @@ fn weekly_deal_budget_is_never_exceeded() {
     assert!(ids(&select(&deal(1.0), &frame(), &no_control()).unwrap()).is_empty());
 }
 
+/// Three users for an offer with levels at a 50% margin: user 1 is won by 10% as much as by
+/// 30%, user 2 only by 30%, user 3 would buy anyway and no level pays for them.
+fn levels_frame() -> DataFrame {
+    df! {
+        "user_id" => [1i64, 2, 3],
+        "uplift" => [0.05, 0.05, 0.05],
+        "p_control" => [0.0, 0.0, 0.5],
+        "discount_uplift" => [0.12, 0.25, 0.03],
+        "discount_uplift_10" => [0.10, 0.00, 0.01],
+        "discount_uplift_20" => [0.11, 0.10, 0.02],
+        "discount_uplift_30" => [0.12, 0.25, 0.03],
+        "discount_sensitivity" => [0.1, 0.1, 0.1],
+        "marketing_opt_in" => [1i64, 1, 1],
+        "suppressed" => [0i64, 0, 0],
+        "orders_total" => [1.0, 1.0, 1.0],
+        "discount_share_orders_365d" => [0.0, 0.0, 0.0],
+    }
+    .unwrap()
+}
+
+#[test]
+fn discount_levels_give_each_user_the_level_with_the_most_profit() {
+    let c = campaign(
+        "weekly_deal",
+        "[offer]\ndiscount_levels = [10, 20, 30]\nmargin = 0.5\n",
+    );
+    let a = select(&c, &levels_frame(), &no_control()).unwrap();
+    // User 1: 10% is worth 0.10 × 0.4 = 0.04 (30%: 0.024); user 2: 30% is worth 0.25 × 0.2 =
+    // 0.05 (20%: 0.03); user 3 costs more than any level earns (10%: 0.004 − 0.05).
+    let got: Vec<(i64, f64)> = a
+        .members
+        .iter()
+        .map(|m| (m.user_id, m.discount_pct))
+        .collect();
+    assert_eq!(got, vec![(2, 30.0), (1, 10.0)]);
+    assert!((a.members[0].expected_value - 0.05).abs() < 1e-12);
+    assert_eq!(a.discount_mix(), vec![(10.0, 1), (30.0, 1)]);
+}
+
+#[test]
+fn under_a_budget_discount_levels_are_priced_until_they_fit() {
+    // Costs at an average price of 100: user 1 at 10% is 1.0, user 2 at 30% is 7.5, at 20%
+    // 2.0; the unpriced choice (10% and 30%) costs 8.5.
+    let deal = |budget: f64| {
+        campaign(
+            "weekly_deal",
+            &format!(
+                "[offer]\ndiscount_levels = [10, 20, 30]\nmargin = 0.5\naverage_price = 100\n\
+                 budget = {budget}\n"
+            ),
+        )
+    };
+    let levels = |budget: f64| -> Vec<(i64, f64)> {
+        let a = select(&deal(budget), &levels_frame(), &no_control()).unwrap();
+        let spent: f64 = a.members.iter().map(|m| m.discount_cost * 100.0).sum();
+        assert!(spent <= budget + 1e-9, "budget {budget}, spent {spent}");
+        let mut got: Vec<(i64, f64)> = a
+            .members
+            .iter()
+            .map(|m| (m.user_id, m.discount_pct))
+            .collect();
+        got.sort_by_key(|g| g.0);
+        got
+    };
+    assert_eq!(levels(100.0), vec![(1, 10.0), (2, 30.0)]);
+    // 20% for user 2 frees 5.5 for 0.02 of profit: the budget's price moves it down first.
+    assert_eq!(levels(5.0), vec![(1, 10.0), (2, 20.0)]);
+    // Then user 2 (0.03 of profit for 0.02 of discount at 20%) drops out before user 1 (0.04
+    // for 0.01 at 10%).
+    assert_eq!(levels(1.5), vec![(1, 10.0)]);
+    assert!(levels(0.5).is_empty());
+}
+
 #[test]
 fn new_buyer_keeps_users_without_orders() {
     let a = select(&campaign("new_buyer", ""), &frame(), &no_control()).unwrap();
@@ -266,11 +339,23 @@ fn random_frame(g: &mut Gen, n: usize) -> DataFrame {
         .map(|&o| (o > 0.0).then(|| (o * 0.37) % 1.0))
         .collect();
     let affinity = col(&mut |g| g.below(3) as f64);
+    // Each discount level's effect: the one offer's, plus a random rise per level.
+    let mut level =
+        |base: &[f64]| -> Vec<f64> { base.iter().map(|b| b + g.unit() * 0.1).collect() };
+    let (d10, d20, d30) = {
+        let d10 = level(&du);
+        let d20 = level(&d10);
+        let d30 = level(&d20);
+        (d10, d20, d30)
+    };
     df! {
         "user_id" => (1..=n as i64).collect::<Vec<_>>(),
         "uplift" => uplift,
         "p_control" => p_control,
         "discount_uplift" => du,
+        "discount_uplift_10" => d10,
+        "discount_uplift_20" => d20,
+        "discount_uplift_30" => d30,
         "discount_sensitivity" => sens,
         "marketing_opt_in" => opt_in,
         "suppressed" => suppressed,
@@ -287,13 +372,17 @@ fn random_campaigns(g: &mut Gen) -> Vec<Campaign> {
         ("weekly_deal", "[offer]\ndiscount_pct = 25\n"),
         ("new_buyer", "[offer]\ndiscount_pct = 10\n"),
         ("seasonal", "[seasonal]\nmin_uplift = -0.05\n"),
+        (
+            "weekly_deal",
+            "[offer]\ndiscount_levels = [10, 20, 30]\nmargin = 0.5\n",
+        ),
     ];
     (0..1 + g.below(4))
         .map(|k| {
-            let (kind, extra) = kinds[g.below(4) as usize];
+            let (kind, extra) = kinds[g.below(kinds.len() as u64) as usize];
             let mut extra = extra.to_string();
             // The offer table comes last in `extra`: a budget joins it.
-            if extra.contains("discount_pct") && g.below(2) == 0 {
+            if extra.contains("discount_") && g.below(2) == 0 {
                 extra.push_str(&format!("budget = {}\n", g.below(30)));
             }
             let mut c = campaign_with(&format!("c{k}"), kind, g.below(3) as i32, &extra);

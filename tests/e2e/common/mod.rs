@@ -205,6 +205,8 @@ pub struct Export {
     pub manifest: serde_json::Value,
     /// `external_id` of every row, in file order.
     pub ids: Vec<i64>,
+    /// `discount_pct` of every row, for an offer with discount levels (empty otherwise).
+    pub discount_pct: Vec<i64>,
     pub part_hashes: Vec<String>,
 }
 
@@ -220,7 +222,8 @@ pub fn run_folders(exports: &Path, campaign: &str, date: &str) -> Vec<PathBuf> {
 }
 
 /// Reads a completed run folder, checking the layout: `_SUCCESS`, the manifest's parts with
-/// their row counts and SHA-256, the generic header.
+/// their row counts and SHA-256, the generic header (with `discount_pct` last for an offer with
+/// discount levels).
 pub fn read_export(dir: &Path) -> Export {
     assert!(
         dir.join("_SUCCESS").exists(),
@@ -230,6 +233,7 @@ pub fn read_export(dir: &Path) -> Export {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let mut ids = Vec::new();
+    let mut discount_pct = Vec::new();
     let mut part_hashes = Vec::new();
     let (mut total, mut explored) = (0, 0);
     for part in manifest["parts"].as_array().unwrap() {
@@ -248,8 +252,9 @@ pub fn read_export(dir: &Path) -> Export {
             .unwrap();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        let levels = header.last().is_some_and(|h| h == "discount_pct");
         assert_eq!(
-            header,
+            header[..header.len() - usize::from(levels)],
             [
                 "external_id",
                 "campaign_id",
@@ -270,6 +275,9 @@ pub fn read_export(dir: &Path) -> Export {
                 other => panic!("variant {other} in the list of {}", dir.display()),
             }
             ids.push(rec[0].parse::<i64>().unwrap());
+            if levels {
+                discount_pct.push(rec[6].parse::<i64>().unwrap());
+            }
             rows += 1;
         }
         assert_eq!(
@@ -294,6 +302,7 @@ pub fn read_export(dir: &Path) -> Export {
     Export {
         manifest,
         ids,
+        discount_pct,
         part_hashes,
     }
 }

@@ -1,0 +1,219 @@
+//! An offer's discount levels chosen per user, against each of its levels given to everyone
+//! the campaign takes, judged by the truth: what only synthetic data can tell.
+//!
+//! Each variant is selected on the night's scored users as the night's only campaign, under
+//! the same budget and maximum audience (the budget is spent by the models' forecast, as a real
+//! night spends it), and its treatment members are then valued by their *true* response: the
+//! expected incremental profit `Σ (u(d) × (margin − d) − p₀ × d) × price`, with p₀ the true
+//! probability of buying without a message and u(d) what a message offering d truly adds.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use segments::{Arm, Audience, Campaign};
+use serde::Serialize;
+use tracing::info;
+
+use super::generate::Response;
+use crate::config::Settings;
+use crate::pipeline::score::ScoredUsers;
+use crate::pipeline::select::Selector;
+
+/// One way of giving an offer's discounts, valued by the truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct Valued {
+    /// The levels it could give, in percent.
+    pub levels: Vec<u32>,
+    /// Users messaged by the model's choice.
+    pub messaged: usize,
+    /// True expected incremental profit, in currency units.
+    pub true_profit: f64,
+    /// True expected discount given, in currency units.
+    pub true_discount: f64,
+    /// The eligible users' expected purchases without a message that got no discount: the
+    /// share of "would buy anyway" the offer did not pay for.
+    pub buy_anyway_undiscounted: f64,
+    /// How many messaged users got each level (percent), ascending.
+    pub mix: Vec<(f64, usize)>,
+}
+
+/// A campaign with discount levels against each level alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelsAgainstTruth {
+    pub campaign_id: String,
+    /// The campaign as written: a level per user.
+    pub per_user: Valued,
+    /// Each level given to everyone the campaign takes.
+    pub single: Vec<Valued>,
+    /// The single level with the most true profit.
+    pub best_single_level: u32,
+    /// Per-user levels' true profit over the best single level's, minus 1.
+    pub gain_over_best_single: f64,
+    /// The levels the truth would choose, among the same eligible users and as many of them
+    /// (the most any model could reach): true profit and mix.
+    pub oracle: Valued,
+}
+
+/// Values `audience` (of `campaign`, whose eligible users are `eligible`) by the truth.
+fn value(
+    campaign: &Campaign,
+    eligible: &[i64],
+    audience: &Audience,
+    truth: &HashMap<i64, Response>,
+) -> Valued {
+    let offer = &campaign.offer;
+    let price = offer.average_price;
+    let (mut profit, mut discount, mut anyway_messaged) = (0.0, 0.0, 0.0);
+    let messaged: Vec<_> = audience
+        .members
+        .iter()
+        .filter(|m| m.arm == Arm::Treatment && !m.explore)
+        .collect();
+    for m in &messaged {
+        let Some(r) = truth.get(&m.user_id) else {
+            continue;
+        };
+        let (p0, p1) = (
+            r.window_probability(None),
+            r.window_probability(Some(m.discount_pct)),
+        );
+        let d = m.discount_pct / 100.0;
+        profit += ((p1 - p0) * (offer.margin - d) - p0 * d) * price;
+        discount += p1 * d * price;
+        anyway_messaged += p0;
+    }
+    let anyway: f64 = eligible
+        .iter()
+        .filter_map(|u| truth.get(u))
+        .map(|r| r.window_probability(None))
+        .sum();
+    Valued {
+        levels: offer.discount_levels.clone(),
+        messaged: messaged.len(),
+        true_profit: profit,
+        true_discount: discount,
+        buy_anyway_undiscounted: 1.0 - anyway_messaged / anyway.max(f64::MIN_POSITIVE),
+        mix: audience.discount_mix(),
+    }
+}
+
+/// The truth's own choice: each of `eligible` at the level with the most true profit, the best
+/// `messaged` of those worth messaging.
+fn oracle(
+    campaign: &Campaign,
+    eligible: &[i64],
+    messaged: usize,
+    truth: &HashMap<i64, Response>,
+) -> Valued {
+    let offer = &campaign.offer;
+    let price = offer.average_price;
+    let mut best: Vec<(f64, f64, f64, f64)> = eligible
+        .iter()
+        .filter_map(|u| truth.get(u))
+        .filter_map(|r| {
+            let p0 = r.window_probability(None);
+            offer
+                .discount_levels
+                .iter()
+                .map(|&level| {
+                    let pct = f64::from(level);
+                    let p1 = r.window_probability(Some(pct));
+                    let d = pct / 100.0;
+                    let profit = ((p1 - p0) * (offer.margin - d) - p0 * d) * price;
+                    (profit, pct, p1 * d * price, p0)
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+        })
+        .filter(|b| b.0 > 0.0)
+        .collect();
+    best.sort_by(|a, b| b.0.total_cmp(&a.0));
+    best.truncate(messaged);
+    let anyway: f64 = eligible
+        .iter()
+        .filter_map(|u| truth.get(u))
+        .map(|r| r.window_probability(None))
+        .sum();
+    let mut mix: Vec<(f64, usize)> = offer
+        .discount_levels
+        .iter()
+        .map(|&l| {
+            (
+                f64::from(l),
+                best.iter().filter(|b| b.1 == f64::from(l)).count(),
+            )
+        })
+        .collect();
+    mix.retain(|m| m.1 > 0);
+    Valued {
+        levels: offer.discount_levels.clone(),
+        messaged: best.len(),
+        true_profit: best.iter().map(|b| b.0).sum(),
+        true_discount: best.iter().map(|b| b.2).sum(),
+        buy_anyway_undiscounted: 1.0
+            - best.iter().map(|b| b.3).sum::<f64>() / anyway.max(f64::MIN_POSITIVE),
+        mix,
+    }
+}
+
+/// Every campaign of `campaigns` with discount levels, against each of its levels alone.
+pub fn against_truth(
+    s: &Settings,
+    campaigns: &[Campaign],
+    levels: &models::CategoricalLevels,
+    scored: &ScoredUsers,
+    date: models::RunDate,
+    truth: &HashMap<i64, Response>,
+) -> Result<Vec<LevelsAgainstTruth>> {
+    let mut out = Vec::new();
+    for c in campaigns
+        .iter()
+        .filter(|c| !c.offer.discount_levels.is_empty())
+    {
+        let variants: Vec<Campaign> = std::iter::once(c.clone())
+            .chain(c.offer.discount_levels.iter().map(|&level| {
+                let mut alone = c.clone();
+                alone.offer.discount_levels = vec![level];
+                alone
+            }))
+            .collect();
+        let selector = Selector::for_rankings(s, &variants, levels, date);
+        let mut eligible = Vec::new();
+        let mut valued = variants
+            .iter()
+            .map(|v| {
+                let (e, audience) = selector.alone(v, scored)?;
+                let valued = value(v, &e, &audience, truth);
+                if eligible.is_empty() {
+                    eligible = e;
+                }
+                Ok(valued)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let per_user = valued.remove(0);
+        let oracle = oracle(c, &eligible, per_user.messaged, truth);
+        let best = valued
+            .iter()
+            .max_by(|a, b| a.true_profit.total_cmp(&b.true_profit))
+            .cloned()
+            .unwrap_or_else(|| per_user.clone());
+        let gain = per_user.true_profit / best.true_profit - 1.0;
+        info!(
+            campaign = %c.id,
+            true_profit = per_user.true_profit,
+            best_single_level = best.levels.first().copied().unwrap_or_default(),
+            best_single_profit = best.true_profit,
+            gain,
+            oracle_profit = oracle.true_profit,
+            "discount levels against the truth"
+        );
+        out.push(LevelsAgainstTruth {
+            campaign_id: c.id.clone(),
+            best_single_level: best.levels.first().copied().unwrap_or_default(),
+            gain_over_best_single: gain,
+            per_user,
+            single: valued,
+            oracle,
+        });
+    }
+    Ok(out)
+}
