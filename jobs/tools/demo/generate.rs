@@ -9,8 +9,8 @@
 //! - users who never bought respond a little to a nudge.
 //!
 //! A deal's pull is its discount: each user buys once the discount passes their own reservation
-//! level ([`DoseResponse`]) — a small one for wishlisters (they already want an item), a large
-//! one for the less engaged, who are mostly there for the price; heavy buyers hardly respond.
+//! level ([`DoseResponse`]) — a small one for wishlisters (they already want an item) and deal
+//! hunters, a large one for users who often buy at a discount; heavy buyers hardly respond.
 //! The deal's message itself adds only a share of a newsletter's effect. The past deals offered
 //! 10, 20 or 30 % at random, so the models can learn each level's effect.
 //!
@@ -308,13 +308,12 @@ fn traits(rng: &mut ChaCha8Rng, dose_rng: &mut ChaCha8Rng, platform: &str) -> Tr
         - if heavy { 0.09 } else { 0.0 }
         + if platform == "mobile" { 0.02 } else { 0.0 }
         + if buyer { 0.0 } else { 0.03 };
-    // Who a discount moves, and how large a one it takes: wishlisters are won by a small one,
-    // the less engaged are mostly there for the price and need a large one, heavy buyers buy
-    // regardless.
-    let price_driven = dose_rng.random_bool(0.5 / (1.0 + activity));
-    let threshold: f64 = if wishlist > 0 {
+    // Who a discount moves, and how large a one it takes: wishlisters (who already want an
+    // item) and deal hunters are won by a small one; users who often buy at a discount are
+    // there for the price and need a large one; heavy buyers buy regardless.
+    let threshold: f64 = if wishlist > 0 || deal_hunter {
         5.0
-    } else if price_driven {
+    } else if sensitivity > PRICE_DRIVEN {
         25.0
     } else {
         15.0
@@ -343,6 +342,10 @@ pub struct DoseResponse {
     pub cap: f64,
     pub threshold: f64,
 }
+
+/// The share of discounted orders above which a user who is no deal hunter needs a large
+/// discount: about half of them.
+const PRICE_DRIVEN: f64 = 0.16;
 
 /// How sharp a reservation level is, in discount points.
 const DOSE_WIDTH: f64 = 3.0;
