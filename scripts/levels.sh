@@ -4,7 +4,7 @@
 # several data seeds: true expected incremental profit, the gain over the best single level,
 # the share of the eligible users' purchases without a message left undiscounted, and the
 # truth's own choice of levels among the same eligible users (the most any model could earn). Fixed
-# date; one demo run per seed (no simulated days after the night).
+# date; one demo run per seed.
 #   bash scripts/levels.sh [USERS] [SEED ...]      (default: 100000 7 11 23 37 41)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +16,7 @@ users="${1:-100000}"
 shift || true
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(7 11 23 37 41)
-for seed in "${seeds[@]}"; do
-  "$bin" demo --users "$users" --seed "$seed" --date 2026-11-20 --dir "$work/seed-$seed" \
-    --outcome-days 0 --threads "$(nproc)" >/dev/null 2>"$work/seed-$seed.log" \
-    || { cat "$work/seed-$seed.log" >&2; exit 1; }
-done
+demo_per_seed "$bin" "$users" "$work" "${seeds[@]}"
 python3 - "$users" "$work" "${seeds[@]}" <<'PY'
 import json, statistics, sys
 users, work, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]

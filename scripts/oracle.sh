@@ -14,11 +14,7 @@ users="${1:-100000}"
 shift || true
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(7 11 23 37)
-for seed in "${seeds[@]}"; do
-  "$bin" demo --users "$users" --seed "$seed" --date 2026-11-20 --dir "$work/seed-$seed" \
-    --threads "$(nproc)" >/dev/null 2>"$work/seed-$seed.log" \
-    || { cat "$work/seed-$seed.log" >&2; exit 1; }
-done
+demo_per_seed "$bin" "$users" "$work" "${seeds[@]}"
 python3 - "$users" "$work" "${seeds[@]}" <<'PY'
 import json, sys
 users, work, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]

@@ -60,6 +60,19 @@ build_targeting() {
   echo "${CARGO_TARGET_DIR:-target}/release/targeting"
 }
 
+# Runs the demo binary BIN on USERS users once per SEED, into WORK/seed-SEED (a fixed date, no
+# simulated days after the night); stops at the first failure with its log.
+#   demo_per_seed BIN USERS WORK SEED...
+demo_per_seed() {
+  local bin="$1" users="$2" work="$3" seed
+  shift 3
+  for seed in "$@"; do
+    "$bin" demo --users "$users" --seed "$seed" --date 2026-11-20 --dir "$work/seed-$seed" \
+      --outcome-days 0 --threads "$(nproc)" >/dev/null 2>"$work/seed-$seed.log" \
+      || { cat "$work/seed-$seed.log" >&2; return 1; }
+  done
+}
+
 # A free TCP port on the loopback interface.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -176,7 +176,7 @@ fn all_problems_are_reported_at_once_each_with_its_place() {
         error(&text),
         "deal.toml:5:11: holdout must be between 0 and 0.5, got 1.5\n\
          deal.toml:9:16: offer.discount_pct must be between 0 and 90, got -5\n\
-         deal.toml:9:16: a weekly_deal needs offer.discount_pct above 0\n\
+         deal.toml:9:16: a weekly_deal needs offer.discount_pct above 0 (or offer.discount_levels)\n\
          deal.toml:7:16: eligibility[0]: unknown name \"orders_totl\", did you mean \"orders_total\"?\n    \
          orders_totl >= 1\n    ^^^^^^^^^^^"
     );
