@@ -2,8 +2,9 @@
 # The demo's weekly deal with per-user discount levels against each of its levels given to
 # everyone it takes, at the same budget and maximum audience, valued by the demo's truth, over
 # several data seeds: true expected incremental profit, the gain over the best single level,
-# the share of the eligible users' purchases without a message left undiscounted, and the
-# truth's own choice of levels among the same eligible users (the most any model could earn). Fixed
+# the share of the eligible users' purchases without a message left undiscounted, and the same
+# gain for the truth's own choices among the same eligible users (what per-user levels can earn
+# in this world at all, for a model that knew every user's response). Fixed
 # date; one demo run per seed.
 #   bash scripts/levels.sh [USERS] [SEED ...]      (default: 100000 7 11 23 37 41)
 set -euo pipefail
@@ -22,7 +23,7 @@ import json, statistics, sys
 users, work, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
 print(f"{users} users; weekly-deal, true expected incremental profit (currency) of the messaged users")
 print(f"{'seed':>5} {'per user':>9} {'10%':>9} {'20%':>9} {'30%':>9} {'best':>5} {'gain':>7} "
-      f"{'undisc.':>8} {'best:':>6} {'mix (10/20/30%)':>18} {'oracle':>9} {'gain':>7}")
+      f"{'undisc.':>8} {'best:':>6} {'mix (10/20/30%)':>18} {'truth':>9} {'gain':>7}")
 gains, undiscounted, oracle_gains = [], [], []
 for seed in seeds:
     s = json.load(open(f"{work}/seed-{seed}/summary.json"))
@@ -34,7 +35,7 @@ for seed in seeds:
     gains.append(t["gain_over_best_single"])
     undiscounted.append(t["per_user"]["buy_anyway_undiscounted"])
     oracle = t["oracle"]["true_profit"]
-    oracle_gains.append(oracle / best["true_profit"] - 1)
+    oracle_gains.append(t["oracle_gain_over_best_single"])
     print(f"{seed:>5} {t['per_user']['true_profit']:9.0f} "
           + " ".join(f"{single[l]['true_profit']:9.0f}" for l in (10, 20, 30))
           + f" {t['best_single_level']:>4}% {100 * t['gain_over_best_single']:+6.1f}%"
@@ -44,5 +45,5 @@ for seed in seeds:
 print(f"mean gain over the best single level {100 * statistics.mean(gains):+.1f}% "
       f"(min {100 * min(gains):+.1f}%); purchases without a message left undiscounted "
       f"{100 * statistics.mean(undiscounted):.0f}% (min {100 * min(undiscounted):.0f}%); "
-      f"the truth's own levels {100 * statistics.mean(oracle_gains):+.1f}% over the best single level")
+      f"the truth's per-user levels {100 * statistics.mean(oracle_gains):+.1f}% over its best single level")
 PY

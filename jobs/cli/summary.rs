@@ -140,13 +140,16 @@ impl Summary {
                 out.push_str(&format!(
                     "  against the truth: expected incremental profit {:.0}, against {:.0} for {}% \
                      to everyone it takes (the best single level), {:+.1}%; the eligible users' \
-                     purchases without a message left undiscounted: {:.0}% (best single level: {:.0}%)\n",
+                     purchases without a message left undiscounted: {:.0}% (best single level: {:.0}%); \
+                     knowing every user's true response, per-user levels would earn {:+.1}% over \
+                     one level\n",
                     l.per_user.true_profit,
                     best.map_or(f64::NAN, |b| b.true_profit),
                     l.best_single_level,
                     100.0 * l.gain_over_best_single,
                     100.0 * l.per_user.buy_anyway_undiscounted,
                     100.0 * undiscounted,
+                    100.0 * l.oracle_gain_over_best_single,
                 ));
             }
         }

@@ -131,29 +131,40 @@ pub async fn run(s: &Settings, a: &BenchScoreArgs) -> Result<Report> {
         })?;
         models.push(("large".into(), "1000x31".into(), text));
     }
-    // The S-learner's model reads the arm as one more column, the dose learner's the discount
-    // offered (no offer and each of the demo's levels, in turn).
-    let extra = |role: &str| -> Option<fn(usize) -> f64> {
-        match role {
-            "single" => Some(|i| (i % 2) as f64),
-            "dose" => Some(|i| (i % 4) as f64 * 10.0),
-            _ => None,
-        }
+    // The S-learner's model reads the arm as one more column; the dose learner's reads a step
+    // per discount level (no offer and each level, in turn).
+    let levels = &set.discount_uplift.metadata.discount_levels;
+    let widened = |extra: &dyn Fn(usize) -> Vec<f64>| -> Vec<f64> {
+        x.chunks(columns)
+            .enumerate()
+            .flat_map(|(i, r)| r.iter().copied().chain(extra(i)))
+            .collect()
     };
-    let mut widened: std::collections::HashMap<String, Vec<f64>> = Default::default();
+    // Each is as large as the users' matrix: built only for a role that reads it.
+    let has = |wanted: &str| models.iter().any(|(_, role, _)| role == wanted);
+    let with_arm = if has("single") {
+        widened(&|i| vec![(i % 2) as f64])
+    } else {
+        vec![]
+    };
+    let with_steps = if has("dose") {
+        widened(&|i| {
+            let pct = [0].iter().chain(levels).nth(i % (levels.len() + 1));
+            let pct = pct.copied().unwrap_or_default();
+            levels
+                .iter()
+                .map(|&l| f64::from(u8::from(pct >= l)))
+                .collect()
+        })
+    } else {
+        vec![]
+    };
     let mut timings = Vec::new();
     for (model, role, text) in &models {
-        let (rows, n) = match extra(role) {
-            Some(value) => {
-                let w = widened.entry(role.clone()).or_insert_with(|| {
-                    x.chunks(columns)
-                        .enumerate()
-                        .flat_map(|(i, r)| r.iter().copied().chain([value(i)]))
-                        .collect()
-                });
-                (&w[..], columns + 1)
-            }
-            None => (&x[..], columns),
+        let (rows, n) = match role.as_str() {
+            "single" => (&with_arm[..], columns + 1),
+            "dose" => (&with_steps[..], columns + levels.len()),
+            _ => (&x[..], columns),
         };
         let timing =
             tokio::task::block_in_place(|| time(model, role, text, rows, n, s.threads, a.repeat))?;

@@ -49,9 +49,13 @@ pub struct LevelsAgainstTruth {
     pub best_single_level: u32,
     /// Per-user levels' true profit over the best single level's, minus 1.
     pub gain_over_best_single: f64,
-    /// The levels the truth would choose, among the same eligible users and as many of them
-    /// (the most any model could reach): true profit and mix.
+    /// The truth's own choice among the same eligible users, as many of them (what a model that
+    /// knew every user's response would do): per-user levels, then each level alone.
     pub oracle: Valued,
+    pub oracle_single: Vec<Valued>,
+    /// The truth's per-user levels over its best single level, minus 1: what per-user levels
+    /// can earn in this world at all.
+    pub oracle_gain_over_best_single: f64,
 }
 
 /// Values `audience` (of `campaign`, whose eligible users are `eligible`) by the truth.
@@ -190,7 +194,16 @@ pub fn against_truth(
             })
             .collect::<Result<Vec<_>>>()?;
         let per_user = valued.remove(0);
-        let oracle = oracle(c, &eligible, per_user.messaged, truth);
+        let mut oracles: Vec<Valued> = variants
+            .iter()
+            .map(|v| oracle(v, &eligible, per_user.messaged, truth))
+            .collect();
+        let oracle = oracles.remove(0);
+        let oracle_best = oracles
+            .iter()
+            .map(|v| v.true_profit)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let oracle_gain = oracle.true_profit / oracle_best - 1.0;
         let best = valued
             .iter()
             .max_by(|a, b| a.true_profit.total_cmp(&b.true_profit))
@@ -203,7 +216,7 @@ pub fn against_truth(
             best_single_level = best.levels.first().copied().unwrap_or_default(),
             best_single_profit = best.true_profit,
             gain,
-            oracle_profit = oracle.true_profit,
+            oracle_gain,
             "discount levels against the truth"
         );
         out.push(LevelsAgainstTruth {
@@ -213,6 +226,8 @@ pub fn against_truth(
             per_user,
             single: valued,
             oracle,
+            oracle_single: oracles,
+            oracle_gain_over_best_single: oracle_gain,
         });
     }
     Ok(out)
