@@ -15,8 +15,8 @@
 //!   cross-fitted arm models and propensity.
 //! - **R**: a regressor of the outcome's residual over the arm's residual, weighted by the arm's
 //!   residual squared (the R-loss), from the same cross-fitted models.
-//! - **Dose** (the discount model): an S-learner whose treatment is the discount offered, with
-//!   the output constrained to rise with it, so that it gives the effect of each level (see
+//! - **Dose** (the discount model): a T-learner whose treated model reads the discount offered
+//!   as steps and is constrained to rise with it, so that it gives the effect of each level (see
 //!   [`dose`]).
 //!
 //! The treatment propensity is estimated from the data (a regularised LightGBM classifier of the
@@ -394,7 +394,7 @@ pub fn roles(learner: Learner) -> &'static [&'static str] {
         Learner::Ct => &["transformed", "control", "propensity"],
         Learner::Odds => &["pooled"],
         Learner::Dr | Learner::R => &["tau", "control"],
-        Learner::Dose => &["dose"],
+        Learner::Dose => &["dose", "control"],
         Learner::Classifier => &["classifier"],
     }
 }
