@@ -336,7 +336,17 @@ async fn transient_failures_are_retried_then_recorded_failed() {
         assert!(Instant::now() < deadline, "{}", daemon.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = daemon.get("/metrics");
+    // A run's counters move just after its ledger row is written: wait for the last one.
+    let failed_twice = |metrics: &str| {
+        ["fast-a", "fast-b"]
+            .iter()
+            .all(|c| runs_total(metrics).get(&(c.to_string(), "failed".to_string())) == Some(&2))
+    };
+    let mut metrics = daemon.get("/metrics");
+    while !failed_twice(&metrics) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = daemon.get("/metrics");
+    }
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("transient failure, retrying"), "{log}");
