@@ -85,19 +85,16 @@ pub fn score(
     let (scored, tables) = tokio::task::block_in_place(|| {
         models::training::score_users(tables, scorers, date, s.threads)
     })?;
-    let (frame, tallies) = (scored.frame, scored.tallies);
-    // The columns selection reads, and the discount model's effect at each of its levels
-    // (what an offer with discount levels reads).
-    let levels = scorers.discount_uplift.discount_levels.clone();
-    let by_level = levels
-        .iter()
-        .map(|&l| segments::select::discount_uplift_column(l));
-    for name in segments::select::SCORED_COLUMNS
-        .iter()
-        .map(|n| n.to_string())
-        .chain(by_level)
-    {
-        if frame.schema().get(&name).is_none() {
+    let (mut frame, tallies) = (scored.frame, scored.tallies);
+    // The discount model's effect at each of its levels, under the names selection reads.
+    let mut levels = Vec::new();
+    for (level, effect) in scored.discount_by_level {
+        let name = segments::select::discount_uplift_column(level);
+        frame.with_column(Column::new(name.into(), effect))?;
+        levels.push(level);
+    }
+    for name in segments::select::SCORED_COLUMNS {
+        if frame.schema().get(name).is_none() {
             bail!("the scored users lack the column {name:?} that selection reads");
         }
     }

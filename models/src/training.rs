@@ -699,19 +699,16 @@ pub fn profile_population(
 const SCORE_BLOCK_ROWS: usize = 1 << 16;
 
 /// Every user scored as of `cutoff`: the feature catalogue plus `uplift`, `p_control`,
-/// `discount_uplift` (of the largest level the discount model knows), one
-/// [`discount_uplift_column`] per level it knows, `discount_sensitivity`, `marketing_opt_in` and
-/// `suppressed` (0/1), one row per user in `user_id` order.
+/// `discount_uplift` (of the largest level the discount model knows), `discount_sensitivity`,
+/// `marketing_opt_in` and `suppressed` (0/1), one row per user in `user_id` order.
 #[derive(Debug, Clone)]
 pub struct ScoredFrame {
     pub frame: DataFrame,
     /// The sampled users counted for drift monitoring.
     pub tallies: Tallies,
-}
-
-/// The scored users' column of the discount model's effect at `level` percent.
-pub fn discount_uplift_column(level: u32) -> String {
-    format!("discount_uplift_{level}")
+    /// The discount model's effect at each level it knows, one value per user in `user_id`
+    /// order, as the frame's rows (selection names the columns it reads them from).
+    pub discount_by_level: Vec<(u32, Vec<f64>)>,
 }
 
 /// Scores every user of `src.users` with the models as of the run date; returns the scores
@@ -764,14 +761,15 @@ pub fn score_users(
     for start in (0..rows).step_by(SCORE_BLOCK_ROWS) {
         let x = features.matrix_rows(&catalogue, start..rows.min(start + SCORE_BLOCK_ROWS))?;
         let scores = scorers.uplift.predict(&x, num_threads)?;
-        let discount = scorers.discount_uplift.predict(&x, num_threads)?.uplift;
-        for (column, &level) in by_level.iter_mut().zip(discount_levels) {
-            column.extend(
-                scorers
-                    .discount_uplift
-                    .predict_at(&x, level, num_threads)?
-                    .uplift,
-            );
+        // A dose model scores its control model once for every level; `discount_uplift` is its
+        // largest level's effect, as its `predict` gives it.
+        let (levels, _) = scorers.discount_uplift.predict_levels(&x, num_threads)?;
+        let discount = match levels.last() {
+            Some(top) => top.clone(),
+            None => scorers.discount_uplift.predict(&x, num_threads)?.uplift,
+        };
+        for (column, effect) in by_level.iter_mut().zip(levels) {
+            column.extend(effect);
         }
         let sensitivity = scorers.sensitivity.predict(&x, num_threads)?;
         for ((name, profile, tally), shared) in tallies.iter_mut().zip(&counted_by) {
@@ -809,9 +807,6 @@ pub fn score_users(
     frame.with_column(Column::new("uplift".into(), uplift))?;
     frame.with_column(Column::new("p_control".into(), p_control))?;
     frame.with_column(Column::new("discount_uplift".into(), discount_uplift))?;
-    for (column, &level) in by_level.into_iter().zip(discount_levels) {
-        frame.with_column(Column::new(discount_uplift_column(level).into(), column))?;
-    }
     frame.with_column(Column::new(
         "discount_sensitivity".into(),
         discount_sensitivity,
@@ -836,7 +831,15 @@ pub fn score_users(
         .with_column(col("suppressed").fill_null(lit(0i64)))
         .sort(["user_id"], SortMultipleOptions::default())
         .collect()?;
-    Ok((ScoredFrame { frame, tallies }, kept))
+    let discount_by_level = discount_levels.iter().copied().zip(by_level).collect();
+    Ok((
+        ScoredFrame {
+            frame,
+            tallies,
+            discount_by_level,
+        },
+        kept,
+    ))
 }
 
 /// Splits rows into `(rest, held_out)`, holding out `share` of every (arm, outcome) stratum,

@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
-use segments::{Arm, Audience, Campaign};
+use segments::select::{discount_mix, offer_value, OfferOption};
+use segments::{Arm, Audience, Campaign, Offer};
 use serde::Serialize;
 use tracing::info;
 
@@ -58,7 +59,41 @@ pub struct LevelsAgainstTruth {
     pub oracle_gain_over_best_single: f64,
 }
 
-/// Values `audience` (of `campaign`, whose eligible users are `eligible`) by the truth.
+/// What offering `pct` percent to a user of response `r` truly earns and gives away, per list
+/// price, and their true probability of buying without a message.
+fn truly(offer: &Offer, r: &Response, pct: f64) -> (OfferOption, f64) {
+    let p0 = r.window_probability(None);
+    let uplift = r.window_probability(Some(pct)) - p0;
+    (offer_value(offer, uplift, p0, pct), p0)
+}
+
+/// The messaged users' true options (with their probability of buying anyway) summed up,
+/// against the purchases without a message of all `eligible` users.
+fn valued(
+    offer: &Offer,
+    messaged: &[(OfferOption, f64)],
+    eligible: &[i64],
+    truth: &HashMap<i64, Response>,
+) -> Valued {
+    let price = offer.average_price;
+    let anyway: f64 = eligible
+        .iter()
+        .filter_map(|u| truth.get(u))
+        .map(|r| r.window_probability(None))
+        .sum();
+    let discounted_anyway: f64 = messaged.iter().map(|(_, p0)| p0).sum();
+    Valued {
+        levels: offer.discount_levels.clone(),
+        messaged: messaged.len(),
+        true_profit: messaged.iter().map(|(o, _)| o.value * price).sum(),
+        true_discount: messaged.iter().map(|(o, _)| o.cost * price).sum(),
+        buy_anyway_undiscounted: 1.0 - discounted_anyway / anyway.max(f64::MIN_POSITIVE),
+        mix: discount_mix(messaged.iter().map(|(o, _)| o.pct)),
+    }
+}
+
+/// Values `audience` (of `campaign`, whose eligible users are `eligible`) by the truth: the
+/// model's treatment members at the levels they got.
 fn value(
     campaign: &Campaign,
     eligible: &[i64],
@@ -66,39 +101,13 @@ fn value(
     truth: &HashMap<i64, Response>,
 ) -> Valued {
     let offer = &campaign.offer;
-    let price = offer.average_price;
-    let (mut profit, mut discount, mut anyway_messaged) = (0.0, 0.0, 0.0);
-    let messaged: Vec<_> = audience
+    let messaged: Vec<(OfferOption, f64)> = audience
         .members
         .iter()
         .filter(|m| m.arm == Arm::Treatment && !m.explore)
+        .filter_map(|m| Some(truly(offer, truth.get(&m.user_id)?, m.discount_pct)))
         .collect();
-    for m in &messaged {
-        let Some(r) = truth.get(&m.user_id) else {
-            continue;
-        };
-        let (p0, p1) = (
-            r.window_probability(None),
-            r.window_probability(Some(m.discount_pct)),
-        );
-        let d = m.discount_pct / 100.0;
-        profit += ((p1 - p0) * (offer.margin - d) - p0 * d) * price;
-        discount += p1 * d * price;
-        anyway_messaged += p0;
-    }
-    let anyway: f64 = eligible
-        .iter()
-        .filter_map(|u| truth.get(u))
-        .map(|r| r.window_probability(None))
-        .sum();
-    Valued {
-        levels: offer.discount_levels.clone(),
-        messaged: messaged.len(),
-        true_profit: profit,
-        true_discount: discount,
-        buy_anyway_undiscounted: 1.0 - anyway_messaged / anyway.max(f64::MIN_POSITIVE),
-        mix: audience.discount_mix(),
-    }
+    valued(offer, &messaged, eligible, truth)
 }
 
 /// The truth's own choice: each of `eligible` at the level with the most true profit, the best
@@ -110,53 +119,21 @@ fn oracle(
     truth: &HashMap<i64, Response>,
 ) -> Valued {
     let offer = &campaign.offer;
-    let price = offer.average_price;
-    let mut best: Vec<(f64, f64, f64, f64)> = eligible
+    let mut best: Vec<(OfferOption, f64)> = eligible
         .iter()
         .filter_map(|u| truth.get(u))
         .filter_map(|r| {
-            let p0 = r.window_probability(None);
             offer
                 .discount_levels
                 .iter()
-                .map(|&level| {
-                    let pct = f64::from(level);
-                    let p1 = r.window_probability(Some(pct));
-                    let d = pct / 100.0;
-                    let profit = ((p1 - p0) * (offer.margin - d) - p0 * d) * price;
-                    (profit, pct, p1 * d * price, p0)
-                })
-                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|&level| truly(offer, r, f64::from(level)))
+                .max_by(|a, b| a.0.value.total_cmp(&b.0.value))
         })
-        .filter(|b| b.0 > 0.0)
+        .filter(|(o, _)| o.value > 0.0)
         .collect();
-    best.sort_by(|a, b| b.0.total_cmp(&a.0));
+    best.sort_by(|a, b| b.0.value.total_cmp(&a.0.value));
     best.truncate(messaged);
-    let anyway: f64 = eligible
-        .iter()
-        .filter_map(|u| truth.get(u))
-        .map(|r| r.window_probability(None))
-        .sum();
-    let mut mix: Vec<(f64, usize)> = offer
-        .discount_levels
-        .iter()
-        .map(|&l| {
-            (
-                f64::from(l),
-                best.iter().filter(|b| b.1 == f64::from(l)).count(),
-            )
-        })
-        .collect();
-    mix.retain(|m| m.1 > 0);
-    Valued {
-        levels: offer.discount_levels.clone(),
-        messaged: best.len(),
-        true_profit: best.iter().map(|b| b.0).sum(),
-        true_discount: best.iter().map(|b| b.2).sum(),
-        buy_anyway_undiscounted: 1.0
-            - best.iter().map(|b| b.3).sum::<f64>() / anyway.max(f64::MIN_POSITIVE),
-        mix,
-    }
+    valued(offer, &best, eligible, truth)
 }
 
 /// Every campaign of `campaigns` with discount levels, against each of its levels alone.

@@ -191,6 +191,30 @@ impl UpliftModel {
             .predict(x, self.feature_names.len(), num_threads)
     }
 
+    /// The effect of each level the dose learner knows, one vector per level in
+    /// [`Self::discount_levels`] order, and the calibrated baseline: the control model scores
+    /// once for every level. Empty effects for any other learner.
+    pub fn predict_levels(
+        &self,
+        x: &[f64],
+        num_threads: usize,
+    ) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+        if self.learner != Learner::Dose {
+            return Ok((vec![], self.predict(x, num_threads)?.p_control));
+        }
+        let mut p_control = self.raw_control(x, num_threads)?;
+        let effects = self
+            .discount_levels
+            .iter()
+            .map(|&level| {
+                let on = self.raw_at(x, f64::from(level), num_threads)?;
+                Ok(on.iter().zip(&p_control).map(|(a, b)| a - b).collect())
+            })
+            .collect::<Result<_>>()?;
+        self.baseline_calibration.apply_all(&mut p_control);
+        Ok((effects, p_control))
+    }
+
     /// Scores each row at the discount it was offered (`offered`, percent): the dose learner's
     /// effect of the nearest level it knows (see [`nearest_level`]); any other learner's one
     /// effect.
@@ -200,20 +224,18 @@ impl UpliftModel {
         offered: &[f64],
         num_threads: usize,
     ) -> Result<UpliftScores> {
-        let mut scores = self.predict(x, num_threads)?;
         if self.learner != Learner::Dose {
-            return Ok(scores);
+            return self.predict(x, num_threads);
         }
-        let n = self.feature_names.len();
-        for &level in &self.discount_levels {
-            let at = self.predict_at(x, level, num_threads)?;
-            for (r, pct) in offered.iter().enumerate().take(x.len() / n.max(1)) {
-                if nearest_level(&self.discount_levels, *pct) == Some(level) {
-                    scores.uplift[r] = at.uplift[r];
-                }
-            }
-        }
-        Ok(scores)
+        let (effects, p_control) = self.predict_levels(x, num_threads)?;
+        let uplift = (0..p_control.len())
+            .map(|r| {
+                let level = nearest_level(&self.discount_levels, offered[r]);
+                let k = self.discount_levels.iter().position(|&l| Some(l) == level);
+                k.map_or(f64::NAN, |k| effects[k][r])
+            })
+            .collect();
+        Ok(UpliftScores { uplift, p_control })
     }
 
     /// Scores for an offer of `pct` percent: for the dose learner, the effect of that level,

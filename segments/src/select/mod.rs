@@ -37,8 +37,8 @@ use crate::campaign::{Campaign, CampaignKind, MAX_DISCOUNT_LEVELS};
 use crate::holdout::{arm, in_global_control, Arm};
 use crate::rules::Catalog;
 use crate::{Result, SegmentError};
-use levels::{best_level, choose_levels, offer_value};
-pub use levels::{discount_uplift_column, OfferOption};
+use levels::{best_level, choose_levels};
+pub use levels::{discount_uplift_column, offer_value, OfferOption};
 
 /// Settings that hold for every campaign.
 #[derive(Debug, Clone)]
@@ -218,20 +218,26 @@ impl Audience {
     /// How many of the model's treatment members were offered each discount, ascending by the
     /// discount in percent.
     pub fn discount_mix(&self) -> Vec<(f64, usize)> {
-        let mut mix: Vec<(f64, usize)> = Vec::new();
-        for m in self
-            .members
-            .iter()
-            .filter(|m| m.arm == Arm::Treatment && !m.explore)
-        {
-            match mix.iter_mut().find(|(pct, _)| *pct == m.discount_pct) {
-                Some((_, n)) => *n += 1,
-                None => mix.push((m.discount_pct, 1)),
-            }
-        }
-        mix.sort_by(|a, b| a.0.total_cmp(&b.0));
-        mix
+        discount_mix(
+            self.members
+                .iter()
+                .filter(|m| m.arm == Arm::Treatment && !m.explore)
+                .map(|m| m.discount_pct),
+        )
     }
+}
+
+/// How many of `discounts` (percent) are each discount, ascending by the discount.
+pub fn discount_mix(discounts: impl IntoIterator<Item = f64>) -> Vec<(f64, usize)> {
+    let mut mix: Vec<(f64, usize)> = Vec::new();
+    for d in discounts {
+        match mix.iter_mut().find(|(pct, _)| *pct == d) {
+            Some((_, n)) => *n += 1,
+            None => mix.push((d, 1)),
+        }
+    }
+    mix.sort_by(|a, b| a.0.total_cmp(&b.0));
+    mix
 }
 
 /// Funnel step after arbitration.
