@@ -6,6 +6,7 @@
 
 pub mod campaign;
 pub mod holdout;
+pub mod items;
 pub mod rules;
 pub mod select;
 #[cfg(test)]
@@ -28,6 +29,9 @@ pub enum SegmentError {
     Polars(#[from] polars::error::PolarsError),
     #[error("campaign {campaign}: {why}")]
     Selection { campaign: String, why: String },
+    /// The items table cannot be read as a catalogue.
+    #[error("items: {0}")]
+    Items(String),
     /// Rankings of parts of the users that cannot be joined.
     #[error("cannot merge rankings: {0}")]
     Merge(String),

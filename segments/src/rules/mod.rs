@@ -28,8 +28,59 @@ mod tests;
 
 use std::fmt;
 
-pub use check::{check, CheckedRule};
-pub use parse::{parse, CmpOp, Operand, Rule};
+pub use check::{check, check_items, CheckedRule, ItemCondition, ItemPredicate};
+pub use parse::{parse, CmpOp, Operand, Relation, Rule};
+
+/// The list of a campaign's own items (`[items]`), as item conditions name it.
+pub const DEAL_ITEMS: &str = "deal_items";
+
+/// The column of an item frame that holds 1 for the items of a named list, 0 for the others.
+pub fn list_column(list: &str) -> String {
+    format!("in {list}")
+}
+
+/// The names an item condition may use: the items contract's columns, as the item frame holds
+/// them (`segments::items::ItemFrame`). With the catalogue's text values (`category`, `kind`),
+/// text compiles to their codes; without, names and types are checked and values are not.
+pub fn item_catalog(category: Vec<String>, kind: Vec<String>) -> Catalog {
+    let field = |name: &str, kind: FieldKind, description: &str| Field {
+        name: name.into(),
+        kind,
+        column: name.into(),
+        description: description.into(),
+    };
+    Catalog {
+        fields: vec![
+            field("item", FieldKind::Number, "the item's id (items.item_id)"),
+            field("game_id", FieldKind::Number, "the game the item belongs to"),
+            field("publisher_id", FieldKind::Number, "the item's publisher"),
+            field(
+                "category",
+                FieldKind::Text { levels: category },
+                "the item's category, e.g. \"rpg\"",
+            ),
+            field(
+                "kind",
+                FieldKind::Text { levels: kind },
+                "\"1p\" (our own) or \"3p\" (a partner's)",
+            ),
+            field(
+                "list_price",
+                FieldKind::Number,
+                "the list price, in currency units",
+            ),
+            Field {
+                column: "days_since_release".into(),
+                ..field(
+                    "release_date",
+                    FieldKind::DaysBefore,
+                    "the date the item was released",
+                )
+            },
+        ],
+        lists: Vec::new(),
+    }
+}
 
 /// What a catalogue name holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +110,9 @@ pub struct Field {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
     pub fields: Vec<Field>,
+    /// The item lists an item condition may test with `item in <list>` (`deal_items` for a
+    /// campaign with `[items]`).
+    pub lists: Vec<String>,
 }
 
 impl Catalog {

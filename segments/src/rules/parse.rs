@@ -237,6 +237,24 @@ pub enum Rule {
     IsNull(Spanned<Operand>, bool),
     /// A boolean field or literal on its own.
     Truth(Spanned<Operand>),
+    /// `item in deal_items`: an item condition's test against a list the campaign names.
+    InList(Spanned<Operand>, Spanned<String>, bool),
+    /// `wishlist has …` or `owns …`: whether any item the user holds that way meets an item
+    /// condition. `text` is the expression as written (it names the column that holds it).
+    Has {
+        relation: Relation,
+        condition: Box<Rule>,
+        text: String,
+    },
+}
+
+/// How a user holds an item, as an item-aware rule reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// On the user's wishlist (added before the run date).
+    Wishlist,
+    /// Bought by the user for themselves, or received as a gift, before the run date.
+    Owns,
 }
 
 /// Nesting deeper than this is refused, so no input can exhaust the stack.
@@ -334,6 +352,31 @@ impl Parser<'_> {
     }
 
     fn condition(&mut self) -> Result<Rule, RuleError> {
+        if let Some(relation) = self.relation() {
+            let start = self.here().start;
+            self.pos += if relation == Relation::Wishlist { 2 } else { 1 };
+            if self.pos >= self.tokens.len() {
+                return Err(self.err(
+                    "expected an item condition, like game_id == 1234 or item in deal_items",
+                    self.here(),
+                ));
+            }
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(self.err(
+                    format!("rule nested deeper than {MAX_DEPTH} levels"),
+                    self.here(),
+                ));
+            }
+            let condition = Box::new(self.condition()?);
+            self.depth -= 1;
+            let end = self.tokens[self.pos - 1].1.end;
+            return Ok(Rule::Has {
+                relation,
+                condition,
+                text: self.rule[start..end].to_string(),
+            });
+        }
         if self.peek() == Some(&Token::LParen) {
             self.pos += 1;
             let inner = self.or()?;
@@ -341,17 +384,20 @@ impl Parser<'_> {
             return Ok(inner);
         }
         let left = self.operand()?;
-        if self.keyword("in") {
-            self.pos += 1;
-            return Ok(Rule::In(left, self.list()?, false));
-        }
-        if self.keyword("not") {
+        let negated = self.keyword("not");
+        if negated {
             self.pos += 1;
             if !self.keyword("in") {
                 return Err(self.err("expected 'in' after 'not' here", self.here()));
             }
+        }
+        if self.keyword("in") {
             self.pos += 1;
-            return Ok(Rule::In(left, self.list()?, true));
+            if let Some((Token::Ident(name), at)) = self.tokens.get(self.pos).cloned() {
+                self.pos += 1;
+                return Ok(Rule::InList(left, (name, at), negated));
+            }
+            return Ok(Rule::In(left, self.list()?, negated));
         }
         if self.keyword("is") {
             self.pos += 1;
@@ -377,6 +423,19 @@ impl Parser<'_> {
         self.pos += 1;
         let right = self.operand()?;
         Ok(Rule::Cmp(left, op, right))
+    }
+
+    /// The relation an item-aware condition starts with here, if any: `wishlist has` or `owns`.
+    fn relation(&self) -> Option<Relation> {
+        let next =
+            matches!(self.tokens.get(self.pos + 1), Some((Token::Ident(w), _)) if w == "has");
+        if self.keyword("wishlist") && next {
+            Some(Relation::Wishlist)
+        } else if self.keyword("owns") {
+            Some(Relation::Owns)
+        } else {
+            None
+        }
     }
 
     fn list(&mut self) -> Result<Vec<Spanned<Operand>>, RuleError> {

@@ -37,6 +37,7 @@ fn catalog() -> Catalog {
                 "days_since_last_purchase",
             ),
         ],
+        lists: Vec::new(),
     }
 }
 
