@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use models::metrics::Interval;
 use models::{ModelArtifact, ModelName, RunDate, Shard};
-use segments::campaign::CampaignKind;
+use segments::campaign::{CampaignItems, CampaignKind};
 use segments::Campaign;
 use tracing::info;
 
@@ -22,8 +22,9 @@ use crate::tools::demo::{self, DemoSpec};
 use crate::training::{self, model_store};
 
 /// `targeting validate`: every campaign file checked, every problem reported; a summary line
-/// per valid campaign. Unless `--offline`, each drop's item is looked up in the source's
-/// catalogue, so that a file `validate` passes does not fail at run time.
+/// per valid campaign. Unless `--offline`, every item id a campaign names (a drop's item, an
+/// `[items]` list) is looked up in the source's catalogue, so that a file `validate` passes does
+/// not fail at run time.
 pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
     let paths = if a.paths.is_empty() {
         vec![settings.targeting.campaigns_dir.clone()]
@@ -32,26 +33,36 @@ pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()
     };
     let campaigns = campaigns::load(&paths)?;
     settings.check_destinations(&campaigns)?;
-    let drops: Vec<(&str, i64)> = campaigns
+    // Every item id a campaign names: a drop's item, and the ids of an `[items]` list.
+    let named: Vec<(&str, &str, Vec<i64>)> = campaigns
         .iter()
-        .filter_map(|c| match c.kind {
-            CampaignKind::Drop { item_id } => Some((c.id.as_str(), item_id)),
+        .filter_map(|c| match (&c.kind, &c.items) {
+            (CampaignKind::Drop { item_id }, _) => {
+                Some((c.id.as_str(), "[drop] item_id", vec![*item_id]))
+            }
+            (_, Some(CampaignItems::Ids(ids))) => Some((c.id.as_str(), "[items] ids", ids.clone())),
             _ => None,
         })
         .collect();
-    let items_checked = !a.offline && !drops.is_empty();
+    let items_checked = !a.offline && !named.is_empty();
     if items_checked {
-        let hint = "cannot check [drop] item_id against the source's items \
+        let hint = "cannot check the campaigns' item ids against the source's items \
                     (--offline checks the files alone)";
         let source = settings.source.connect(false).await.context(hint)?;
         let (items, origin) = pipeline::extract::item_ids(&source, settings)
             .await
             .context(hint)?;
-        let missing: Vec<String> = drops
+        let missing: Vec<String> = named
             .iter()
-            .filter(|(_, item)| !items.contains(item))
-            .map(|(id, item)| {
-                format!("campaign {id}: [drop] item_id {item} is not in the source's items (query {origin})")
+            .filter_map(|(id, field, ids)| {
+                let unknown: Vec<i64> =
+                    ids.iter().filter(|i| !items.contains(i)).copied().collect();
+                (!unknown.is_empty()).then(|| {
+                    format!(
+                        "campaign {id}: {field} has {} not in the source's items (query {origin})",
+                        segments::items::list_of(&unknown)
+                    )
+                })
             })
             .collect();
         if !missing.is_empty() {
@@ -81,7 +92,7 @@ pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()
         );
     }
     if items_checked {
-        println!("drop items found in the source's catalogue");
+        println!("item ids found in the source's catalogue");
     }
     if levels_checked {
         println!("discount levels known to the discount model");

@@ -84,6 +84,10 @@ pub struct CampaignSummary {
     /// For an offer with discount levels: how many exported users got each level (percent).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub discount_mix: Vec<(f64, usize)>,
+    /// For a campaign with `[items]`: how many exported users were shown each item (item id,
+    /// users), the most shown first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub item_mix: Vec<(i64, usize)>,
     /// Per-user levels against each level alone, valued by the truth (demo only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub levels_against_truth: Option<LevelsAgainstTruth>,
@@ -124,11 +128,21 @@ impl Summary {
         self
     }
 
-    /// The discount levels each campaign with levels gave, and, in the demo, what they earned
-    /// against each level alone.
-    fn level_lines(&self) -> String {
+    /// What each offer gave per user: the discount levels of a campaign with levels (and, in
+    /// the demo, what they earned against each level alone), the items of one with `[items]`.
+    fn offer_lines(&self) -> String {
         let mut out = String::new();
-        for c in self.campaigns.iter().filter(|c| !c.discount_mix.is_empty()) {
+        for c in &self.campaigns {
+            if !c.item_mix.is_empty() {
+                out.push_str(&format!(
+                    "{}: items shown {}\n",
+                    c.campaign_id,
+                    item_mix_text(&c.item_mix)
+                ));
+            }
+            if c.discount_mix.is_empty() {
+                continue;
+            }
             out.push_str(&format!(
                 "{}: discount levels {}\n",
                 c.campaign_id,
@@ -191,6 +205,7 @@ impl Summary {
                     expected_conversions: c.expected_conversions,
                     expected_discount_cost: c.expected_discount_cost,
                     discount_mix: c.discount_mix.clone(),
+                    item_mix: c.item_mix.clone(),
                     levels_against_truth: None,
                     funnel: c.funnel.iter().map(|s| (s.step.clone(), s.users)).collect(),
                     overlap: c.overlap.clone(),
@@ -258,6 +273,9 @@ impl Summary {
                     mix_text(&c.discount_mix)
                 ));
             }
+            if !c.item_mix.is_empty() {
+                out.push_str(&format!("  items shown: {}\n", item_mix_text(&c.item_mix)));
+            }
             let overlap: Vec<String> = c
                 .overlap
                 .iter()
@@ -301,10 +319,10 @@ impl Summary {
                 c.campaign_id, c.kind, c.eligible, c.audience, c.holdout, export
             ));
         }
-        let levels = self.level_lines();
-        if !levels.is_empty() {
+        let offers = self.offer_lines();
+        if !offers.is_empty() {
             out.push('\n');
-            out.push_str(&levels);
+            out.push_str(&offers);
         }
         let m = &self.model;
         if !m.trained {
@@ -359,6 +377,17 @@ impl Summary {
         std::fs::write(path, serde_json::to_string_pretty(self)?)
             .with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// `24 items; most shown: item 13 to 2103, item 8 to 1950, …` (the five most shown).
+fn item_mix_text(mix: &[(i64, usize)]) -> String {
+    let top: Vec<String> = mix
+        .iter()
+        .take(5)
+        .map(|(item, n)| format!("item {item} to {n}"))
+        .collect();
+    let more = if mix.len() > 5 { ", …" } else { "" };
+    format!("{} items; most shown: {}{more}", mix.len(), top.join(", "))
 }
 
 /// How many users got each discount level, e.g. `10% to 1200, 20% to 300`.

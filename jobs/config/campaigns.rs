@@ -79,7 +79,10 @@ pub fn catalog(levels: Option<&CategoricalLevels>) -> Catalog {
             "predicted probability that most of the next purchases are discounted (calibrated)",
         ),
     ]);
-    Catalog { fields }
+    Catalog {
+        fields,
+        lists: Vec::new(),
+    }
 }
 
 /// `targeting campaigns fields`: the catalogue as a table for the marketing team.

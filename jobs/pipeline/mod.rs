@@ -98,6 +98,9 @@ pub struct CampaignReport {
     /// For an offer with discount levels, how many of the model's exported users were offered
     /// each (percent), ascending; empty for one discount.
     pub discount_mix: Vec<(f64, usize)>,
+    /// For a campaign with `[items]`, how many of the model's exported users were shown each
+    /// item, the most shown first.
+    pub item_mix: Vec<(i64, usize)>,
     /// For each other campaign of the night, how many eligible users both wanted.
     pub overlap: Vec<(String, usize)>,
     pub export_uri: Option<String>,
@@ -130,6 +133,7 @@ impl CampaignReport {
             } else {
                 a.discount_mix()
             },
+            item_mix: a.item_mix(),
             overlap: a.overlap,
             funnel: a.funnel,
             export_uri,

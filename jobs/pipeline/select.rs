@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use models::uplift::nearest_level;
 use models::RunDate;
 use polars::prelude::*;
+use segments::items::{self, Catalogue, Holdings, WANTED_ITEM_COLUMN};
+use segments::rules::DEAL_ITEMS;
 use segments::select::discount_uplift_column;
 use segments::{Arm, Audience, Campaign, CampaignKind, History, Ranking, Reach, SelectionContext};
 use tracing::{info, instrument};
@@ -138,8 +140,16 @@ impl<'a> Selector<'a> {
     /// `into`. A campaign whose candidates cannot be built fails alone.
     #[instrument(name = "rank", skip_all, fields(users = scored.frame.height()))]
     pub fn rank(&self, scored: &ScoredUsers, into: &mut Rankings) {
+        // Built once per shard, when some campaign reads items; if it cannot be, those
+        // campaigns fail and the others go on.
+        let items = ShardItems::of(self.campaigns, scored, self.date).map_err(|e| format!("{e:#}"));
         let rank = |c: &Campaign| {
-            candidates(c, scored, self.date)
+            let items = match &items {
+                Ok(items) => items.as_ref(),
+                Err(e) if reads_items(c) => return Err(e.clone()),
+                Err(_) => None,
+            };
+            candidates(c, scored, items, self.date)
                 .and_then(|frame| {
                     segments::rank(c, &frame, &self.ctx, &self.history).map_err(anyhow::Error::from)
                 })
@@ -173,7 +183,8 @@ impl<'a> Selector<'a> {
     /// One campaign as if it were the night's only one: every eligible user's id, ascending,
     /// and its audience.
     pub fn alone(&self, c: &Campaign, scored: &ScoredUsers) -> Result<(Vec<i64>, Audience)> {
-        let frame = candidates(c, scored, self.date)?;
+        let items = ShardItems::of(std::slice::from_ref(c), scored, self.date)?;
+        let frame = candidates(c, scored, items.as_ref(), self.date)?;
         let mut ranking = segments::rank(c, &frame, &self.ctx, &self.history)?;
         segments::reserve_exploration([&mut ranking]);
         let eligible = ranking.eligible.clone();
@@ -218,10 +229,80 @@ impl<'a> Selector<'a> {
     }
 }
 
+/// Whether a campaign has `[items]` or a rule with `owns …` or `wishlist has …`.
+fn reads_items(c: &Campaign) -> bool {
+    c.items.is_some()
+        || c.eligibility
+            .iter()
+            .any(|r| !r.item_predicates().is_empty())
+}
+
+/// What item-aware rules and `[items]` read of a shard's users: the catalogue and what each
+/// user owns and wishlisted.
+struct ShardItems {
+    catalogue: Catalogue,
+    holdings: Holdings,
+    users: Vec<i64>,
+}
+
+impl ShardItems {
+    /// Built when one of `campaigns` reads items, from the scored users' tables.
+    fn of(campaigns: &[Campaign], scored: &ScoredUsers, date: RunDate) -> Result<Option<Self>> {
+        if !campaigns.iter().any(reads_items) {
+            return Ok(None);
+        }
+        let t = &scored.tables;
+        let catalogue = Catalogue::new(&t.items, date.day()).context("the items table")?;
+        let holdings = Holdings::new(&t.purchases, &t.wishlist, date.cutoff())
+            .context("the purchases and wishlist tables")?;
+        let users = scored
+            .frame
+            .column("user_id")?
+            .i64()?
+            .iter()
+            .map(|v| v.unwrap_or_default())
+            .collect();
+        Ok(Some(ShardItems {
+            catalogue,
+            holdings,
+            users,
+        }))
+    }
+
+    /// A campaign's columns of items: one per `owns …` or `wishlist has …` of its rules, and
+    /// for a campaign with `[items]`, the item each user wants.
+    fn columns(&self, c: &Campaign) -> Result<Vec<Column>> {
+        let listed = match &c.items {
+            Some(items) => Some(self.catalogue.resolve(&c.id, items)?),
+            None => None,
+        };
+        let lists: Vec<(&str, &[i64])> = listed
+            .iter()
+            .map(|ids| (DEAL_ITEMS, ids.as_slice()))
+            .collect();
+        let mut columns = Vec::new();
+        for p in c.eligibility.iter().flat_map(|r| r.item_predicates()) {
+            let values =
+                items::predicate_values(&p, &self.users, &self.holdings, &self.catalogue, &lists)?;
+            columns.push(Column::new(p.column.into(), values));
+        }
+        if let Some(ids) = &listed {
+            let wanted = items::wanted(&self.users, ids, &self.holdings, &self.catalogue);
+            columns.push(Column::new(WANTED_ITEM_COLUMN.into(), wanted));
+        }
+        Ok(columns)
+    }
+}
+
 /// The frame a campaign selects from: the scored users, plus the affinity to the dropped item
-/// for a drop. An offer of one discount reads, as `discount_uplift`, the effect of the level
-/// the discount model knows nearest to it.
-fn candidates(c: &Campaign, scored: &ScoredUsers, date: RunDate) -> Result<DataFrame> {
+/// for a drop, and the columns of items its rules and `[items]` read. An offer of one discount
+/// reads, as `discount_uplift`, the effect of the level the discount model knows nearest to it.
+fn candidates(
+    c: &Campaign,
+    scored: &ScoredUsers,
+    items: Option<&ShardItems>,
+    date: RunDate,
+) -> Result<DataFrame> {
     // Derived names of the rule catalogue (see `campaigns::catalog`).
     let mut frame = scored.frame.clone().lazy().with_column(
         col("orders_total")
@@ -229,6 +310,18 @@ fn candidates(c: &Campaign, scored: &ScoredUsers, date: RunDate) -> Result<DataF
             .cast(DataType::Float64)
             .alias(campaigns::NEW_BUYER_COLUMN),
     );
+    if let Some(items) = items {
+        // In the users' order, as the frame: added as columns, not joined.
+        let columns = items
+            .columns(c)
+            .with_context(|| format!("campaign {}", c.id))?;
+        frame = frame.with_columns(
+            columns
+                .into_iter()
+                .map(|c| lit(c.take_materialized_series()))
+                .collect::<Vec<_>>(),
+        );
+    }
     if c.offer.discount_pct > 0.0 {
         if let Some(level) = nearest_level(&scored.discount_levels, c.offer.discount_pct) {
             frame = frame.with_column(col(discount_uplift_column(level)).alias("discount_uplift"));

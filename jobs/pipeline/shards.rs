@@ -31,7 +31,7 @@ use crate::store::{hex, ObjectStore};
 
 /// The version of the shard output's layout: 2 since rankings are cut and list the eligible
 /// users apart, 3 since they carry each campaign's exploration sample (`explore` rows).
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 
 /// What a shard's manifest says of its output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +123,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
     let (mut ids, mut users, mut key, mut uplift, mut p_control, mut value, mut cost) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut discount: Vec<Option<f64>> = vec![];
+    let mut item: Vec<Option<i64>> = vec![];
     // Each discount level's effect, for campaigns with levels (chosen after the merge).
     let mut effects: [Vec<Option<f64>>; MAX_DISCOUNT_LEVELS] = Default::default();
     let mut explore: Vec<bool> = vec![];
@@ -142,6 +143,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                     value.push(Some(x.value));
                     cost.push(Some(x.discount_cost));
                     discount.push(Some(x.discount_pct));
+                    item.push(x.item_id);
                     for (column, e) in effects.iter_mut().zip(x.effects) {
                         column.push(Some(e));
                     }
@@ -154,6 +156,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                         v.push(None);
                     }
                     discount.push(None);
+                    item.push(None);
                     for column in &mut effects {
                         column.push(None);
                     }
@@ -180,6 +183,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
         "value" => value,
         "discount_cost" => cost,
         "discount_pct" => discount,
+        "item_id" => item,
         "explore" => explore,
     }?;
     for (k, column) in effects.into_iter().enumerate() {
@@ -388,6 +392,7 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, S
     let effects = (0..MAX_DISCOUNT_LEVELS)
         .map(|k| f(&effect_column(k)))
         .collect::<Result<Vec<_>>>()?;
+    let item = frame.column("item_id")?.i64()?;
     let explore = frame.column("explore")?.bool()?;
     /// One campaign's rows, by what they list.
     #[derive(Default)]
@@ -417,6 +422,7 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, S
             discount_cost: nan(cost[i]),
             discount_pct: nan(discount[i]),
             effects: std::array::from_fn(|k| nan(effects[k][i])),
+            item_id: item.get(i),
         };
         // An explore row is of the exploration sample; the others are in the campaign's order.
         if explore.get(i) == Some(true) {

@@ -2,7 +2,7 @@
 //! match their parts, consent and suppressions, holdout shares, the ledger and assignments, the
 //! model's Qini, and identical rows on a re-run for the same date.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::common::*;
 
@@ -173,6 +173,7 @@ async fn check_demo(env: &TestEnv) {
     }
     let deal = read_export(&run_folders(&exports, "weekly-deal", DATE)[0]);
     check_discount_levels(&summary, &deal);
+    check_deal_items(db_url, &summary, &deal).await;
     let manifest = deal.manifest;
     let versions = manifest["model_versions"].as_object().unwrap();
     assert!(
@@ -197,6 +198,87 @@ async fn check_demo(env: &TestEnv) {
         warned.iter().all(|l| l.contains("sessions_90d")),
         "{warned:?}"
     );
+}
+
+/// The weekly deal is about the catalogue's games and expansions (not those of the last 30
+/// days): every exported user is shown one of them, never one they own, and one on their
+/// wishlist when they wishlisted any they do not own. Checked against the source's rows.
+async fn check_deal_items(db_url: &str, summary: &serde_json::Value, deal: &Export) {
+    let pool = pool(db_url).await;
+    let cutoff = chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d")
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    // Numbers written into the SQL: one text for SQLite and PostgreSQL alike.
+    let pairs = |sql: String| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(i64, i64)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+            rows.into_iter().collect::<HashSet<(i64, i64)>>()
+        }
+    };
+    let listed: HashSet<i64> = sqlx::query_as::<_, (i64,)>(&format!(
+        "SELECT item_id FROM items WHERE category IN ('game', 'dlc') AND released_at < {}",
+        cutoff - 30 * 86_400
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(i,)| i)
+    .collect();
+    assert_eq!(listed.len(), 24, "the demo's games and expansions");
+    let owned = pairs(format!(
+        "SELECT CASE WHEN is_gift THEN recipient_user_id ELSE user_id END, item_id \
+         FROM purchases WHERE purchased_at < {cutoff} \
+         AND (NOT is_gift OR recipient_user_id IS NOT NULL)"
+    ))
+    .await;
+    let wished = pairs(format!(
+        "SELECT user_id, item_id FROM wishlist WHERE added_at < {cutoff}"
+    ))
+    .await;
+    assert_eq!(deal.item_id.len(), deal.ids.len());
+    let (mut from_wishlist, mut shown) = (0, HashSet::new());
+    for (&user, &item) in deal.ids.iter().zip(&deal.item_id) {
+        assert!(listed.contains(&item), "user {user} shown item {item}");
+        assert!(
+            !owned.contains(&(user, item)),
+            "user {user} owns item {item}"
+        );
+        let wants = listed
+            .iter()
+            .any(|&i| wished.contains(&(user, i)) && !owned.contains(&(user, i)));
+        if wants {
+            assert!(
+                wished.contains(&(user, item)),
+                "user {user} wishlisted a deal item and was shown {item}"
+            );
+            from_wishlist += 1;
+        }
+        shown.insert(item);
+    }
+    assert!(
+        from_wishlist > 0 && shown.len() >= 5,
+        "{from_wishlist} from wishlists, {} items shown",
+        shown.len()
+    );
+    // The summary counts the items the model's choice was shown (exploration aside).
+    let c = summary["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign_id"] == "weekly-deal")
+        .unwrap();
+    let counted: u64 = c["item_mix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, c["audience"].as_u64().unwrap());
 }
 
 /// The weekly deal offers 10, 20 or 30 %: each exported user carries the level chosen for them,

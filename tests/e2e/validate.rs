@@ -164,7 +164,7 @@ async fn a_drop_item_missing_from_the_source_is_reported() {
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("drop items found in the source's catalogue"),
+        stdout.contains("item ids found in the source's catalogue"),
         "{stdout}"
     );
 
@@ -180,7 +180,33 @@ async fn a_drop_item_missing_from_the_source_is_reported() {
     let err = stderr(&out);
     assert!(
         err.contains(
-            "campaign drop-starfall-nightfall: [drop] item_id 100 is not in the source's items \
+            "campaign drop-starfall-nightfall: [drop] item_id has 100 not in the source's items \
+             (query sql/queries/items.sql)"
+        ),
+        "{err}"
+    );
+
+    // An [items] list is looked up the same way, every unknown id named.
+    let dir = found.dir.join("campaigns");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rpg-week.toml"),
+        "format_version = 1\nid = \"rpg-week\"\nkind = \"seasonal\"\nholdout = 0.1\n\
+         max_audience = 100\neligibility = [\"not owns item in deal_items\"]\n\
+         [items]\nids = [7, 55, 56]\n",
+    )
+    .unwrap();
+    let out = targeting(&[
+        "validate",
+        dir.to_str().unwrap(),
+        "--database-url",
+        &found.db,
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "campaign rpg-week: [items] ids has 55, 56 not in the source's items \
              (query sql/queries/items.sql)"
         ),
         "{err}"

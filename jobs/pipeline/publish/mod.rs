@@ -106,6 +106,8 @@ enum Datum {
     Email,
     /// The discount level the user was offered (offers with `discount_levels`).
     DiscountPct,
+    /// The item of the campaign put in front of the user (campaigns with `[items]`).
+    ItemId,
 }
 
 /// The columns of a preset, in file order, with their names.
@@ -141,7 +143,8 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
 }
 
 /// A campaign's columns: its preset's, then, for an offer with discount levels, the level each
-/// user got, named in the preset's style.
+/// user got, and for a campaign with `[items]`, the item each user is shown, named in the
+/// preset's style.
 fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
     let mut cols = columns(c.columns).to_vec();
     if !c.offer.discount_levels.is_empty() {
@@ -151,6 +154,14 @@ fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
             ColumnPreset::Iterable => "discountPct",
         };
         cols.push((name, Datum::DiscountPct));
+    }
+    if c.items.is_some() {
+        let name = match c.columns {
+            ColumnPreset::Generic => "item_id",
+            ColumnPreset::Braze => "targeting_item_id",
+            ColumnPreset::Iterable => "itemId",
+        };
+        cols.push((name, Datum::ItemId));
     }
     cols
 }
@@ -179,6 +190,7 @@ fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
         Datum::Rank => Cell::Int(m.rank as i64),
         Datum::RunDate => Cell::Text(req.run_date),
         Datum::DiscountPct => Cell::Int(m.discount_pct.round() as i64),
+        Datum::ItemId => m.item_id.map_or(Cell::Null, Cell::Id),
         Datum::Email => req
             .emails
             .and_then(|e| e.get(&m.user_id))
@@ -610,6 +622,7 @@ mod tests {
                     expected_value: 0.0,
                     discount_cost: 0.0,
                     discount_pct: 0.0,
+                    item_id: None,
                     explore: false,
                 })
                 .collect(),

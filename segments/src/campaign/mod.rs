@@ -19,7 +19,9 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use crate::rules::{check, Catalog, CheckedRule};
+pub use crate::items::CampaignItems;
+use crate::items::MAX_ITEMS;
+use crate::rules::{check, check_items, Catalog, CheckedRule, DEAL_ITEMS};
 use crate::Result;
 use problems::{place_of, unknown_fields, Problems};
 pub use schedule::Schedule;
@@ -80,6 +82,10 @@ pub struct CampaignFile {
     /// What the message offers.
     #[serde(default)]
     pub offer: OfferFile,
+    /// The items the campaign is about: rules test them as `deal_items` (e.g.
+    /// `"wishlist has item in deal_items"`), and the export's `item_id` column names, per user,
+    /// the one of them to put in front of that user. Not for a drop (its item is `[drop]`).
+    pub items: Option<ItemsFile>,
     /// Settings of a `drop` campaign.
     pub drop: Option<DropFile>,
     /// Settings of a `weekly_deal` campaign.
@@ -143,6 +149,22 @@ pub struct OfferFile {
     /// Average list price of a purchase the offer applies to, in currency units; turns the
     /// expected discount into money for the budget. Default 30.
     pub average_price: Option<f64>,
+}
+
+/// The `[items]` table: `ids` or `where`, not both.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsFile {
+    /// The items by id (`items.item_id`), the one to show first when a user wants several
+    /// equally, e.g. `[1201, 1202, 1305]` (at most 10,000). `targeting validate` checks that the
+    /// source's catalogue has each.
+    pub ids: Option<Vec<i64>>,
+    /// Or every item of the catalogue that meets a condition, e.g.
+    /// `'category == "rpg" and list_price >= 20'`. Names: `item`, `game_id`, `publisher_id`,
+    /// `category`, `kind` ("1p" or "3p"), `list_price` (currency units), `release_date`.
+    #[serde(rename = "where")]
+    #[schemars(with = "Option<String>")]
+    pub condition: Option<Spanned<String>>,
 }
 
 /// The `[drop]` table.
@@ -214,6 +236,9 @@ pub struct Campaign {
     /// Publish the holdout members in a separate `holdout.csv.gz`.
     pub holdout_file: bool,
     pub destination: Option<String>,
+    /// The items the campaign is about (`[items]`): each member gets the one they most likely
+    /// want (see `segments::items::wanted`).
+    pub items: Option<CampaignItems>,
 }
 
 impl Campaign {
@@ -630,9 +655,65 @@ impl CampaignFile {
                 }
             },
         };
+        let mut items = None;
+        match &self.items {
+            None => {}
+            Some(_) if kind_name == KindName::Drop => problems.push((
+                "items",
+                "[items] does not apply to a drop: its item is [drop] item_id".into(),
+            )),
+            Some(ItemsFile {
+                ids: Some(_),
+                condition: Some(_),
+            }) => problems.push((
+                "items",
+                "[items] lists ids or a where condition, not both".into(),
+            )),
+            Some(ItemsFile {
+                ids: None,
+                condition: None,
+            }) => problems.push((
+                "items",
+                "[items] needs ids = [...] or where = \"...\"".into(),
+            )),
+            Some(ItemsFile { ids: Some(ids), .. }) => {
+                let mut seen = std::collections::HashSet::new();
+                if ids.is_empty() || ids.len() > MAX_ITEMS {
+                    problems.push((
+                        "items.ids",
+                        format!(
+                            "[items] ids needs 1 to {MAX_ITEMS} items, got {}",
+                            ids.len()
+                        ),
+                    ));
+                } else if let Some(twice) = ids.iter().find(|id| !seen.insert(**id)) {
+                    problems.push(("items.ids", format!("[items] ids lists item {twice} twice")));
+                } else {
+                    items = Some(CampaignItems::Ids(ids.clone()));
+                }
+            }
+            Some(ItemsFile {
+                condition: Some(rule),
+                ..
+            }) => match check_items(rule.get_ref()) {
+                Ok(c) => items = Some(CampaignItems::Where(c)),
+                Err(e) => located.add(Some(rule.span()), format!("items.where: {e}")),
+            },
+        }
         for (path, message) in problems {
             located.add(place_of(table, path), message);
         }
+        // A campaign's rules may test its own items.
+        let with_items;
+        let catalog = if self.items.is_some() {
+            with_items = Catalog {
+                lists: vec![DEAL_ITEMS.to_string()],
+                ..catalog.clone()
+            };
+            &with_items
+        } else {
+            catalog
+        };
         let mut eligibility = Vec::new();
         for (i, rule) in self.eligibility.iter().enumerate() {
             match check(rule.get_ref(), catalog) {
@@ -675,6 +756,7 @@ impl CampaignFile {
             columns: self.export.columns.unwrap_or(ColumnPreset::Generic),
             holdout_file: self.export.holdout_file,
             destination: self.export.destination,
+            items,
         })
     }
 }

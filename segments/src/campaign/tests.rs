@@ -82,6 +82,7 @@ fn catalog() -> Catalog {
             column: "orders_total".into(),
             description: String::new(),
         }],
+        lists: Vec::new(),
     }
 }
 
@@ -221,6 +222,64 @@ fn discount_levels_replace_one_discount_on_a_weekly_deal() {
 }
 
 #[test]
+fn items_are_listed_or_selected_and_rules_may_test_them() {
+    let with =
+        |items: &str, rule: &str| DEAL.replace("orders_total >= 1", rule) + "[items]\n" + items;
+    let c = parse(
+        "deal.toml",
+        &with("ids = [12, 11]\n", "wishlist has item in deal_items"),
+        &catalog(),
+    )
+    .unwrap();
+    assert_eq!(c.items, Some(CampaignItems::Ids(vec![12, 11])));
+    assert_eq!(c.eligibility[0].item_predicates().len(), 1);
+    let c = parse(
+        "deal.toml",
+        &with("where = 'kind == \"3p\"'\n", "owns game_id == 7"),
+        &catalog(),
+    )
+    .unwrap();
+    assert!(matches!(c.items, Some(CampaignItems::Where(_))));
+    // Each mistake is located.
+    for (text, message) in [
+        (
+            with("ids = [1]\nwhere = 'kind == \"3p\"'\n", "orders_total >= 1"),
+            "deal.toml:10:1: [items] lists ids or a where condition, not both",
+        ),
+        (
+            with("", "orders_total >= 1"),
+            "deal.toml:10:1: [items] needs ids = [...] or where = \"...\"",
+        ),
+        (
+            with("ids = [1, 2, 1]\n", "orders_total >= 1"),
+            "deal.toml:11:7: [items] ids lists item 1 twice",
+        ),
+        (
+            with("ids = []\n", "orders_total >= 1"),
+            "deal.toml:11:7: [items] ids needs 1 to 10000 items, got 0",
+        ),
+        (
+            with("where = 'categroy == 1'\n", "orders_total >= 1"),
+            "deal.toml:11:9: items.where: unknown name of an item \"categroy\", did you mean \
+             \"category\"?\n    categroy == 1\n    ^^^^^^^^",
+        ),
+        (
+            DEAL.replace("orders_total >= 1", "wishlist has item in deal_items"),
+            "deal.toml:7:16: eligibility[0]: unknown list \"deal_items\": give the campaign an \
+             [items] table\n    wishlist has item in deal_items\n                         \
+             ^^^^^^^^^^",
+        ),
+        (
+            DEAL.replace("weekly_deal", "drop") + "[drop]\nitem_id = 3\n[items]\nids = [1]\n",
+            "deal.toml:12:1: [items] does not apply to a drop: its item is [drop] item_id",
+        ),
+    ] {
+        let found = error(&text);
+        assert!(found.contains(message), "{found}\n---\n{message}");
+    }
+}
+
+#[test]
 fn exploration_is_a_small_share() {
     let c = parse(
         "deal.toml",
@@ -319,6 +378,8 @@ average_price = 25
 [weekly_deal]
 max_discount_share = 0.6
 max_sensitivity = 0.5
+[items]
+where = 'category == "rpg" and list_price >= 20'
 [export]
 format = "csv_gzip"
 columns = "braze"

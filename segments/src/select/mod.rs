@@ -35,6 +35,7 @@ use polars::prelude::*;
 
 use crate::campaign::{Campaign, CampaignKind, MAX_DISCOUNT_LEVELS};
 use crate::holdout::{arm, in_global_control, Arm};
+use crate::items::WANTED_ITEM_COLUMN;
 use crate::rules::Catalog;
 use crate::{Result, SegmentError};
 use levels::{best_level, choose_levels};
@@ -157,6 +158,8 @@ pub struct Member {
     /// The discount offered, in percent: the offer's one discount, or the level chosen for this
     /// user (0 without a discount).
     pub discount_pct: f64,
+    /// For a campaign with `[items]`, the item put in front of this user.
+    pub item_id: Option<i64>,
     /// Chosen at random among the eligible users the model did not pick (the campaign's
     /// `explore` share), not by the model; its arm is the exploration's own holdout.
     pub explore: bool,
@@ -227,6 +230,22 @@ impl Audience {
     }
 }
 
+impl Audience {
+    /// How many of the model's treatment members were shown each item (a campaign with
+    /// `[items]`), the most shown first (ties by id).
+    pub fn item_mix(&self) -> Vec<(i64, usize)> {
+        let mut counts: HashMap<i64, usize> = HashMap::new();
+        for m in &self.members {
+            if let (Arm::Treatment, false, Some(item)) = (m.arm, m.explore, m.item_id) {
+                *counts.entry(item).or_default() += 1;
+            }
+        }
+        let mut mix: Vec<(i64, usize)> = counts.into_iter().collect();
+        mix.sort_unstable_by_key(|&(item, n)| (std::cmp::Reverse(n), item));
+        mix
+    }
+}
+
 /// How many of `discounts` (percent) are each discount, ascending by the discount.
 pub fn discount_mix(discounts: impl IntoIterator<Item = f64>) -> Vec<(f64, usize)> {
     let mut mix: Vec<(f64, usize)> = Vec::new();
@@ -272,6 +291,8 @@ pub struct Candidate {
     /// For an offer with discount levels, the discount uplift of each level, in the offer's
     /// order (NaN past its levels): arbitration chooses the level (see `levels.rs`).
     pub effects: [f64; MAX_DISCOUNT_LEVELS],
+    /// For a campaign with `[items]`, the item of its list this user most likely wants.
+    pub item_id: Option<i64>,
 }
 
 impl Candidate {
@@ -627,6 +648,27 @@ pub fn rank(
         });
     }
 
+    // A campaign about items reaches only users with one of them to want.
+    let wanted: Vec<Option<i64>> = match campaign.items {
+        None => Vec::new(),
+        Some(_) => {
+            let wanted: Vec<Option<i64>> = frame
+                .column(WANTED_ITEM_COLUMN)
+                .map_err(|_| SegmentError::Selection {
+                    campaign: campaign.id.clone(),
+                    why: "a campaign with [items] needs the item each user wants".into(),
+                })?
+                .cast(&DataType::Int64)?
+                .i64()?
+                .iter()
+                .collect();
+            step(&mut keep, "does not own every item of the campaign", &|i| {
+                wanted[i].is_some()
+            });
+            wanted
+        }
+    };
+
     let affinity;
     let key: &[f64] = match &campaign.kind {
         CampaignKind::Drop { .. } => {
@@ -682,6 +724,7 @@ pub fn rank(
             discount_cost: cost[i],
             discount_pct: discount[i],
             effects: effects[i],
+            item_id: wanted.get(i).copied().flatten(),
         })
         .collect();
     candidates.sort_by(Candidate::before);
@@ -896,6 +939,7 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
                         expected_value: c.value,
                         discount_cost: c.discount_cost,
                         discount_pct: c.discount_pct,
+                        item_id: c.item_id,
                         explore,
                     })
                     .collect(),

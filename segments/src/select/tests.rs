@@ -34,6 +34,7 @@ fn catalog() -> Catalog {
             field("orders_total", FieldKind::Number),
             field("uplift", FieldKind::Number),
         ],
+        lists: Vec::new(),
     }
 }
 

@@ -207,6 +207,8 @@ pub struct Export {
     pub ids: Vec<i64>,
     /// `discount_pct` of every row, for an offer with discount levels (empty otherwise).
     pub discount_pct: Vec<i64>,
+    /// `item_id` of every row, for a campaign with `[items]` (empty otherwise).
+    pub item_id: Vec<i64>,
     pub part_hashes: Vec<String>,
 }
 
@@ -222,8 +224,8 @@ pub fn run_folders(exports: &Path, campaign: &str, date: &str) -> Vec<PathBuf> {
 }
 
 /// Reads a completed run folder, checking the layout: `_SUCCESS`, the manifest's parts with
-/// their row counts and SHA-256, the generic header (with `discount_pct` last for an offer with
-/// discount levels).
+/// their row counts and SHA-256, the generic header (then `discount_pct` for an offer with
+/// discount levels, and `item_id` for a campaign with `[items]`).
 pub fn read_export(dir: &Path) -> Export {
     assert!(
         dir.join("_SUCCESS").exists(),
@@ -234,6 +236,7 @@ pub fn read_export(dir: &Path) -> Export {
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let mut ids = Vec::new();
     let mut discount_pct = Vec::new();
+    let mut item_id = Vec::new();
     let mut part_hashes = Vec::new();
     let (mut total, mut explored) = (0, 0);
     for part in manifest["parts"].as_array().unwrap() {
@@ -252,9 +255,11 @@ pub fn read_export(dir: &Path) -> Export {
             .unwrap();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-        let levels = header.last().is_some_and(|h| h == "discount_pct");
+        let levels = header.iter().position(|h| h == "discount_pct");
+        let item = header.iter().position(|h| h == "item_id");
+        let extra = usize::from(levels.is_some()) + usize::from(item.is_some());
         assert_eq!(
-            header[..header.len() - usize::from(levels)],
+            header[..header.len() - extra],
             [
                 "external_id",
                 "campaign_id",
@@ -275,8 +280,11 @@ pub fn read_export(dir: &Path) -> Export {
                 other => panic!("variant {other} in the list of {}", dir.display()),
             }
             ids.push(rec[0].parse::<i64>().unwrap());
-            if levels {
-                discount_pct.push(rec[6].parse::<i64>().unwrap());
+            if let Some(k) = levels {
+                discount_pct.push(rec[k].parse::<i64>().unwrap());
+            }
+            if let Some(k) = item {
+                item_id.push(rec[k].parse::<i64>().unwrap());
             }
             rows += 1;
         }
@@ -303,6 +311,7 @@ pub fn read_export(dir: &Path) -> Export {
         manifest,
         ids,
         discount_pct,
+        item_id,
         part_hashes,
     }
 }
