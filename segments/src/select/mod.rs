@@ -819,11 +819,6 @@ pub fn select_night(
 /// then each member's arm. The audiences come back in the order of `ranked`.
 pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> Vec<Audience> {
     let (campaigns, mut ranked): (Vec<&Campaign>, Vec<Ranking>) = ranked.into_iter().unzip();
-    for (campaign, r) in campaigns.iter().zip(&mut ranked) {
-        if !campaign.offer.discount_levels.is_empty() {
-            choose_levels(campaign, &mut r.candidates);
-        }
-    }
     let mut filling: Vec<Filling> = campaigns
         .iter()
         .map(|c| Filling {
@@ -833,48 +828,73 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
         })
         .collect();
     let mut claimed: HashSet<i64> = HashSet::new();
-    // (campaign index, position in its ranking) in the order campaigns get to pick.
-    let mut order: Vec<(usize, usize)> = ranked
-        .iter()
-        .enumerate()
-        .flat_map(|(k, r)| (0..r.candidates.len()).map(move |p| (k, p)))
-        .collect();
     let picks_first = |a: usize, b: usize| {
         let (ca, cb) = (campaigns[a], campaigns[b]);
         by_priority((ca.priority, &ca.id), (cb.priority, &cb.id))
     };
-    match ctx.limits.arbitration {
-        Arbitration::Priority => {
-            order.sort_by(|&(a, pa), &(b, pb)| picks_first(a, b).then(pa.cmp(&pb)))
-        }
-        Arbitration::ExpectedValue => order.sort_by(|&(a, pa), &(b, pb)| {
-            let (ca, cb) = (&ranked[a].candidates[pa], &ranked[b].candidates[pb]);
-            cb.value
-                .total_cmp(&ca.value)
-                .then(picks_first(a, b))
-                .then(by_value((pa, ca), (pb, cb)))
-        }),
-    }
     // Each campaign's exploration sample first, in the order campaigns pick (a user in two
     // samples goes to the first): drawn before any model chooses, so that the random choice is
     // random among all the campaign's eligible users, and no model's choice can empty it.
     let mut pick_order: Vec<usize> = (0..campaigns.len()).collect();
     pick_order.sort_by(|&a, &b| picks_first(a, b));
     let mut explored: Vec<Vec<Candidate>> = vec![vec![]; campaigns.len()];
-    for k in pick_order {
+    for &k in &pick_order {
         for c in &ranked[k].explore {
             if claimed.insert(c.user_id) {
                 explored[k].push(*c);
             }
         }
     }
-    for (k, p) in order {
-        let c = ranked[k].candidates[p];
-        if claimed.contains(&c.user_id) || !filling[k].accepts(&c) {
-            continue;
+    let has_levels = |k: usize| !campaigns[k].offer.discount_levels.is_empty();
+    match ctx.limits.arbitration {
+        // Campaigns pick one after another: a campaign with discount levels prices its budget
+        // on the users the campaigns before it left, so that what they took does not leave
+        // its budget unspent.
+        Arbitration::Priority => {
+            for &k in &pick_order {
+                if has_levels(k) {
+                    ranked[k]
+                        .candidates
+                        .retain(|c| !claimed.contains(&c.user_id));
+                    choose_levels(campaigns[k], &mut ranked[k].candidates);
+                }
+                for (p, &c) in ranked[k].candidates.iter().enumerate() {
+                    if claimed.contains(&c.user_id) || !filling[k].accepts(&c) {
+                        continue;
+                    }
+                    claimed.insert(c.user_id);
+                    filling[k].take(p, c);
+                }
+            }
         }
-        claimed.insert(c.user_id);
-        filling[k].take(p, c);
+        // Users go where they are worth the most, which needs every candidate's value at
+        // once: levels are priced on all of a campaign's candidates first.
+        Arbitration::ExpectedValue => {
+            for k in (0..campaigns.len()).filter(|&k| has_levels(k)) {
+                choose_levels(campaigns[k], &mut ranked[k].candidates);
+            }
+            // (campaign index, position in its ranking) in the order users are given.
+            let mut order: Vec<(usize, usize)> = ranked
+                .iter()
+                .enumerate()
+                .flat_map(|(k, r)| (0..r.candidates.len()).map(move |p| (k, p)))
+                .collect();
+            order.sort_by(|&(a, pa), &(b, pb)| {
+                let (ca, cb) = (&ranked[a].candidates[pa], &ranked[b].candidates[pb]);
+                cb.value
+                    .total_cmp(&ca.value)
+                    .then(picks_first(a, b))
+                    .then(by_value((pa, ca), (pb, cb)))
+            });
+            for (k, p) in order {
+                let c = ranked[k].candidates[p];
+                if claimed.contains(&c.user_id) || !filling[k].accepts(&c) {
+                    continue;
+                }
+                claimed.insert(c.user_id);
+                filling[k].take(p, c);
+            }
+        }
     }
     // Overlaps are counted by merging two sorted lists, which at millions of users takes a
     // fraction of the memory of hash sets.

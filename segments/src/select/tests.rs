@@ -182,6 +182,39 @@ fn under_a_budget_discount_levels_are_priced_until_they_fit() {
 }
 
 #[test]
+fn under_priority_levels_are_priced_on_the_users_the_campaigns_before_left() {
+    // At a budget of 8, user 1 at 10% (1.0) and user 2 at 30% (7.5) do not fit: alone, the
+    // deal moves user 2 to 20%. When a campaign that picks first takes user 1, user 2's 30%
+    // fits the budget, and the deal spends it.
+    let deal = campaign_with(
+        "deal",
+        "weekly_deal",
+        0,
+        "[offer]\ndiscount_levels = [10, 20, 30]\nmargin = 0.5\naverage_price = 100\nbudget = 8\n",
+    );
+    let sale = campaign_with("sale", "seasonal", 30, "[seasonal]\nmin_uplift = 0.03\n");
+    let mut f = levels_frame();
+    f.with_column(Column::new("uplift".into(), [0.05, 0.01, 0.01]))
+        .unwrap();
+    let priority = ctx(Limits {
+        arbitration: Arbitration::Priority,
+        ..Limits::default()
+    });
+    let levels = |a: &Audience| -> Vec<(i64, f64)> {
+        a.members
+            .iter()
+            .map(|m| (m.user_id, m.discount_pct))
+            .collect()
+    };
+    let alone = select(&deal, &f, &priority).unwrap();
+    assert_eq!(levels(&alone), vec![(1, 10.0), (2, 20.0)]);
+    let night = select_night(&[(&sale, &f), (&deal, &f)], &priority, &History::default()).unwrap();
+    assert_eq!(ids(&night[0]), vec![1]);
+    assert_eq!(levels(&night[1]), vec![(2, 30.0)]);
+    assert!((night[1].expected_discount_cost() * 100.0 - 7.5).abs() < 1e-9);
+}
+
+#[test]
 fn new_buyer_keeps_users_without_orders() {
     let a = select(&campaign("new_buyer", ""), &frame(), &no_control()).unwrap();
     assert_eq!(ids(&a), vec![1, 3]);
