@@ -187,7 +187,8 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
     let night = demo::run(settings, &source, &state, request, spec, a.outcome_days).await?;
     let summary = Summary::new(&night.report, Some(night.truth))
         .with_true_incremental(&night.true_incremental)
-        .with_levels(&night.levels);
+        .with_levels(&night.levels)
+        .with_gifts(night.gifts);
     std::fs::create_dir_all(&a.dir)?;
     summary.write_json(&a.dir.join("summary.json"))?;
     print!("{}", summary.table());

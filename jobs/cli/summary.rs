@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::pipeline::RunReport;
-use crate::tools::demo::{AgainstTruth, LevelsAgainstTruth};
+use crate::tools::demo::{AgainstTruth, GiftsAgainstTruth, LevelsAgainstTruth};
 
 /// `summary.json`.
 #[derive(Debug, Serialize)]
@@ -18,6 +18,10 @@ pub struct Summary {
     pub campaigns: Vec<CampaignSummary>,
     /// Per monitored model: how far tonight's users had moved from those it was trained for.
     pub drift: Vec<DriftSummary>,
+    /// The gift recipient model's top-1 accuracy on the truth's gifts, beside the rules
+    /// without a model (demo only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gift_recipients: Option<GiftsAgainstTruth>,
 }
 
 /// One model's drift, in brief (every distribution's figures are in the ledger's
@@ -114,6 +118,12 @@ impl Summary {
         for c in &mut self.campaigns {
             c.true_incremental_conversions = truth.get(&c.campaign_id).copied();
         }
+        self
+    }
+
+    /// The demo's gift recipient model against the truth's gifts.
+    pub fn with_gifts(mut self, gifts: Option<GiftsAgainstTruth>) -> Self {
+        self.gift_recipients = gifts;
         self
     }
 
@@ -225,6 +235,7 @@ impl Summary {
                     verdict: d.verdict(),
                 })
                 .collect(),
+            gift_recipients: None,
         }
     }
 
@@ -367,6 +378,19 @@ impl Summary {
         ));
         if let Some(auc) = m.discount_sensitivity_truth_auc {
             out.push_str(&format!(" (AUC for the true deal hunters: {auc:.4})"));
+        }
+        if let Some(g) = &self.gift_recipients {
+            let t = &g.top_one;
+            out.push_str(&format!(
+                "\nmodel gift_recipient — the friend it puts first received {:.1}% of {} held-out \
+                 gifts ({:.1} friends to choose from); the most recent friend {:.1}%, the most \
+                 active friend {:.1}%",
+                100.0 * t.model,
+                t.gifts,
+                t.mean_friends,
+                100.0 * t.most_recent_friend,
+                100.0 * t.most_active_friend
+            ));
         }
         out.push('\n');
         out.push_str(&self.drift_lines());

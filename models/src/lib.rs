@@ -11,6 +11,7 @@ mod date;
 pub mod drift;
 pub mod features;
 pub mod forest;
+pub mod gifts;
 pub mod lift;
 pub mod metrics;
 pub mod shard;

@@ -41,6 +41,16 @@ async fn check_demo(env: &TestEnv) {
         "discount sensitivity AUC against the truth: {truth_auc}"
     );
 
+    // The gift recipient model puts first the friend who received the gift more often than
+    // the most recent or the most active friend does, on held-out senders' gifts.
+    let gifts = &summary["gift_recipients"];
+    let share = |k: &str| gifts[k].as_f64().unwrap();
+    assert!(
+        gifts["gifts"].as_u64().unwrap() >= 200
+            && share("model") > share("most_recent_friend").max(share("most_active_friend")),
+        "{gifts}"
+    );
+
     let forbidden = forbidden_users(db_url).await;
     assert!(
         !forbidden.is_empty(),

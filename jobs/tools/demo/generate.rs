@@ -14,6 +14,10 @@
 //! The deal's message itself adds only a share of a newsletter's effect. The past deals offered
 //! 10, 20 or 30 % at random, so the models can learn each level's effect.
 //!
+//! A gift goes to one of the sender's friends at the time ([`Gifting`]): most often a friend made
+//! when the sender's account was new, one they gifted before, or a new friend; how active the
+//! friend is does not matter. The pairwise recipient model is measured against these gifts.
+//!
 //! The true individual effects go to `demo_truth`, which the pipeline never reads; the demo's
 //! report uses it to put the model's Qini next to the oracle's.
 
@@ -398,6 +402,70 @@ pub fn paid_cents(price: i64, discounted: bool, rng: &mut ChaCha8Rng) -> i64 {
     }
 }
 
+/// Who receives a sender's gifts: each friend is weighed by a hidden closeness of the two — the
+/// same from either side, so that gifts go back and forth between close friends — tripled for a
+/// friend made in the first 90 days of the sender's account, times one plus twice the gifts the
+/// sender already sent them, and half again for a friendship under 90 days old. Drawn on a
+/// stream of its own, so that the other tables of a seed stay as they were.
+struct Gifting {
+    /// (friend, since, closeness, gifts sent so far).
+    friends: Vec<(i64, i64, f64, u32)>,
+}
+
+impl Gifting {
+    /// A sender's friends (both those the sender added and those who added them) and their
+    /// closeness, for a sender `user` whose account was created at `created`.
+    fn new(user: i64, friends: Vec<(i64, i64)>, created: i64, seed: u64) -> Gifting {
+        let friends = friends
+            .into_iter()
+            .map(|(friend, since)| {
+                let early = if since - created < 90 * DAY { 3.0 } else { 1.0 };
+                (friend, since, early * closeness(user, friend, seed), 0)
+            })
+            .collect();
+        Gifting { friends }
+    }
+
+    /// The recipient of a gift sent at `at`, among the friends the sender had then (`None`
+    /// without any).
+    fn recipient(&mut self, at: i64, rng: &mut ChaCha8Rng) -> Option<i64> {
+        let weight = |&(_, since, closeness, sent): &(i64, i64, f64, u32)| {
+            let new = if at - since < 90 * DAY { 1.5 } else { 1.0 };
+            closeness * (1.0 + 2.0 * f64::from(sent)) * new
+        };
+        let total: f64 = self
+            .friends
+            .iter()
+            .filter(|f| f.1 < at)
+            .map(weight)
+            .sum();
+        if total <= 0.0 {
+            return None;
+        }
+        let mut left = rng.random_range(0.0..total);
+        let last = self.friends.iter().rposition(|f| f.1 < at)?;
+        let mut chosen = last;
+        for (i, f) in self.friends.iter().enumerate().filter(|(_, f)| f.1 < at) {
+            left -= weight(f);
+            if left < 0.0 {
+                chosen = i;
+                break;
+            }
+        }
+        self.friends[chosen].3 += 1;
+        Some(self.friends[chosen].0)
+    }
+}
+
+/// The hidden closeness of two users, the same whichever is first: log-normal, drawn from a
+/// stream seeded by the pair.
+fn closeness(a: i64, b: i64, seed: u64) -> f64 {
+    let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
+    let pair = seed ^ lo.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ hi.rotate_left(32);
+    let mut rng = ChaCha8Rng::seed_from_u64(pair);
+    Normal::<f64>::new(0.0, 1.0).map_or(1.0, |n| n.sample(&mut rng).exp())
+}
+
 /// An order before it gets its id.
 struct Order {
     at: i64,
@@ -408,6 +476,10 @@ struct Order {
 async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut dose_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x646f_7365);
+    let mut gift_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x6769_6674);
+    // Friendships a user added towards a user generated later, who gifts them too.
+    let mut added_by: std::collections::HashMap<i64, Vec<(i64, i64)>> =
+        std::collections::HashMap::new();
     let a = spec.anchor;
     let (items, item_rows) = catalogue(a, &mut rng);
     db.insert(INSERT_ITEMS, &item_rows).await?;
@@ -466,6 +538,7 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
 
         // Friends: both directions of each friendship.
         let mut friends = Vec::new();
+        let mut gift_friends = added_by.remove(&user).unwrap_or_default();
         for _ in 0..poisson(&mut rng, 1.5) {
             let friend = rng.random_range(1..=n);
             if friend == user {
@@ -473,6 +546,10 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
             }
             let since = rng.random_range(created..a);
             friends.push(friend);
+            gift_friends.push((friend, since));
+            if friend > user {
+                added_by.entry(friend).or_default().push((user, since));
+            }
             rows.friendships.push(vec![
                 Value::Int(user),
                 Value::Int(friend),
@@ -568,12 +645,20 @@ async fn generate(db: &Db, spec: DemoSpec) -> Result<()> {
             ]);
         }
         orders.sort_by_key(|o| o.at);
+        let mut gifting = Gifting::new(user, gift_friends, created, spec.seed);
         for o in orders {
             order_id += 1;
             let item = &items[o.item];
             let paid = paid_cents(item.price, o.discounted, &mut rng);
-            let recipient = (!friends.is_empty() && rng.random_bool(0.05))
-                .then(|| friends[rng.random_range(0..friends.len())]);
+            let gift = !friends.is_empty() && rng.random_bool(0.05);
+            // The uniform draw of earlier versions stays, so that the rest of the stream (and
+            // every other table of a seed) is as it was; the truth chooses the recipient.
+            let recipient = if gift {
+                let _ = rng.random_range(0..friends.len());
+                gifting.recipient(o.at, &mut gift_rng)
+            } else {
+                None
+            };
             rows.purchases.push(vec![
                 Value::Int(order_id),
                 Value::Int(user),

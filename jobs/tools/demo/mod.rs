@@ -1,6 +1,7 @@
 //! `targeting demo`: a synthetic source with a known truth ([`generate`]), then the nightly run
 //! on it, and beside the run what only synthetic data can tell: how the models compare with the
-//! truth (the oracle's Qini, the features' ceiling, how well deal hunters are found).
+//! truth (the oracle's Qini, the features' ceiling, how well deal hunters are found, who
+//! receives a gift).
 //!
 //! The diagnostics stay here: the demo extracts what training reads, trains and scores those
 //! users first, keeps what it needs of that (the held-out exposures, the feature ceiling, the
@@ -15,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use models::training::{feature_ceiling, UpliftTarget};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use generate::{ensure, DemoSpec, OUTCOME_DAYS};
 pub use levels::LevelsAgainstTruth;
@@ -133,6 +134,22 @@ pub struct DemoRun {
     pub true_incremental: BTreeMap<String, f64>,
     /// Each campaign with discount levels against each of its levels alone.
     pub levels: Vec<LevelsAgainstTruth>,
+    /// The gift recipient model against the truth's gifts, and the rules without a model
+    /// (`None` when the source has too few gifts to learn from).
+    pub gifts: Option<GiftsAgainstTruth>,
+}
+
+/// The gift recipient model's top-1 accuracy on the gifts of held-out senders, drawn from the
+/// truth's [`generate::Gifting`], beside the most recent and the most active friend.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GiftsAgainstTruth {
+    /// Gifts before the run date, and those to someone who was then a friend of the sender.
+    pub gifts: usize,
+    pub to_a_friend: usize,
+    /// Gifts with a choice (two friends or more) the model learned from.
+    pub trained_on: usize,
+    #[serde(flatten)]
+    pub top_one: models::gifts::TopOne,
 }
 
 /// Trains on the demo source (all of it, or the sample of users training reads above
@@ -161,6 +178,31 @@ pub async fn run(
             &truth.uplift,
         )
     })?;
+    let gifts = tokio::task::block_in_place(|| {
+        models::gifts::train_recipient(&training.tables, &training::options(s, date))
+    });
+    let gifts = match gifts {
+        Ok(m) => {
+            let t = m.top_one;
+            info!(
+                gifts = t.gifts,
+                model = t.model,
+                most_recent_friend = t.most_recent_friend,
+                most_active_friend = t.most_active_friend,
+                "gift recipients against the truth"
+            );
+            Some(GiftsAgainstTruth {
+                gifts: m.gifts,
+                to_a_friend: m.to_a_friend,
+                trained_on: m.trained_on,
+                top_one: t,
+            })
+        }
+        Err(e) => {
+            warn!("no gift recipient model: {e}");
+            None
+        }
+    };
     // Tables of every user are the night's as they are (a clone shares their columns); a
     // sample's are dropped once scored, and the night extracts its users shard by shard.
     let whole = training.sample == models::Shard::WHOLE;
@@ -196,6 +238,7 @@ pub async fn run(
         truth: against,
         true_incremental,
         levels,
+        gifts,
     })
 }
 
