@@ -447,11 +447,20 @@ pub(super) async fn run_train(settings: &Settings, a: &TrainArgs) -> Result<()> 
     Ok(())
 }
 
-/// `targeting runs list`: the ledger, newest first.
+/// `targeting runs list`: the ledger, newest first, as a table or (`--json`) one JSON array.
 pub(super) async fn list_runs(settings: &Settings, a: &RunsListArgs) -> Result<()> {
     let state = Db::connect(&settings.state_url, false).await?;
     state.migrate_state().await?;
-    let runs = ledger::runs(&state, a.campaign.as_deref(), a.limit).await?;
+    let filter = ledger::RunFilter {
+        campaign: a.campaign.as_deref(),
+        status: a.status,
+        since: a.since,
+    };
+    let runs = ledger::runs(&state, filter, a.limit).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(());
+    }
     if runs.is_empty() {
         println!("no runs in {}", state.display);
         return Ok(());
@@ -497,7 +506,7 @@ pub(super) async fn report(settings: &Settings, a: &ReportArgs) -> Result<()> {
 pub(super) async fn models_command(settings: &Settings, command: ModelsCommand) -> Result<()> {
     let store = settings.models.open_store(&settings.store).await?;
     let moved = match command {
-        ModelsCommand::List => return list_models(settings, &store).await,
+        ModelsCommand::List { json } => return list_models(settings, &store, json).await,
         ModelsCommand::Promote { name, version } => {
             (name, model_store::promote(&store, name, &version).await?)
         }
@@ -514,9 +523,55 @@ pub(super) async fn models_command(settings: &Settings, command: ModelsCommand) 
     Ok(())
 }
 
-/// `targeting models list`: every stored version; `*` marks `current`.
-async fn list_models(settings: &Settings, store: &ObjectStore) -> Result<()> {
+/// One stored model version, as `models list --json` prints it.
+#[derive(Debug, serde::Serialize)]
+struct ListedModel<'a> {
+    model: &'a str,
+    version: &'a str,
+    current: bool,
+    learner: &'static str,
+    created_at: &'a str,
+    /// Hours since it was trained (for a monitor of stale `current` models).
+    age_hours: Option<f64>,
+    training_window: &'a (String, String),
+    rows_train: usize,
+    rows_valid: usize,
+    rows_test: usize,
+    /// Held-out metrics by name (`qini_auc`, `auc`, `qini_auc_<level>`, …).
+    metrics: std::collections::BTreeMap<&'a str, f64>,
+}
+
+/// `targeting models list`: every stored version; `*` marks `current`. With `json`, one JSON
+/// array instead.
+async fn list_models(settings: &Settings, store: &ObjectStore, json: bool) -> Result<()> {
     let listed = model_store::list(store).await?;
+    if json {
+        let now = chrono::Utc::now();
+        let rows: Vec<ListedModel> = listed
+            .iter()
+            .map(|l| {
+                let m = &l.metadata;
+                let age_hours = chrono::DateTime::parse_from_rfc3339(&m.created_at)
+                    .ok()
+                    .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds() as f64 / 3600.0);
+                ListedModel {
+                    model: &m.name,
+                    version: &m.version,
+                    current: l.current,
+                    learner: m.learner.name(),
+                    created_at: &m.created_at,
+                    age_hours,
+                    training_window: &m.training_window,
+                    rows_train: m.rows_train,
+                    rows_valid: m.rows_valid,
+                    rows_test: m.rows_test,
+                    metrics: m.metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+                }
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
     if listed.is_empty() {
         println!("no models in {}", settings.models.store);
         return Ok(());

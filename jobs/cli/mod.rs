@@ -88,9 +88,18 @@ pub struct RunsListArgs {
     /// Only the runs of this campaign.
     #[arg(long, value_name = "ID")]
     pub campaign: Option<String>,
+    /// Only the runs with this status: running, succeeded, failed or aborted.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<crate::state::ledger::Status>,
+    /// Only the runs for this run date or later (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<RunDate>,
     /// Most runs to show.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// One JSON array of the runs on stdout, for scripts and monitors, instead of the table.
+    #[arg(long)]
+    pub json: bool,
     /// State database (default: the settings' state.database_url).
     #[arg(long, value_name = "URL")]
     pub state_database_url: Option<String>,
@@ -151,7 +160,12 @@ pub enum CampaignsCommand {
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Every stored version with its headline metrics; `*` marks `current`.
-    List,
+    List {
+        /// One JSON array of the versions on stdout (with every metric and the age of each),
+        /// instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Point a model's `current` at a stored version (recorded with who and when).
     Promote {
         /// conversion_uplift, discount_uplift or discount_sensitivity.

@@ -20,7 +20,8 @@ const RUNS: &str = include_str!("../../sql/queries/runs.sql");
 const MESSAGE_HISTORY: &str = include_str!("../../sql/queries/message_history.sql");
 
 /// Where a campaign's run stands, as `targeting_runs.status` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Started, not finished (or its process died: the daemon marks those `aborted`).
     Running,
@@ -240,8 +241,8 @@ pub async fn record_drift(
         .with_context(|| format!("cannot record the drift of run {run_id}"))
 }
 
-/// A campaign run as the ledger has it.
-#[derive(Debug, Clone, PartialEq)]
+/// A campaign run as the ledger has it (times in UTC Unix seconds).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRow {
     pub run_id: String,
     pub campaign_id: String,
@@ -256,12 +257,23 @@ pub struct RunRow {
     pub note: Option<String>,
 }
 
-/// The most recent `limit` campaign runs, newest first, of one campaign or (with `None`) all.
-pub async fn runs(db: &Db, campaign: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+/// Which runs [`runs`] reads: `None` is any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFilter<'a> {
+    pub campaign: Option<&'a str>,
+    pub status: Option<Status>,
+    /// Run dates on or after this one.
+    pub since: Option<RunDate>,
+}
+
+/// The most recent `limit` campaign runs the filter keeps, newest first.
+pub async fn runs(db: &Db, filter: RunFilter<'_>, limit: usize) -> Result<Vec<RunRow>> {
     let context = || format!("cannot read the run ledger in {}", db.display);
     let rows = sqlx::query(RUNS)
-        .bind(campaign.unwrap_or("").to_string())
+        .bind(filter.campaign.unwrap_or("").to_string())
         .bind(limit as i64)
+        .bind(filter.status.map_or("", Status::as_str).to_string())
+        .bind(filter.since.map_or(String::new(), |d| d.to_string()))
         .fetch_all(&db.pool)
         .await
         .with_context(context)?;

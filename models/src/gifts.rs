@@ -161,11 +161,7 @@ pub fn gift_pairs(src: &SourceTables, cutoff: i64) -> Result<GiftPairs> {
     let mut sessions: HashMap<i64, (Vec<i64>, Vec<i64>)> = HashMap::new();
     {
         let e = &src.engagement_daily;
-        let (eu, ed, es) = (
-            ints(e, "user_id")?,
-            ints(e, "day")?,
-            ints(e, "sessions")?,
-        );
+        let (eu, ed, es) = (ints(e, "user_id")?, ints(e, "day")?, ints(e, "sessions")?);
         let mut by_user: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for i in 0..eu.len() {
             if let (Some(u), Some(d)) = (eu[i], ed[i]) {
@@ -304,7 +300,9 @@ pub fn train_recipient(src: &SourceTables, opts: &TrainingOptions) -> Result<Rec
             Split::Valid => 1,
             Split::Test => 2,
         };
-        parts[k].0.extend_from_slice(&pairs.x[rows.start * width..rows.end * width]);
+        parts[k]
+            .0
+            .extend_from_slice(&pairs.x[rows.start * width..rows.end * width]);
         parts[k].1.extend_from_slice(&pairs.label[rows.clone()]);
         parts[k].2.push(g);
     }
@@ -441,7 +439,12 @@ mod tests {
             ],
             &[(2, 100 * D, 10), (2, 340 * D, 4)],
             &[(3, 20 * D), (3, 30 * D), (3, 400 * D)],
-            &[(1, 2, 5 * D), (1, 3, 200 * D), (2, 3, 50 * D), (1, 4, 400 * D)],
+            &[
+                (1, 2, 5 * D),
+                (1, 3, 200 * D),
+                (2, 3, 50 * D),
+                (1, 4, 400 * D),
+            ],
         );
         let p = gift_pairs(&src, 1000 * D).unwrap();
         // User 4's gift is to a stranger; the three others each had two friends to choose from.
@@ -453,7 +456,10 @@ mod tests {
         // wishlisted items, two orders in the year, the newer friend).
         assert_eq!(p.rows[2], 4..6);
         assert_eq!(row(4), vec![345.0, 5.0, 1.0, 0.0, 4.0, 0.0, 0.0, 1.0, 1.0]);
-        assert_eq!(row(5), vec![150.0, 200.0, 0.0, 1.0, 0.0, 2.0, 2.0, 1.0, 0.0]);
+        assert_eq!(
+            row(5),
+            vec![150.0, 200.0, 0.0, 1.0, 0.0, 2.0, 2.0, 1.0, 0.0]
+        );
         assert_eq!(p.label[4..6], [true, false]);
         // The first gift: nothing sent before it.
         assert_eq!(row(0)[2], 0.0);
@@ -473,7 +479,11 @@ mod tests {
             for k in 0..3i64 {
                 let friend = sender + 1 + k;
                 users.push((friend, 0));
-                let since = if k == close { 2 * D } else { rng.random_range(30..300) * D };
+                let since = if k == close {
+                    2 * D
+                } else {
+                    rng.random_range(30..300) * D
+                };
                 friendships.push((sender, friend, since));
                 engagement.push((friend, 390 * D, rng.random_range(0..20)));
             }
@@ -497,8 +507,14 @@ mod tests {
         let m = train_recipient(&src, &opts).unwrap();
         let t = m.top_one;
         assert_eq!((m.gifts, m.to_a_friend), (1500, 1500));
-        assert!(t.gifts > 250 && (t.mean_friends - 3.0).abs() < 1e-12, "{t:?}");
+        assert!(
+            t.gifts > 250 && (t.mean_friends - 3.0).abs() < 1e-12,
+            "{t:?}"
+        );
         assert!(t.model > 0.95, "{t:?}");
-        assert!(t.most_recent_friend < 0.5 && t.most_active_friend < 0.5, "{t:?}");
+        assert!(
+            t.most_recent_friend < 0.5 && t.most_active_friend < 0.5,
+            "{t:?}"
+        );
     }
 }

@@ -94,6 +94,67 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
         (2, 2, 3),
         "{listing}"
     );
+    // The same as JSON, for a monitor: one current version per model, with its metrics and
+    // its age.
+    let json = targeting_env(&["models", "list", "--json"], &env);
+    assert_ok(&json);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(listed.len(), 7);
+    for model in [
+        "conversion_uplift",
+        "discount_uplift",
+        "discount_sensitivity",
+    ] {
+        let current: Vec<&serde_json::Value> = listed
+            .iter()
+            .filter(|m| m["model"] == model && m["current"] == true)
+            .collect();
+        assert_eq!(current.len(), 1, "{model}");
+        let age = current[0]["age_hours"].as_f64().unwrap();
+        assert!((0.0..1.0).contains(&age), "{model}: {age}");
+    }
+    let newest_json = listed
+        .iter()
+        .find(|m| m["version"] == sensitivity.trim())
+        .unwrap();
+    assert!(newest_json["metrics"]["auc"].as_f64().unwrap() > 0.6);
+    // The ledger as JSON: filtered by status and run date.
+    let runs = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = targeting(
+            &[
+                &["runs", "list", "--json", "--state-database-url", &db][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = runs(&[]);
+    assert!(all.len() >= 8, "{all:?}");
+    assert!(all
+        .iter()
+        .all(|r| r["status"] == "succeeded" && r["run_date"] == DATE));
+    assert_eq!(runs(&["--status", "failed"]).len(), 0);
+    assert_eq!(runs(&["--since", "2026-11-21"]).len(), 0);
+    assert_eq!(
+        runs(&["--since", DATE, "--campaign", "weekly-deal"]).len(),
+        2
+    );
+    let out = targeting(&[
+        "runs",
+        "list",
+        "--status",
+        "done",
+        "--state-database-url",
+        &db,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("possible values: running, succeeded, failed, aborted"),
+        "{}",
+        stderr(&out)
+    );
     let newest = listing
         .lines()
         .find(|l| l.starts_with('*') && l.contains(&sensitivity))

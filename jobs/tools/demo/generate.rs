@@ -433,12 +433,7 @@ impl Gifting {
             let new = if at - since < 90 * DAY { 1.5 } else { 1.0 };
             closeness * (1.0 + 2.0 * f64::from(sent)) * new
         };
-        let total: f64 = self
-            .friends
-            .iter()
-            .filter(|f| f.1 < at)
-            .map(weight)
-            .sum();
+        let total: f64 = self.friends.iter().filter(|f| f.1 < at).map(weight).sum();
         if total <= 0.0 {
             return None;
         }
