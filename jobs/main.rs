@@ -32,7 +32,8 @@ fn main() -> ExitCode {
                 }
                 None => eprintln!("error: {}", format!("{e:#}").replace('\n', " ")),
             }
-            ExitCode::FAILURE
+            // Codes a scheduler can act on: see `jobs/cli/exit.rs` and the README.
+            ExitCode::from(jobs::cli::exit::code(&e))
         }
     }
 }

@@ -7,6 +7,7 @@ use segments::campaign::{CampaignItems, CampaignKind};
 use segments::Campaign;
 use tracing::info;
 
+use super::exit::{self, CampaignResult, CampaignStatus, CampaignsFailed, RunResult};
 use super::summary::{runs_table, Summary};
 use super::{
     DemoArgs, ModelsCommand, ReportArgs, RunArgs, RunsListArgs, ScoreShardArgs, TrainArgs,
@@ -293,10 +294,46 @@ fn shard_index(flag: Option<u32>) -> Result<u32> {
 /// skipped unless `--force`, and a complete export of a stopped run is adopted, not published
 /// again.
 pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
+    let date = a.job.date.unwrap_or_else(RunDate::today);
+    let (mut results, mut run_id) = (Vec::new(), None);
+    let outcome = run_night(settings, a, date, &mut results, &mut run_id).await;
+    let Some(path) = &a.result_json else {
+        return outcome;
+    };
+    let (exit_code, error) = match &outcome {
+        Ok(()) => (0, None),
+        Err(e) => (exit::code(e), Some(format!("{e:#}"))),
+    };
+    let written = RunResult {
+        run_id,
+        run_date: date.to_string(),
+        exit_code,
+        error,
+        campaigns: results,
+    }
+    .write(path);
+    match (outcome, written) {
+        (Ok(()), written) => written,
+        (Err(e), Ok(())) => Err(e),
+        // The run's own failure is the one to report; the file's is logged.
+        (Err(e), Err(w)) => {
+            tracing::error!(error = %format!("{w:#}"), "no result file");
+            Err(e)
+        }
+    }
+}
+
+/// The body of [`run_job`]: what happened to each campaign goes to `results` as it happens.
+async fn run_night(
+    settings: &Settings,
+    a: &RunArgs,
+    date: RunDate,
+    results: &mut Vec<CampaignResult>,
+    run_id: &mut Option<String>,
+) -> Result<()> {
     let j = &a.job;
-    let all = settings.campaigns()?;
-    campaigns::check_ids(&all, &j.campaigns)?;
-    let date = j.date.unwrap_or_else(RunDate::today);
+    let all = settings.campaigns().map_err(exit::invalid)?;
+    campaigns::check_ids(&all, &j.campaigns).map_err(exit::invalid)?;
     let Some((campaigns, source, state)) = night(settings, &all, date, j).await? else {
         return Ok(());
     };
@@ -324,6 +361,11 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
                     if let Some(uri) = &adopted {
                         println!("{id}: adopted the complete export {uri} of a stopped run");
                         if !a.force {
+                            results.push(CampaignResult::without_run(
+                                &id,
+                                CampaignStatus::Adopted,
+                                Some(uri.clone()),
+                            ));
                             lock.release().await;
                             continue;
                         }
@@ -335,9 +377,21 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
                     only.push(id);
                 }
                 Claim::Done => {
-                    println!("{id}: already published for {date} (--force publishes it again)")
+                    println!("{id}: already published for {date} (--force publishes it again)");
+                    results.push(CampaignResult::without_run(
+                        &id,
+                        CampaignStatus::AlreadyPublished,
+                        None,
+                    ));
                 }
-                Claim::Elsewhere => elsewhere.push(id),
+                Claim::Elsewhere => {
+                    results.push(CampaignResult::without_run(
+                        &id,
+                        CampaignStatus::RunningElsewhere,
+                        None,
+                    ));
+                    elsewhere.push(id);
+                }
             }
         }
     }
@@ -345,6 +399,7 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
         if only.is_empty() {
             return Ok(());
         }
+        let asked = only.clone();
         let report = pipeline::run(
             RunRequest {
                 settings,
@@ -359,7 +414,24 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
             &source,
             &state,
         )
-        .await?;
+        .await;
+        let report = match report {
+            Ok(report) => report,
+            Err(e) => {
+                // The night failed as a whole: every campaign it was to publish with it.
+                for id in &asked {
+                    results.push(CampaignResult {
+                        status: CampaignStatus::Failed,
+                        error: Some(format!("{e:#}")),
+                        transient: pipeline::is_transient(&e),
+                        ..CampaignResult::without_run(id, CampaignStatus::Failed, None)
+                    });
+                }
+                return Err(e);
+            }
+        };
+        *run_id = Some(report.run_id.clone());
+        results.extend(CampaignResult::of_report(&report, a.dry_run));
         let summary = Summary::new(&report, None);
         if a.dry_run {
             print!("{}", summary.preview());
@@ -376,15 +448,22 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
     source.close().await;
     outcome?;
     if !elsewhere.is_empty() {
-        bail!(
-            "{} campaign(s) for {date} are being run by another process, not by this run: {}",
-            elsewhere.len(),
-            elsewhere.join(", ")
-        );
+        // The other process will finish them, or a later try of this run will.
+        return Err(CampaignsFailed {
+            message: format!(
+                "{} campaign(s) for {date} are being run by another process, not by this run: {}",
+                elsewhere.len(),
+                elsewhere.join(", ")
+            ),
+            transient: true,
+        }
+        .into());
     }
     Ok(())
 }
 
+/// The run's failure when some of its campaigns failed: transient when all of them failed
+/// transiently (then the run may be tried again).
 fn fail_on_campaign_errors(report: &RunReport) -> Result<()> {
     let failed = report.failed();
     if failed.is_empty() {
@@ -394,12 +473,16 @@ fn fail_on_campaign_errors(report: &RunReport) -> Result<()> {
         .iter()
         .map(|c| format!("{}: {}", c.campaign_id, c.error.as_deref().unwrap_or("")))
         .collect();
-    bail!(
-        "{} of {} campaigns failed: {}",
-        failed.len(),
-        report.campaigns.len(),
-        details.join("; ")
-    )
+    Err(CampaignsFailed {
+        message: format!(
+            "{} of {} campaigns failed: {}",
+            failed.len(),
+            report.campaigns.len(),
+            details.join("; ")
+        ),
+        transient: failed.iter().all(|c| c.transient),
+    }
+    .into())
 }
 
 /// `targeting train`: the models (or the one named) trained and stored as `current`.

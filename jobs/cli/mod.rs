@@ -2,6 +2,7 @@
 //! bodies are in [`commands`], their printouts in [`summary`].
 
 mod commands;
+pub mod exit;
 pub mod summary;
 pub mod telemetry;
 
@@ -38,7 +39,8 @@ pub enum Command {
     /// Generate a synthetic source database and run the whole nightly job on it.
     Demo(DemoArgs),
     /// Run the nightly job on the configured source database (the one-shot entry for an
-    /// external scheduler: exit code 0 only when every due campaign succeeded).
+    /// external scheduler: exit code 0 only when every due campaign succeeded; 3 when some
+    /// failed, 75 when it may succeed if tried again, 78 when the configuration is invalid).
     Run(RunArgs),
     /// Score and rank one shard of a night's users with the store's current models and write
     /// its output to the object store, for `targeting run --from-shards N` (scale-out: one job
@@ -283,6 +285,11 @@ pub struct RunArgs {
     /// current models.
     #[arg(long, value_name = "N", conflicts_with_all = ["retrain", "shards"])]
     pub from_shards: Option<u32>,
+    /// Also write what happened to each campaign (published, previewed, already published,
+    /// adopted, running elsewhere, failed, with sizes, export URIs and errors) and the exit
+    /// code to this JSON file, whether the run succeeded or not.
+    #[arg(long, value_name = "FILE")]
+    pub result_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -356,7 +363,7 @@ pub fn main(cli: Cli) -> Result<()> {
         ),
         Command::Models { .. } | Command::Campaigns { .. } => (Overrides::default(), None),
     };
-    let settings = config::load(cli.config.as_deref(), &overrides)?;
+    let settings = config::load(cli.config.as_deref(), &overrides).map_err(exit::invalid)?;
     // Polars reads its thread count once, from the environment, before its pool starts.
     if std::env::var_os("POLARS_MAX_THREADS").is_none() || threads_hint.is_some() {
         std::env::set_var("POLARS_MAX_THREADS", settings.threads.to_string());

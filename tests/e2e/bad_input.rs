@@ -38,13 +38,49 @@ fn invalid_config_file_is_located() {
 
 #[test]
 fn unreachable_database_names_the_url_without_password() {
+    let world = TestEnv::sqlite("unreachable");
+    let result = world.dir.join("result.json");
     let out = targeting(&[
         "run",
         "--database-url",
         "postgres://app:hunter2@127.0.0.1:1/shop",
+        "--result-json",
+        result.to_str().unwrap(),
     ]);
     let line = assert_one_line_error(&out, &["postgres://app:***@127.0.0.1:1/shop"]);
     assert!(!stderr(&out).contains("hunter2"), "{line}");
+    // Nothing listens there: transient (EX_TEMPFAIL), so a scheduler tries again; the result
+    // file says so, without the password either.
+    assert_eq!(out.status.code(), Some(75), "{line}");
+    let text = std::fs::read_to_string(&result).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["exit_code"], 75, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("127.0.0.1:1"), "{r}");
+}
+
+#[test]
+fn a_broken_campaign_file_is_an_invalid_configuration() {
+    let world = TestEnv::sqlite("broken-file");
+    let dir = world.dir.join("campaigns");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.toml"), "format_version = 1\nid = \"bad\"\n").unwrap();
+    let result = world.dir.join("result.json");
+    let out = targeting_env(
+        &[
+            "run",
+            "--database-url",
+            &world.db,
+            "--result-json",
+            result.to_str().unwrap(),
+        ],
+        &[("TARGETING__TARGETING__CAMPAIGNS_DIR", dir.to_str().unwrap())],
+    );
+    // EX_CONFIG: no retry fixes a file.
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
+    assert_eq!(r["exit_code"], 78, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("bad.toml"), "{r}");
 }
 
 #[test]
@@ -195,6 +231,7 @@ fn settings_errors_name_the_variable_and_never_a_secret() {
     let line = assert_one_line_error(&out, &["export.destination", "s3://ops:***@"]);
     assert!(!stderr(&out).contains("hunter2"), "{line}");
     let out = targeting(&["run", "--threads", "100000"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // Invalid settings: EX_CONFIG, which a scheduler does not retry.
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert_one_line_error(&out, &["--threads) must be between 0 and 512, got 100000"]);
 }

@@ -204,4 +204,27 @@ fn a_night_run_early_and_again_publishes_identical_lists() {
         listed > 1000,
         "{listed} users listed: too few to prove anything"
     );
+    // A third run skips every campaign-day: exit 0, and the result file says why.
+    let result = world.dir.join("result.json");
+    run(&["--result-json", result.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let statuses: Vec<&str> = r["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["already_published"; 4], "{r}");
+    // Forced, the result file lists each campaign published, with its export.
+    run(&["--force", "--result-json", result.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
+    let campaigns = r["campaigns"].as_array().unwrap();
+    assert_eq!(campaigns.len(), 4, "{r}");
+    for c in campaigns {
+        assert_eq!(c["status"], "published", "{r}");
+        assert!(c["audience"].as_u64().unwrap() > 0, "{r}");
+        assert!(c["export_uri"].as_str().unwrap().contains(&tomorrow), "{r}");
+    }
+    assert!(r["run_id"].is_string(), "{r}");
 }
