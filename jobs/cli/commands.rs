@@ -13,7 +13,8 @@ use super::{
     DemoArgs, ModelsCommand, ReportArgs, RunArgs, RunsListArgs, ScoreShardArgs, TrainArgs,
     ValidateArgs,
 };
-use crate::config::{campaigns, Settings};
+use crate::config::campaigns::{self, BrokenFile};
+use crate::config::Settings;
 use crate::pipeline::{self, recover, RunReport, RunRequest, ShardRequest};
 use crate::state::claim::{self, Claim};
 use crate::state::db::Db;
@@ -224,9 +225,9 @@ async fn night(
     settings: &Settings,
     all: &[segments::Campaign],
     date: RunDate,
-    j: &super::JobFlags,
+    also: &[String],
 ) -> Result<Option<(Vec<segments::Campaign>, Db, Db)>> {
-    let campaigns = campaigns::night(all, date, &j.campaigns);
+    let campaigns = campaigns::night(all, date, also);
     if campaigns.is_empty() {
         println!("no campaign is due on {date}");
         return Ok(None);
@@ -251,7 +252,7 @@ pub(super) async fn score_shard(settings: &Settings, a: &ScoreShardArgs) -> Resu
             models::shard::MAX_SHARDS
         )
     })?;
-    let Some((campaigns, source, state)) = night(settings, &all, date, j).await? else {
+    let Some((campaigns, source, state)) = night(settings, &all, date, &j.campaigns).await? else {
         return Ok(());
     };
     let request = ShardRequest {
@@ -324,6 +325,8 @@ pub(super) async fn run_job(settings: &Settings, a: &RunArgs) -> Result<()> {
 }
 
 /// The body of [`run_job`]: what happened to each campaign goes to `results` as it happens.
+/// A campaign file that does not validate fails its own campaign (a failed ledger row, and
+/// the exit code of an invalid configuration), not the night: the others run without it.
 async fn run_night(
     settings: &Settings,
     a: &RunArgs,
@@ -332,15 +335,75 @@ async fn run_night(
     run_id: &mut Option<String>,
 ) -> Result<()> {
     let j = &a.job;
-    let all = settings.campaigns().map_err(exit::invalid)?;
-    campaigns::check_ids(&all, &j.campaigns).map_err(exit::invalid)?;
-    let Some((campaigns, source, state)) = night(settings, &all, date, j).await? else {
+    let (all, broken) = settings.campaigns_each().map_err(exit::invalid)?;
+    let broken: Vec<BrokenFile> = broken
+        .into_iter()
+        .filter(|b| j.campaigns.is_empty() || j.campaigns.contains(&b.id))
+        .collect();
+    let asked: Vec<String> = j
+        .campaigns
+        .iter()
+        .filter(|id| !broken.iter().any(|b| &b.id == *id))
+        .cloned()
+        .collect();
+    campaigns::check_ids(&all, &asked).map_err(exit::invalid)?;
+    let outcome = if j.campaigns.is_empty() || !asked.is_empty() {
+        publish_night(settings, a, date, &all, &asked, results, run_id).await
+    } else {
+        Ok(())
+    };
+    if broken.is_empty() {
+        return outcome;
+    }
+    if !a.dry_run {
+        let id = run_id.get_or_insert_with(pipeline::new_run_id).clone();
+        let source = settings.source.connect(false).await?;
+        let state = settings.state_db(&source).await?;
+        let recorded = async {
+            for b in &broken {
+                pipeline::record::invalid_file(&state, &id, &b.id, date, &b.problems.join("\n"))
+                    .await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        state.close().await;
+        source.close().await;
+        recorded?;
+    }
+    let mut problems = Vec::new();
+    for b in broken {
+        results.push(CampaignResult {
+            error: Some(b.problems.join("\n")),
+            ..CampaignResult::without_run(&b.id, CampaignStatus::Failed, None)
+        });
+        problems.extend(b.problems);
+    }
+    // An invalid file needs a person whatever else happened; the night's own failure, if any,
+    // goes with it.
+    if let Err(e) = outcome {
+        problems.push(format!("and the night failed: {e:#}"));
+    }
+    Err(campaigns::CampaignProblems(problems).into())
+}
+
+/// Claims, runs and publishes the valid campaigns of the night (`asked`, or every one due).
+async fn publish_night(
+    settings: &Settings,
+    a: &RunArgs,
+    date: RunDate,
+    all: &[Campaign],
+    asked: &[String],
+    results: &mut Vec<CampaignResult>,
+    run_id: &mut Option<String>,
+) -> Result<()> {
+    let Some((campaigns, source, state)) = night(settings, all, date, asked).await? else {
         return Ok(());
     };
-    let wanted: Vec<String> = if j.campaigns.is_empty() {
+    let wanted: Vec<String> = if asked.is_empty() {
         campaigns.iter().map(|c| c.id.clone()).collect()
     } else {
-        j.campaigns.clone()
+        asked.to_vec()
     };
     let (mut locks, mut only, mut forced, mut elsewhere) = (vec![], vec![], vec![], vec![]);
     if a.dry_run {

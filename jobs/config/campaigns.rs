@@ -117,9 +117,28 @@ impl std::fmt::Display for CampaignProblems {
 
 impl std::error::Error for CampaignProblems {}
 
+/// A campaign file that does not validate: the campaign it would define (the `id` the file
+/// gives, else the file's name) and its problems.
+#[derive(Debug, Clone)]
+pub struct BrokenFile {
+    pub id: String,
+    pub problems: Vec<String>,
+}
+
 /// Reads and validates every `*.toml` in `dir` (sorted by file name), or the given files,
 /// reporting every problem of every file at once.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Campaign>> {
+    let (campaigns, broken) = load_each(paths)?;
+    if !broken.is_empty() {
+        let problems = broken.into_iter().flat_map(|b| b.problems).collect();
+        return Err(CampaignProblems(problems).into());
+    }
+    Ok(campaigns)
+}
+
+/// Like [`load`], but a broken file fails alone: the valid campaigns, and each broken file
+/// with its problems (a missing folder, or one without campaign files, is still an error).
+pub fn load_each(paths: &[PathBuf]) -> Result<(Vec<Campaign>, Vec<BrokenFile>)> {
     let catalog = catalog(None);
     let mut files = Vec::new();
     for path in paths {
@@ -145,24 +164,43 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Campaign>> {
         bail!("no campaign files (*.toml) in {}", join(paths));
     }
     let mut campaigns: Vec<Campaign> = Vec::new();
-    let mut problems = Vec::new();
+    let mut broken = Vec::new();
     for file in &files {
         match read_one(file, &catalog) {
             Ok(c) => match campaigns.iter().find(|o| o.id == c.id) {
-                Some(_) => problems.push(format!(
-                    "{}: id {:?} is already used by another campaign file",
-                    file.display(),
-                    c.id
-                )),
+                Some(_) => broken.push(BrokenFile {
+                    problems: vec![format!(
+                        "{}: id {:?} is already used by another campaign file",
+                        file.display(),
+                        c.id
+                    )],
+                    id: c.id,
+                }),
                 None => campaigns.push(c),
             },
-            Err(e) => problems.push(format!("{e:#}")),
+            Err(e) => broken.push(BrokenFile {
+                id: id_of(file),
+                problems: vec![format!("{e:#}")],
+            }),
         }
     }
-    if !problems.is_empty() {
-        return Err(CampaignProblems(problems).into());
-    }
-    Ok(campaigns)
+    Ok((campaigns, broken))
+}
+
+/// The campaign id a broken file gives, if it can be read, else the file's name.
+fn id_of(file: &Path) -> String {
+    let stem = || {
+        file.file_stem().map_or_else(
+            || file.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    };
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+        .and_then(|t| t.get("id").and_then(|v| v.as_str()).map(str::to_string))
+        .filter(|id| segments::campaign::valid_id(id))
+        .unwrap_or_else(stem)
 }
 
 fn read_one(file: &Path, catalog: &Catalog) -> Result<Campaign> {

@@ -626,6 +626,15 @@ impl Settings {
         Ok(all)
     }
 
+    /// The campaigns of `targeting.campaigns_dir` that validate, and the broken files (see
+    /// [`campaigns::load_each`]).
+    pub fn campaigns_each(&self) -> Result<(Vec<Campaign>, Vec<campaigns::BrokenFile>)> {
+        let (all, broken) =
+            campaigns::load_each(std::slice::from_ref(&self.targeting.campaigns_dir))?;
+        self.check_destinations(&all)?;
+        Ok((all, broken))
+    }
+
     /// Checks every campaign's own destination against `export.allowed_destinations`.
     pub fn check_destinations(&self, campaigns: &[Campaign]) -> Result<()> {
         for c in campaigns {

@@ -188,7 +188,7 @@ pub fn is_transient(e: &anyhow::Error) -> bool {
 }
 
 /// A new run id: UTC time and a random suffix, sortable and unique across processes.
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     let suffix: u32 = rand::rng().random_range(0..0x100_0000);
     format!("{}-{suffix:06x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
 }

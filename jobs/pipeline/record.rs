@@ -84,3 +84,25 @@ pub async fn finish(
     };
     ledger::finish(state, run_id, campaign_id, &finish).await
 }
+
+/// A failed ledger row for a campaign whose file does not validate: the night ran without it,
+/// and the ledger says why (`runs list` shows it; the next night tries again).
+pub async fn invalid_file(
+    state: &Db,
+    run_id: &str,
+    campaign_id: &str,
+    date: RunDate,
+    problems: &str,
+) -> Result<()> {
+    let now = Utc::now().timestamp();
+    ledger::start(state, run_id, campaign_id, date, now, None).await?;
+    let error = format!("the campaign file is invalid: {problems}");
+    finish(
+        state,
+        run_id,
+        campaign_id,
+        Ending::Failed { error: &error },
+        "{}",
+    )
+    .await
+}

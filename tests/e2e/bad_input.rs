@@ -60,27 +60,86 @@ fn unreachable_database_names_the_url_without_password() {
 }
 
 #[test]
-fn a_broken_campaign_file_is_an_invalid_configuration() {
+fn a_broken_campaign_file_fails_its_campaign_not_the_night() {
     let world = TestEnv::sqlite("broken-file");
+    assert_ok(&world.demo("3000", &[]));
+    // The shipped campaigns and one file that names its campaign but is missing the rest.
     let dir = world.dir.join("campaigns");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("bad.toml"), "format_version = 1\nid = \"bad\"\n").unwrap();
+    for entry in std::fs::read_dir("config/campaigns").unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.join("bad.toml"),
+        "format_version = 1\nid = \"spring-sale\"\n",
+    )
+    .unwrap();
     let result = world.dir.join("result.json");
+    let models = world.dir.join("models").display().to_string();
+    let exports = format!("file://{}", world.dir.join("night").display());
     let out = targeting_env(
         &[
             "run",
+            "--date",
+            "2026-11-21",
             "--database-url",
             &world.db,
+            "--exports",
+            &exports,
             "--result-json",
             result.to_str().unwrap(),
         ],
-        &[("TARGETING__TARGETING__CAMPAIGNS_DIR", dir.to_str().unwrap())],
+        &[
+            ("TARGETING__TARGETING__CAMPAIGNS_DIR", dir.to_str().unwrap()),
+            ("TARGETING__MODELS__STORE", models.as_str()),
+        ],
     );
-    // EX_CONFIG: no retry fixes a file.
+    // EX_CONFIG: no retry fixes a file; the message names it.
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     assert_eq!(r["exit_code"], 78, "{r}");
-    assert!(r["error"].as_str().unwrap().contains("bad.toml"), "{r}");
+    let status = |id: &str| -> String {
+        r["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["campaign_id"] == id)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    // The others published; the broken one failed, under the id its file gives.
+    for id in [
+        "drop-starfall-nightfall",
+        "new-buyer-welcome",
+        "seasonal-winter-sale",
+        "weekly-deal",
+    ] {
+        assert_eq!(status(id), "published", "{r}");
+        assert_eq!(
+            run_folders(&world.dir.join("night"), id, "2026-11-21").len(),
+            1
+        );
+    }
+    assert_eq!(status("spring-sale"), "failed", "{r}");
+    // The ledger says why, for `runs list`.
+    let failed = targeting(&[
+        "runs",
+        "list",
+        "--json",
+        "--status",
+        "failed",
+        "--state-database-url",
+        &world.db,
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["campaign_id"], "spring-sale");
+    assert!(rows[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("the campaign file is invalid"));
 }
 
 #[test]

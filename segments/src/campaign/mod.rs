@@ -421,6 +421,20 @@ pub fn parse(origin: &str, text: &str, catalog: &Catalog) -> Result<Campaign> {
     file.validate(table.get_ref(), catalog, problems)
 }
 
+/// Non-empty lowercase letters, digits and `-`.
+fn valid_id_chars(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Whether `id` can be a campaign's id: lowercase letters, digits and `-`, at most
+/// [`MAX_ID_LEN`] long.
+pub fn valid_id(id: &str) -> bool {
+    valid_id_chars(id) && id.len() <= MAX_ID_LEN
+}
+
 /// `origin:line:column` of a byte range's start, or `origin` alone.
 pub fn locate(origin: &str, text: &str, span: Option<Range<usize>>) -> String {
     match span {
@@ -467,12 +481,7 @@ impl CampaignFile {
                 ),
             ));
         }
-        let id_ok = !self.id.is_empty()
-            && self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !id_ok {
+        if !valid_id_chars(&self.id) {
             problems.push((
                 "id",
                 format!(
