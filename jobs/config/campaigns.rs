@@ -180,7 +180,11 @@ pub fn load_each(paths: &[PathBuf]) -> Result<(Vec<Campaign>, Vec<BrokenFile>)> 
             },
             Err(e) => broken.push(BrokenFile {
                 id: id_of(file),
-                problems: vec![format!("{e:#}")],
+                // One entry per problem, so that they are counted as such.
+                problems: match e.downcast_ref::<segments::SegmentError>() {
+                    Some(segments::SegmentError::InvalidCampaign { problems }) => problems.clone(),
+                    _ => vec![format!("{e:#}")],
+                },
             }),
         }
     }

@@ -19,7 +19,7 @@ fn every_broken_file_gets_its_own_located_error() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.starts_with("error: 8 problem(s) in campaign files:\n"),
+        err.starts_with("error: 13 problem(s) in campaign files:\n"),
         "{err}"
     );
     let expect = [
@@ -32,14 +32,37 @@ fn every_broken_file_gets_its_own_located_error() {
             "bad-rule.toml:6:16: eligibility[0]: expected ')'",
             "    orders_total >= 1 and (country == \"US\"\n                                          ^",
         ),
-        ("holdout-too-large.toml:4:11: holdout must be between 0 and 0.5, got 1.5", ""),
-        // Latin-1 "é": located at the byte, not "stream did not contain valid UTF-8".
+        // Several problems of one file, each counted, in the order of the file; dates written
+        // another way say how to write them; a swap of two digits is one edit.
         (
-            "not-utf8.toml:4:12: byte 0xe9 is not UTF-8: save the file as UTF-8 text",
+            "dates.toml:6:3: eligibility[0]: unexpected character '/': dates are written \
+             YYYY-MM-DD, e.g. 2026-11-01",
             "",
         ),
         (
+            "dates.toml:7:3: eligibility[1]: cannot compare a date with text: dates are written \
+             YYYY-MM-DD without quotes, e.g. 2026-11-01",
+            "",
+        ),
+        (
+            "dates.toml:8:3: eligibility[2]: 2026-1-5 is not a date: dates are written \
+             YYYY-MM-DD, e.g. 2026-01-05",
+            "",
+        ),
+        (
+            "dates.toml:9:3: eligibility[3]: unknown name \"orders_356d\", did you mean \
+             \"orders_365d\"?",
+            "",
+        ),
+        ("dates.toml:11:11: holdout must be between 0 and 0.5, got 1.5", ""),
+        ("holdout-too-large.toml:4:11: holdout must be between 0 and 0.5, got 1.5", ""),
+        (
             "negative-budget.toml:9:10: offer.budget must be a non-negative amount, got -500",
+            "",
+        ),
+        // Latin-1 "é": located at the byte, not "stream did not contain valid UTF-8".
+        (
+            "not-utf8.toml:4:12: byte 0xe9 is not UTF-8: save the file as UTF-8 text",
             "",
         ),
         (
@@ -56,10 +79,15 @@ fn every_broken_file_gets_its_own_located_error() {
             "",
         ),
     ];
+    let mut at = 0;
     for (line, detail) in expect {
         let line = format!("{dir}/{line}");
         assert!(err.contains(&line), "{line:?} not in:\n{err}");
         assert!(err.contains(detail), "{detail:?} not in:\n{err}");
+        // Files by name, each file's problems by place.
+        let found = err.find(&line).unwrap();
+        assert!(found > at, "{line:?} out of order in:\n{err}");
+        at = found;
     }
 }
 

@@ -23,7 +23,12 @@ impl Problems<'_> {
         self.list.push((at, message.into()));
     }
 
-    pub(super) fn into_error(self) -> SegmentError {
+    /// Every problem, in the order of the file (those without a place first), each prefixed
+    /// with its `file:line:column`.
+    pub(super) fn into_error(mut self) -> SegmentError {
+        // A stable sort: problems at one place keep the order they were found in.
+        self.list
+            .sort_by_key(|(at, _)| at.as_ref().map_or((0, 0), |r| (1, r.start)));
         SegmentError::InvalidCampaign {
             problems: self
                 .list

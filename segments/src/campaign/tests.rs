@@ -159,8 +159,8 @@ fn wrong_type_and_syntax_are_located() {
     // Every wrong type at once, and an unknown kind with a hint.
     assert_eq!(
         error(&text),
-        "deal.toml:5:11: holdout must be number, not boolean\n\
-         deal.toml:4:8: kind \"weekly-deal\" is not known, did you mean \"weekly_deal\"?\n\
+        "deal.toml:4:8: kind \"weekly-deal\" is not known, did you mean \"weekly_deal\"?\n\
+         deal.toml:5:11: holdout must be number, not boolean\n\
          deal.toml:6:16: max_audience must be integer, not string"
     );
     let err = error(&DEAL.replace("max_audience = 1000", "max_audience = "));
@@ -176,10 +176,10 @@ fn all_problems_are_reported_at_once_each_with_its_place() {
     assert_eq!(
         error(&text),
         "deal.toml:5:11: holdout must be between 0 and 0.5, got 1.5\n\
-         deal.toml:9:16: offer.discount_pct must be between 0 and 90, got -5\n\
-         deal.toml:9:16: a weekly_deal needs offer.discount_pct above 0 (or offer.discount_levels)\n\
          deal.toml:7:16: eligibility[0]: unknown name \"orders_totl\", did you mean \"orders_total\"?\n    \
-         orders_totl >= 1\n    ^^^^^^^^^^^"
+         orders_totl >= 1\n    ^^^^^^^^^^^\n\
+         deal.toml:9:16: offer.discount_pct must be between 0 and 90, got -5\n\
+         deal.toml:9:16: a weekly_deal needs offer.discount_pct above 0 (or offer.discount_levels)"
     );
 }
 
@@ -539,7 +539,7 @@ fn a_missing_field_is_located_at_its_table_or_at_the_kind() {
     // `[offer]` is there without the discount a weekly deal needs: at the table.
     let err = error(&FULL.replace("discount_pct = 20\n", ""));
     assert!(
-        err.contains("\ndeal.toml:13:1: a weekly_deal needs offer.discount_pct"),
+        err.starts_with("deal.toml:13:1: a weekly_deal needs offer.discount_pct"),
         "{err}"
     );
     // No `[offer]` at all: at the kind that asks for it.

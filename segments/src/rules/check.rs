@@ -118,8 +118,14 @@ impl Checker<'_> {
             Rule::Cmp(l, op, r) => {
                 let (lt, rt) = (self.type_of(l, scope)?, self.type_of(r, scope)?);
                 if lt != rt {
+                    // A date in quotes is text: say how dates are written.
+                    let hint = if [lt, rt].contains(&Type::Date) && [lt, rt].contains(&Type::Text) {
+                        ": dates are written YYYY-MM-DD without quotes, e.g. 2026-11-01"
+                    } else {
+                        ""
+                    };
                     return Err(self.err(
-                        format!("cannot compare {} with {}", lt.name(), rt.name()),
+                        format!("cannot compare {} with {}{hint}", lt.name(), rt.name()),
                         &(l.1.start..r.1.end),
                     ));
                 }

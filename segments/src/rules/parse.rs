@@ -102,6 +102,15 @@ fn tokenize(rule: &str) -> Result<Vec<Spanned<Token>>, RuleError> {
                 out.push((Token::Text(text), start..i));
             }
             b'0'..=b'9' | b'.' => {
+                if let Some(len) = misshapen_date(&rule[start..]) {
+                    return Err(err(
+                        format!(
+                            "{} is not a date: dates are written YYYY-MM-DD, e.g. 2026-01-05",
+                            &rule[start..start + len]
+                        ),
+                        start..start + len,
+                    ));
+                }
                 while i < bytes.len()
                     && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.' || bytes[i] == b'-')
                 {
@@ -133,14 +142,45 @@ fn tokenize(rule: &str) -> Result<Vec<Spanned<Token>>, RuleError> {
             }
             _ => {
                 let ch = rule[i..].chars().next().unwrap_or('?');
+                // 2026/11/01 and 11/01/2026 are dates written another way.
+                let hint = if ch == '/' {
+                    ": dates are written YYYY-MM-DD, e.g. 2026-11-01"
+                } else {
+                    ""
+                };
                 return Err(err(
-                    format!("unexpected character {ch:?}"),
+                    format!("unexpected character {ch:?}{hint}"),
                     start..start + ch.len_utf8(),
                 ));
             }
         }
     }
     Ok(out)
+}
+
+/// The length of a date written with dashes but not as `YYYY-MM-DD` at the start of `s`
+/// (`2026-1-5`, `01-11-2026`), if there is one.
+fn misshapen_date(s: &str) -> Option<usize> {
+    let parts: Vec<usize> = {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        for k in 0..3 {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            parts.push(digits);
+            rest = &rest[digits..];
+            if k < 2 {
+                rest = rest.strip_prefix('-')?;
+            }
+        }
+        parts
+    };
+    let len = parts.iter().sum::<usize>() + 2;
+    let next = s.as_bytes().get(len);
+    let whole = next.is_none_or(|b| !b.is_ascii_alphanumeric());
+    (whole && !looks_like_date(s) && parts.iter().all(|&p| p <= 4)).then_some(len)
 }
 
 fn looks_like_date(s: &str) -> bool {

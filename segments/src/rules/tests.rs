@@ -195,6 +195,43 @@ fn suggestions_only_for_likely_typos() {
         closest("holdot", ["holdout", "id", "kind"].into_iter()),
         Some("holdout")
     );
+    // Two swapped characters are one edit: the swap wins over a word two edits away.
+    assert_eq!(
+        closest("orders_356d", ["orders_30d", "orders_365d"].into_iter()),
+        Some("orders_365d")
+    );
+}
+
+#[test]
+fn dates_written_another_way_say_how_to_write_them() {
+    for (rule, message) in [
+        (
+            "last_purchase_date < 2026/11/01",
+            "unexpected character '/': dates are written YYYY-MM-DD, e.g. 2026-11-01",
+        ),
+        (
+            "last_purchase_date < 11/01/2026",
+            "unexpected character '/': dates are written YYYY-MM-DD, e.g. 2026-11-01",
+        ),
+        (
+            "last_purchase_date < 2026-1-5",
+            "2026-1-5 is not a date: dates are written YYYY-MM-DD, e.g. 2026-01-05",
+        ),
+        (
+            "last_purchase_date < 01-11-2026",
+            "01-11-2026 is not a date: dates are written YYYY-MM-DD, e.g. 2026-01-05",
+        ),
+        (
+            r#"last_purchase_date < "2026-11-01""#,
+            "cannot compare a date with text: dates are written YYYY-MM-DD without quotes, e.g. \
+             2026-11-01",
+        ),
+    ] {
+        assert_eq!(error(rule).message, message, "{rule}");
+    }
+    // A real date and arithmetic on the run date are untouched.
+    assert!(check("last_purchase_date < 2026-11-01", &catalog()).is_ok());
+    assert!(check("last_purchase_date < run_date - 14d", &catalog()).is_ok());
 }
 
 #[test]
