@@ -30,6 +30,13 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub log_format: LogFormat,
+    /// Warnings and errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Debug events, and every span's end with its timing (the human format otherwise says
+    /// when each stage ends).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -307,7 +314,12 @@ pub struct ScoreShardArgs {
 
 /// Runs the parsed command line.
 pub fn main(cli: Cli) -> Result<()> {
-    telemetry::init(cli.log_format);
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => telemetry::Verbosity::Quiet,
+        (_, true) => telemetry::Verbosity::Verbose,
+        _ => telemetry::Verbosity::Normal,
+    };
+    telemetry::init(cli.log_format, verbosity);
     let (overrides, threads_hint) = match &cli.command {
         Command::Demo(a) => (demo_overrides(a), a.job.target.threads),
         Command::Run(a) => (job_overrides(&a.job.target), a.job.target.threads),

@@ -233,7 +233,7 @@ const CONTACT_EMAILS: &str = include_str!("../../sql/queries/contact_emails.sql"
 /// list (NULL suppression ids, NULL consent, NULL or duplicate user ids, no users) is an error
 /// naming the query, the column and the rows; harmless faults (events after the run date,
 /// negative money, unknown arms) are dropped and logged.
-#[instrument(name = "extract", skip_all, fields(run_date = %date))]
+#[instrument(name = "extract", skip_all, fields(run_date = %date, rows = tracing::field::Empty))]
 pub async fn extract(
     db: &Db,
     state: Option<&Db>,
@@ -245,6 +245,8 @@ pub async fn extract(
         .iter()
         .map(|spec| table(db, state, settings, date, slice, spec));
     let frames = at_once(settings, reads).await?;
+    let rows: usize = frames.iter().map(|(_, f)| f.height()).sum();
+    tracing::Span::current().record("rows", rows);
     hold_to_contract(settings, frames, date, slice.extent())
 }
 
@@ -264,7 +266,7 @@ async fn table(
         .instrument(info_span!("query", table = spec.name))
         .await?
         .0;
-    info!(table = spec.name, rows = frame.height(), "extracted");
+    tracing::debug!(table = spec.name, rows = frame.height(), "extracted");
     if let (Some(state), Some((sql, origin))) =
         (state, own_exposures_query(settings, spec, date, slice)?)
     {
