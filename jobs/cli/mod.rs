@@ -386,6 +386,7 @@ pub fn main(cli: Cli) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        telemetry::heartbeat(settings.heartbeat);
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
             Command::Run(a) => run_job(&settings, &a).await,

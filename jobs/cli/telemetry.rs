@@ -87,17 +87,20 @@ pub fn init(format: LogFormat, verbosity: Verbosity) {
                     .flatten_event(true)
                     .with_span_events(FmtSpan::CLOSE),
             )
+            .with(StageLines { print: false })
             .try_init(),
         (LogFormat::Human, Verbosity::Verbose) => registry
             .with(fmt.with_span_events(FmtSpan::CLOSE))
+            .with(StageLines { print: false })
             .try_init(),
         (LogFormat::Human, Verbosity::Normal) => registry
             .with(fmt.event_format(Brief { ansi }))
-            .with(StageLines)
+            .with(StageLines { print: true })
             .try_init(),
-        (LogFormat::Human, Verbosity::Quiet) => {
-            registry.with(fmt.event_format(Brief { ansi })).try_init()
-        }
+        (LogFormat::Human, Verbosity::Quiet) => registry
+            .with(fmt.event_format(Brief { ansi }))
+            .with(StageLines { print: false })
+            .try_init(),
     };
 }
 
@@ -159,9 +162,39 @@ impl Visit for FieldText<'_> {
     }
 }
 
-/// The human format's line at the end of each stage (see [`STAGES`]): its name, the campaign
-/// or shard it ran for, its wall time and its fields.
-struct StageLines;
+/// The stages running now, innermost last: what the heartbeat names.
+static RUNNING: std::sync::Mutex<Vec<(u64, &'static str, Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Keeps [`RUNNING`] and, with `print` (the human format), says when each stage (see
+/// [`STAGES`]) ends: its name, the campaign or shard it ran for, its wall time and its fields.
+struct StageLines {
+    print: bool,
+}
+
+/// While the process runs, when stderr is not a terminal: every `every`, a line naming the
+/// innermost stage running and how long it has run, so that a long stage is not taken for a
+/// hang. On a terminal a person sees the stage lines as they come.
+pub fn heartbeat(every: std::time::Duration) {
+    if std::io::stderr().is_terminal() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let innermost = RUNNING.lock().ok().and_then(|r| r.last().copied());
+            if let Some((_, stage, since)) = innermost {
+                tracing::info!(
+                    stage,
+                    running_secs = since.elapsed().as_secs(),
+                    "still working"
+                );
+            }
+        }
+    });
+}
 
 impl<S> Layer<S> for StageLines
 where
@@ -171,6 +204,11 @@ where
         let name = attrs.metadata().name();
         if !STAGES.contains(&name) && name != "campaign" && name != "shard" {
             return;
+        }
+        if STAGES.contains(&name) {
+            if let Ok(mut running) = RUNNING.lock() {
+                running.push((id.into_u64(), name, Instant::now()));
+            }
         }
         let mut fields = String::new();
         attrs.record(&mut FieldText(&mut fields));
@@ -191,10 +229,13 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if let Ok(mut running) = RUNNING.lock() {
+            running.retain(|(open, _, _)| *open != id.into_u64());
+        }
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        if !STAGES.contains(&span.name()) {
+        if !self.print || !STAGES.contains(&span.name()) {
             return;
         }
         let Some(opened) = span.extensions_mut().remove::<Opened>() else {

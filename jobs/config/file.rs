@@ -191,4 +191,8 @@ pub struct RuntimeSection {
     /// the same lists; `"lightgbm"` is there to check that, and to score a model the native
     /// scorer refuses (it names what it cannot read). Default `"native"`.
     pub scorer: Option<models::Scorer>,
+    /// When the logs do not go to a terminal (a CronJob's, a log collector's), a line at least
+    /// this often, in seconds, saying which stage is running and for how long, so that a long
+    /// training or extraction is not mistaken for a hang (1 to 3600). Default 60.
+    pub heartbeat_secs: Option<u64>,
 }

@@ -56,6 +56,8 @@ pub struct Settings {
     pub shards: ShardPlan,
     /// What evaluates the LightGBM models.
     pub scorer: models::Scorer,
+    /// How often the logs say which stage is running, when they do not go to a terminal.
+    pub heartbeat: std::time::Duration,
 }
 
 /// How many shards a nightly run scores its users in, one after another.
@@ -360,6 +362,7 @@ impl SettingsFile {
             threads: self.runtime.threads(o)?,
             shards: self.runtime.shards(o)?,
             scorer: self.runtime.scorer.unwrap_or_default(),
+            heartbeat: self.runtime.heartbeat()?,
             source,
         })
     }
@@ -591,6 +594,13 @@ const MAX_THREADS: usize = 512;
 
 impl RuntimeSection {
     /// Shards: the flag, else the setting, else as the memory budget requires.
+    fn heartbeat(&self) -> Result<std::time::Duration> {
+        match self.heartbeat_secs.unwrap_or(60) {
+            secs @ 1..=3600 => Ok(std::time::Duration::from_secs(secs)),
+            secs => bail!("runtime.heartbeat_secs must be between 1 and 3600, got {secs}"),
+        }
+    }
+
     fn shards(&self, o: &Overrides) -> Result<ShardPlan> {
         let max = models::shard::MAX_SHARDS;
         match o.shards.or(self.shards) {

@@ -49,7 +49,28 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
         ];
         targeting_env(&[&base[..], extra].concat(), &env)
     };
-    assert_ok(&train(&[]));
+    // Its logs, not on a terminal, say at least once a second here which stage is running.
+    let out = targeting_env(
+        &[
+            "train",
+            "--database-url",
+            &db,
+            "--as-of",
+            DATE,
+            "--threads",
+            "2",
+        ],
+        &[
+            ("TARGETING__MODELS__STORE", store.as_str()),
+            ("TARGETING__RUNTIME__HEARTBEAT_SECS", "1"),
+        ],
+    );
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("still working stage=\"train\""),
+        "{}",
+        stderr(&out)
+    );
     let listing =
         String::from_utf8_lossy(&targeting_env(&["models", "list"], &env).stdout).into_owned();
     let rows: Vec<&str> = listing
