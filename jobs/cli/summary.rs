@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::pipeline::RunReport;
+use crate::report::{count, money};
 use crate::tools::demo::{AgainstTruth, GiftsAgainstTruth, LevelsAgainstTruth};
 
 /// `summary.json`.
@@ -85,6 +86,18 @@ pub struct CampaignSummary {
     pub expected_conversions: f64,
     /// Expected discount given to the exported users, in list prices of a purchase.
     pub expected_discount_cost: f64,
+    /// The same in the campaign's currency, and the campaign's budget, if it has one.
+    pub expected_discount_spend: f64,
+    pub budget: Option<f64>,
+    /// The campaign's `max_audience` (holdout included).
+    pub max_audience: usize,
+    /// What stopped the audience from growing: `max_audience`, `budget` or `eligibility`
+    /// (every eligible user no other campaign took is in it).
+    pub limited_by: &'static str,
+    /// The smallest lift in purchase rate (a share, e.g. 0.012 for 1.2 points) the holdout can
+    /// detect against the audience (two-sided 5 %, 80 % power, at the members' predicted base
+    /// rate).
+    pub holdout_mde: f64,
     /// For an offer with discount levels: how many exported users got each level (percent).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub discount_mix: Vec<(f64, usize)>,
@@ -214,6 +227,15 @@ impl Summary {
                     explore_holdout: c.explore_holdout,
                     expected_conversions: c.expected_conversions,
                     expected_discount_cost: c.expected_discount_cost,
+                    expected_discount_spend: c.expected_discount_spend,
+                    budget: c.budget,
+                    max_audience: c.max_audience,
+                    limited_by: limited_by(c),
+                    holdout_mde: models::lift::minimum_detectable_effect(
+                        c.base_rate,
+                        c.audience as u64,
+                        c.holdout as u64,
+                    ),
                     discount_mix: c.discount_mix.clone(),
                     item_mix: c.item_mix.clone(),
                     levels_against_truth: None,
@@ -264,18 +286,61 @@ impl Summary {
                 out.push_str(&format!("  FAILED: {e}\n"));
                 continue;
             }
+            // Each step with the share of the step before it kept.
+            let mut before: Option<usize> = None;
             for (step, users) in &c.funnel {
-                out.push_str(&format!("  {users:>10}  {step}\n"));
+                let kept = before.filter(|&b| b > 0).map_or(String::new(), |b| {
+                    format!("{:>6.1}%", 100.0 * *users as f64 / b as f64)
+                });
+                out.push_str(&format!(
+                    "  {:>11}  {kept:>7}  {step}\n",
+                    count(*users as f64)
+                ));
+                before = Some(*users);
             }
+            let limit = match c.limited_by {
+                "max_audience" => format!("max_audience {}", count(c.max_audience as f64)),
+                "budget" => "the budget".to_string(),
+                _ => "eligibility: every eligible user no other campaign took".to_string(),
+            };
             out.push_str(&format!(
-                "  audience {} + holdout {}; expected incremental conversions {:.1}; \
-                 expected discount cost {:.1} list prices\n",
-                c.audience, c.holdout, c.expected_conversions, c.expected_discount_cost
+                "  audience {} + holdout {} (limited by {limit}); expected incremental \
+                 conversions {}\n",
+                count(c.audience as f64),
+                count(c.holdout as f64),
+                money(c.expected_conversions, 1),
             ));
+            match c.budget {
+                Some(budget) => out.push_str(&format!(
+                    "  expected discount {} of the budget {} ({:.0}%)\n",
+                    money(c.expected_discount_spend, 0),
+                    money(budget, 0),
+                    100.0 * c.expected_discount_spend / budget.max(f64::MIN_POSITIVE),
+                )),
+                None if c.expected_discount_spend > 0.0 => out.push_str(&format!(
+                    "  expected discount {} (no budget)\n",
+                    money(c.expected_discount_spend, 0),
+                )),
+                None => {}
+            }
+            let mde = 100.0 * c.holdout_mde;
+            if mde > HOLDOUT_WARNING_POINTS {
+                out.push_str(&format!(
+                    "  WARNING: a holdout of {} users detects only a lift above {mde:.1} points: \
+                     raise holdout or max_audience, or the report will not tell whether this \
+                     campaign works\n",
+                    count(c.holdout as f64),
+                ));
+            } else if mde.is_finite() {
+                out.push_str(&format!(
+                    "  the holdout detects a lift of {mde:.1} points or more\n"
+                ));
+            }
             if c.explore + c.explore_holdout > 0 {
                 out.push_str(&format!(
                     "  explore: {} more messaged at random among the eligible users left, + holdout {} (beyond max_audience and the budget)\n",
-                    c.explore, c.explore_holdout
+                    count(c.explore as f64),
+                    count(c.explore_holdout as f64)
                 ));
             }
             if !c.discount_mix.is_empty() {
@@ -290,7 +355,7 @@ impl Summary {
             let overlap: Vec<String> = c
                 .overlap
                 .iter()
-                .map(|(id, n)| format!("{id} {n}"))
+                .map(|(id, n)| format!("{id} {}", count(*n as f64)))
                 .collect();
             if !overlap.is_empty() {
                 out.push_str(&format!(
@@ -403,12 +468,31 @@ impl Summary {
     }
 }
 
+/// Above this minimum detectable lift, in points, a preview warns that the holdout is too
+/// small to say whether the campaign works.
+const HOLDOUT_WARNING_POINTS: f64 = 5.0;
+
+/// What stopped a campaign's audience from growing (see [`CampaignSummary::limited_by`]).
+fn limited_by(c: &crate::pipeline::CampaignReport) -> &'static str {
+    let members = c.audience + c.holdout;
+    if members >= c.max_audience {
+        "max_audience"
+    } else if c
+        .budget
+        .is_some_and(|b| c.expected_discount_spend >= 0.98 * b)
+    {
+        "budget"
+    } else {
+        "eligibility"
+    }
+}
+
 /// `24 items; most shown: item 13 to 2103, item 8 to 1950, …` (the five most shown).
 fn item_mix_text(mix: &[(i64, usize)]) -> String {
     let top: Vec<String> = mix
         .iter()
         .take(5)
-        .map(|(item, n)| format!("item {item} to {n}"))
+        .map(|(item, n)| format!("item {item} to {}", count(*n as f64)))
         .collect();
     let more = if mix.len() > 5 { ", …" } else { "" };
     format!("{} items; most shown: {}{more}", mix.len(), top.join(", "))
@@ -417,7 +501,7 @@ fn item_mix_text(mix: &[(i64, usize)]) -> String {
 /// How many users got each discount level, e.g. `10% to 1200, 20% to 300`.
 fn mix_text(mix: &[(f64, usize)]) -> String {
     mix.iter()
-        .map(|(pct, n)| format!("{pct}% to {n}"))
+        .map(|(pct, n)| format!("{pct}% to {}", count(*n as f64)))
         .collect::<Vec<_>>()
         .join(", ")
 }

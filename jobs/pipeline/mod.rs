@@ -95,6 +95,14 @@ pub struct CampaignReport {
     pub expected_conversions: f64,
     /// Expected discount given to the exported users, in list prices of a purchase.
     pub expected_discount_cost: f64,
+    /// The same in the campaign's currency (times its `average_price`).
+    pub expected_discount_spend: f64,
+    /// The campaign's limits as written tonight: `max_audience` and the budget.
+    pub max_audience: usize,
+    pub budget: Option<f64>,
+    /// The mean predicted purchase probability without a message of the model's members: the
+    /// base rate the holdout's minimum detectable effect is computed at.
+    pub base_rate: f64,
     /// For an offer with discount levels, how many of the model's exported users were offered
     /// each (percent), ascending; empty for one discount.
     pub discount_mix: Vec<(f64, usize)>,
@@ -128,6 +136,19 @@ impl CampaignReport {
             explore_holdout: a.explored(Arm::Holdout),
             expected_conversions: a.expected_conversions(),
             expected_discount_cost: a.expected_discount_cost(),
+            expected_discount_spend: a.expected_discount_cost() * c.offer.average_price,
+            max_audience: c.max_audience,
+            budget: c.offer.budget,
+            base_rate: {
+                let chosen: Vec<f64> = a
+                    .members
+                    .iter()
+                    .filter(|m| !m.explore)
+                    .map(|m| m.p_control)
+                    .filter(|p| p.is_finite())
+                    .collect();
+                chosen.iter().sum::<f64>() / chosen.len().max(1) as f64
+            },
             discount_mix: if c.offer.discount_levels.is_empty() {
                 vec![]
             } else {

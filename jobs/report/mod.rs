@@ -11,6 +11,8 @@
 mod html;
 mod text;
 
+pub(crate) use text::{count, money};
+
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};

@@ -207,7 +207,7 @@ fn figure(
 }
 
 /// A whole number with thousands separators.
-pub(super) fn count(v: f64) -> String {
+pub(crate) fn count(v: f64) -> String {
     money(v, 0)
 }
 
@@ -221,7 +221,7 @@ pub(super) fn signed(v: f64, decimals: usize) -> String {
 }
 
 /// An amount with thousands separators and `decimals` decimals.
-pub(super) fn money(v: f64, decimals: usize) -> String {
+pub(crate) fn money(v: f64, decimals: usize) -> String {
     if !v.is_finite() {
         return "-".to_string();
     }

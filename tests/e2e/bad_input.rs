@@ -294,3 +294,48 @@ fn settings_errors_name_the_variable_and_never_a_secret() {
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert_one_line_error(&out, &["--threads) must be between 0 and 512, got 100000"]);
 }
+
+/// A holdout too small to measure anything is said before anything ships.
+#[test]
+fn a_preview_warns_of_a_holdout_too_small_to_measure() {
+    let world = TestEnv::sqlite("small-holdout");
+    assert_ok(&world.demo("3000", &[]));
+    let dir = world.dir.join("campaigns");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("tiny.toml"),
+        "format_version = 1\nid = \"tiny-holdout\"\nkind = \"seasonal\"\nholdout = 0.01\n\
+         max_audience = 1000\n[seasonal]\nmin_uplift = -1.0\n",
+    )
+    .unwrap();
+    let models = world.dir.join("models").display().to_string();
+    let out = targeting_env(
+        &[
+            "run",
+            "--dry-run",
+            "--date",
+            "2026-11-21",
+            "--database-url",
+            &world.db,
+        ],
+        &[
+            ("TARGETING__TARGETING__CAMPAIGNS_DIR", dir.to_str().unwrap()),
+            ("TARGETING__MODELS__STORE", models.as_str()),
+        ],
+    );
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let warning = text
+        .lines()
+        .find(|l| l.contains("WARNING: a holdout of"))
+        .unwrap_or_else(|| panic!("no warning in {text}"));
+    // About 10 held-out users: only a lift of tens of points could show.
+    let points: f64 = warning
+        .split("above ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{warning}"));
+    assert!(points > 10.0, "{warning}");
+    assert!(text.contains("(limited by max_audience 1,000)"), "{text}");
+}

@@ -128,6 +128,17 @@ async fn check_demo(env: &TestEnv) {
         text.contains("nothing published; the forecast is recorded, marked as a dry run"),
         "{text}"
     );
+    // Numbers for people: separators, each step's share of the one before, the limit that
+    // bound each audience, the budget in money, what the holdout can detect.
+    for expected in [
+        "     30,000           users",
+        "%  consented",
+        "(limited by ",
+        "of the budget 25,000 (",
+        "the holdout detects a lift of",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
     // Per campaign: (messaged, held out), the model's choice and the random exploration added.
     let mut previewed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut campaign = String::new();
@@ -142,6 +153,7 @@ async fn check_demo(env: &TestEnv) {
             .strip_prefix("audience ")
             .or_else(|| line.trim().strip_prefix("explore: "));
         if let Some(rest) = counts {
+            let rest = rest.replace(',', "");
             let mut numbers = rest
                 .split(|c: char| !c.is_ascii_digit())
                 .filter(|s| !s.is_empty());
