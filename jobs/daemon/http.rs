@@ -37,8 +37,12 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// The longest pause between failing `accept()` calls.
 pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves `/healthz` and `/metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+/// How long `/readyz` waits for the state database.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves `/healthz`, `/readyz` (which asks the state database, `state`) and `/metrics` on
+/// `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, state: sqlx::AnyPool) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::ZERO;
     loop {
@@ -58,11 +62,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
-        let metrics = metrics.clone();
+        let (metrics, state) = (metrics.clone(), state.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let response = respond(&request, &metrics);
-                async move { Ok::<_, Infallible>(response) }
+            let service = service_fn(move |request: Request<Incoming>| {
+                let (metrics, state) = (metrics.clone(), state.clone());
+                async move {
+                    let ready = if request.uri().path() == "/readyz" {
+                        Some(ready(&state).await)
+                    } else {
+                        None
+                    };
+                    Ok::<_, Infallible>(respond(&request, &metrics, ready))
+                }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -81,9 +92,43 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
-/// The answer to one request.
-fn respond(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+/// Whether the state database answers (the ledger and the locks live there): `Err` says why
+/// not, without the URL.
+async fn ready(state: &sqlx::AnyPool) -> Result<(), String> {
+    match tokio::time::timeout(READY_TIMEOUT, sqlx::query("SELECT 1").execute(state)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("the state database: {e}")),
+        Err(_) => Err(format!(
+            "the state database did not answer in {} s",
+            READY_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The answer to one request (`ready`: the state database's answer, for `/readyz`).
+fn respond(
+    request: &Request<Incoming>,
+    metrics: &Metrics,
+    ready: Option<Result<(), String>>,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/readyz") => match ready {
+            Some(Ok(())) => (
+                StatusCode::OK,
+                "application/json",
+                "{\"status\":\"ready\"}\n".to_string(),
+            ),
+            other => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                serde_json::json!({
+                    "status": "not ready",
+                    "error": other.and_then(Result::err).unwrap_or_default(),
+                })
+                .to_string()
+                    + "\n",
+            ),
+        },
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -112,6 +157,49 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
+    /// A state database pool that connects when first asked.
+    fn state(url: &str) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy(url)
+            .unwrap()
+    }
+
+    /// `/readyz` asks the state database: ready when it answers, 503 with why when not (and
+    /// `/healthz`, which only says the process serves, stays 200).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_asks_the_state_database() {
+        for (url, ready) in [
+            ("sqlite::memory:", true),
+            ("postgres://u:secret@127.0.0.1:1/x", false),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(serve(listener, Arc::new(Metrics::default()), state(url)));
+            let answer = get(port, "/readyz").await;
+            if ready {
+                assert!(
+                    answer.starts_with("HTTP/1.1 200") && answer.contains("\"ready\""),
+                    "{answer}"
+                );
+            } else {
+                assert!(
+                    answer.starts_with("HTTP/1.1 503") && answer.contains("the state database"),
+                    "{answer}"
+                );
+                assert!(!answer.contains("secret"), "{answer}");
+            }
+            assert!(get(port, "/healthz").await.starts_with("HTTP/1.1 200"));
+            let metrics = get(port, "/metrics").await;
+            assert!(
+                metrics.contains("targeting_build_info{version=\""),
+                "{metrics}"
+            );
+            server.abort();
+        }
+    }
+
     async fn get(port: u16, path: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
@@ -130,7 +218,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let metrics = Arc::new(Metrics::default());
         metrics.skipped("deal", "locked");
-        let server = tokio::spawn(serve(listener, metrics));
+        let server = tokio::spawn(serve(listener, metrics, state("sqlite::memory:")));
 
         let ok = get(port, "/healthz").await;
         assert!(
@@ -172,7 +260,11 @@ mod tests {
     async fn other_methods_are_refused() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(serve(listener, Arc::new(Metrics::default())));
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(Metrics::default()),
+            state("sqlite::memory:"),
+        ));
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
             .await

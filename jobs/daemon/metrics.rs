@@ -28,6 +28,8 @@ struct Counters {
     skipped: BTreeMap<(String, String), u64>,
     /// The campaign running now, if any.
     running: Option<String>,
+    /// When each model's `current` version was trained (Unix time), as last read.
+    trained_at: BTreeMap<String, i64>,
     /// The last run's population stability index by (model, distribution), and the number
     /// of distributions shifted enough to warn by model.
     psi: BTreeMap<(String, String), f64>,
@@ -163,6 +165,30 @@ impl Metrics {
             family(
                 &mut out,
                 (
+                    "targeting_build_info",
+                    "gauge",
+                    "The running build: 1, labelled with its version.",
+                ),
+                [(
+                    format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
+                    "1".to_string(),
+                )],
+            );
+            let now = chrono::Utc::now().timestamp();
+            family(
+                &mut out,
+                (
+                    "targeting_model_age_seconds",
+                    "gauge",
+                    "Age of each model's current version: how long ago it was trained.",
+                ),
+                c.trained_at.iter().map(|(model, at)| {
+                    (format!("{{model=\"{model}\"}}"), (now - at).to_string())
+                }),
+            );
+            family(
+                &mut out,
+                (
                     "targeting_drift_psi",
                     "gauge",
                     "Population stability index of a model's score or feature, the last run's users against the users the model was trained for, as of its training date.",
@@ -187,6 +213,13 @@ impl Metrics {
             );
             out
         })
+    }
+
+    /// Notes when each model's `current` version was trained (Unix time).
+    pub fn trained(&self, model: &str, at: i64) {
+        self.with(|c| {
+            c.trained_at.insert(model.to_string(), at);
+        });
     }
 
     /// The body of `/healthz`.

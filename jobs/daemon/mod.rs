@@ -1,6 +1,7 @@
 //! `targeting schedule`: the long-running daemon. Each campaign runs on its own schedule (its
 //! `[schedule]`, else the settings' `default_cron`), the models are retrained on the settings'
-//! `retrain_cron`, and `/healthz` and `/metrics` tell a monitoring system how it goes.
+//! `retrain_cron`, and `/healthz`, `/readyz` and `/metrics` tell a monitoring system how it goes.
+//! Each firing reads the campaign files again (see [`Worker::reread`]).
 //!
 //! Firing times come from the campaign's cron expression in its time zone (correct across DST
 //! changes); tokio-cron-scheduler runs a one-shot job at each, which queues the firing and sets
@@ -77,8 +78,9 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .with_context(|| format!("cannot listen on scheduler.listen {}", s.listen))?;
-    info!(address = %listener.local_addr()?, "serving /healthz and /metrics");
-    let http = tokio::spawn(http::serve(listener, metrics.clone()));
+    info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    let http = tokio::spawn(http::serve(listener, metrics.clone(), state.pool.clone()));
+    note_model_ages(settings, &metrics).await;
 
     let (queue, mut fired) = mpsc::unbounded_channel::<Fired>();
     let scheduler = JobScheduler::new()
@@ -97,6 +99,14 @@ pub async fn serve(settings: &Settings) -> Result<()> {
         .collect();
     for (task, schedule) in &schedules {
         let (task, schedule) = (task.clone(), schedule.clone());
+        // Said at start, so that an operator sees when each campaign will run.
+        if let Some(next) = schedule.next_after(Utc::now()) {
+            let name = match &task {
+                Task::Campaign(id) => id.as_str(),
+                Task::Retrain => "retrain",
+            };
+            info!(task = %name, next = %next.format("%Y-%m-%dT%H:%M:%SZ"), "next firing");
+        }
         arm(scheduler.clone(), task, schedule, queue.clone(), Utc::now()).await?;
     }
     scheduler
@@ -133,7 +143,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     });
     let worker = Worker {
         settings,
-        campaigns,
+        campaigns: std::sync::Mutex::new(campaigns),
         source,
         state,
         metrics,
@@ -157,6 +167,25 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     http.abort();
     info!("scheduler stopped");
     Ok(())
+}
+
+/// Notes in the metrics when each model's `current` version was trained (a model the store
+/// cannot give is left out, and said once in the log).
+async fn note_model_ages(settings: &Settings, metrics: &Metrics) {
+    let read = async {
+        let store = settings.models.open_store(&settings.store).await?;
+        for name in ModelName::ALL {
+            if let Some(m) = model_store::current_metadata(&store, name).await? {
+                if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&m.created_at) {
+                    metrics.trained(name.as_str(), at.timestamp());
+                }
+            }
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = read.await {
+        warn!(error = %format!("{e:#}"), "cannot read the models' ages");
+    }
 }
 
 /// Sets up the first firing of `schedule` after `after` (and after now) as a one-shot job that
@@ -220,7 +249,9 @@ async fn wait_for_signal(mut terminate: tokio::signal::unix::Signal) {
 
 struct Worker<'a> {
     settings: &'a Settings,
-    campaigns: Vec<Campaign>,
+    /// The campaigns as last read: each firing reads the files again (see
+    /// [`Worker::reread`]).
+    campaigns: std::sync::Mutex<Vec<Campaign>>,
     source: Db,
     state: Db,
     metrics: Arc<Metrics>,
@@ -238,6 +269,13 @@ impl Worker<'_> {
         };
         let span = info_span!("scheduled", task = %name, run_date = %f.date);
         async {
+            // The files as they are now; a removed file's campaign does not run.
+            if let Task::Campaign(id) = &f.task {
+                if !self.reread().iter().any(|c| &c.id == id) {
+                    warn!("the campaign's file is gone from the campaigns folder: not run");
+                    return;
+                }
+            }
             let lease = self.settings.scheduler.lease;
             let claimed = match &f.task {
                 Task::Campaign(id) => {
@@ -349,15 +387,19 @@ impl Worker<'_> {
     /// are settled first (a complete export adopted), and transient failures are retried, each
     /// retry only when the ledger still has no succeeded run and no complete export.
     async fn campaign(&self, id: &str, date: RunDate) -> Result<()> {
-        let campaign = self
+        // As read at this firing (see `handle`).
+        let all = self
             .campaigns
-            .iter()
-            .find(|c| c.id == id)
-            .with_context(|| format!("campaign {id} is not in the campaign files"))?;
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let campaign = all.iter().find(|c| c.id == id).with_context(|| {
+            format!("campaign {id}'s file is gone from the campaigns folder: not run")
+        })?;
         let s = &self.settings.scheduler;
         let mut wait = s.retry_backoff;
         // The night: every campaign due on the date takes part in arbitration.
-        let night = campaigns::night(&self.campaigns, date, &[id.to_string()]);
+        let night = campaigns::night(&all, date, &[id.to_string()]);
         for attempt in 1..=s.attempts {
             if attempt > 1 && ledger::has_succeeded(&self.state, id, date).await? {
                 info!(attempt, "succeeded meanwhile: no retry");
@@ -421,6 +463,37 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// The campaign files read again at each firing, so that a marketer's edit takes effect
+    /// without a restart: a file that validates replaces what was read before; one that
+    /// no longer does keeps the last version that did (said in the log, each firing); a removed
+    /// file's campaign no longer runs. A changed `[schedule]`, and a new file's, take effect
+    /// at the next start, when the firings are set up.
+    fn reread(&self) -> Vec<Campaign> {
+        let mut known = self.campaigns.lock().unwrap_or_else(|p| p.into_inner());
+        match self.settings.campaigns_each() {
+            Ok((valid, broken)) => {
+                let mut next = valid;
+                for b in broken {
+                    let problems = b.problems.join("; ");
+                    match known.iter().find(|c| c.id == b.id) {
+                        Some(last) => {
+                            warn!(campaign = %b.id, %problems, "the campaign file no longer validates: the last version that did runs");
+                            next.push(last.clone());
+                        }
+                        None => {
+                            warn!(campaign = %b.id, %problems, "a campaign file does not validate")
+                        }
+                    }
+                }
+                *known = next;
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "cannot read the campaign files: the versions read before run");
+            }
+        }
+        known.clone()
+    }
+
     /// Retrains the models as of `date`, unless the current conversion model was trained that
     /// day already.
     async fn retrain(&self, date: RunDate) -> Result<()> {
@@ -451,6 +524,7 @@ impl Worker<'_> {
         .tables;
         let m = training::train_and_store(self.settings, &src, date).await?;
         info!(version = %m.set.used.version, "models retrained");
+        note_model_ages(self.settings, &self.metrics).await;
         Ok(())
     }
 }

@@ -214,14 +214,39 @@ async fn the_daemon_runs_campaigns_on_schedule_and_its_metrics_match_the_ledger(
         health.starts_with("HTTP/1.1 200") && health.contains("\"ok\""),
         "{health}"
     );
+    // Ready: the state database answers.
+    let ready = daemon.get("/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     let date = today();
     wait_succeeded(&db, &date, &|| daemon.log()).await;
-    // Let a few more firings pass: they find the night done.
+    // A marketer breaks a file: each firing reads the files again, says so, and keeps the last
+    // version that validated. Let a few more firings pass: they find the night done.
+    std::fs::write(
+        dir.join("campaigns/fast-a.toml"),
+        "format_version = 1\nid = \"fast-a\"\nkind = \"new_buyer\"\nholdout = 7\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let metrics = daemon.get("/metrics");
     let (status, log) = daemon.stop();
     assert!(status.success(), "exit {status:?}\n{log}");
     assert!(log.contains("already succeeded: skipped"), "{log}");
+    assert!(
+        log.contains("the campaign file no longer validates: the last version that did runs"),
+        "{log}"
+    );
+    assert!(log.contains("next firing task=fast-a"), "{log}");
+    // The build and each model's age (trained by the demo moments ago).
+    assert!(
+        metrics.contains("targeting_build_info{version=\""),
+        "{metrics}"
+    );
+    let age: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("targeting_model_age_seconds{model=\"conversion_uplift\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(age < 3600, "{metrics}");
 
     let rows = rows_of(&db, &date).await;
     let mut ledger_counts: BTreeMap<(String, String), u64> = BTreeMap::new();
