@@ -10,15 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-bin="$(build_targeting)"
-work="$(mktemp -d -t targeting-levels.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
-users="${1:-100000}"
-shift || true
-seeds=("$@")
-[ ${#seeds[@]} -gt 0 ] || seeds=(7 11 23 37 41)
-demo_per_seed "$bin" "$users" "$work" "${seeds[@]}"
-python3 - "$users" "$work" "${seeds[@]}" <<'PY'
+demo_over_seeds levels "7 11 23 37 41" "$@"
+python3 - "$USERS" "$WORK" "${SEEDS[@]}" <<'PY'
 import json, statistics, sys
 users, work, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
 print(f"{users} users; weekly-deal, true expected incremental profit (currency) of the messaged users")

@@ -7,15 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-bin="$(build_targeting)"
-work="$(mktemp -d -t targeting-oracle.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
-users="${1:-100000}"
-shift || true
-seeds=("$@")
-[ ${#seeds[@]} -gt 0 ] || seeds=(7 11 23 37)
-demo_per_seed "$bin" "$users" "$work" "${seeds[@]}"
-python3 - "$users" "$work" "${seeds[@]}" <<'PY'
+demo_over_seeds oracle "7 11 23 37" "$@"
+python3 - "$USERS" "$WORK" "${SEEDS[@]}" <<'PY'
 import json, sys
 users, work, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
 print(f"{users} users; Qini AUC on the held-out exposures")

@@ -73,6 +73,24 @@ demo_per_seed() {
   done
 }
 
+# For a script that compares over data seeds: builds the binary, makes WORK (removed at exit),
+# reads USERS and SEEDS from the script's arguments (`[USERS] [SEED ...]`, default 100000 and
+# DEFAULT_SEEDS), and runs the demo once per seed (see demo_per_seed).
+#   demo_over_seeds NAME "DEFAULT_SEEDS" "$@"
+demo_over_seeds() {
+  local name="$1" defaults="$2" bin
+  shift 2
+  bin="$(build_targeting)"
+  WORK="$(mktemp -d -t "targeting-$name.XXXXXX")"
+  trap 'rm -rf "$WORK"' EXIT
+  USERS="${1:-100000}"
+  shift || true
+  SEEDS=("$@")
+  # shellcheck disable=SC2206 # the defaults are a word list on purpose
+  [ ${#SEEDS[@]} -gt 0 ] || SEEDS=($defaults)
+  demo_per_seed "$bin" "$USERS" "$WORK" "${SEEDS[@]}"
+}
+
 # A free TCP port on the loopback interface.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

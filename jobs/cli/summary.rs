@@ -449,12 +449,13 @@ impl Summary {
             out.push_str(&format!(
                 "\nmodel gift_recipient — the friend it puts first received {:.1}% of {} held-out \
                  gifts ({:.1} friends to choose from); the most recent friend {:.1}%, the most \
-                 active friend {:.1}%",
+                 active friend {:.1}%; chosen on validation gifts: {:?}",
                 100.0 * t.model,
                 t.gifts,
                 t.mean_friends,
                 100.0 * t.most_recent_friend,
-                100.0 * t.most_active_friend
+                100.0 * t.most_active_friend,
+                t.chosen,
             ));
         }
         out.push('\n');

@@ -7,7 +7,9 @@
 //!
 //! Measured by top-1 accuracy on the gifts of held-out senders (split by the same seeded hash
 //! as every model), side by side with the two rules a team would write without a model: the
-//! most recent friend, and the most active one (sessions in the last 30 days).
+//! most recent friend, and the most active one (sessions in the last 30 days). Whichever of the
+//! three does best on the validation senders' gifts is the one chosen ([`Pick`]): with few
+//! gifts to learn from, a rule does better than the model.
 
 use std::collections::{HashMap, HashSet};
 
@@ -266,6 +268,9 @@ pub struct TopOne {
     pub most_recent_friend: f64,
     /// The friend with the most sessions in the 30 days before the gift.
     pub most_active_friend: f64,
+    /// The way chosen on the validation senders' gifts, and its share on the test gifts.
+    pub chosen: Pick,
+    pub chosen_share: f64,
 }
 
 /// A trained recipient model and its test figures.
@@ -327,13 +332,61 @@ pub fn train_recipient(src: &SourceTables, opts: &TrainingOptions) -> Result<Rec
         &opts.params.for_classifier(),
     )?
     .scored_by(opts.scorer)?;
-    let scores = classifier.predict(&test.0, opts.params.num_threads)?;
-    // Test rows are the test gifts' candidates, one gift after another.
-    let (mut hits, mut offset, mut friends) = ([0usize; 3], 0usize, 0usize);
-    for &g in &test.2 {
+    // Each way of choosing, on the validation senders' gifts: the model must earn its place
+    // against the rules there (with few gifts to learn from it does not), and the test
+    // senders' gifts then measure all three and the one chosen.
+    let threads = opts.params.num_threads;
+    let valid_hits = top_one(&pairs, &valid.2, &classifier.predict(&valid.0, threads)?);
+    let chosen = Pick::ALL
+        .into_iter()
+        .max_by_key(|&p| (valid_hits[p as usize], std::cmp::Reverse(p as usize)))
+        .unwrap_or(Pick::Model);
+    let hits = top_one(&pairs, &test.2, &classifier.predict(&test.0, threads)?);
+    let n = test.2.len();
+    let friends: usize = test.2.iter().map(|&g| pairs.rows[g].len()).sum();
+    let share = |p: Pick| hits[p as usize] as f64 / n as f64;
+    Ok(RecipientModel {
+        classifier,
+        top_one: TopOne {
+            gifts: n,
+            mean_friends: friends as f64 / n as f64,
+            model: share(Pick::Model),
+            most_recent_friend: share(Pick::MostRecentFriend),
+            most_active_friend: share(Pick::MostActiveFriend),
+            chosen,
+            chosen_share: share(chosen),
+        },
+        gifts: pairs.gifts,
+        to_a_friend: pairs.to_a_friend,
+        trained_on: train.2.len() + valid.2.len(),
+    })
+}
+
+/// A way of putting one of a sender's friends first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The friend the recipient model scores highest.
+    Model = 0,
+    /// The most recent friend.
+    MostRecentFriend = 1,
+    /// The friend with the most sessions in the 30 days before the gift.
+    MostActiveFriend = 2,
+}
+
+impl Pick {
+    /// In order of preference on a tie: the model, then the simpler rules.
+    pub const ALL: [Pick; 3] = [Pick::Model, Pick::MostRecentFriend, Pick::MostActiveFriend];
+}
+
+/// For `gifts` (indexes into `pairs`, whose rows are, in that order, those `scores` score): how
+/// many each [`Pick`] got right.
+fn top_one(pairs: &GiftPairs, gifts: &[usize], scores: &[f64]) -> [usize; 3] {
+    let width = PAIR_FEATURES.len();
+    let (mut hits, mut offset) = ([0usize; 3], 0usize);
+    for &g in gifts {
         let rows = pairs.rows[g].clone();
-        let n = rows.len();
-        let local = offset..offset + n;
+        let local = offset..offset + rows.len();
         let at = |i: usize, column: usize| pairs.x[(rows.start + i - offset) * width + column];
         let picks = [
             first_best(local.clone(), |i| scores[i]),
@@ -343,23 +396,9 @@ pub fn train_recipient(src: &SourceTables, opts: &TrainingOptions) -> Result<Rec
         for (hit, pick) in hits.iter_mut().zip(picks) {
             *hit += usize::from(pairs.label[rows.start + pick - offset]);
         }
-        offset += n;
-        friends += n;
+        offset += rows.len();
     }
-    let share = |k: usize| hits[k] as f64 / test.2.len() as f64;
-    Ok(RecipientModel {
-        classifier,
-        top_one: TopOne {
-            gifts: test.2.len(),
-            mean_friends: friends as f64 / test.2.len() as f64,
-            model: share(0),
-            most_recent_friend: share(1),
-            most_active_friend: share(2),
-        },
-        gifts: pairs.gifts,
-        to_a_friend: pairs.to_a_friend,
-        trained_on: train.2.len() + valid.2.len(),
-    })
+    hits
 }
 
 #[cfg(test)]
@@ -512,6 +551,7 @@ mod tests {
             "{t:?}"
         );
         assert!(t.model > 0.95, "{t:?}");
+        assert_eq!(t.chosen, Pick::Model, "{t:?}");
         assert!(
             t.most_recent_friend < 0.5 && t.most_active_friend < 0.5,
             "{t:?}"

@@ -222,6 +222,16 @@ async fn check_demo(env: &TestEnv) {
     );
 }
 
+/// A campaign's figures in `summary.json`.
+fn campaign_summary<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    summary["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign_id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {summary}"))
+}
+
 /// The weekly deal is about the catalogue's games and expansions (not those of the last 30
 /// days): every exported user is shown one of them, never one they own, and one on their
 /// wishlist when they wishlisted any they do not own. Checked against the source's rows.
@@ -288,12 +298,7 @@ async fn check_deal_items(db_url: &str, summary: &serde_json::Value, deal: &Expo
         shown.len()
     );
     // The summary counts the items the model's choice was shown (exploration aside).
-    let c = summary["campaigns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["campaign_id"] == "weekly-deal")
-        .unwrap();
+    let c = campaign_summary(summary, "weekly-deal");
     let counted: u64 = c["item_mix"]
         .as_array()
         .unwrap()
@@ -314,12 +319,7 @@ fn check_discount_levels(summary: &serde_json::Value, deal: &Export) {
         used.len() >= 2 && used.iter().all(|l| [10, 20, 30].contains(l)),
         "levels used: {used:?}"
     );
-    let c = summary["campaigns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["campaign_id"] == "weekly-deal")
-        .unwrap();
+    let c = campaign_summary(summary, "weekly-deal");
     let mix: Vec<(f64, u64)> = c["discount_mix"]
         .as_array()
         .unwrap()

@@ -37,7 +37,7 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     );
 
     // train adds a version and moves `current`; list marks it.
-    let train = |extra: &[&str]| {
+    let train_with = |extra: &[&str], env: &[(&str, &str)]| {
         let base = [
             "train",
             "--database-url",
@@ -47,19 +47,12 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
             "--threads",
             "2",
         ];
-        targeting_env(&[&base[..], extra].concat(), &env)
+        targeting_env(&[&base[..], extra].concat(), env)
     };
+    let train = |extra: &[&str]| train_with(extra, &env);
     // Its logs, not on a terminal, say at least once a second here which stage is running.
-    let out = targeting_env(
-        &[
-            "train",
-            "--database-url",
-            &db,
-            "--as-of",
-            DATE,
-            "--threads",
-            "2",
-        ],
+    let out = train_with(
+        &[],
         &[
             ("TARGETING__MODELS__STORE", store.as_str()),
             ("TARGETING__RUNTIME__HEARTBEAT_SECS", "1"),
