@@ -196,6 +196,15 @@ async fn check_demo(env: &TestEnv) {
     let deal = read_export(&run_folders(&exports, "weekly-deal", DATE)[0]);
     check_discount_levels(&summary, &deal);
     check_deal_items(db_url, &summary, &deal).await;
+    // The manifest says what `score` means for a weekly deal under a budget.
+    assert!(
+        deal.manifest["score_meaning"]
+            .as_str()
+            .unwrap()
+            .contains("per unit of expected discount"),
+        "{}",
+        deal.manifest
+    );
     let manifest = deal.manifest;
     let versions = manifest["model_versions"].as_object().unwrap();
     assert!(

@@ -53,6 +53,10 @@ pub struct Manifest {
     pub format: String,
     /// The column preset (`generic`, `braze`, `iterable`).
     pub preset: String,
+    /// What the `score` column means for this campaign's kind (see
+    /// `segments::select::score_meaning`).
+    #[serde(default)]
+    pub score_meaning: String,
     pub columns: Vec<String>,
     pub model_versions: BTreeMap<String, String>,
     pub parts: Vec<PartInfo>,
@@ -445,6 +449,7 @@ async fn write_export(
         run_date: req.run_date.into(),
         format: c.format.name().into(),
         preset: c.columns.name().into(),
+        score_meaning: segments::select::score_meaning(c).into(),
         columns: cols.iter().map(|(n, _)| n.to_string()).collect(),
         model_versions: req.model_versions.clone(),
         row_count: treated.len(),

@@ -523,6 +523,28 @@ pub const SCORED_COLUMNS: [&str; 9] = [
     "discount_share_orders_365d",
 ];
 
+/// What a campaign's `score` (its ranking key, see [`rank`]) means, for the people and CRMs that
+/// read it: it differs by kind.
+pub fn score_meaning(campaign: &Campaign) -> &'static str {
+    match campaign.kind {
+        CampaignKind::Drop { .. } => {
+            "affinity to the dropped item: 3 for owning its game, 2 for wishlisting it, 1 for \
+             owning an item of its publisher, 1 for a friend owning its game (0 to 7)"
+        }
+        CampaignKind::WeeklyDeal { .. } if campaign.offer.budget.is_some() => {
+            "expected incremental profit per unit of expected discount given (a ratio: the \
+             users the budget buys most with come first)"
+        }
+        CampaignKind::WeeklyDeal { .. } => {
+            "expected incremental profit, as a share of the list price of a purchase: \
+             uplift x (margin - discount) - P(buy anyway) x discount"
+        }
+        CampaignKind::NewBuyer | CampaignKind::Seasonal { .. } => {
+            "predicted uplift: the purchase probability (0 to 1) the message adds"
+        }
+    }
+}
+
 /// Applies the always-on filters, the rules and the kind's filter to the users of `frame`, and
 /// ranks the survivors.
 ///
