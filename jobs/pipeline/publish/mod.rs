@@ -57,6 +57,10 @@ pub struct Manifest {
     /// `segments::select::score_meaning`).
     #[serde(default)]
     pub score_meaning: String,
+    /// Messaged users left out because the preset's CRM keys its records by email and they
+    /// have none (`hubspot`).
+    #[serde(default)]
+    pub left_out_without_email: usize,
     pub columns: Vec<String>,
     pub model_versions: BTreeMap<String, String>,
     pub parts: Vec<PartInfo>,
@@ -143,6 +147,22 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
             ("score", Score),
             ("rank", Rank),
         ],
+        ColumnPreset::BrazeIds => &[("external_id", ExternalId)],
+        ColumnPreset::Hubspot => &[
+            ("email", Email),
+            ("targeting_campaign", CampaignId),
+            ("targeting_offer", Offer),
+            ("targeting_score", Score),
+            ("targeting_rank", Rank),
+        ],
+        ColumnPreset::Sfmc => &[
+            ("SubscriberKey", ExternalId),
+            ("EmailAddress", Email),
+            ("CampaignId", CampaignId),
+            ("Offer", Offer),
+            ("Score", Score),
+            ("Rank", Rank),
+        ],
     }
 }
 
@@ -151,23 +171,34 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
 /// preset's style.
 fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
     let mut cols = columns(c.columns).to_vec();
+    // `braze_ids` stays ids alone: an attribute would cost a data point per user.
     if !c.offer.discount_levels.is_empty() {
         let name = match c.columns {
-            ColumnPreset::Generic => "discount_pct",
-            ColumnPreset::Braze => "targeting_discount_pct",
-            ColumnPreset::Iterable => "discountPct",
+            ColumnPreset::Generic => Some("discount_pct"),
+            ColumnPreset::Braze | ColumnPreset::Hubspot => Some("targeting_discount_pct"),
+            ColumnPreset::Iterable => Some("discountPct"),
+            ColumnPreset::Sfmc => Some("DiscountPct"),
+            ColumnPreset::BrazeIds => None,
         };
-        cols.push((name, Datum::DiscountPct));
+        cols.extend(name.map(|n| (n, Datum::DiscountPct)));
     }
     if c.items.is_some() {
         let name = match c.columns {
-            ColumnPreset::Generic => "item_id",
-            ColumnPreset::Braze => "targeting_item_id",
-            ColumnPreset::Iterable => "itemId",
+            ColumnPreset::Generic => Some("item_id"),
+            ColumnPreset::Braze | ColumnPreset::Hubspot => Some("targeting_item_id"),
+            ColumnPreset::Iterable => Some("itemId"),
+            ColumnPreset::Sfmc => Some("ItemId"),
+            ColumnPreset::BrazeIds => None,
         };
-        cols.push((name, Datum::ItemId));
+        cols.extend(name.map(|n| (n, Datum::ItemId)));
     }
     cols
+}
+
+/// Whether a preset's CRM keys its records by email, so that a user without one cannot be
+/// imported and is left out of the list.
+fn keyed_by_email(preset: ColumnPreset) -> bool {
+    preset == ColumnPreset::Hubspot
 }
 
 /// Whether a preset needs the users' email addresses.
@@ -353,12 +384,17 @@ async fn write_export(
     let c = req.campaign;
     let cols = campaign_columns(c);
     let header = header(c.format, &cols)?;
-    let treated: Vec<&Member> = req
+    let mut treated: Vec<&Member> = req
         .audience
         .members
         .iter()
         .filter(|m| m.arm == Arm::Treatment)
         .collect();
+    let before = treated.len();
+    if keyed_by_email(c.columns) {
+        treated.retain(|m| req.emails.is_some_and(|e| e.contains_key(&m.user_id)));
+    }
+    let without_email = before - treated.len();
     let mut parts = Vec::new();
     let mut current: Option<Part> = None;
     // Rows are encoded plain (a JSON line, else a CSV line) to size the parts.
@@ -450,6 +486,7 @@ async fn write_export(
         format: c.format.name().into(),
         preset: c.columns.name().into(),
         score_meaning: segments::select::score_meaning(c).into(),
+        left_out_without_email: without_email,
         columns: cols.iter().map(|(n, _)| n.to_string()).collect(),
         model_versions: req.model_versions.clone(),
         row_count: treated.len(),
@@ -752,5 +789,65 @@ mod tests {
         assert_eq!(names(ColumnPreset::Iterable)[..2], ["userId", "email"]);
         assert!(needs_emails(ColumnPreset::Iterable));
         assert!(!needs_emails(ColumnPreset::Braze));
+        assert_eq!(names(ColumnPreset::BrazeIds), ["external_id"]);
+        assert_eq!(names(ColumnPreset::Hubspot)[0], "email");
+        assert_eq!(
+            names(ColumnPreset::Sfmc)[..2],
+            ["SubscriberKey", "EmailAddress"]
+        );
+        assert!(needs_emails(ColumnPreset::Hubspot) && needs_emails(ColumnPreset::Sfmc));
+        assert!(!needs_emails(ColumnPreset::BrazeIds));
+    }
+
+    /// HubSpot keys contacts by email: a messaged user without one is left out, and counted.
+    #[tokio::test]
+    async fn an_email_keyed_crm_gets_only_users_with_an_email() {
+        let dir = std::env::temp_dir().join(format!("publish-hubspot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = audience(10); // users 1000..1009; 1004 and 1009 held out
+        let c = campaign(&dir, "columns = \"hubspot\"");
+        assert_eq!(c.format, ExportFormat::Csv, "plain CSV by default");
+        let emails: HashMap<i64, String> = [1000, 1001, 1003]
+            .into_iter()
+            .map(|u| (u, format!("u{u}@example.com")))
+            .collect();
+        let store = ObjectStore::open(
+            &format!("file://{}", dir.join("out").display()),
+            &crate::store::StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+        let versions = BTreeMap::new();
+        let req = ExportRequest {
+            campaign: &c,
+            audience: &a,
+            run_id: "r1",
+            run_date: "2026-11-20",
+            model_versions: &versions,
+            created_at: "2026-11-20T00:00:00Z",
+            limits: PartLimits {
+                max_rows: 100,
+                max_bytes: 1 << 20,
+            },
+            emails: Some(&emails),
+        };
+        let s = stage(&store, &req).await.unwrap();
+        assert_eq!(s.manifest.row_count, 3);
+        assert_eq!(s.manifest.left_out_without_email, 5);
+        let part = store
+            .get(&format!("{}/part-00000.csv", s.prefix))
+            .await
+            .unwrap();
+        let text = String::from_utf8(part).unwrap();
+        assert!(
+            text.starts_with(
+                "email,targeting_campaign,targeting_offer,targeting_score,targeting_rank\n\
+                 u1000@example.com,c,"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 4, "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

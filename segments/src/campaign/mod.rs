@@ -199,9 +199,12 @@ pub struct SeasonalFile {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportFile {
-    /// File format of the parts. Default `csv_gzip`.
+    /// File format of the parts: `csv_gzip`, `csv`, `parquet` or `jsonl`. Default `csv_gzip`,
+    /// or `csv` for a preset whose CRM takes plain CSV only (`braze_ids`, `hubspot`, `sfmc`,
+    /// which refuse the others).
     pub format: Option<ExportFormat>,
-    /// Column preset, for the CRM that ingests the list. Default `generic`.
+    /// Column preset, for the CRM that ingests the list: `generic`, `braze`, `braze_ids`,
+    /// `iterable`, `hubspot` or `sfmc`. Default `generic`.
     pub columns: Option<ColumnPreset>,
     /// Also publish `holdout.csv.gz` (`external_id, campaign_id, variant`) with the holdout
     /// members, for a CRM's own suppression logs. They are never in the list itself.
@@ -369,6 +372,17 @@ pub enum ColumnPreset {
     /// Iterable's user import: `userId`, `email` (only of users who consented to marketing),
     /// and data fields `campaignId`, `offer`, `score`, `rank`.
     Iterable,
+    /// Braze's user CSV import of ids alone, `external_id`: no custom attribute, so no data
+    /// point is spent (target the imported users as a segment). Plain CSV only.
+    BrazeIds,
+    /// HubSpot's contact import, keyed by email: `email` and the contact properties
+    /// `targeting_campaign`, `targeting_offer`, `targeting_score`, `targeting_rank`. Users
+    /// without an email address cannot be imported and are left out (the manifest counts
+    /// them). Plain CSV only.
+    Hubspot,
+    /// A Salesforce Marketing Cloud data extension import: `SubscriberKey` (the user id),
+    /// `EmailAddress`, `CampaignId`, `Offer`, `Score`, `Rank`. Plain CSV only.
+    Sfmc,
 }
 
 impl ColumnPreset {
@@ -377,6 +391,19 @@ impl ColumnPreset {
             ColumnPreset::Generic => "generic",
             ColumnPreset::Braze => "braze",
             ColumnPreset::Iterable => "iterable",
+            ColumnPreset::BrazeIds => "braze_ids",
+            ColumnPreset::Hubspot => "hubspot",
+            ColumnPreset::Sfmc => "sfmc",
+        }
+    }
+
+    /// The CRM behind a preset whose import takes plain CSV files only, if it is one.
+    pub fn plain_csv_only(self) -> Option<&'static str> {
+        match self {
+            ColumnPreset::BrazeIds => Some("Braze's CSV import"),
+            ColumnPreset::Hubspot => Some("HubSpot's import"),
+            ColumnPreset::Sfmc => Some("Salesforce Marketing Cloud's import"),
+            ColumnPreset::Generic | ColumnPreset::Braze | ColumnPreset::Iterable => None,
         }
     }
 }
@@ -646,6 +673,20 @@ impl CampaignFile {
             ));
         }
 
+        let columns = self.export.columns.unwrap_or(ColumnPreset::Generic);
+        let crm_csv = columns.plain_csv_only();
+        if let (Some(crm), Some(format)) = (crm_csv, self.export.format) {
+            if format != ExportFormat::Csv {
+                problems.push((
+                    "export.format",
+                    format!(
+                        "{crm} takes plain CSV: the {} preset needs format = \"csv\", not {:?}",
+                        columns.name(),
+                        format.name()
+                    ),
+                ));
+            }
+        }
         if let Some(dest) = &self.export.destination {
             if !(dest.starts_with("file://") || dest.starts_with("s3://")) {
                 problems.push((
@@ -761,8 +802,13 @@ impl CampaignFile {
                 budget: self.offer.budget,
                 average_price,
             },
-            format: self.export.format.unwrap_or(ExportFormat::CsvGzip),
-            columns: self.export.columns.unwrap_or(ColumnPreset::Generic),
+            // A CRM that takes plain CSV only gets it by default.
+            format: self.export.format.unwrap_or(if crm_csv.is_some() {
+                ExportFormat::Csv
+            } else {
+                ExportFormat::CsvGzip
+            }),
+            columns,
             holdout_file: self.export.holdout_file,
             destination: self.export.destination,
             items,

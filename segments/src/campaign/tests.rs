@@ -280,6 +280,25 @@ fn items_are_listed_or_selected_and_rules_may_test_them() {
 }
 
 #[test]
+fn a_crm_that_takes_plain_csv_gets_it_and_refuses_the_rest() {
+    let c = parse(
+        "deal.toml",
+        &(DEAL.to_string() + "[export]\ncolumns = \"hubspot\"\n"),
+        &catalog(),
+    )
+    .unwrap();
+    assert_eq!(c.format, ExportFormat::Csv);
+    assert_eq!(
+        error(&(DEAL.to_string() + "[export]\ncolumns = \"sfmc\"\nformat = \"parquet\"\n")),
+        "deal.toml:12:10: Salesforce Marketing Cloud's import takes plain CSV: the sfmc preset \
+         needs format = \"csv\", not \"parquet\""
+    );
+    // The others keep their default and every format.
+    let c = parse("deal.toml", DEAL, &catalog()).unwrap();
+    assert_eq!(c.format, ExportFormat::CsvGzip);
+}
+
+#[test]
 fn exploration_is_a_small_share() {
     let c = parse(
         "deal.toml",
