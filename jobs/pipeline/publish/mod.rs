@@ -171,28 +171,43 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
 /// preset's style.
 fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
     let mut cols = columns(c.columns).to_vec();
-    // `braze_ids` stays ids alone: an attribute would cost a data point per user.
     if !c.offer.discount_levels.is_empty() {
-        let name = match c.columns {
-            ColumnPreset::Generic => Some("discount_pct"),
-            ColumnPreset::Braze | ColumnPreset::Hubspot => Some("targeting_discount_pct"),
-            ColumnPreset::Iterable => Some("discountPct"),
-            ColumnPreset::Sfmc => Some("DiscountPct"),
-            ColumnPreset::BrazeIds => None,
-        };
-        cols.extend(name.map(|n| (n, Datum::DiscountPct)));
+        cols.extend(
+            styled(
+                c.columns,
+                [
+                    "discount_pct",
+                    "targeting_discount_pct",
+                    "discountPct",
+                    "DiscountPct",
+                ],
+            )
+            .map(|n| (n, Datum::DiscountPct)),
+        );
     }
     if c.items.is_some() {
-        let name = match c.columns {
-            ColumnPreset::Generic => Some("item_id"),
-            ColumnPreset::Braze | ColumnPreset::Hubspot => Some("targeting_item_id"),
-            ColumnPreset::Iterable => Some("itemId"),
-            ColumnPreset::Sfmc => Some("ItemId"),
-            ColumnPreset::BrazeIds => None,
-        };
-        cols.extend(name.map(|n| (n, Datum::ItemId)));
+        cols.extend(
+            styled(
+                c.columns,
+                ["item_id", "targeting_item_id", "itemId", "ItemId"],
+            )
+            .map(|n| (n, Datum::ItemId)),
+        );
     }
     cols
+}
+
+/// A column's name in a preset's style, from its spellings `[generic, braze and hubspot
+/// (attributes named targeting_…), iterable (camelCase), sfmc (PascalCase)]`; none for
+/// `braze_ids`, which stays ids alone (an attribute would cost a data point per user).
+fn styled(preset: ColumnPreset, names: [&'static str; 4]) -> Option<&'static str> {
+    match preset {
+        ColumnPreset::Generic => Some(names[0]),
+        ColumnPreset::Braze | ColumnPreset::Hubspot => Some(names[1]),
+        ColumnPreset::Iterable => Some(names[2]),
+        ColumnPreset::Sfmc => Some(names[3]),
+        ColumnPreset::BrazeIds => None,
+    }
 }
 
 /// Whether a preset's CRM keys its records by email, so that a user without one cannot be
@@ -677,6 +692,17 @@ mod tests {
         a: &Audience,
         limits: PartLimits,
     ) -> (ObjectStore, Staged) {
+        staged_with(dir, c, a, limits, None).await
+    }
+
+    /// [`staged`] with the users' email addresses.
+    async fn staged_with(
+        dir: &std::path::Path,
+        c: &Campaign,
+        a: &Audience,
+        limits: PartLimits,
+        emails: Option<&HashMap<i64, String>>,
+    ) -> (ObjectStore, Staged) {
         let store = ObjectStore::open(
             &format!("file://{}", dir.display()),
             &crate::store::StoreOptions::default(),
@@ -692,7 +718,7 @@ mod tests {
             model_versions: &versions,
             created_at: "2026-11-20T00:00:00Z",
             limits,
-            emails: None,
+            emails,
         };
         let staged = stage(&store, &req).await.unwrap();
         (store, staged)
@@ -812,27 +838,11 @@ mod tests {
             .into_iter()
             .map(|u| (u, format!("u{u}@example.com")))
             .collect();
-        let store = ObjectStore::open(
-            &format!("file://{}", dir.join("out").display()),
-            &crate::store::StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-        let versions = BTreeMap::new();
-        let req = ExportRequest {
-            campaign: &c,
-            audience: &a,
-            run_id: "r1",
-            run_date: "2026-11-20",
-            model_versions: &versions,
-            created_at: "2026-11-20T00:00:00Z",
-            limits: PartLimits {
-                max_rows: 100,
-                max_bytes: 1 << 20,
-            },
-            emails: Some(&emails),
+        let limits = PartLimits {
+            max_rows: 100,
+            max_bytes: 1 << 20,
         };
-        let s = stage(&store, &req).await.unwrap();
+        let (store, s) = staged_with(&dir.join("out"), &c, &a, limits, Some(&emails)).await;
         assert_eq!(s.manifest.row_count, 3);
         assert_eq!(s.manifest.left_out_without_email, 5);
         let part = store
