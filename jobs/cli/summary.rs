@@ -112,6 +112,9 @@ pub struct CampaignSummary {
     pub funnel: Vec<(String, usize)>,
     /// Eligible users each other campaign of the night wanted too.
     pub overlap: Vec<(String, usize)>,
+    /// For a dry run: how many more users each other campaign would message without this one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub takes_from: Vec<(String, usize)>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
     /// The conversions the message truly caused in the model's treatment arm (the random
@@ -241,6 +244,7 @@ impl Summary {
                     levels_against_truth: None,
                     funnel: c.funnel.iter().map(|s| (s.step.clone(), s.users)).collect(),
                     overlap: c.overlap.clone(),
+                    takes_from: c.takes_from.clone(),
                     export_uri: c.export_uri.clone(),
                     error: c.error.clone(),
                     true_incremental_conversions: None,
@@ -361,6 +365,17 @@ impl Summary {
                 out.push_str(&format!(
                     "  eligible users other campaigns want too: {}\n",
                     overlap.join(", ")
+                ));
+            }
+            let takes: Vec<String> = c
+                .takes_from
+                .iter()
+                .map(|(id, n)| format!("{id} {}", count(*n as f64)))
+                .collect();
+            if !takes.is_empty() {
+                out.push_str(&format!(
+                    "  takes tonight, in users the other campaigns would message without it: {}\n",
+                    takes.join(", ")
                 ));
             }
         }

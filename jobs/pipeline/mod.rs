@@ -69,6 +69,16 @@ pub struct RunRequest<'a> {
 }
 
 impl RunRequest<'_> {
+    /// The campaigns a dry run previews (what each takes from the others is measured), none
+    /// for a run that publishes.
+    fn previewed(&self) -> Vec<String> {
+        if self.dry_run {
+            self.published().map(|c| c.id.clone()).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The campaigns this run publishes.
     fn published(&self) -> impl Iterator<Item = &Campaign> {
         self.campaigns
@@ -111,6 +121,9 @@ pub struct CampaignReport {
     pub item_mix: Vec<(i64, usize)>,
     /// For each other campaign of the night, how many eligible users both wanted.
     pub overlap: Vec<(String, usize)>,
+    /// For a dry run: how many more users each other campaign would message tonight without
+    /// this one (what it takes from them).
+    pub takes_from: Vec<(String, usize)>,
     pub export_uri: Option<String>,
     pub error: Option<String>,
     /// The error may go away on its own (the database or the object store was unreachable):
@@ -156,6 +169,7 @@ impl CampaignReport {
             },
             item_mix: a.item_mix(),
             overlap: a.overlap,
+            takes_from: Vec::new(),
             funnel: a.funnel,
             export_uri,
             error: None,
@@ -397,7 +411,7 @@ async fn scored_night(
         versions: set.versions(),
         drift: monitor::assess(&set, &tallies),
     };
-    Ok((scoring, selector.select(rankings)))
+    Ok((scoring, selector.select(rankings, &req.previewed())))
 }
 
 /// One shard of a night to score and rank.
@@ -477,7 +491,10 @@ async fn gathered_night(req: &RunRequest<'_>, of: u32) -> Result<(Scoring, Night
         versions: set.versions(),
         drift: monitor::assess(&set, &gathered.tallies),
     };
-    Ok((scoring, selector.select(gathered.rankings)))
+    Ok((
+        scoring,
+        selector.select(gathered.rankings, &req.previewed()),
+    ))
 }
 
 /// The store's `current` models, which a shard job and the run gathering the shards must find
@@ -556,7 +573,10 @@ async fn publish_night(
         let reports: Vec<CampaignReport> = req
             .published()
             .map(|c| match night.take(&c.id) {
-                Ok(a) => CampaignReport::new(c, Some(a), None),
+                Ok(a) => CampaignReport {
+                    takes_from: night.takes.remove(&c.id).unwrap_or_default(),
+                    ..CampaignReport::new(c, Some(a), None)
+                },
                 Err(e) => CampaignReport::failed(c, e, false),
             })
             .collect();

@@ -25,6 +25,9 @@ use crate::state::ledger;
 #[derive(Debug)]
 pub struct Night {
     pub audiences: BTreeMap<String, Result<Audience, String>>,
+    /// For each campaign previewed (a dry run's): how many users each other campaign of the
+    /// night would have messaged without it, beyond those it messages with it.
+    pub takes: BTreeMap<String, Vec<(String, usize)>>,
 }
 
 impl Night {
@@ -74,6 +77,15 @@ impl Rankings {
     /// Each campaign's ranking of all the shards added, or why it has none.
     pub fn into_merged(self) -> BTreeMap<String, Result<Ranking, String>> {
         self.by_campaign
+    }
+}
+
+impl Clone for Rankings {
+    fn clone(&self) -> Self {
+        Rankings {
+            reach: self.reach.clone(),
+            by_campaign: self.by_campaign.clone(),
+        }
     }
 }
 
@@ -198,13 +210,62 @@ impl<'a> Selector<'a> {
     }
 
     /// The night's audiences from the rankings of every shard: arbitration, maximum audiences,
-    /// budgets and holdouts across the campaigns.
+    /// budgets and holdouts across the campaigns. For each of `previewed` (a dry run's
+    /// campaigns), the night is also arbitrated without it, to say what it takes from the
+    /// others.
     #[instrument(name = "select", skip_all, fields(campaigns = self.campaigns.len()))]
-    pub fn select(&self, rankings: Rankings) -> Night {
-        let mut rankings = rankings.into_merged();
+    pub fn select(&self, rankings: Rankings, previewed: &[String]) -> Night {
+        let mut night = if previewed.is_empty() {
+            self.arbitrate(rankings.into_merged(), None)
+        } else {
+            let night = self.arbitrate(rankings.clone().into_merged(), None);
+            // (The users of every campaign's exploration sample were set apart when ranking:
+            // they stay out of the others' audiences either way.)
+            let messaged = |n: &Night, id: &str| -> usize {
+                n.audiences
+                    .get(id)
+                    .map_or(0, |a| a.as_ref().map_or(0, |a| a.count(Arm::Treatment)))
+            };
+            let mut takes = BTreeMap::new();
+            for id in previewed {
+                let without = self.arbitrate(rankings.clone().into_merged(), Some(id));
+                let taken: Vec<(String, usize)> = self
+                    .campaigns
+                    .iter()
+                    .filter(|c| &c.id != id)
+                    .map(|c| {
+                        let more =
+                            messaged(&without, &c.id).saturating_sub(messaged(&night, &c.id));
+                        (c.id.clone(), more)
+                    })
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
+                takes.insert(id.clone(), taken);
+            }
+            Night { takes, ..night }
+        };
+        for a in night.audiences.values().flatten() {
+            info!(
+                campaign = %a.campaign_id,
+                eligible = a.eligible(),
+                rows = a.count(Arm::Treatment),
+                holdout = a.count(Arm::Holdout),
+                "selected"
+            );
+        }
+        night.takes.retain(|_, t| !t.is_empty());
+        night
+    }
+
+    /// The night of the merged rankings, without the campaign `leave_out` if one is named.
+    fn arbitrate(
+        &self,
+        mut rankings: BTreeMap<String, Result<Ranking, String>>,
+        leave_out: Option<&String>,
+    ) -> Night {
         let mut audiences: BTreeMap<String, Result<Audience, String>> = BTreeMap::new();
         let mut ranked = Vec::new();
-        for c in self.campaigns {
+        for c in self.campaigns.iter().filter(|c| Some(&c.id) != leave_out) {
             let merged = rankings
                 .remove(&c.id)
                 .unwrap_or_else(|| Err("not ranked".into()));
@@ -216,16 +277,12 @@ impl<'a> Selector<'a> {
             }
         }
         for a in tokio::task::block_in_place(|| segments::arbitrate(ranked, &self.ctx)) {
-            info!(
-                campaign = %a.campaign_id,
-                eligible = a.eligible(),
-                rows = a.count(Arm::Treatment),
-                holdout = a.count(Arm::Holdout),
-                "selected"
-            );
             audiences.insert(a.campaign_id.clone(), Ok(a));
         }
-        Night { audiences }
+        Night {
+            audiences,
+            takes: BTreeMap::new(),
+        }
     }
 }
 

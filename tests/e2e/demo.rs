@@ -136,6 +136,8 @@ async fn check_demo(env: &TestEnv) {
         "(limited by ",
         "of the budget 25,000 (",
         "the holdout detects a lift of",
+        // What a campaign takes from the others: the night arbitrated without it.
+        "takes tonight, in users the other campaigns would message without it: ",
     ] {
         assert!(text.contains(expected), "{expected:?} not in {text}");
     }
