@@ -356,27 +356,22 @@ impl Summary {
             if !c.item_mix.is_empty() {
                 out.push_str(&format!("  items shown: {}\n", item_mix_text(&c.item_mix)));
             }
-            let overlap: Vec<String> = c
-                .overlap
-                .iter()
-                .map(|(id, n)| format!("{id} {}", count(*n as f64)))
-                .collect();
-            if !overlap.is_empty() {
-                out.push_str(&format!(
-                    "  eligible users other campaigns want too: {}\n",
-                    overlap.join(", ")
-                ));
-            }
-            let takes: Vec<String> = c
-                .takes_from
-                .iter()
-                .map(|(id, n)| format!("{id} {}", count(*n as f64)))
-                .collect();
-            if !takes.is_empty() {
-                out.push_str(&format!(
-                    "  takes tonight, in users the other campaigns would message without it: {}\n",
-                    takes.join(", ")
-                ));
+            // Users per other campaign: those who were eligible for both, and those this one
+            // takes from the others.
+            for (label, per_campaign) in [
+                ("eligible users other campaigns want too", &c.overlap),
+                (
+                    "takes tonight, in users the other campaigns would message without it",
+                    &c.takes_from,
+                ),
+            ] {
+                if !per_campaign.is_empty() {
+                    let listed: Vec<String> = per_campaign
+                        .iter()
+                        .map(|(id, n)| format!("{id} {}", count(*n as f64)))
+                        .collect();
+                    out.push_str(&format!("  {label}: {}\n", listed.join(", ")));
+                }
             }
         }
         if !self.drift.is_empty() {

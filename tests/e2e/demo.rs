@@ -410,12 +410,8 @@ async fn check_report(env: &TestEnv, summary: &serde_json::Value, exports: &std:
             Some(users(arms, "holdout") + explored_held),
             published.manifest["holdout_count"].as_u64()
         );
-        let truth = summary["campaigns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["campaign_id"] == id)
-            .and_then(|s| s["true_incremental_conversions"].as_f64())
+        let truth = campaign_summary(summary, id)["true_incremental_conversions"]
+            .as_f64()
             .unwrap();
         let i = &c["incremental_conversions"];
         let (low, high) = (i["low"].as_f64().unwrap(), i["high"].as_f64().unwrap());
