@@ -337,57 +337,72 @@ pub fn wanted(
             by_category.entry(c).or_default().push(p);
         }
     }
-    users
-        .iter()
-        .map(|&u| {
-            let owned: HashSet<i64> = holdings.of(u, Relation::Owns).collect();
-            let free = |p: &usize| !owned.contains(&items[*p]);
-            let games: HashSet<i64> = owned.iter().filter_map(|&i| game_of(i)).collect();
-            let mut bought: HashMap<u32, usize> = HashMap::new();
-            for &i in &owned {
-                if let Some(c) = category_of(i) {
-                    *bought.entry(c).or_default() += 1;
-                }
+    // One user after another, in buffers kept between users: this runs for every user of a
+    // shard, and each user holds a handful of items.
+    let (mut owned, mut games, mut bought) = (Vec::new(), Vec::new(), Vec::new());
+    let mut categories: Vec<u32> = Vec::new();
+    let mut out = Vec::with_capacity(users.len());
+    for &u in users {
+        // Ascending: the holdings are sorted by (user, item).
+        owned.clear();
+        owned.extend(holdings.of(u, Relation::Owns));
+        games.clear();
+        games.extend(owned.iter().filter_map(|&i| game_of(i)));
+        games.sort_unstable();
+        games.dedup();
+        // (category, items bought in it), the most bought first.
+        categories.clear();
+        categories.extend(owned.iter().filter_map(|&i| category_of(i)));
+        categories.sort_unstable();
+        bought.clear();
+        for &c in &categories {
+            match bought.last_mut() {
+                Some((last, n)) if *last == c => *n += 1,
+                _ => bought.push((c, 1usize)),
             }
-            let affinity = |p: usize| {
-                let id = items[p];
-                (
-                    game_of(id).is_some_and(|g| games.contains(&g)),
-                    category_of(id).map_or(0, |c| bought.get(&c).copied().unwrap_or(0)),
-                    std::cmp::Reverse(p),
-                )
-            };
-            let wished = holdings
-                .of(u, Relation::Wishlist)
-                .filter_map(|i| position.get(&i).copied())
+        }
+        bought.sort_unstable_by_key(|&(c, n)| (std::cmp::Reverse(n), c));
+        let free = |p: &usize| owned.binary_search(&items[*p]).is_err();
+        let affinity = |p: usize| {
+            let id = items[p];
+            (
+                game_of(id).is_some_and(|g| games.binary_search(&g).is_ok()),
+                category_of(id).map_or(0, |c| {
+                    bought.iter().find(|(b, _)| *b == c).map_or(0, |(_, n)| *n)
+                }),
+                std::cmp::Reverse(p),
+            )
+        };
+        let wished = holdings
+            .of(u, Relation::Wishlist)
+            .filter_map(|i| position.get(&i).copied())
+            .filter(free)
+            .max_by_key(|&p| affinity(p));
+        let of_owned_game = || {
+            games
+                .iter()
+                .filter_map(|g| by_game.get(g))
+                .flatten()
+                .copied()
                 .filter(free)
-                .max_by_key(|&p| affinity(p));
-            let of_owned_game = || {
-                games
-                    .iter()
-                    .filter_map(|g| by_game.get(g))
-                    .flatten()
-                    .copied()
-                    .filter(free)
-                    .max_by_key(|&p| affinity(p))
-            };
-            let of_category = || {
-                let mut categories: Vec<(u32, usize)> =
-                    bought.iter().map(|(&c, &n)| (c, n)).collect();
-                categories.sort_unstable_by_key(|&(c, n)| (std::cmp::Reverse(n), c));
-                categories
-                    .iter()
-                    .filter_map(|(c, _)| by_category.get(c))
-                    .find_map(|ps| ps.iter().copied().find(free))
-            };
-            let first = || (0..items.len()).find(free);
+                .max_by_key(|&p| affinity(p))
+        };
+        let of_category = || {
+            bought
+                .iter()
+                .filter_map(|(c, _)| by_category.get(c))
+                .find_map(|ps| ps.iter().copied().find(free))
+        };
+        let first = || (0..items.len()).find(free);
+        out.push(
             wished
                 .or_else(of_owned_game)
                 .or_else(of_category)
                 .or_else(first)
-                .map(|p| items[p])
-        })
-        .collect()
+                .map(|p| items[p]),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
