@@ -25,8 +25,8 @@ use crate::training::{self, model_store};
 
 /// `targeting validate`: every campaign file checked, every problem reported; a summary line
 /// per valid campaign. Unless `--offline`, every item id a campaign names (a drop's item, an
-/// `[items]` list) is looked up in the source's catalogue, so that a file `validate` passes does
-/// not fail at run time.
+/// `[items]` list) is looked up in the source's catalogue, and a gift campaign needs a source
+/// with friendships, so that a file `validate` passes does not fail at run time.
 pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()> {
     let paths = if a.paths.is_empty() {
         vec![settings.targeting.campaigns_dir.clone()]
@@ -71,6 +71,15 @@ pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()
             return Err(campaigns::CampaignProblems(missing).into());
         }
     }
+    let gifts: Vec<&str> = campaigns
+        .iter()
+        .filter(|c| c.kind == CampaignKind::Gift)
+        .map(|c| c.id.as_str())
+        .collect();
+    let gifts_checked = !a.offline && !gifts.is_empty();
+    if gifts_checked {
+        check_friendships(settings, &gifts).await?;
+    }
     let levels_checked = !a.offline
         && campaigns
             .iter()
@@ -99,7 +108,49 @@ pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()
     if levels_checked {
         println!("discount levels known to the discount model");
     }
+    if gifts_checked {
+        println!("friendships found in the source for the gift campaigns");
+    }
     println!("{} campaign files valid", campaigns.len());
+    Ok(())
+}
+
+/// Checks that the source has friendships for the gift campaigns `gifts` (ids) to suggest, and
+/// says when no recipient model is stored yet.
+async fn check_friendships(settings: &Settings, gifts: &[&str]) -> Result<()> {
+    let hint = "cannot check the source's friendships for the gift campaigns \
+                (--offline checks the files alone)";
+    let source = settings.source.connect(false).await.context(hint)?;
+    let (rows, origin) = pipeline::extract::friendship_rows(&source, settings)
+        .await
+        .context(hint)?;
+    if rows == 0 {
+        let problems = gifts
+            .iter()
+            .map(|id| {
+                format!(
+                    "campaign {id}: kind = \"gift\" suggests a friend, and the source has no \
+                     friendships (query {origin} returned no rows)"
+                )
+            })
+            .collect();
+        return Err(campaigns::CampaignProblems(problems).into());
+    }
+    let store = settings
+        .models
+        .open_store(&settings.store)
+        .await
+        .context(hint)?;
+    if model_store::current_metadata(&store, ModelName::GiftRecipient)
+        .await
+        .context(hint)?
+        .is_none()
+    {
+        println!(
+            "no gift recipient model stored yet: it is trained with the others once the source \
+             has gifts to friends to learn from"
+        );
+    }
     Ok(())
 }
 

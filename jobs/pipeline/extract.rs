@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use models::features::{Breach, Extent, FriendSignals, Slicing, TableSpec, TABLES};
+use models::features::{Breach, Extent, FriendSignals, SharedNeeds, Slicing, TableSpec, TABLES};
 use models::{RunDate, Shard, SourceTables, DAY};
 use polars::prelude::DataFrame;
 use segments::{Campaign, CampaignKind};
@@ -83,8 +83,9 @@ pub enum Slice {
     /// orders, the dropped games' orders), and the tables without users. Nothing else.
     Shared {
         date: RunDate,
-        /// Every item of the night's dropped games.
-        drop_items: Vec<i64>,
+        /// The night's dropped games' items, and whether a gift campaign runs (then every
+        /// user's consent and suppressions are shared too).
+        needs: SharedNeeds,
     },
 }
 
@@ -106,10 +107,11 @@ impl Slice {
     pub fn reads(&self, spec: &TableSpec) -> bool {
         let s = &spec.slicing;
         match self {
-            Slice::Shared { drop_items, .. } => {
+            Slice::Shared { needs, .. } => {
                 s.users.is_empty()
                     || s.shared_days.is_some()
-                    || (s.shared_for_drops && !drop_items.is_empty())
+                    || (s.shared_for_drops && !needs.drop_items.is_empty())
+                    || (s.shared_for_gifts && needs.gifts)
             }
             _ => true,
         }
@@ -142,9 +144,12 @@ impl Slice {
                     all.push(format!("({})", owned_by(s, *shard).join(" OR ")));
                 }
             }
-            Slice::Shared { date, drop_items } => {
+            Slice::Shared { date, needs } => {
+                let drop_items = &needs.drop_items;
                 all.extend(lookback(s, *date));
-                if !s.users.is_empty() {
+                // A table the gifts read whole is not filtered by user.
+                let whole = s.users.is_empty() || (s.shared_for_gifts && needs.gifts);
+                if !whole {
                     let mut any = Vec::new();
                     if let (Some(time), Some(days)) = (s.time, s.shared_days) {
                         any.push(format!("{time} >= {}", date.cutoff() - days * DAY));
@@ -327,17 +332,17 @@ pub async fn friend_signals(
     db: &Db,
     settings: &Settings,
     date: RunDate,
-    drop_items: &[i64],
+    needs: &SharedNeeds,
 ) -> Result<FriendSignals> {
     let slice = Slice::Shared {
         date,
-        drop_items: drop_items.to_vec(),
+        needs: needs.clone(),
     };
     let reads = TABLES
         .iter()
         .map(|spec| table(db, None, settings, date, &slice, spec));
     let frames = at_once(settings, reads).await?;
-    signals_of(settings, frames, date, drop_items)
+    signals_of(settings, frames, date, needs)
 }
 
 /// [`FriendSignals`] from the tables of the night's shared slice, held to the contract: a
@@ -347,13 +352,13 @@ pub fn signals_of(
     settings: &Settings,
     frames: Vec<(String, DataFrame)>,
     date: RunDate,
-    drop_items: &[i64],
+    needs: &SharedNeeds,
 ) -> Result<FriendSignals> {
     let checked = SourceTables::from_named(frames)?.check_contract(date, Extent::SomeUsers)?;
     if !checked.stops.is_empty() {
         return Err(breaks_contract(settings, &checked.stops));
     }
-    let signals = FriendSignals::compute(&checked.tables, date.cutoff(), drop_items)?;
+    let signals = FriendSignals::compute(&checked.tables, date.cutoff(), needs)?;
     info!(users = signals.users(), "friends' signals computed");
     Ok(signals)
 }
@@ -465,9 +470,22 @@ pub async fn training_tables(
     Ok(TrainingTables { tables, sample })
 }
 
+/// What of other users the night's campaigns read (see [`Slice::Shared`]): the items of the
+/// dropped games, and with a gift campaign, who may receive a gift.
+pub async fn shared_needs(
+    db: &Db,
+    settings: &Settings,
+    campaigns: &[Campaign],
+) -> Result<SharedNeeds> {
+    Ok(SharedNeeds {
+        drop_items: drop_items(db, settings, campaigns).await?,
+        gifts: campaigns.iter().any(|c| c.kind == CampaignKind::Gift),
+    })
+}
+
 /// Every item of the games of the campaigns' drops: their purchases are in the night's shared slice,
 /// since a user's affinity to a drop counts friends owning its game.
-pub async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) -> Result<Vec<i64>> {
+async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) -> Result<Vec<i64>> {
     let dropped: Vec<i64> = campaigns
         .iter()
         .filter_map(|c| match c.kind {
@@ -529,6 +547,13 @@ pub async fn item_ids(db: &Db, settings: &Settings) -> Result<(HashSet<i64>, Str
         .into_no_null_iter()
         .collect();
     Ok((ids, origin))
+}
+
+/// How many rows the `friendships` query returns, and where the query came from: a gift
+/// campaign has no one to suggest without any.
+pub async fn friendship_rows(db: &Db, settings: &Settings) -> Result<(u64, String)> {
+    let (sql, origin) = contract_query(settings, "friendships")?;
+    Ok((count_rows(db, &sql, &origin).await?, origin))
 }
 
 /// The catalogue through the `items` query, and where the query came from.
@@ -768,7 +793,10 @@ mod tests {
         // and the items; not the other tables.
         let shared = Slice::Shared {
             date,
-            drop_items: vec![5, 6],
+            needs: SharedNeeds {
+                drop_items: vec![5, 6],
+                gifts: false,
+            },
         };
         let purchases = shared.query(spec("purchases"), "SELECT 1");
         assert!(

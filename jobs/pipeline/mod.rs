@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
-use models::features::Breach;
+use models::features::{Breach, SharedNeeds};
 use models::training::Tallies;
 use models::{RunDate, Scorers, Shard, SourceTables};
 use rand::Rng;
@@ -361,44 +361,51 @@ async fn scored_night(
     };
     tracing::Span::current().record("shards", count);
     let score::Models { set, trained_on } = models;
-    let part = |shard, drop_items| ShardPart {
+    let part = |shard, needs| ShardPart {
         date,
         shard,
-        drop_items,
+        needs,
         selector: &selector,
     };
+    // One shard reads no shared slice.
+    let alone = SharedNeeds::default();
     // The LightGBM models are loaded once, after the last wait on the databases (they cannot
     // be held across one).
     match trained_on {
         // Trained on every row just now: one shard scores those tables as they are.
         Some(tables) if count == 1 => {
             let scorers = set.load(s)?;
-            users +=
-                part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
+            users += part(Shard::WHOLE, &alone).rank(
+                s,
+                tables,
+                &scorers,
+                &mut rankings,
+                &mut tallies,
+            )?;
         }
         trained_on if count == 1 => {
             drop(trained_on);
-            let tables = part(Shard::WHOLE, &[]).extract(s, source, state).await?;
+            let tables = part(Shard::WHOLE, &alone).extract(s, source, state).await?;
             let scorers = set.load(s)?;
-            users +=
-                part(Shard::WHOLE, &[]).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
+            users += part(Shard::WHOLE, &alone).rank(
+                s,
+                tables,
+                &scorers,
+                &mut rankings,
+                &mut tallies,
+            )?;
         }
         trained_on => {
             drop(trained_on);
             // One pass over the source, each shard's rows to its own files (the first shard's
             // stay in memory).
-            let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
-            let mut spilled = spill::spill(source, state, s, date, count, &drop_items).await?;
+            let needs = extract::shared_needs(source, s, &req.campaigns).await?;
+            let mut spilled = spill::spill(source, state, s, date, count, &needs).await?;
             let scorers = set.load(s)?;
             for shard in Shard::all(count) {
                 let tables = spilled.tables(s, date, shard)?;
-                users += part(shard, &drop_items).rank(
-                    s,
-                    tables,
-                    &scorers,
-                    &mut rankings,
-                    &mut tallies,
-                )?;
+                users +=
+                    part(shard, &needs).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
             }
         }
     }
@@ -418,8 +425,8 @@ async fn scored_night(
 struct ShardPart<'a> {
     date: RunDate,
     shard: Shard,
-    /// Every item of the night's dropped games (see [`Slice::Shared`]).
-    drop_items: &'a [i64],
+    /// What the night's campaigns read of other users (see [`Slice::Shared`]).
+    needs: &'a SharedNeeds,
     selector: &'a Selector<'a>,
 }
 
@@ -431,7 +438,7 @@ impl ShardPart<'_> {
         // The shared rows are read and reduced first, so they are gone before the shard's own
         // rows arrive.
         let signals = if self.shard.count() > 1 {
-            Some(extract::friend_signals(source, s, self.date, self.drop_items).await?)
+            Some(extract::friend_signals(source, s, self.date, self.needs).await?)
         } else {
             None
         };
@@ -457,7 +464,8 @@ impl ShardPart<'_> {
     ) -> Result<usize> {
         let _span = info_span!("shard", shard = %self.shard).entered();
         let scored = score::score(s, tables, scorers, self.date)?;
-        self.selector.rank(&scored, into);
+        self.selector
+            .rank(&scored, scorers.gift_recipient.as_ref(), into);
         // The shards of one process score with the same models: their bins always agree.
         tallies.merge(&scored.tallies)?;
         Ok(scored.frame.height())
@@ -531,11 +539,11 @@ pub async fn score_shard(
     let set = stored_models(s).await?;
     let levels = &set.uplift.metadata.categorical_levels;
     let selector = Selector::new(s, &req.campaigns, levels, req.date, state).await?;
-    let drop_items = extract::drop_items(source, s, &req.campaigns).await?;
+    let needs = extract::shared_needs(source, s, &req.campaigns).await?;
     let part = ShardPart {
         date: req.date,
         shard: req.shard,
-        drop_items: &drop_items,
+        needs: &needs,
         selector: &selector,
     };
     let mut rankings = selector.rankings();

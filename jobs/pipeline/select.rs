@@ -6,13 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use models::gifts::Recipients;
 use models::uplift::nearest_level;
 use models::RunDate;
 use polars::prelude::*;
 use segments::items::{self, Catalogue, Holdings, WANTED_ITEM_COLUMN};
 use segments::rules::DEAL_ITEMS;
-use segments::select::discount_uplift_column;
+use segments::select::{discount_uplift_column, RECIPIENT_COLUMN};
 use segments::{Arm, Audience, Campaign, CampaignKind, History, Ranking, Reach, SelectionContext};
 use tracing::{info, instrument};
 
@@ -99,6 +100,7 @@ pub struct Selector<'a> {
     ctx: SelectionContext,
     history: History,
     date: RunDate,
+    threads: usize,
 }
 
 impl<'a> Selector<'a> {
@@ -145,23 +147,33 @@ impl<'a> Selector<'a> {
             ctx,
             history,
             date,
+            threads: s.threads,
         }
     }
 
     /// Ranks the scored users (all, or one shard's) for every campaign, adding each ranking to
-    /// `into`. A campaign whose candidates cannot be built fails alone.
+    /// `into`; `recipients` chooses a gift campaign's recipients. A campaign whose candidates
+    /// cannot be built fails alone.
     #[instrument(name = "rank", skip_all, fields(users = scored.frame.height()))]
-    pub fn rank(&self, scored: &ScoredUsers, into: &mut Rankings) {
-        // Built once per shard, when some campaign reads items; if it cannot be, those
-        // campaigns fail and the others go on.
+    pub fn rank(&self, scored: &ScoredUsers, recipients: Option<&Recipients>, into: &mut Rankings) {
+        // Built once per shard, when some campaign reads items or is a gift; if they cannot
+        // be, those campaigns fail and the others go on.
         let items = ShardItems::of(self.campaigns, scored, self.date).map_err(|e| format!("{e:#}"));
+        let gifts = self
+            .gift_recipients(scored, recipients)
+            .map_err(|e| format!("{e:#}"));
         let rank = |c: &Campaign| {
             let items = match &items {
                 Ok(items) => items.as_ref(),
                 Err(e) if reads_items(c) => return Err(e.clone()),
                 Err(_) => None,
             };
-            candidates(c, scored, items, self.date)
+            let gifts = match &gifts {
+                Ok(gifts) => gifts.as_ref(),
+                Err(e) if c.kind == CampaignKind::Gift => return Err(e.clone()),
+                Err(_) => None,
+            };
+            candidates(c, scored, items, gifts, self.date)
                 .and_then(|frame| {
                     segments::rank(c, &frame, &self.ctx, &self.history).map_err(anyhow::Error::from)
                 })
@@ -192,11 +204,43 @@ impl<'a> Selector<'a> {
         }
     }
 
+    /// The column of the friend each scored user would send a gift to (see
+    /// [`segments::select::RECIPIENT_COLUMN`]), in the users' order, when the night has a gift
+    /// campaign.
+    fn gift_recipients(
+        &self,
+        scored: &ScoredUsers,
+        recipients: Option<&Recipients>,
+    ) -> Result<Option<Column>> {
+        if !self.campaigns.iter().any(|c| c.kind == CampaignKind::Gift) {
+            return Ok(None);
+        }
+        let Some(recipients) = recipients else {
+            bail!(
+                "no gift recipient model: the source had too few gifts to a friend to learn \
+                 from when the models were trained (`targeting train --model gift_recipient` \
+                 once it has more)"
+            );
+        };
+        let by_user = recipients
+            .suggest(&scored.tables, self.date.cutoff(), self.threads)
+            .context("the gift recipients")?;
+        let column: Vec<Option<i64>> = scored
+            .frame
+            .column("user_id")?
+            .i64()?
+            .iter()
+            .map(|u| u.and_then(|u| by_user.get(&u).copied()))
+            .collect();
+        info!(senders = by_user.len(), "gift recipients suggested");
+        Ok(Some(Column::new(RECIPIENT_COLUMN.into(), column)))
+    }
+
     /// One campaign as if it were the night's only one: every eligible user's id, ascending,
     /// and its audience.
     pub fn alone(&self, c: &Campaign, scored: &ScoredUsers) -> Result<(Vec<i64>, Audience)> {
         let items = ShardItems::of(std::slice::from_ref(c), scored, self.date)?;
-        let frame = candidates(c, scored, items.as_ref(), self.date)?;
+        let frame = candidates(c, scored, items.as_ref(), None, self.date)?;
         let mut ranking = segments::rank(c, &frame, &self.ctx, &self.history)?;
         segments::reserve_exploration([&mut ranking]);
         let eligible = ranking.eligible.clone();
@@ -352,12 +396,14 @@ impl ShardItems {
 }
 
 /// The frame a campaign selects from: the scored users, plus the affinity to the dropped item
-/// for a drop, and the columns of items its rules and `[items]` read. An offer of one discount
-/// reads, as `discount_uplift`, the effect of the level the discount model knows nearest to it.
+/// for a drop, each user's gift recipient for a gift, and the columns of items its rules and
+/// `[items]` read. An offer of one discount reads, as `discount_uplift`, the effect of the
+/// level the discount model knows nearest to it.
 fn candidates(
     c: &Campaign,
     scored: &ScoredUsers,
     items: Option<&ShardItems>,
+    gifts: Option<&Column>,
     date: RunDate,
 ) -> Result<DataFrame> {
     // Derived names of the rule catalogue (see `campaigns::catalog`).
@@ -378,6 +424,9 @@ fn candidates(
                 .map(|c| lit(c.take_materialized_series()))
                 .collect::<Vec<_>>(),
         );
+    }
+    if let (CampaignKind::Gift, Some(gifts)) = (&c.kind, gifts) {
+        frame = frame.with_column(lit(gifts.as_materialized_series().clone()));
     }
     if c.offer.discount_pct > 0.0 {
         if let Some(level) = nearest_level(&scored.discount_levels, c.offer.discount_pct) {

@@ -30,8 +30,10 @@ use crate::config::Settings;
 use crate::store::{hex, ObjectStore};
 
 /// The version of the shard output's layout: 2 since rankings are cut and list the eligible
-/// users apart, 3 since they carry each campaign's exploration sample (`explore` rows).
-const FORMAT_VERSION: u32 = 4;
+/// users apart, 3 since they carry each campaign's exploration sample (`explore` rows), 4
+/// since the item each user wants (`item_id`), 5 since a gift's recipient
+/// (`recipient_user_id`).
+const FORMAT_VERSION: u32 = 5;
 
 /// What a shard's manifest says of its output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +126,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut discount: Vec<Option<f64>> = vec![];
     let mut item: Vec<Option<i64>> = vec![];
+    let mut recipient: Vec<Option<i64>> = vec![];
     // Each discount level's effect, for campaigns with levels (chosen after the merge).
     let mut effects: [Vec<Option<f64>>; MAX_DISCOUNT_LEVELS] = Default::default();
     let mut explore: Vec<bool> = vec![];
@@ -144,6 +147,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                     cost.push(Some(x.discount_cost));
                     discount.push(Some(x.discount_pct));
                     item.push(x.item_id);
+                    recipient.push(x.recipient_user_id);
                     for (column, e) in effects.iter_mut().zip(x.effects) {
                         column.push(Some(e));
                     }
@@ -157,6 +161,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
                     }
                     discount.push(None);
                     item.push(None);
+                    recipient.push(None);
                     for column in &mut effects {
                         column.push(None);
                     }
@@ -184,6 +189,7 @@ pub async fn write(store: &ObjectStore, out: ShardOutput<'_>) -> Result<String> 
         "discount_cost" => cost,
         "discount_pct" => discount,
         "item_id" => item,
+        "recipient_user_id" => recipient,
         "explore" => explore,
     }?;
     for (k, column) in effects.into_iter().enumerate() {
@@ -393,6 +399,7 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, S
         .map(|k| f(&effect_column(k)))
         .collect::<Result<Vec<_>>>()?;
     let item = frame.column("item_id")?.i64()?;
+    let recipient = frame.column("recipient_user_id")?.i64()?;
     let explore = frame.column("explore")?.bool()?;
     /// One campaign's rows, by what they list.
     #[derive(Default)]
@@ -423,6 +430,7 @@ fn read_rankings(data: &[u8], m: &ShardManifest) -> Result<Vec<Result<Ranking, S
             discount_pct: nan(discount[i]),
             effects: std::array::from_fn(|k| nan(effects[k][i])),
             item_id: item.get(i),
+            recipient_user_id: recipient.get(i),
         };
         // An explore row is of the exploration sample; the others are in the campaign's order.
         if explore.get(i) == Some(true) {

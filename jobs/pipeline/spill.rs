@@ -18,7 +18,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use models::features::{Extent, FriendSignals, Slicing, TableSpec, TABLES};
+use models::features::{Extent, FriendSignals, SharedNeeds, Slicing, TableSpec, TABLES};
 use models::shard::shard_of;
 use models::{RunDate, Shard, SourceTables, DAY};
 use polars::prelude::*;
@@ -60,7 +60,7 @@ pub async fn spill(
     s: &Settings,
     date: RunDate,
     count: u32,
-    drop_items: &[i64],
+    needs: &SharedNeeds,
 ) -> Result<Spilled> {
     let dir = std::env::temp_dir().join(format!(
         "targeting-spill-{}-{:06x}",
@@ -79,19 +79,20 @@ pub async fn spill(
         date,
         shard: Shard::WHOLE,
     };
-    let dropped: HashSet<i64> = drop_items.iter().copied().collect();
+    let dropped: HashSet<i64> = needs.drop_items.iter().copied().collect();
     let writes = TABLES.iter().map(|spec| {
         let to = Destination {
             dir: &spilled.dir,
             count,
             date,
             drop_items: &dropped,
+            gifts: needs.gifts,
         };
         spill_table(source, state, s, &slice, spec, to)
     });
     spilled.segments = extract::at_once(s, writes).await?;
     let shared = spilled.load(count)?;
-    spilled.signals = Some(extract::signals_of(s, shared, date, drop_items)?);
+    spilled.signals = Some(extract::signals_of(s, shared, date, needs)?);
     Ok(spilled)
 }
 
@@ -101,6 +102,8 @@ struct Destination<'a> {
     count: u32,
     date: RunDate,
     drop_items: &'a HashSet<i64>,
+    /// A gift campaign runs (see [`SharedNeeds::gifts`]).
+    gifts: bool,
 }
 
 /// One table's slice (and the assignment history, for the exposures) into each shard's
@@ -113,7 +116,15 @@ async fn spill_table(
     spec: &'static TableSpec,
     to: Destination<'_>,
 ) -> Result<(&'static str, Vec<Bucket>)> {
-    let router = Router::new(to.dir, spec, to.count, to.date, to.drop_items, None);
+    let router = Router::new(
+        to.dir,
+        spec,
+        to.count,
+        to.date,
+        to.drop_items,
+        to.gifts,
+        None,
+    );
     let router = extract::fetch_slice(source, s, spec, slice, router)
         .instrument(info_span!("query", table = spec.name))
         .await?;
@@ -127,6 +138,7 @@ async fn spill_table(
             to.count,
             to.date,
             to.drop_items,
+            to.gifts,
             Some(written),
         );
         written = state
@@ -201,6 +213,9 @@ struct Router {
     /// Rows of the last `shared_days` are shared.
     recent: Option<i64>,
     drop_items: HashSet<i64>,
+    /// Every row is shared: the table says who may receive a gift, on a night with a gift
+    /// campaign.
+    all_shared: bool,
     buffers: Vec<Option<DataFrame>>,
     /// Each bucket's segments so far (a second query of the same table continues them).
     buckets: Vec<Bucket>,
@@ -213,6 +228,7 @@ impl Router {
         count: u32,
         date: RunDate,
         drop_items: &HashSet<i64>,
+        gifts: bool,
         after: Option<Vec<Bucket>>,
     ) -> Router {
         let cutoff = date.cutoff();
@@ -227,6 +243,7 @@ impl Router {
             } else {
                 HashSet::new()
             },
+            all_shared: gifts && spec.slicing.shared_for_gifts,
             buffers: vec![None; count as usize + 1],
             buckets: after.unwrap_or_else(|| vec![Bucket::default(); count as usize + 1]),
         }
@@ -249,7 +266,7 @@ impl Router {
             Ok(chunk.column(name)?.i64()?.iter().collect())
         };
         // Rows of the shared slice: of the recent window, of a dropped game.
-        let mut shared = vec![false; n];
+        let mut shared = vec![self.all_shared; n];
         if let (Some(t), Some(recent)) = (s.time, self.recent) {
             for (row, t) in shared.iter_mut().zip(ints(t)?) {
                 *row |= t.is_some_and(|t| t >= recent);
@@ -405,7 +422,7 @@ mod tests {
         let dropped: HashSet<i64> = drop_items.iter().copied().collect();
         let count = 4;
         let dir = std::env::temp_dir();
-        let router = Router::new(&dir, spec, count, date, &dropped, None);
+        let router = Router::new(&dir, spec, count, date, &dropped, false, None);
         let routes = router.routes(&frame).unwrap();
         let ids = frame.column("order_id").unwrap().i64().unwrap();
         // Each shard's slice, then the shared one.
@@ -415,7 +432,10 @@ mod tests {
                 "shared".to_string(),
                 Slice::Shared {
                     date,
-                    drop_items: drop_items.clone(),
+                    needs: SharedNeeds {
+                        drop_items: drop_items.clone(),
+                        gifts: false,
+                    },
                 },
             )]);
         for (k, (name, slice)) in slices.enumerate() {
@@ -436,5 +456,37 @@ mod tests {
         }
         assert_eq!(routes.len(), count as usize + 1);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// On a night with a gift campaign every row of `users` and `suppressions` is in the shared
+    /// slice as well as in its shard (who may be named as a recipient is read of every user);
+    /// on other nights none is, by the router and by the query alike.
+    #[test]
+    fn consent_is_shared_on_a_night_with_a_gift_campaign() {
+        let date: RunDate = "2026-11-20".parse().unwrap();
+        let frame = df!("user_id" => [Some(1i64), Some(2), None, Some(40), Some(-7)]).unwrap();
+        let dir = std::env::temp_dir();
+        for name in ["users", "suppressions"] {
+            let spec = TABLES.iter().find(|t| t.name == name).unwrap();
+            for gifts in [false, true] {
+                let router = Router::new(&dir, spec, 3, date, &HashSet::new(), gifts, None);
+                let routes = router.routes(&frame).unwrap();
+                let shared: Vec<IdxSize> = if gifts { (0..5).collect() } else { vec![] };
+                assert_eq!(routes[3], shared, "{name}, gifts {gifts}");
+                let by_shard: usize = routes[..3].iter().map(Vec::len).sum();
+                assert_eq!(by_shard, 5, "{name}: each row in one shard");
+                let slice = Slice::Shared {
+                    date,
+                    needs: SharedNeeds {
+                        drop_items: vec![],
+                        gifts,
+                    },
+                };
+                assert_eq!(slice.reads(spec), gifts, "{name}");
+                if gifts {
+                    assert_eq!(slice.query(spec, "SELECT * FROM t"), "SELECT * FROM t");
+                }
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Training: the conversion uplift, discount uplift and discount-sensitivity models fitted on the
+//! Training: the conversion uplift, discount uplift and discount-sensitivity models, and the
+//! gift recipient model when the source has gifts enough to learn from, fitted on the
 //! extracted tables (by `models`), and kept in the model store as versions with a `current`
 //! pointer. `targeting train`, the daemon's retraining and a run whose store is empty all train
 //! through here; the stages above only ask for a [`ModelSet`].
@@ -9,7 +10,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
+use models::gifts::{RecipientFigures, RecipientModel, Recipients};
 use models::metrics::{bootstrap, qini_auc_score, Interval};
+use models::training::train_recipient;
 use models::training::{
     profile_population, train_discount_sensitivity, train_uplift, HeldOut, TrainedClassifier,
     TrainedUplift, UpliftTarget,
@@ -41,13 +44,16 @@ pub struct ModelUsed {
     pub sensitivity_auc: f64,
 }
 
-/// The three models as stored (LightGBM text and metadata), and what a report says of them.
-/// Unlike [`Scorers`] it can cross an `.await` (LightGBM's handles cannot).
+/// The three models as stored (LightGBM text and metadata), the gift recipient model when
+/// there is one, and what a report says of them. Unlike [`Scorers`] it can cross an `.await`
+/// (LightGBM's handles cannot).
 #[derive(Debug, Clone)]
 pub struct ModelSet {
     pub uplift: ModelArtifact,
     pub discount_uplift: ModelArtifact,
     pub sensitivity: ModelArtifact,
+    /// Only a gift campaign needs it, and a source with few gifts has none.
+    pub gift_recipient: Option<ModelArtifact>,
     pub used: ModelUsed,
 }
 
@@ -93,6 +99,7 @@ impl ModelSet {
             uplift,
             discount_uplift,
             sensitivity,
+            gift_recipient: None,
             used,
         }
     }
@@ -106,6 +113,7 @@ impl ModelSet {
     pub fn versions(&self) -> BTreeMap<String, String> {
         self.artifacts()
             .into_iter()
+            .chain(self.gift_recipient.as_ref())
             .map(|a| (a.metadata.name.clone(), a.metadata.version.clone()))
             .collect()
     }
@@ -133,6 +141,11 @@ impl ModelSet {
                 .classifier(scorer)
                 .with_context(|| context(sm))?,
             levels: um.categorical_levels.clone(),
+            gift_recipient: self
+                .gift_recipient
+                .as_ref()
+                .map(|a| Recipients::from_artifact(a, scorer).with_context(|| context(&a.metadata)))
+                .transpose()?,
             profiles: ModelName::ALL
                 .into_iter()
                 .zip(self.artifacts())
@@ -147,6 +160,8 @@ impl ModelSet {
 pub struct Trained {
     pub set: ModelSet,
     pub held_out: HeldOut,
+    /// The gift recipient model's training and test figures, when there is one.
+    pub gift_figures: Option<RecipientFigures>,
 }
 
 /// Trains the conversion uplift, discount uplift and discount-sensitivity models as of `as_of`
@@ -154,7 +169,9 @@ pub struct Trained {
 pub async fn train_and_store(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained> {
     let trained = train(s, src, as_of)?;
     let set = &trained.set;
-    model_store::save_all(s, &[&set.uplift, &set.discount_uplift, &set.sensitivity]).await?;
+    let mut artifacts = vec![&set.uplift, &set.discount_uplift, &set.sensitivity];
+    artifacts.extend(set.gift_recipient.as_ref());
+    model_store::save_all(s, &artifacts).await?;
     Ok(trained)
 }
 
@@ -171,6 +188,7 @@ pub async fn train_and_store_one(
         ModelName::ConversionUplift => fit_uplift(src, UpliftTarget::Conversion, &opts)?.artifact,
         ModelName::DiscountUplift => fit_uplift(src, UpliftTarget::Discount, &opts)?.artifact,
         ModelName::DiscountSensitivity => fit_sensitivity(src, &opts)?.artifact,
+        ModelName::GiftRecipient => fit_recipient(src, &opts)?.artifact,
     };
     model_store::save_all(s, &[&artifact]).await?;
     Ok(artifact)
@@ -244,6 +262,24 @@ fn fit_sensitivity(src: &SourceTables, opts: &TrainingOptions) -> Result<Trained
     Ok(trained)
 }
 
+/// Trains the gift recipient model in its own span and logs its top-1 accuracy beside the
+/// rules'.
+fn fit_recipient(src: &SourceTables, opts: &TrainingOptions) -> Result<RecipientModel> {
+    let trained = info_span!("train", model = %ModelName::GiftRecipient)
+        .in_scope(|| tokio::task::block_in_place(|| train_recipient(src, opts)))?;
+    let t = trained.figures.top_one;
+    info!(
+        version = %trained.artifact.metadata.version,
+        gifts = trained.figures.trained_on,
+        top1_model = t.model,
+        top1_most_recent_friend = t.most_recent_friend,
+        top1_most_active_friend = t.most_active_friend,
+        chosen = ?t.chosen,
+        "trained"
+    );
+    Ok(trained)
+}
+
 /// Trains the three models as of `as_of` without storing them (a dry run's, which must change
 /// nothing). The fitted LightGBM handles are dropped here, their texts kept.
 pub fn train(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained> {
@@ -272,15 +308,28 @@ pub fn train(s: &Settings, src: &SourceTables, as_of: RunDate) -> Result<Trained
             )
         })
     })?;
-    let set = ModelSet::new(
+    let mut set = ModelSet::new(
         trained.artifact,
         discount.artifact,
         sensitivity.artifact,
         Some((qini_auc, &trained.test)),
     );
+    // A source without gifts enough trains the other models all the same: only a gift
+    // campaign needs this one, and it fails without it, saying why.
+    let gift_figures = match fit_recipient(src, &opts) {
+        Ok(m) => {
+            set.gift_recipient = Some(m.artifact);
+            Some(m.figures)
+        }
+        Err(e) => {
+            warn!(model = %ModelName::GiftRecipient, "not trained: {e:#}");
+            None
+        }
+    };
     Ok(Trained {
         set,
         held_out: trained.test,
+        gift_figures,
     })
 }
 
@@ -297,5 +346,7 @@ pub async fn load_stored(s: &Settings) -> Result<Option<ModelSet>> {
     };
     let um = &uplift.metadata;
     info!(version = %um.version, learner = um.learner.name(), "using the stored model");
-    Ok(Some(ModelSet::new(uplift, discount, sensitivity, None)))
+    let mut set = ModelSet::new(uplift, discount, sensitivity, None);
+    set.gift_recipient = model_store::load_current(&store, ModelName::GiftRecipient).await?;
+    Ok(Some(set))
 }

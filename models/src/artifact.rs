@@ -46,6 +46,10 @@ pub struct ModelMetadata {
     /// say); absent for the other learners.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discount_levels: Vec<u32>,
+    /// How a gift recipient model's night ranks a sender's friends: by the model, or by the
+    /// rule that did better on the validation senders' gifts; absent for the other models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_pick: Option<Pick>,
     /// SHA-256 of the training matrix, arms and outcomes.
     pub data_fingerprint: String,
     /// The training rows' distributions, against which each night's users are checked for
@@ -66,14 +70,32 @@ impl ModelMetadata {
     }
 
     /// The metric a model is judged by: the Qini AUC of an uplift model, the AUC of a
-    /// classifier. Returns its name and value.
+    /// classifier, the top-1 accuracy of the way a gift recipient model chooses. Returns its
+    /// name and value.
     pub fn headline(&self) -> (&'static str, f64) {
         let key = match self.learner {
+            _ if self.recipient_pick.is_some() => "top1",
             Learner::Classifier => "auc",
             _ => "qini_auc",
         };
         (key, self.metric(key))
     }
+}
+
+/// A way of putting one of a sender's friends first that a night can run: what a gift
+/// recipient model's metadata says to use (see the gifts module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The friend the recipient model scores highest.
+    Model = 0,
+    /// The most recent friend.
+    MostRecentFriend = 1,
+}
+
+impl Pick {
+    /// In order of preference on a tie: the model, then the rule.
+    pub const ALL: [Pick; 2] = [Pick::Model, Pick::MostRecentFriend];
 }
 
 /// A model as stored: metadata plus the LightGBM text of each of the learner's models, by role

@@ -18,6 +18,7 @@ use crate::features::{
     categorical_indices, feature_names, featurize, purchased_within, AffinityTables,
 };
 use crate::forest::Scorer;
+use crate::gifts::{self, Pick, RecipientFigures, RecipientModel, TopOne};
 use crate::metrics::{
     calibration_by_decile, log_loss, max_calibration_gap, qini_auc_score, roc_auc, DecileRow,
 };
@@ -36,14 +37,18 @@ pub enum ModelName {
     DiscountUplift,
     /// The probability that a user's next purchases are discounted.
     DiscountSensitivity,
+    /// Which friend receives a user's gift (see [`crate::gifts`]); a source with too few gifts
+    /// has none, and only a gift campaign needs it.
+    GiftRecipient,
 }
 
 impl ModelName {
     /// Every model, in the order runs train and report them.
-    pub const ALL: [ModelName; 3] = [
+    pub const ALL: [ModelName; 4] = [
         ModelName::ConversionUplift,
         ModelName::DiscountUplift,
         ModelName::DiscountSensitivity,
+        ModelName::GiftRecipient,
     ];
 
     /// The name in the model store, the ledger and the manifests.
@@ -52,6 +57,7 @@ impl ModelName {
             ModelName::ConversionUplift => "conversion_uplift",
             ModelName::DiscountUplift => "discount_uplift",
             ModelName::DiscountSensitivity => "discount_sensitivity",
+            ModelName::GiftRecipient => "gift_recipient",
         }
     }
 }
@@ -170,7 +176,7 @@ pub fn date_of(ts: i64) -> String {
 
 /// The metadata of a model trained on `set`, whose rows had `cutoffs`.
 #[allow(clippy::too_many_arguments)]
-fn metadata(
+pub(crate) fn metadata(
     name: ModelName,
     learner: Learner,
     opts: &TrainingOptions,
@@ -207,6 +213,7 @@ fn metadata(
         probability_calibration,
         arm_shift: None,
         discount_levels: Vec::new(),
+        recipient_pick: None,
         data_fingerprint,
         profile: None,
         code_version: opts.code_version.clone(),
@@ -602,6 +609,113 @@ pub fn train_discount_sensitivity(
     })
 }
 
+/// Trains the recipient model on the gifts before the training date: train and validation
+/// senders fit it (early stopping on validation), test senders measure it.
+pub fn train_recipient(src: &SourceTables, opts: &TrainingOptions) -> Result<RecipientModel> {
+    let cutoff = opts.as_of.cutoff();
+    let pairs = gifts::gift_pairs(src, cutoff)?;
+    let width = gifts::PAIR_FEATURES.len();
+    let mut parts: [(Vec<f64>, Vec<bool>, Vec<usize>); 3] = Default::default();
+    for (g, rows) in pairs.rows.iter().enumerate() {
+        let k = match split_of(pairs.sender[g], opts.params.seed) {
+            Split::Train => 0,
+            Split::Valid => 1,
+            Split::Test => 2,
+        };
+        parts[k]
+            .0
+            .extend_from_slice(&pairs.x[rows.start * width..rows.end * width]);
+        parts[k].1.extend_from_slice(&pairs.label[rows.clone()]);
+        parts[k].2.push(g);
+    }
+    let [train, valid, test] = parts;
+    let positives = |labels: &[bool]| labels.iter().filter(|&&l| l).count();
+    if positives(&train.1) < 20 || positives(&valid.1) < 5 || test.2.is_empty() {
+        return Err(ModelError::Training {
+            what: ModelName::GiftRecipient.to_string(),
+            why: format!(
+                "{} gifts to a friend with a choice before the training date: too few to learn \
+                 who receives them",
+                pairs.rows.len()
+            ),
+        });
+    }
+    let names: Vec<String> = gifts::PAIR_FEATURES.iter().map(|s| s.to_string()).collect();
+    let params = opts.params.for_classifier();
+    let classifier = Classifier::train(
+        (&train.0, &train.1),
+        (&valid.0, &valid.1),
+        &names,
+        &[],
+        &params,
+    )?
+    .scored_by(opts.scorer)?;
+    // Each way of choosing, on the validation senders' gifts: the model must earn its place
+    // against the rule there (with few gifts to learn from it does not), and the test
+    // senders' gifts then measure all three and the one chosen.
+    let threads = params.num_threads;
+    let valid_hits = gifts::top_one(&pairs, &valid.2, &classifier.predict(&valid.0, threads)?);
+    let chosen = Pick::ALL
+        .into_iter()
+        .max_by_key(|&p| (valid_hits[p as usize], std::cmp::Reverse(p as usize)))
+        .unwrap_or(Pick::Model);
+    let hits = gifts::top_one(&pairs, &test.2, &classifier.predict(&test.0, threads)?);
+    let n = test.2.len();
+    let friends: usize = test.2.iter().map(|&g| pairs.rows[g].len()).sum();
+    let share = |i: usize| hits[i] as f64 / n as f64;
+    let top_one = TopOne {
+        gifts: n,
+        mean_friends: friends as f64 / n as f64,
+        model: share(Pick::Model as usize),
+        most_recent_friend: share(Pick::MostRecentFriend as usize),
+        most_active_friend: share(gifts::MOST_ACTIVE),
+        chosen,
+        chosen_share: share(chosen as usize),
+    };
+    let all = TrainingSet {
+        x: pairs.x.clone(),
+        n_features: width,
+        treated: vec![false; pairs.label.len()],
+        outcome: pairs.label.clone(),
+    };
+    let mut metadata = metadata(
+        ModelName::GiftRecipient,
+        Learner::Classifier,
+        &TrainingOptions {
+            params,
+            ..opts.clone()
+        },
+        &all,
+        CategoricalLevels::default(),
+        &[cutoff],
+        [train.1.len(), valid.1.len(), test.1.len()],
+        vec![
+            ("top1_model".into(), top_one.model),
+            ("top1_most_recent_friend".into(), top_one.most_recent_friend),
+            ("top1_most_active_friend".into(), top_one.most_active_friend),
+            ("top1".into(), top_one.chosen_share),
+            ("test_gifts".into(), n as f64),
+        ],
+        Vec::new(),
+        classifier.calibration,
+    );
+    metadata.feature_names = names;
+    metadata.recipient_pick = Some(chosen);
+    Ok(RecipientModel {
+        artifact: ModelArtifact {
+            models: classifier.to_texts()?,
+            metadata,
+        },
+        classifier,
+        figures: RecipientFigures {
+            gifts: pairs.gifts,
+            to_a_friend: pairs.to_a_friend,
+            trained_on: train.2.len() + valid.2.len(),
+            top_one,
+        },
+    })
+}
+
 /// The models every user is scored with, loaded, and the categorical levels they were trained
 /// with (text values in rules compile to their codes).
 #[derive(Debug)]
@@ -615,6 +729,9 @@ pub struct Scorers {
     /// Each model's training profile, by model, for drift monitoring (models stored before
     /// profiles existed have none and are not monitored).
     pub profiles: Vec<(ModelName, Profile)>,
+    /// How a gift campaign chooses each user's recipient; `None` without a recipient model
+    /// (a gift campaign then fails and says why).
+    pub gift_recipient: Option<crate::gifts::Recipients>,
 }
 
 /// Tonight's users counted into each monitored model's profile (see [`drift`]), by model
@@ -777,6 +894,8 @@ pub fn score_users(
                 ModelName::ConversionUplift => &scores.uplift,
                 ModelName::DiscountUplift => &discount,
                 ModelName::DiscountSensitivity => &sensitivity,
+                // Scores (sender, friend) pairs, not users: it has no profile of users.
+                ModelName::GiftRecipient => continue,
             };
             for (r, row) in x.chunks_exact(catalogue.len()).enumerate() {
                 if sampled[start + r] {

@@ -160,11 +160,11 @@ fn unwritable_export_destination_publishes_nothing() {
     std::fs::write(&blocker, "not a folder").unwrap();
     let dest = format!("file://{}/exports", blocker.display());
     let out = world.demo("3000", &["--exports", &dest]);
-    assert_one_line_error(&out, &["4 of 4 campaigns failed", &dest]);
+    assert_one_line_error(&out, &["5 of 5 campaigns failed", &dest]);
     assert!(no_success_marker(&world.dir));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ledger = rt.block_on(ledger(&world.db));
-    assert_eq!(ledger.len(), 4);
+    assert_eq!(ledger.len(), 5);
     assert!(
         ledger
             .iter()
@@ -235,7 +235,7 @@ fn the_data_contract_stops_on_null_suppression_ids_and_drops_future_purchases() 
         "nothing published"
     );
     let rows = rt.block_on(ledger_since(&world.db, &before));
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(
         rows.iter().all(|r| r.status == "failed"
             && r.error

@@ -215,12 +215,12 @@ fn a_night_run_early_and_again_publishes_identical_lists() {
         .iter()
         .map(|c| c["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, vec!["already_published"; 4], "{r}");
+    assert_eq!(statuses, vec!["already_published"; 5], "{r}");
     // Forced, the result file lists each campaign published, with its export.
     run(&["--force", "--result-json", result.to_str().unwrap()]);
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     let campaigns = r["campaigns"].as_array().unwrap();
-    assert_eq!(campaigns.len(), 4, "{r}");
+    assert_eq!(campaigns.len(), 5, "{r}");
     for c in campaigns {
         assert_eq!(c["status"], "published", "{r}");
         assert!(c["audience"].as_u64().unwrap() > 0, "{r}");

@@ -18,8 +18,9 @@ use rand::{Rng, SeedableRng};
 use crate::common::s3;
 use crate::common::*;
 
-const CAMPAIGNS: [&str; 4] = [
+const CAMPAIGNS: [&str; 5] = [
     "drop-starfall-nightfall",
+    "gift-a-friend",
     "new-buyer-welcome",
     "seasonal-winter-sale",
     "weekly-deal",
@@ -311,7 +312,7 @@ async fn the_state_database_lost_after_success_leaves_an_export_the_next_run_ado
             .iter()
             .filter(|r| r.run_date == night && r.status == "running")
             .count()
-            == 4
+            == CAMPAIGNS.len()
         {
             break;
         }

@@ -103,9 +103,10 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
         (
             count("conversion_uplift"),
             count("discount_uplift"),
-            count("discount_sensitivity")
+            count("discount_sensitivity"),
+            count("gift_recipient")
         ),
-        (2, 2, 3),
+        (2, 2, 3, 2),
         "{listing}"
     );
     // The same as JSON, for a monitor: one current version per model, with its metrics and
@@ -113,7 +114,7 @@ fn train_list_run_with_the_stored_model_and_refuse_a_mismatched_one() {
     let json = targeting_env(&["models", "list", "--json"], &env);
     assert_ok(&json);
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(listed.len(), 7);
+    assert_eq!(listed.len(), 9);
     for model in [
         "conversion_uplift",
         "discount_uplift",

@@ -1,8 +1,8 @@
 //! Shards: a night scored in N shards publishes the same lists, byte for byte, and the same
 //! funnels as a night scored in one, on SQLite and on PostgreSQL; and so does a night scored by
 //! LightGBM's predict instead of the native scorer. The demo's drop campaign reads
-//! friends owning its game, and the uplift models read friends' orders and gifts received:
-//! features that cross shards. On PostgreSQL the demo trains on a sample of its users (its
+//! friends owning its game, its gift campaign friends' recent orders and consent, and the
+//! uplift models read friends' orders and gifts received: features that cross shards. On PostgreSQL the demo trains on a sample of its users (its
 //! exposures are above a lowered `models.max_training_exposures`).
 
 use crate::common::s3;
@@ -13,8 +13,9 @@ use std::process::Output;
 /// would be thinned by the frequency cap and the cooldown).
 const NIGHT: &str = DATE;
 
-const CAMPAIGNS: [&str; 4] = [
+const CAMPAIGNS: [&str; 5] = [
     "drop-starfall-nightfall",
+    "gift-a-friend",
     "new-buyer-welcome",
     "seasonal-winter-sale",
     "weekly-deal",

@@ -8,7 +8,7 @@ fn example_campaigns_are_valid() {
     let out = targeting(&["validate", "--offline", "config/campaigns"]);
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("4 campaign files valid"), "{stdout}");
+    assert!(stdout.contains("5 campaign files valid"), "{stdout}");
     assert!(stdout.contains("ok  weekly-deal"), "{stdout}");
 }
 
@@ -159,12 +159,19 @@ fn a_campaign_destination_must_lie_under_an_allowed_root() {
     assert!(!out.status.success(), "{}", stderr(&out));
 }
 
-/// A source with a catalogue of `items` and nothing else.
+/// A source with a catalogue of `items` and one friendship (the example gift campaign's), and
+/// nothing else.
 async fn catalogue(db: &str, items: &[i64]) {
     use sqlx::Connection;
     let mut c = sqlx::SqliteConnection::connect(&format!("{db}?mode=rwc"))
         .await
         .unwrap();
+    for sql in [
+        "CREATE TABLE friendships (user_id INTEGER, friend_id INTEGER, since INTEGER)",
+        "INSERT INTO friendships VALUES (1, 2, 0)",
+    ] {
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    }
     sqlx::query(
         "CREATE TABLE items (item_id INTEGER PRIMARY KEY, title TEXT, kind TEXT, \
          publisher_id INTEGER, game_id INTEGER, category TEXT, list_price_cents INTEGER, \
@@ -180,6 +187,46 @@ async fn catalogue(db: &str, items: &[i64]) {
             .await
             .unwrap();
     }
+}
+
+/// A gift campaign suggests friends: on a source without any, `validate` (unless `--offline`)
+/// says so, naming the campaign and the query, instead of a night that finds no one.
+#[tokio::test]
+async fn a_gift_campaign_on_a_source_without_friendships_is_reported() {
+    let env = TestEnv::sqlite("gifts-no-friends");
+    catalogue(&env.db, &[7, 100]).await;
+    let ok = targeting(&["validate", "config/campaigns", "--database-url", &env.db]);
+    assert_ok(&ok);
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .contains("friendships found in the source for the gift campaigns"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let pool = pool(&env.db).await;
+    sqlx::query("DELETE FROM friendships")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = targeting(&["validate", "config/campaigns", "--database-url", &env.db]);
+    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(78), "invalid configuration");
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "campaign gift-a-friend: kind = \"gift\" suggests a friend, and the source has no \
+             friendships (query sql/queries/friendships.sql returned no rows)"
+        ),
+        "{err}"
+    );
+    let out = targeting(&[
+        "validate",
+        "config/campaigns",
+        "--offline",
+        "--database-url",
+        &env.db,
+    ]);
+    assert_ok(&out);
 }
 
 /// A drop whose item is not in the source's catalogue can only fail at run time, so

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use polars::prelude::*;
-use segments::{Arm, Audience, Campaign, ColumnPreset, ExportFormat, Member};
+use segments::{Arm, Audience, Campaign, CampaignKind, ColumnPreset, ExportFormat, Member};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -116,6 +116,8 @@ enum Datum {
     DiscountPct,
     /// The item of the campaign put in front of the user (campaigns with `[items]`).
     ItemId,
+    /// The friend suggested as the gift's recipient (gift campaigns).
+    RecipientId,
 }
 
 /// The columns of a preset, in file order, with their names.
@@ -167,8 +169,8 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
 }
 
 /// A campaign's columns: its preset's, then, for an offer with discount levels, the level each
-/// user got, and for a campaign with `[items]`, the item each user is shown, named in the
-/// preset's style.
+/// user got, for a gift campaign, the friend suggested, and for a campaign with `[items]`, the
+/// item each user is shown, named in the preset's style.
 fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
     let mut cols = columns(c.columns).to_vec();
     if !c.offer.discount_levels.is_empty() {
@@ -183,6 +185,20 @@ fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
                 ],
             )
             .map(|n| (n, Datum::DiscountPct)),
+        );
+    }
+    if c.kind == CampaignKind::Gift {
+        cols.extend(
+            styled(
+                c.columns,
+                [
+                    "recipient_user_id",
+                    "targeting_recipient_user_id",
+                    "recipientUserId",
+                    "RecipientUserId",
+                ],
+            )
+            .map(|n| (n, Datum::RecipientId)),
         );
     }
     if c.items.is_some() {
@@ -241,6 +257,7 @@ fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
         Datum::RunDate => Cell::Text(req.run_date),
         Datum::DiscountPct => Cell::Int(m.discount_pct.round() as i64),
         Datum::ItemId => m.item_id.map_or(Cell::Null, Cell::Id),
+        Datum::RecipientId => m.recipient_user_id.map_or(Cell::Null, Cell::Id),
         Datum::Email => req
             .emails
             .and_then(|e| e.get(&m.user_id))
@@ -680,6 +697,7 @@ mod tests {
                     discount_cost: 0.0,
                     discount_pct: 0.0,
                     item_id: None,
+                    recipient_user_id: None,
                     explore: false,
                 })
                 .collect(),

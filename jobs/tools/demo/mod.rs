@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use models::training::{feature_ceiling, UpliftTarget};
-use tracing::{info, warn};
+use tracing::info;
 
 pub use generate::{ensure, DemoSpec, OUTCOME_DAYS};
 pub use levels::LevelsAgainstTruth;
@@ -141,16 +141,7 @@ pub struct DemoRun {
 
 /// The gift recipient model's top-1 accuracy on the gifts of held-out senders, drawn from the
 /// truth's [`generate::Gifting`], beside the most recent and the most active friend.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GiftsAgainstTruth {
-    /// Gifts before the run date, and those to someone who was then a friend of the sender.
-    pub gifts: usize,
-    pub to_a_friend: usize,
-    /// Gifts with a choice (two friends or more) the model learned from.
-    pub trained_on: usize,
-    #[serde(flatten)]
-    pub top_one: models::gifts::TopOne,
-}
+pub type GiftsAgainstTruth = models::gifts::RecipientFigures;
 
 /// Trains on the demo source (all of it, or the sample of users training reads above
 /// `models.max_training_exposures`), measures the models against the truth on the users it
@@ -178,31 +169,9 @@ pub async fn run(
             &truth.uplift,
         )
     })?;
-    let gifts = tokio::task::block_in_place(|| {
-        models::gifts::train_recipient(&training.tables, &training::options(s, date))
-    });
-    let gifts = match gifts {
-        Ok(m) => {
-            let t = m.top_one;
-            info!(
-                gifts = t.gifts,
-                model = t.model,
-                most_recent_friend = t.most_recent_friend,
-                most_active_friend = t.most_active_friend,
-                "gift recipients against the truth"
-            );
-            Some(GiftsAgainstTruth {
-                gifts: m.gifts,
-                to_a_friend: m.to_a_friend,
-                trained_on: m.trained_on,
-                top_one: t,
-            })
-        }
-        Err(e) => {
-            warn!("no gift recipient model: {e}");
-            None
-        }
-    };
+    // Trained with the other models (the night's gift campaign uses it); its test gifts are
+    // the truth's.
+    let gifts = trained.gift_figures.clone();
     // Tables of every user are the night's as they are (a clone shares their columns); a
     // sample's are dropped once scored, and the night extracts its users shard by shard.
     let whole = training.sample == models::Shard::WHOLE;

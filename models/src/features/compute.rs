@@ -393,6 +393,8 @@ pub struct AffinityTables {
     pub purchases: DataFrame,
     pub wishlist: DataFrame,
     pub friendships: DataFrame,
+    /// Who may not be messaged, nor named as a gift's recipient.
+    pub suppressions: DataFrame,
     /// As in [`SourceTables::friend_signals`].
     pub friend_signals: Option<super::FriendSignals>,
 }
@@ -405,6 +407,7 @@ impl From<SourceTables> for AffinityTables {
             purchases: src.purchases,
             wishlist: src.wishlist,
             friendships: src.friendships,
+            suppressions: src.suppressions,
             friend_signals: src.friend_signals,
         }
     }

@@ -43,6 +43,9 @@ pub struct Slicing {
     /// Rows of the dropped items' games are in the shared slice: a drop's affinity reads
     /// whether a user's friends own its game.
     pub shared_for_drops: bool,
+    /// Every row is in the shared slice on a night with a gift campaign: a gift's recipient
+    /// must be consented and not suppressed, whatever shard they are in.
+    pub shared_for_gifts: bool,
     /// The owner's friends read these rows (friends' orders): a training sample of users reads
     /// the rows whose owner is a friend of one of them, whatever their time.
     pub read_by_friends: bool,
@@ -56,6 +59,7 @@ impl Slicing {
         users: &[],
         shared_days: None,
         shared_for_drops: false,
+        shared_for_gifts: false,
         read_by_friends: false,
     };
 
@@ -111,6 +115,7 @@ pub const TABLES: &[TableSpec] = &[
             users: &["user_id", "recipient_user_id"],
             shared_days: Some(FRIEND_ORDER_DAYS),
             shared_for_drops: true,
+            shared_for_gifts: false,
             read_by_friends: true,
         },
     },
@@ -150,6 +155,7 @@ pub const TABLES: &[TableSpec] = &[
         ],
         slicing: Slicing {
             users: &["user_id"],
+            shared_for_gifts: true,
             ..Slicing::WHOLE
         },
     },
@@ -158,6 +164,7 @@ pub const TABLES: &[TableSpec] = &[
         columns: &[("user_id", Int), ("reason", Text), ("created_at", Int)],
         slicing: Slicing {
             users: &["user_id"],
+            shared_for_gifts: true,
             ..Slicing::WHOLE
         },
     },

@@ -1,6 +1,7 @@
 //! What a user's features read of *other* users' rows as of one cutoff: how many orders each
-//! user placed in the last 30 days (summed over a user's friends: `friend_purchases_30d`), and
-//! who owns each dropped game (a drop's affinity counts friends owning it).
+//! user placed in the last 30 days (summed over a user's friends: `friend_purchases_30d`), who
+//! owns each dropped game (a drop's affinity counts friends owning it), and, on a night with a
+//! gift campaign, who may be named as a gift's recipient (consented, not suppressed).
 //!
 //! A night split into shards computes these once, from the rows of every user (the "shared"
 //! slice: the last days' orders and the dropped games' orders), and hands them to each shard,
@@ -14,6 +15,15 @@ use super::windows::FRIEND_WINDOW_DAYS;
 use super::SourceTables;
 use crate::{ModelError, Result, DAY};
 
+/// What of other users the night's campaigns read, beside every user's recent orders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedNeeds {
+    /// Items of the night's drops (or every item of their games): the owners of their games.
+    pub drop_items: Vec<i64>,
+    /// A gift campaign runs: who may be named as a recipient.
+    pub gifts: bool,
+}
+
 /// Other users' signals, as of one cutoff, for the features of a shard of users.
 #[derive(Debug, Clone)]
 pub struct FriendSignals {
@@ -26,19 +36,27 @@ pub struct FriendSignals {
     /// `game_id`, `user_id`: every owner of an item of one of `games` bought before the cutoff,
     /// once per game.
     game_owners: DataFrame,
+    /// The users who may be named as a gift's recipient, ascending: consented and not
+    /// suppressed. `None` unless a gift campaign asked for them.
+    may_receive: Option<Vec<i64>>,
 }
 
 impl FriendSignals {
     /// The signals of every user of `src` as of `cutoff`, with the owners of the games of
     /// `drop_items`. `src` must hold the rows of every user whose signals are read: all users,
     /// or the night's shared slice (see [`super::Slicing`]).
-    pub fn compute(src: &SourceTables, cutoff: i64, drop_items: &[i64]) -> Result<FriendSignals> {
-        let games = games_of(src, drop_items)?;
+    pub fn compute(src: &SourceTables, cutoff: i64, needs: &SharedNeeds) -> Result<FriendSignals> {
+        let games = games_of(src, &needs.drop_items)?;
         Ok(FriendSignals {
             cutoff,
             recent_orders: recent_orders_of(&src.purchases, cutoff).collect()?,
             game_owners: game_owners_of(&src.purchases, &src.items, cutoff, &games)?.collect()?,
             games,
+            may_receive: if needs.gifts {
+                Some(may_receive_of(&src.users, &src.suppressions)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -60,7 +78,7 @@ impl FriendSignals {
 
 /// `user_id`, `orders`: each user's orders in the 30 days before `cutoff` — from the tables'
 /// `signals`, or from their own `purchases`.
-pub(super) fn recent_orders(
+pub(crate) fn recent_orders(
     signals: Option<&FriendSignals>,
     purchases: &DataFrame,
     cutoff: i64,
@@ -98,6 +116,48 @@ pub(super) fn game_owners(
     Ok(owners
         .filter(col("game_id").eq(lit(game)))
         .select([col("user_id")]))
+}
+
+/// The users who may be named as a gift's recipient, ascending — from the tables' `signals`,
+/// or from their own `users` and `suppressions`.
+pub(crate) fn may_receive(
+    signals: Option<&FriendSignals>,
+    users: &DataFrame,
+    suppressions: &DataFrame,
+) -> Result<Vec<i64>> {
+    match signals {
+        Some(signals) => signals.may_receive.clone().ok_or_else(|| {
+            ModelError::FriendSignals("computed without who may receive a gift".into())
+        }),
+        None => may_receive_of(users, suppressions),
+    }
+}
+
+/// Users consented to marketing (`marketing_opt_in` = 1) without any suppression row, as the
+/// scored frame's `marketing_opt_in` and `suppressed` flags tell them apart.
+fn may_receive_of(users: &DataFrame, suppressions: &DataFrame) -> Result<Vec<i64>> {
+    let mut suppressed: Vec<i64> = if suppressions.height() == 0 {
+        Vec::new()
+    } else {
+        suppressions
+            .column("user_id")?
+            .i64()?
+            .iter()
+            .flatten()
+            .collect()
+    };
+    suppressed.sort_unstable();
+    let ids = users.column("user_id")?.i64()?;
+    let opt_in = users.column("marketing_opt_in")?.cast(&DataType::Int64)?;
+    let mut out: Vec<i64> = ids
+        .iter()
+        .zip(opt_in.i64()?.iter())
+        .filter_map(|(u, o)| u.filter(|_| o == Some(1)))
+        .filter(|u| suppressed.binary_search(u).is_err())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 fn recent_orders_of(purchases: &DataFrame, cutoff: i64) -> LazyFrame {

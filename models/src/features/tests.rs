@@ -351,7 +351,7 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
         let every: Vec<i64> = (1..=USERS).collect();
         let whole = featurize(&src, &rows(&every), &levels, 2).unwrap();
         let whole_affinity = drop_affinity(&src.clone().into(), 1, cutoff).unwrap();
-        let signals = FriendSignals::compute(&src, cutoff, &[1]).unwrap();
+        let signals = FriendSignals::compute(&src, cutoff, &drop_of(1)).unwrap();
         for shard in Shard::all(2) {
             let mine = |frame: &DataFrame, columns: &[&str]| {
                 let keep: Vec<bool> = (0..frame.height())
@@ -432,7 +432,7 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
                 "seed {seed}, {shard}: {affinity} {expected}"
             );
             // Signals of another night are refused, not read.
-            let stale = FriendSignals::compute(&src, cutoff - DAY, &[1]).unwrap();
+            let stale = FriendSignals::compute(&src, cutoff - DAY, &drop_of(1)).unwrap();
             let stale = SourceTables {
                 friend_signals: Some(stale),
                 ..part
@@ -441,4 +441,12 @@ fn a_shard_with_every_users_signals_gets_the_features_of_the_whole() {
         }
     }
     assert!(missed > 0, "a shard alone never missed a friend's order");
+}
+
+/// What a night with a drop of `item` alone reads of other users.
+fn drop_of(item: i64) -> super::SharedNeeds {
+    super::SharedNeeds {
+        drop_items: vec![item],
+        gifts: false,
+    }
 }

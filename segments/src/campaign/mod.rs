@@ -49,7 +49,8 @@ pub struct CampaignFile {
     pub id: String,
     /// Human-readable name, shown in previews and reports.
     pub name: Option<String>,
-    /// What the campaign is: `drop`, `weekly_deal`, `new_buyer` or `seasonal`.
+    /// What the campaign is: `drop`, `weekly_deal`, `new_buyer`, `seasonal` or `gift` (users
+    /// likely to send a gift, each with the friend most likely to receive it).
     pub kind: KindName,
     /// When the campaign runs. Default: every night.
     pub schedule: Option<ScheduleFile>,
@@ -105,6 +106,7 @@ pub enum KindName {
     WeeklyDeal,
     NewBuyer,
     Seasonal,
+    Gift,
 }
 
 /// The `[schedule]` table.
@@ -286,6 +288,10 @@ pub enum CampaignKind {
     NewBuyer,
     /// A broad promotion: everyone above an uplift floor.
     Seasonal { min_uplift: f64 },
+    /// A suggestion to send a friend a gift: users with a friend who may be named (consented,
+    /// not suppressed), ranked by uplift, each with the friend the gift recipient model puts
+    /// first (the export's `recipient_user_id`).
+    Gift,
 }
 
 impl CampaignKind {
@@ -295,6 +301,7 @@ impl CampaignKind {
             CampaignKind::WeeklyDeal { .. } => "weekly_deal",
             CampaignKind::NewBuyer => "new_buyer",
             CampaignKind::Seasonal { .. } => "seasonal",
+            CampaignKind::Gift => "gift",
         }
     }
 }
@@ -651,6 +658,7 @@ impl CampaignFile {
                 }
             }
             KindName::NewBuyer => CampaignKind::NewBuyer,
+            KindName::Gift => CampaignKind::Gift,
             KindName::Seasonal => {
                 let min_uplift = self
                     .seasonal

@@ -160,6 +160,8 @@ pub struct Member {
     pub discount_pct: f64,
     /// For a campaign with `[items]`, the item put in front of this user.
     pub item_id: Option<i64>,
+    /// For a gift campaign, the friend suggested as the gift's recipient.
+    pub recipient_user_id: Option<i64>,
     /// Chosen at random among the eligible users the model did not pick (the campaign's
     /// `explore` share), not by the model; its arm is the exploration's own holdout.
     pub explore: bool,
@@ -293,6 +295,9 @@ pub struct Candidate {
     pub effects: [f64; MAX_DISCOUNT_LEVELS],
     /// For a campaign with `[items]`, the item of its list this user most likely wants.
     pub item_id: Option<i64>,
+    /// For a gift campaign, the friend most likely to receive this user's gift among those
+    /// who may be named.
+    pub recipient_user_id: Option<i64>,
 }
 
 impl Candidate {
@@ -523,6 +528,10 @@ pub const SCORED_COLUMNS: [&str; 9] = [
     "discount_share_orders_365d",
 ];
 
+/// The column of the scored users' frame a gift campaign reads: the friend each user would
+/// most likely send a gift to, among those who may be named (null: none).
+pub const RECIPIENT_COLUMN: &str = "gift_recipient";
+
 /// What a campaign's `score` (its ranking key, see [`rank`]) means, for the people and CRMs that
 /// read it: it differs by kind.
 pub fn score_meaning(campaign: &Campaign) -> &'static str {
@@ -539,7 +548,7 @@ pub fn score_meaning(campaign: &Campaign) -> &'static str {
             "expected incremental profit, as a share of the list price of a purchase: \
              uplift x (margin - discount) - P(buy anyway) x discount"
         }
-        CampaignKind::NewBuyer | CampaignKind::Seasonal { .. } => {
+        CampaignKind::NewBuyer | CampaignKind::Seasonal { .. } | CampaignKind::Gift => {
             "predicted uplift: the purchase probability (0 to 1) the message adds"
         }
     }
@@ -692,6 +701,7 @@ pub fn rank(
     };
 
     let affinity;
+    let mut recipient: Vec<Option<i64>> = Vec::new();
     let key: &[f64] = match &campaign.kind {
         CampaignKind::Drop { .. } => {
             affinity = floats(frame, "affinity").map_err(|_| SegmentError::Selection {
@@ -733,6 +743,22 @@ pub fn rank(
             });
             &uplift
         }
+        CampaignKind::Gift => {
+            recipient = frame
+                .column(RECIPIENT_COLUMN)
+                .map_err(|_| SegmentError::Selection {
+                    campaign: campaign.id.clone(),
+                    why: "a gift campaign needs the friend each user would send a gift to".into(),
+                })?
+                .cast(&DataType::Int64)?
+                .i64()?
+                .iter()
+                .collect();
+            step(&mut keep, "has a friend who may receive a gift", &|i| {
+                recipient[i].is_some()
+            });
+            &uplift
+        }
     };
 
     let mut candidates: Vec<Candidate> = keep
@@ -747,6 +773,7 @@ pub fn rank(
             discount_pct: discount[i],
             effects: effects[i],
             item_id: wanted.get(i).copied().flatten(),
+            recipient_user_id: recipient.get(i).copied().flatten(),
         })
         .collect();
     candidates.sort_by(Candidate::before);
@@ -982,6 +1009,7 @@ pub fn arbitrate(ranked: Vec<(&Campaign, Ranking)>, ctx: &SelectionContext) -> V
                         discount_cost: c.discount_cost,
                         discount_pct: c.discount_pct,
                         item_id: c.item_id,
+                        recipient_user_id: c.recipient_user_id,
                         explore,
                     })
                     .collect(),

@@ -233,6 +233,36 @@ fn drop_ranks_by_affinity_then_uplift() {
 }
 
 #[test]
+fn gift_ranks_by_uplift_the_users_with_a_friend_to_suggest() {
+    // Users 1, 2 and 6 have a friend who may receive a gift; 3 has none; 4 and 5 may not be
+    // messaged themselves.
+    let recipients = [Some(11i64), Some(12), None, Some(14), Some(15), Some(16)];
+    let mut frame = frame();
+    frame
+        .with_column(Column::new(RECIPIENT_COLUMN.into(), recipients))
+        .unwrap();
+    let a = select(&campaign("gift", ""), &frame, &no_control()).unwrap();
+    assert_eq!(ids(&a), vec![2, 6, 1]);
+    let suggested: Vec<Option<i64>> = a.members.iter().map(|m| m.recipient_user_id).collect();
+    assert_eq!(suggested, vec![Some(12), Some(16), Some(11)]);
+    assert_eq!(
+        a.funnel.last().map(|s| s.step.as_str()),
+        Some(ARBITRATION_STEP)
+    );
+    assert!(a
+        .funnel
+        .iter()
+        .any(|s| s.step == "has a friend who may receive a gift" && s.users == 3));
+    // Without the column, a gift campaign cannot be ranked, and says why.
+    let e = select(&campaign("gift", ""), &self::frame(), &no_control()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the friend each user would send a gift to"),
+        "{e}"
+    );
+}
+
+#[test]
 fn seasonal_applies_the_floor_and_the_cap() {
     let mut c = campaign("seasonal", "[seasonal]\nmin_uplift = 0.0\n");
     c.max_audience = 2;

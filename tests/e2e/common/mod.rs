@@ -209,6 +209,8 @@ pub struct Export {
     pub discount_pct: Vec<i64>,
     /// `item_id` of every row, for a campaign with `[items]` (empty otherwise).
     pub item_id: Vec<i64>,
+    /// `recipient_user_id` of every row, for a gift campaign (empty otherwise).
+    pub recipient: Vec<i64>,
     pub part_hashes: Vec<String>,
 }
 
@@ -225,7 +227,8 @@ pub fn run_folders(exports: &Path, campaign: &str, date: &str) -> Vec<PathBuf> {
 
 /// Reads a completed run folder, checking the layout: `_SUCCESS`, the manifest's parts with
 /// their row counts and SHA-256, the generic header (then `discount_pct` for an offer with
-/// discount levels, and `item_id` for a campaign with `[items]`).
+/// discount levels, `recipient_user_id` for a gift campaign and `item_id` for a campaign with
+/// `[items]`).
 pub fn read_export(dir: &Path) -> Export {
     assert!(
         dir.join("_SUCCESS").exists(),
@@ -237,6 +240,7 @@ pub fn read_export(dir: &Path) -> Export {
     let mut ids = Vec::new();
     let mut discount_pct = Vec::new();
     let mut item_id = Vec::new();
+    let mut recipient = Vec::new();
     let mut part_hashes = Vec::new();
     let (mut total, mut explored) = (0, 0);
     for part in manifest["parts"].as_array().unwrap() {
@@ -257,7 +261,8 @@ pub fn read_export(dir: &Path) -> Export {
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         let levels = header.iter().position(|h| h == "discount_pct");
         let item = header.iter().position(|h| h == "item_id");
-        let extra = usize::from(levels.is_some()) + usize::from(item.is_some());
+        let friend = header.iter().position(|h| h == "recipient_user_id");
+        let extra = [levels, item, friend].iter().flatten().count();
         assert_eq!(
             header[..header.len() - extra],
             [
@@ -286,6 +291,9 @@ pub fn read_export(dir: &Path) -> Export {
             if let Some(k) = item {
                 item_id.push(rec[k].parse::<i64>().unwrap());
             }
+            if let Some(k) = friend {
+                recipient.push(rec[k].parse::<i64>().unwrap());
+            }
             rows += 1;
         }
         assert_eq!(
@@ -312,6 +320,7 @@ pub fn read_export(dir: &Path) -> Export {
         ids,
         discount_pct,
         item_id,
+        recipient,
         part_hashes,
     }
 }
