@@ -110,7 +110,7 @@ impl Slice {
             Slice::Shared { needs, .. } => {
                 s.users.is_empty()
                     || s.shared_days.is_some()
-                    || (s.shared_for_drops && !needs.drop_items.is_empty())
+                    || !needs.items_of(s).is_empty()
                     || (s.shared_for_gifts && needs.gifts)
             }
             _ => true,
@@ -145,7 +145,7 @@ impl Slice {
                 }
             }
             Slice::Shared { date, needs } => {
-                let drop_items = &needs.drop_items;
+                let items = needs.items_of(s);
                 all.extend(lookback(s, *date));
                 // A table the gifts read whole is not filtered by user.
                 let whole = s.users.is_empty() || (s.shared_for_gifts && needs.gifts);
@@ -154,8 +154,8 @@ impl Slice {
                     if let (Some(time), Some(days)) = (s.time, s.shared_days) {
                         any.push(format!("{time} >= {}", date.cutoff() - days * DAY));
                     }
-                    if s.shared_for_drops && !drop_items.is_empty() {
-                        let ids: Vec<String> = drop_items.iter().map(i64::to_string).collect();
+                    if !items.is_empty() {
+                        let ids: Vec<String> = items.iter().map(i64::to_string).collect();
                         any.push(format!("item_id IN ({})", ids.join(", ")));
                     }
                     if any.is_empty() {
@@ -471,21 +471,17 @@ pub async fn training_tables(
 }
 
 /// What of other users the night's campaigns read (see [`Slice::Shared`]): the items of the
-/// dropped games, and with a gift campaign, who may receive a gift.
+/// dropped games, and with a gift campaign, who may receive a gift and who holds its items.
 pub async fn shared_needs(
     db: &Db,
     settings: &Settings,
     campaigns: &[Campaign],
+    date: RunDate,
 ) -> Result<SharedNeeds> {
-    Ok(SharedNeeds {
-        drop_items: drop_items(db, settings, campaigns).await?,
-        gifts: campaigns.iter().any(|c| c.kind == CampaignKind::Gift),
-    })
-}
-
-/// Every item of the games of the campaigns' drops: their purchases are in the night's shared slice,
-/// since a user's affinity to a drop counts friends owning its game.
-async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) -> Result<Vec<i64>> {
+    let gifts: Vec<&Campaign> = campaigns
+        .iter()
+        .filter(|c| c.kind == CampaignKind::Gift)
+        .collect();
     let dropped: Vec<i64> = campaigns
         .iter()
         .filter_map(|c| match c.kind {
@@ -493,10 +489,16 @@ async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) -> Res
             _ => None,
         })
         .collect();
-    if dropped.is_empty() {
-        return Ok(vec![]);
+    let mut needs = SharedNeeds {
+        gifts: !gifts.is_empty(),
+        ..SharedNeeds::default()
+    };
+    if dropped.is_empty() && gifts.iter().all(|c| c.items.is_none()) {
+        return Ok(needs);
     }
-    let (items, _) = items(db, settings).await?;
+    let (items, origin) = items(db, settings).await?;
+    // Every item of the dropped games: a user's affinity to a drop counts friends owning its
+    // game.
     let ids = items.column("item_id")?.i64()?;
     let games = items.column("game_id")?.i64()?;
     let dropped_games: HashSet<i64> = ids
@@ -504,11 +506,21 @@ async fn drop_items(db: &Db, settings: &Settings, campaigns: &[Campaign]) -> Res
         .zip(games.iter())
         .filter_map(|(i, g)| i.filter(|i| dropped.contains(i)).and(g))
         .collect();
-    Ok(ids
+    needs.drop_items = ids
         .iter()
         .zip(games.iter())
         .filter_map(|(i, g)| g.filter(|g| dropped_games.contains(g)).and(i))
-        .collect())
+        .collect();
+    // A gift campaign's items, as its `[items]` names them: a gift's item is one its recipient
+    // does not own.
+    let catalogue = segments::items::Catalogue::new(&items, date.day())
+        .with_context(|| format!("the items of query {origin}"))?;
+    for c in gifts {
+        if let Some(listed) = &c.items {
+            needs.gift_items.extend(catalogue.resolve(&c.id, listed)?);
+        }
+    }
+    Ok(needs)
 }
 
 /// The query of the project's own assignments as exposures (run on the state database), for
@@ -796,6 +808,7 @@ mod tests {
             needs: SharedNeeds {
                 drop_items: vec![5, 6],
                 gifts: false,
+                gift_items: vec![],
             },
         };
         let purchases = shared.query(spec("purchases"), "SELECT 1");

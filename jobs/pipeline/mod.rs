@@ -399,7 +399,7 @@ async fn scored_night(
             drop(trained_on);
             // One pass over the source, each shard's rows to its own files (the first shard's
             // stay in memory).
-            let needs = extract::shared_needs(source, s, &req.campaigns).await?;
+            let needs = extract::shared_needs(source, s, &req.campaigns, date).await?;
             let mut spilled = spill::spill(source, state, s, date, count, &needs).await?;
             let scorers = set.load(s)?;
             for shard in Shard::all(count) {
@@ -539,7 +539,7 @@ pub async fn score_shard(
     let set = stored_models(s).await?;
     let levels = &set.uplift.metadata.categorical_levels;
     let selector = Selector::new(s, &req.campaigns, levels, req.date, state).await?;
-    let needs = extract::shared_needs(source, s, &req.campaigns).await?;
+    let needs = extract::shared_needs(source, s, &req.campaigns, req.date).await?;
     let part = ShardPart {
         date: req.date,
         shard: req.shard,

@@ -339,11 +339,13 @@ fn reads_items(c: &Campaign) -> bool {
 }
 
 /// What item-aware rules and `[items]` read of a shard's users: the catalogue and what each
-/// user owns and wishlisted.
+/// user owns and wishlisted; and for a gift campaign with `[items]`, what the recipients, in
+/// any shard, own and wishlisted of its items.
 struct ShardItems {
     catalogue: Catalogue,
     holdings: Holdings,
     users: Vec<i64>,
+    gift_holdings: Option<Holdings>,
 }
 
 impl ShardItems {
@@ -363,16 +365,36 @@ impl ShardItems {
             .iter()
             .map(|v| v.unwrap_or_default())
             .collect();
+        let mut gift_items = Vec::new();
+        for c in campaigns.iter().filter(|c| c.kind == CampaignKind::Gift) {
+            if let Some(listed) = &c.items {
+                gift_items.extend(catalogue.resolve(&c.id, listed)?);
+            }
+        }
+        let gift_holdings = if gift_items.is_empty() {
+            None
+        } else {
+            let (purchases, wishlist) = models::features::gift_item_rows(
+                t.friend_signals.as_ref(),
+                &t.purchases,
+                &t.wishlist,
+                &gift_items,
+            )
+            .context("the gift items' holders")?;
+            Some(Holdings::new(&purchases, &wishlist, date.cutoff())?)
+        };
         Ok(Some(ShardItems {
             catalogue,
             holdings,
             users,
+            gift_holdings,
         }))
     }
 
     /// A campaign's columns of items: one per `owns …` or `wishlist has …` of its rules, and
-    /// for a campaign with `[items]`, the item each user wants.
-    fn columns(&self, c: &Campaign) -> Result<Vec<Column>> {
+    /// for a campaign with `[items]`, the item each user wants — for a gift, the item each
+    /// user's recipient (of `recipients`, in the users' order) wants.
+    fn columns(&self, c: &Campaign, recipients: Option<&Column>) -> Result<Vec<Column>> {
         let listed = match &c.items {
             Some(items) => Some(self.catalogue.resolve(&c.id, items)?),
             None => None,
@@ -387,8 +409,30 @@ impl ShardItems {
                 items::predicate_values(&p, &self.users, &self.holdings, &self.catalogue, &lists)?;
             columns.push(Column::new(p.column.into(), values));
         }
-        if let Some(ids) = &listed {
-            let wanted = items::wanted(&self.users, ids, &self.holdings, &self.catalogue);
+        let wanted = match (&listed, &c.kind, recipients, &self.gift_holdings) {
+            (None, ..) => None,
+            (Some(ids), CampaignKind::Gift, Some(recipients), Some(holdings)) => {
+                let friend: Vec<Option<i64>> = recipients.i64()?.iter().collect();
+                let named: Vec<i64> = friend.iter().flatten().copied().collect();
+                let mut wanted = items::wanted(&named, ids, holdings, &self.catalogue).into_iter();
+                Some(
+                    friend
+                        .iter()
+                        .map(|f| f.and_then(|_| wanted.next().flatten()))
+                        .collect(),
+                )
+            }
+            (Some(_), CampaignKind::Gift, ..) => {
+                bail!("campaign {}: the gift items' holders were not read", c.id)
+            }
+            (Some(ids), ..) => Some(items::wanted(
+                &self.users,
+                ids,
+                &self.holdings,
+                &self.catalogue,
+            )),
+        };
+        if let Some(wanted) = wanted {
             columns.push(Column::new(WANTED_ITEM_COLUMN.into(), wanted));
         }
         Ok(columns)
@@ -416,7 +460,7 @@ fn candidates(
     if let Some(items) = items {
         // In the users' order, as the frame: added as columns, not joined.
         let columns = items
-            .columns(c)
+            .columns(c, gifts)
             .with_context(|| format!("campaign {}", c.id))?;
         frame = frame.with_columns(
             columns

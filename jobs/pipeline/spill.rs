@@ -79,14 +79,12 @@ pub async fn spill(
         date,
         shard: Shard::WHOLE,
     };
-    let dropped: HashSet<i64> = needs.drop_items.iter().copied().collect();
     let writes = TABLES.iter().map(|spec| {
         let to = Destination {
             dir: &spilled.dir,
             count,
             date,
-            drop_items: &dropped,
-            gifts: needs.gifts,
+            needs,
         };
         spill_table(source, state, s, &slice, spec, to)
     });
@@ -101,9 +99,8 @@ struct Destination<'a> {
     dir: &'a Path,
     count: u32,
     date: RunDate,
-    drop_items: &'a HashSet<i64>,
-    /// A gift campaign runs (see [`SharedNeeds::gifts`]).
-    gifts: bool,
+    /// What the night's campaigns read of other users.
+    needs: &'a SharedNeeds,
 }
 
 /// One table's slice (and the assignment history, for the exposures) into each shard's
@@ -116,15 +113,7 @@ async fn spill_table(
     spec: &'static TableSpec,
     to: Destination<'_>,
 ) -> Result<(&'static str, Vec<Bucket>)> {
-    let router = Router::new(
-        to.dir,
-        spec,
-        to.count,
-        to.date,
-        to.drop_items,
-        to.gifts,
-        None,
-    );
+    let router = Router::new(to.dir, spec, to.count, to.date, to.needs, None);
     let router = extract::fetch_slice(source, s, spec, slice, router)
         .instrument(info_span!("query", table = spec.name))
         .await?;
@@ -132,15 +121,7 @@ async fn spill_table(
     if let Some((sql, origin)) = extract::own_exposures_query(s, spec, to.date, slice)? {
         // The state database's assignments join the exposures, in files numbered after the
         // table's own.
-        let router = Router::new(
-            to.dir,
-            spec,
-            to.count,
-            to.date,
-            to.drop_items,
-            to.gifts,
-            Some(written),
-        );
+        let router = Router::new(to.dir, spec, to.count, to.date, to.needs, Some(written));
         written = state
             .fetch_chunks(spec, &sql, &origin, s.source.batch_rows, router)
             .instrument(info_span!("query", table = "assignment_exposures"))
@@ -212,7 +193,8 @@ struct Router {
     count: u32,
     /// Rows of the last `shared_days` are shared.
     recent: Option<i64>,
-    drop_items: HashSet<i64>,
+    /// Rows of these items are shared (a drop's game, a gift's items).
+    items: HashSet<i64>,
     /// Every row is shared: the table says who may receive a gift, on a night with a gift
     /// campaign.
     all_shared: bool,
@@ -227,8 +209,7 @@ impl Router {
         spec: &TableSpec,
         count: u32,
         date: RunDate,
-        drop_items: &HashSet<i64>,
-        gifts: bool,
+        needs: &SharedNeeds,
         after: Option<Vec<Bucket>>,
     ) -> Router {
         let cutoff = date.cutoff();
@@ -238,12 +219,8 @@ impl Router {
             slicing: spec.slicing,
             count,
             recent: spec.slicing.shared_days.map(|d| cutoff - d * DAY),
-            drop_items: if spec.slicing.shared_for_drops {
-                drop_items.clone()
-            } else {
-                HashSet::new()
-            },
-            all_shared: gifts && spec.slicing.shared_for_gifts,
+            items: needs.items_of(&spec.slicing).into_iter().collect(),
+            all_shared: needs.gifts && spec.slicing.shared_for_gifts,
             buffers: vec![None; count as usize + 1],
             buckets: after.unwrap_or_else(|| vec![Bucket::default(); count as usize + 1]),
         }
@@ -272,9 +249,9 @@ impl Router {
                 *row |= t.is_some_and(|t| t >= recent);
             }
         }
-        if !self.drop_items.is_empty() {
+        if !self.items.is_empty() {
             for (row, item) in shared.iter_mut().zip(ints("item_id")?) {
-                *row |= item.is_some_and(|x| self.drop_items.contains(&x));
+                *row |= item.is_some_and(|x| self.items.contains(&x));
             }
         }
         let users: Vec<Vec<Option<i64>>> =
@@ -418,11 +395,15 @@ mod tests {
             Column::new(spec.columns[j].0.into(), v)
         };
         let frame = DataFrame::new_infer_height((0..8).map(column).collect()).unwrap();
-        let drop_items = vec![3, 4];
-        let dropped: HashSet<i64> = drop_items.iter().copied().collect();
+        // Items 3 and 4 are dropped, 4 and 7 a gift campaign's.
+        let needs = SharedNeeds {
+            drop_items: vec![3, 4],
+            gifts: true,
+            gift_items: vec![4, 7],
+        };
         let count = 4;
         let dir = std::env::temp_dir();
-        let router = Router::new(&dir, spec, count, date, &dropped, false, None);
+        let router = Router::new(&dir, spec, count, date, &needs, None);
         let routes = router.routes(&frame).unwrap();
         let ids = frame.column("order_id").unwrap().i64().unwrap();
         // Each shard's slice, then the shared one.
@@ -432,10 +413,7 @@ mod tests {
                 "shared".to_string(),
                 Slice::Shared {
                     date,
-                    needs: SharedNeeds {
-                        drop_items: drop_items.clone(),
-                        gifts: false,
-                    },
+                    needs: needs.clone(),
                 },
             )]);
         for (k, (name, slice)) in slices.enumerate() {
@@ -469,19 +447,18 @@ mod tests {
         for name in ["users", "suppressions"] {
             let spec = TABLES.iter().find(|t| t.name == name).unwrap();
             for gifts in [false, true] {
-                let router = Router::new(&dir, spec, 3, date, &HashSet::new(), gifts, None);
+                let needs = SharedNeeds {
+                    drop_items: vec![],
+                    gifts,
+                    gift_items: vec![],
+                };
+                let router = Router::new(&dir, spec, 3, date, &needs, None);
                 let routes = router.routes(&frame).unwrap();
                 let shared: Vec<IdxSize> = if gifts { (0..5).collect() } else { vec![] };
                 assert_eq!(routes[3], shared, "{name}, gifts {gifts}");
                 let by_shard: usize = routes[..3].iter().map(Vec::len).sum();
                 assert_eq!(by_shard, 5, "{name}: each row in one shard");
-                let slice = Slice::Shared {
-                    date,
-                    needs: SharedNeeds {
-                        drop_items: vec![],
-                        gifts,
-                    },
-                };
+                let slice = Slice::Shared { date, needs };
                 assert_eq!(slice.reads(spec), gifts, "{name}");
                 if gifts {
                     assert_eq!(slice.query(spec, "SELECT * FROM t"), "SELECT * FROM t");

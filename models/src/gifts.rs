@@ -687,8 +687,26 @@ mod tests {
         let needs = crate::features::SharedNeeds {
             drop_items: vec![],
             gifts: true,
+            gift_items: vec![1],
         };
         let signals = crate::features::FriendSignals::compute(&src, cutoff, &needs).unwrap();
+        // The gift items' rows: every user's, from the signals as from the whole tables; an
+        // item the signals were not computed for is refused.
+        let rows = |signals| {
+            let (p, w) =
+                crate::features::gift_item_rows(signals, &src.purchases, &src.wishlist, &[1])
+                    .unwrap();
+            (p.height(), w.height())
+        };
+        assert_eq!(rows(Some(&signals)), rows(None));
+        assert_eq!(rows(None), (src.purchases.height(), 0));
+        assert!(crate::features::gift_item_rows(
+            Some(&signals),
+            &src.purchases,
+            &src.wishlist,
+            &[2]
+        )
+        .is_err());
         let mine = |u: Option<i64>| u.is_some_and(|u| crate::shard::shard_of(u, 2) == 0);
         let keep = |frame: &DataFrame, by: &[&str]| {
             let columns: Vec<Vec<Option<i64>>> =

@@ -253,7 +253,8 @@ fn campaign_summary<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_j
 
 /// Every user of the gift campaign is suggested a friend of theirs before the night, never
 /// themselves, never a user who has not consented or is suppressed; and several friends are
-/// suggested, not one for everyone.
+/// suggested, not one for everyone. The item suggested is one of the campaign's games and
+/// expansions the friend does not own, one on the friend's wishlist when there is one.
 async fn check_gift_recipients(db_url: &str, gift: &Export, forbidden: &HashSet<i64>) {
     let pool = pool(db_url).await;
     let cutoff = chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d")
@@ -270,7 +271,52 @@ async fn check_gift_recipients(db_url: &str, gift: &Export, forbidden: &HashSet<
     .unwrap()
     .into_iter()
     .collect();
+    let pairs = |sql: String| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(i64, i64)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+            rows.into_iter().collect::<HashSet<(i64, i64)>>()
+        }
+    };
+    let listed: HashSet<i64> =
+        sqlx::query_as::<_, (i64,)>("SELECT item_id FROM items WHERE category IN ('game', 'dlc')")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(i,)| i)
+            .collect();
+    let owned = pairs(format!(
+        "SELECT CASE WHEN is_gift THEN recipient_user_id ELSE user_id END, item_id \
+         FROM purchases WHERE purchased_at < {cutoff} \
+         AND (NOT is_gift OR recipient_user_id IS NOT NULL)"
+    ))
+    .await;
+    let wished = pairs(format!(
+        "SELECT user_id, item_id FROM wishlist WHERE added_at < {cutoff}"
+    ))
+    .await;
     assert_eq!(gift.recipient.len(), gift.ids.len());
+    assert_eq!(gift.item_id.len(), gift.ids.len());
+    let mut from_wishlist = 0;
+    for (&friend, &item) in gift.recipient.iter().zip(&gift.item_id) {
+        assert!(listed.contains(&item), "friend {friend} given item {item}");
+        assert!(
+            !owned.contains(&(friend, item)),
+            "friend {friend} owns item {item}"
+        );
+        let wants = listed
+            .iter()
+            .any(|&i| wished.contains(&(friend, i)) && !owned.contains(&(friend, i)));
+        if wants {
+            assert!(
+                wished.contains(&(friend, item)),
+                "friend {friend} wishlisted a listed item and was given {item}"
+            );
+            from_wishlist += 1;
+        }
+    }
+    assert!(from_wishlist > 0, "no gift from a friend's wishlist");
     let mut suggested = HashSet::new();
     for (&user, &friend) in gift.ids.iter().zip(&gift.recipient) {
         assert!(user != friend, "user {user} suggested to themselves");

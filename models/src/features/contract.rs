@@ -46,6 +46,9 @@ pub struct Slicing {
     /// Every row is in the shared slice on a night with a gift campaign: a gift's recipient
     /// must be consented and not suppressed, whatever shard they are in.
     pub shared_for_gifts: bool,
+    /// Rows of the gift campaigns' items are in the shared slice: a gift's item is one its
+    /// recipient does not own, from their wishlist when it can be.
+    pub shared_for_gift_items: bool,
     /// The owner's friends read these rows (friends' orders): a training sample of users reads
     /// the rows whose owner is a friend of one of them, whatever their time.
     pub read_by_friends: bool,
@@ -60,6 +63,7 @@ impl Slicing {
         shared_days: None,
         shared_for_drops: false,
         shared_for_gifts: false,
+        shared_for_gift_items: false,
         read_by_friends: false,
     };
 
@@ -116,6 +120,7 @@ pub const TABLES: &[TableSpec] = &[
             shared_days: Some(FRIEND_ORDER_DAYS),
             shared_for_drops: true,
             shared_for_gifts: false,
+            shared_for_gift_items: true,
             read_by_friends: true,
         },
     },
@@ -141,7 +146,10 @@ pub const TABLES: &[TableSpec] = &[
     TableSpec {
         name: "wishlist",
         columns: &[("user_id", Int), ("item_id", Int), ("added_at", Int)],
-        slicing: Slicing::events("added_at"),
+        slicing: Slicing {
+            shared_for_gift_items: true,
+            ..Slicing::events("added_at")
+        },
     },
     TableSpec {
         name: "users",

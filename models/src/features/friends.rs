@@ -22,6 +22,23 @@ pub struct SharedNeeds {
     pub drop_items: Vec<i64>,
     /// A gift campaign runs: who may be named as a recipient.
     pub gifts: bool,
+    /// Items of the gift campaigns' `[items]` lists: who owns and who wishlisted each, the
+    /// recipients' side of the item a gift suggests.
+    pub gift_items: Vec<i64>,
+}
+
+impl SharedNeeds {
+    /// The items whose rows of a table sliced by `s` are in the shared slice, ascending.
+    pub fn items_of(&self, s: &super::Slicing) -> Vec<i64> {
+        let mut items = Vec::new();
+        if s.shared_for_drops {
+            items.extend(&self.drop_items);
+        }
+        if s.shared_for_gift_items {
+            items.extend(&self.gift_items);
+        }
+        sorted(&items)
+    }
 }
 
 /// Other users' signals, as of one cutoff, for the features of a shard of users.
@@ -39,6 +56,10 @@ pub struct FriendSignals {
     /// The users who may be named as a gift's recipient, ascending: consented and not
     /// suppressed. `None` unless a gift campaign asked for them.
     may_receive: Option<Vec<i64>>,
+    /// The gift items the signals cover, ascending, and the `purchases` and `wishlist` rows of
+    /// those items.
+    gift_items: Vec<i64>,
+    gift_rows: (DataFrame, DataFrame),
 }
 
 impl FriendSignals {
@@ -57,6 +78,8 @@ impl FriendSignals {
             } else {
                 None
             },
+            gift_rows: rows_of_items(&src.purchases, &src.wishlist, &needs.gift_items)?,
+            gift_items: sorted(&needs.gift_items),
         })
     }
 
@@ -131,6 +154,58 @@ pub(crate) fn may_receive(
         }),
         None => may_receive_of(users, suppressions),
     }
+}
+
+/// The `purchases` and `wishlist` rows of `items` (the gift campaigns' lists) — from the
+/// tables' `signals`, or from their own `purchases` and `wishlist`: what a gift's item is
+/// chosen from, for a recipient in any shard.
+pub fn gift_item_rows(
+    signals: Option<&FriendSignals>,
+    purchases: &DataFrame,
+    wishlist: &DataFrame,
+    items: &[i64],
+) -> Result<(DataFrame, DataFrame)> {
+    match signals {
+        Some(signals) => {
+            let covered = |i: &i64| signals.gift_items.binary_search(i).is_ok();
+            if let Some(missing) = items.iter().find(|i| !covered(i)) {
+                return Err(ModelError::FriendSignals(format!(
+                    "computed without the holders of gift item {missing}"
+                )));
+            }
+            Ok(signals.gift_rows.clone())
+        }
+        None => rows_of_items(purchases, wishlist, items),
+    }
+}
+
+fn sorted(items: &[i64]) -> Vec<i64> {
+    let mut out = items.to_vec();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The rows of `purchases` and `wishlist` whose item is one of `items`.
+fn rows_of_items(
+    purchases: &DataFrame,
+    wishlist: &DataFrame,
+    items: &[i64],
+) -> Result<(DataFrame, DataFrame)> {
+    let items = sorted(items);
+    let keep = |frame: &DataFrame| -> Result<DataFrame> {
+        if items.is_empty() || frame.height() == 0 {
+            return Ok(frame.head(Some(0)));
+        }
+        let mask: BooleanChunked = frame
+            .column("item_id")?
+            .i64()?
+            .iter()
+            .map(|i| i.is_some_and(|i| items.binary_search(&i).is_ok()))
+            .collect();
+        Ok(frame.filter(&mask)?)
+    };
+    Ok((keep(purchases)?, keep(wishlist)?))
 }
 
 /// Users consented to marketing (`marketing_opt_in` = 1) without any suppression row, as the

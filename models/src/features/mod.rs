@@ -22,8 +22,8 @@ use crate::{ModelError, Result};
 
 pub use compute::{drop_affinity, featurize, purchased_within, AffinityTables};
 pub use contract::{Breach, Checked, ColumnKind, Extent, Slicing, SourceTables, TableSpec, TABLES};
+pub use friends::{gift_item_rows, FriendSignals, SharedNeeds};
 pub(crate) use friends::{may_receive, recent_orders};
-pub use friends::{FriendSignals, SharedNeeds};
 
 /// A feature of the catalogue: its column name and what it means.
 #[derive(Debug)]

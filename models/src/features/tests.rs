@@ -448,5 +448,6 @@ fn drop_of(item: i64) -> super::SharedNeeds {
     super::SharedNeeds {
         drop_items: vec![item],
         gifts: false,
+        gift_items: vec![],
     }
 }

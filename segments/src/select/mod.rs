@@ -693,9 +693,12 @@ pub fn rank(
                 .i64()?
                 .iter()
                 .collect();
-            step(&mut keep, "does not own every item of the campaign", &|i| {
-                wanted[i].is_some()
-            });
+            // A gift's item is its recipient's (the column is null without one).
+            let step_name = match campaign.kind {
+                CampaignKind::Gift => "has a friend who does not own every item of the campaign",
+                _ => "does not own every item of the campaign",
+            };
+            step(&mut keep, step_name, &|i| wanted[i].is_some());
             wanted
         }
     };
