@@ -4,7 +4,7 @@
 //! merged and arbitrated ([`Selector::select`]). The assignment history comes from the state
 //! database; the decisions are `segments`'.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{bail, Context, Result};
 use models::gifts::Recipients;
@@ -207,6 +207,7 @@ impl<'a> Selector<'a> {
     /// The column of the friend each scored user would send a gift to (see
     /// [`segments::select::RECIPIENT_COLUMN`]), in the users' order, when the night has a gift
     /// campaign.
+    #[instrument(name = "gift_recipients", skip_all)]
     fn gift_recipients(
         &self,
         scored: &ScoredUsers,
@@ -222,8 +223,14 @@ impl<'a> Selector<'a> {
                  once it has more)"
             );
         };
+        let senders = self.gift_senders(scored)?;
         let by_user = recipients
-            .suggest(&scored.tables, self.date.cutoff(), self.threads)
+            .suggest(
+                &scored.tables,
+                self.date.cutoff(),
+                self.threads,
+                Some(&senders),
+            )
             .context("the gift recipients")?;
         let column: Vec<Option<i64>> = scored
             .frame
@@ -234,6 +241,53 @@ impl<'a> Selector<'a> {
             .collect();
         info!(senders = by_user.len(), "gift recipients suggested");
         Ok(Some(Column::new(RECIPIENT_COLUMN.into(), column)))
+    }
+
+    /// The users a gift campaign of the night might take, to whom alone a recipient is
+    /// suggested: consented, not suppressed, and through every eligibility rule of one of the
+    /// gift campaigns (rules on items aside: this may keep more users than a campaign takes,
+    /// never fewer). At a million users a few percent of them: the others' friends are never
+    /// scored.
+    fn gift_senders(&self, scored: &ScoredUsers) -> Result<HashSet<i64>> {
+        let mut may: Option<Expr> = None;
+        for c in self
+            .campaigns
+            .iter()
+            .filter(|c| c.kind == CampaignKind::Gift)
+        {
+            let mut this = col("marketing_opt_in")
+                .eq(lit(1.0))
+                .and(col("suppressed").eq(lit(0.0)));
+            for rule in c
+                .eligibility
+                .iter()
+                .filter(|r| r.item_predicates().is_empty())
+            {
+                let pass = rule.to_expr(&self.ctx.catalog, self.ctx.run_day);
+                this = this.and(pass.fill_null(lit(false)));
+            }
+            may = Some(match may {
+                Some(m) => m.or(this),
+                None => this,
+            });
+        }
+        let Some(may) = may else {
+            return Ok(HashSet::new());
+        };
+        // The frame with the derived names rules read, as a gift campaign sees it before the
+        // columns of items.
+        let gift = self
+            .campaigns
+            .iter()
+            .find(|c| c.kind == CampaignKind::Gift)
+            .context("no gift campaign")?;
+        let frame = candidates(gift, scored, None, None, self.date)?;
+        let users = frame
+            .lazy()
+            .filter(may)
+            .select([col("user_id")])
+            .collect()?;
+        Ok(users.column("user_id")?.i64()?.iter().flatten().collect())
     }
 
     /// One campaign as if it were the night's only one: every eligible user's id, ascending,
@@ -374,6 +428,7 @@ impl ShardItems {
         let gift_holdings = if gift_items.is_empty() {
             None
         } else {
+            let _span = tracing::info_span!("gift_holdings").entered();
             let (purchases, wishlist) = models::features::gift_item_rows(
                 t.friend_signals.as_ref(),
                 &t.purchases,

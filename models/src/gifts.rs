@@ -409,24 +409,25 @@ impl Recipients {
         }
     }
 
-    /// Each user of `tables` with a friend before `cutoff` who may be named as a recipient
-    /// (consented, not suppressed), with the one of them most likely to receive the user's
-    /// gift (ties: the lower id). Users whose friends may none be named are absent. Reads the
-    /// users' own rows, and of every user their recent orders and whether they may be named
-    /// ([`crate::features::FriendSignals`] in a shard), so a user's suggestion is the same in
-    /// any shard.
+    /// Each user of `tables` (of `senders` only, when given) with a friend before `cutoff` who
+    /// may be named as a recipient (consented, not suppressed), with the one of them most
+    /// likely to receive the user's gift (ties: the lower id). Users whose friends may none be
+    /// named are absent. Reads the users' own rows, and of every user their recent orders and
+    /// whether they may be named ([`crate::features::FriendSignals`] in a shard), so a user's
+    /// suggestion is the same in any shard.
     pub fn suggest(
         &self,
         tables: &AffinityTables,
         cutoff: i64,
         threads: usize,
+        senders: Option<&HashSet<i64>>,
     ) -> Result<HashMap<i64, i64>> {
         let history = SenderHistory::read(
             &tables.purchases,
             &tables.friendships,
             &tables.users,
             cutoff,
-            None,
+            senders,
         )?;
         let recent = crate::features::recent_orders(
             tables.friend_signals.as_ref(),
@@ -660,7 +661,7 @@ mod tests {
         // friend who has not consented or is suppressed.
         let cutoff = opts.as_of.cutoff();
         let whole = stored
-            .suggest(&AffinityTables::from(src.clone()), cutoff, 1)
+            .suggest(&AffinityTables::from(src.clone()), cutoff, 1, None)
             .unwrap();
         let named = |u: i64| u % 7 != 0 && u % 11 != 0;
         assert!(whole.values().all(|&v| named(v)));
@@ -725,7 +726,14 @@ mod tests {
             items: src.items.clone(),
             friend_signals: Some(signals),
         };
-        let some = stored.suggest(&part, cutoff, 1).unwrap();
+        let some = stored.suggest(&part, cutoff, 1, None).unwrap();
+        // Asked for some senders, it suggests to those alone, the same friends.
+        let few: HashSet<i64> = [1, 11, 21, 31].into_iter().collect();
+        let chosen = stored
+            .suggest(&AffinityTables::from(src.clone()), cutoff, 1, Some(&few))
+            .unwrap();
+        assert!(!chosen.is_empty() && chosen.keys().all(|u| few.contains(u)));
+        assert!(chosen.iter().all(|(u, v)| whole[u] == *v));
         let expected: HashMap<i64, i64> =
             whole.into_iter().filter(|&(u, _)| mine(Some(u))).collect();
         assert!(some.len() > 1000, "{}", some.len());
