@@ -38,6 +38,7 @@ pub async fn record(
         publish::discard(store, staged).await;
         return Err(e);
     }
+    publish::point_latest(store, &staged.prefix).await;
     Ok(())
 }
 

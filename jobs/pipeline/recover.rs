@@ -11,7 +11,7 @@ use models::RunDate;
 use segments::Campaign;
 use tracing::{info, warn};
 
-use super::publish::{run_folder, Manifest, MANIFEST, SUCCESS};
+use super::publish::{self, run_folder, Manifest, MANIFEST, SUCCESS};
 use crate::config::Settings;
 use crate::state::db::Db;
 use crate::state::ledger::{self, Finish, Status};
@@ -61,6 +61,7 @@ pub async fn settle(
         };
         ledger::finish(state, run_id, &campaign.id, &finish).await?;
         info!(campaign = %campaign.id, run_id = %run_id, uri = %uri, "adopted the complete export of a stopped run");
+        publish::point_latest(&store, &folder).await;
         adopted = Some(uri);
     }
     let stale = ledger::abort_running(

@@ -65,6 +65,13 @@ async fn check_demo(env: &TestEnv) {
         assert_eq!(runs.len(), 2, "{campaign}: one folder per run");
         let a = read_export(&runs[0]);
         let b = read_export(&runs[1]);
+        // The day's pointer names the last complete run, the one to import.
+        let latest = std::fs::read_to_string(runs[1].parent().unwrap().join("latest")).unwrap();
+        assert_eq!(
+            latest.trim(),
+            runs[1].file_name().unwrap().to_string_lossy(),
+            "{campaign}"
+        );
         assert_eq!(
             a.part_hashes, b.part_hashes,
             "{campaign}: re-run gives the same rows"

@@ -3,7 +3,9 @@
 //!
 //! Layout `<destination>/<campaign_id>/dt=<YYYY-MM-DD>/run=<run_id>/`: the parts first, then
 //! the optional `holdout.csv.gz`, then `manifest.json` (row count and SHA-256 per part), then
-//! `_SUCCESS` — the only signal a reader may trust. Each object appears whole or not at all
+//! `_SUCCESS` — the only signal a reader may trust. Then `dt=<YYYY-MM-DD>/latest` names the
+//! day's last complete run (`run=<run_id>`): a re-run for a date (`--force`) leaves two complete
+//! folders, and the pointer says which one to import. Each object appears whole or not at all
 //! (see [`crate::store`]); a failed export is deleted before `_SUCCESS` could ever exist, and
 //! when even that fails (the store is gone) the folder without `_SUCCESS` is superseded by the
 //! next run's. Holdout members are never in a list.
@@ -618,6 +620,26 @@ pub async fn commit(store: &ObjectStore, staged: &Staged) -> Result<()> {
         .await
         .with_context(|| format!("cannot complete export {}", staged.uri))?;
     Ok(())
+}
+
+/// The pointer, in a day's folder, to its last complete run.
+pub const LATEST: &str = "latest";
+
+/// Points the day's `latest` at a complete run folder (`prefix`, as [`run_folder`] gives it).
+/// Called once `_SUCCESS` is written; a failure leaves the export complete, and the pointer
+/// naming an earlier run, which is logged here.
+pub async fn point_latest(store: &ObjectStore, prefix: &str) {
+    let Some((day, run)) = prefix.rsplit_once('/') else {
+        return;
+    };
+    let key = format!("{day}/{LATEST}");
+    if let Err(e) = store.put(&key, format!("{run}\n").as_bytes()).await {
+        warn!(
+            uri = %store.uri(&key),
+            error = %format!("{e:#}"),
+            "cannot point the day's latest at this run: it may still name an earlier run"
+        );
+    }
 }
 
 /// Removes a staged export that must not be published.

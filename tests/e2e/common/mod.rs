@@ -217,8 +217,15 @@ pub struct Export {
 /// Every run folder of a campaign for a date, oldest first.
 pub fn run_folders(exports: &Path, campaign: &str, date: &str) -> Vec<PathBuf> {
     let day = exports.join(campaign).join(format!("dt={date}"));
+    // The day's `latest` pointer lies beside the run folders.
     let mut runs: Vec<PathBuf> = match std::fs::read_dir(&day) {
-        Ok(r) => r.map(|e| e.unwrap().path()).collect(),
+        Ok(r) => r
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("run="))
+            })
+            .collect(),
         Err(_) => vec![],
     };
     runs.sort();

@@ -96,7 +96,8 @@ pub async fn run_prefixes(
         .into_iter()
         .filter_map(|o| {
             let rest = o.key.strip_prefix(&day)?;
-            let run = rest.split('/').next()?;
+            // The day's `latest` pointer lies beside the run folders.
+            let run = rest.split('/').next().filter(|r| r.starts_with("run="))?;
             Some(format!("{day}{run}/"))
         })
         .collect();
