@@ -413,6 +413,23 @@ impl ColumnPreset {
             ColumnPreset::Generic | ColumnPreset::Braze | ColumnPreset::Iterable => None,
         }
     }
+
+    /// Why the CRM behind the preset cannot ingest files of `format`, if it cannot.
+    pub fn refuses(self, format: ExportFormat) -> Option<String> {
+        match (self.plain_csv_only(), self, format) {
+            (Some(crm), ..) if format != ExportFormat::Csv => Some(format!(
+                "{crm} takes plain CSV: the {} preset needs format = \"csv\", not {:?}",
+                self.name(),
+                format.name()
+            )),
+            (_, ColumnPreset::Iterable, ExportFormat::Parquet) => Some(
+                "Iterable imports lists from CSV (or JSON lines through its bulk API), not \
+                 Parquet: the iterable preset needs format = \"csv\", \"csv_gzip\" or \"jsonl\""
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// The JSON Schema of a campaign file, generated from [`CampaignFile`].
@@ -683,17 +700,8 @@ impl CampaignFile {
 
         let columns = self.export.columns.unwrap_or(ColumnPreset::Generic);
         let crm_csv = columns.plain_csv_only();
-        if let (Some(crm), Some(format)) = (crm_csv, self.export.format) {
-            if format != ExportFormat::Csv {
-                problems.push((
-                    "export.format",
-                    format!(
-                        "{crm} takes plain CSV: the {} preset needs format = \"csv\", not {:?}",
-                        columns.name(),
-                        format.name()
-                    ),
-                ));
-            }
+        if let Some(why) = self.export.format.and_then(|f| columns.refuses(f)) {
+            problems.push(("export.format", why));
         }
         if let Some(dest) = &self.export.destination {
             if !(dest.starts_with("file://") || dest.starts_with("s3://")) {

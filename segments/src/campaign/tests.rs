@@ -293,6 +293,16 @@ fn a_crm_that_takes_plain_csv_gets_it_and_refuses_the_rest() {
         "deal.toml:12:10: Salesforce Marketing Cloud's import takes plain CSV: the sfmc preset \
          needs format = \"csv\", not \"parquet\""
     );
+    // Iterable takes CSV and JSON lines, not Parquet.
+    assert_eq!(
+        error(&(DEAL.to_string() + "[export]\ncolumns = \"iterable\"\nformat = \"parquet\"\n")),
+        "deal.toml:12:10: Iterable imports lists from CSV (or JSON lines through its bulk API), \
+         not Parquet: the iterable preset needs format = \"csv\", \"csv_gzip\" or \"jsonl\""
+    );
+    for format in ["csv", "csv_gzip", "jsonl"] {
+        let text = format!("{DEAL}[export]\ncolumns = \"iterable\"\nformat = \"{format}\"\n");
+        assert!(parse("deal.toml", &text, &catalog()).is_ok(), "{format}");
+    }
     // The others keep their default and every format.
     let c = parse("deal.toml", DEAL, &catalog()).unwrap();
     assert_eq!(c.format, ExportFormat::CsvGzip);
