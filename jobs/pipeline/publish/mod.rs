@@ -425,7 +425,7 @@ async fn write_export(
         .filter(|m| m.arm == Arm::Treatment)
         .collect();
     let before = treated.len();
-    if keyed_by_email(c.columns) {
+    if keyed_by_email(c.columns) || c.require_email {
         treated.retain(|m| req.emails.is_some_and(|e| e.contains_key(&m.user_id)));
     }
     let without_email = before - treated.len();
@@ -863,6 +863,49 @@ mod tests {
         );
         assert!(needs_emails(ColumnPreset::Hubspot) && needs_emails(ColumnPreset::Sfmc));
         assert!(!needs_emails(ColumnPreset::BrazeIds));
+        // What validation says of a preset's email column is what its columns hold.
+        for p in [
+            ColumnPreset::Generic,
+            ColumnPreset::Braze,
+            ColumnPreset::BrazeIds,
+            ColumnPreset::Iterable,
+            ColumnPreset::Hubspot,
+            ColumnPreset::Sfmc,
+        ] {
+            assert_eq!(needs_emails(p), p.has_email(), "{p:?}");
+        }
+    }
+
+    /// Iterable keys users by id or email: its list keeps users without an email (an empty
+    /// cell) unless the campaign asks to leave them out.
+    #[tokio::test]
+    async fn require_email_leaves_out_users_without_one() {
+        let dir = std::env::temp_dir().join(format!("publish-iterable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = audience(10); // users 1000..1009; 1004 and 1009 held out
+        let emails: HashMap<i64, String> = [1000, 1001, 1003]
+            .into_iter()
+            .map(|u| (u, format!("u{u}@example.com")))
+            .collect();
+        let limits = PartLimits {
+            max_rows: 100,
+            max_bytes: 1 << 20,
+        };
+        for (require, rows, left_out) in [(false, 8, 0), (true, 3, 5)] {
+            let c = campaign(
+                &dir,
+                &format!("columns = \"iterable\"\nformat = \"csv\"\nrequire_email = {require}"),
+            );
+            let out = dir.join(format!("out-{require}"));
+            let (_, s) = staged_with(&out, &c, &a, limits, Some(&emails)).await;
+            assert_eq!(
+                (s.manifest.row_count, s.manifest.left_out_without_email),
+                (rows, left_out),
+                "require_email = {require}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// HubSpot keys contacts by email: a messaged user without one is left out, and counted.

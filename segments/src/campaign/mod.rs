@@ -213,6 +213,13 @@ pub struct ExportFile {
     /// Default false.
     #[serde(default)]
     pub holdout_file: bool,
+    /// Leave out of the list the messaged users without an email address, and count them in
+    /// the manifest (`left_out_without_email`): for a CRM that keys users by email, where a row
+    /// without one cannot be imported (`iterable` when the project identifies users by email;
+    /// `hubspot` always does it). Only for a preset with an email column (`iterable`,
+    /// `hubspot`, `sfmc`). Default false.
+    #[serde(default)]
+    pub require_email: bool,
     /// Destination URI overriding the settings' `export.destination`: `file:///data/out`,
     /// `file://relative/out` or `s3://bucket/prefix`.
     pub destination: Option<String>,
@@ -240,6 +247,8 @@ pub struct Campaign {
     pub columns: ColumnPreset,
     /// Publish the holdout members in a separate `holdout.csv.gz`.
     pub holdout_file: bool,
+    /// Leave out the messaged users without an email address (see [`ExportFile`]).
+    pub require_email: bool,
     pub destination: Option<String>,
     /// The items the campaign is about (`[items]`): each member gets the one they most likely
     /// want (see `segments::items::wanted`).
@@ -412,6 +421,14 @@ impl ColumnPreset {
             ColumnPreset::Sfmc => Some("Salesforce Marketing Cloud's import"),
             ColumnPreset::Generic | ColumnPreset::Braze | ColumnPreset::Iterable => None,
         }
+    }
+
+    /// Whether the preset's files carry each user's email address.
+    pub fn has_email(self) -> bool {
+        matches!(
+            self,
+            ColumnPreset::Iterable | ColumnPreset::Hubspot | ColumnPreset::Sfmc
+        )
     }
 
     /// Why the CRM behind the preset cannot ingest files of `format`, if it cannot.
@@ -703,6 +720,16 @@ impl CampaignFile {
         if let Some(why) = self.export.format.and_then(|f| columns.refuses(f)) {
             problems.push(("export.format", why));
         }
+        if self.export.require_email && !columns.has_email() {
+            problems.push((
+                "export.require_email",
+                format!(
+                    "export.require_email leaves out users without an email, but the {} preset \
+                     has no email column (iterable, hubspot and sfmc have one)",
+                    columns.name()
+                ),
+            ));
+        }
         if let Some(dest) = &self.export.destination {
             if !(dest.starts_with("file://") || dest.starts_with("s3://")) {
                 problems.push((
@@ -826,6 +853,7 @@ impl CampaignFile {
             }),
             columns,
             holdout_file: self.export.holdout_file,
+            require_email: self.export.require_email,
             destination: self.export.destination,
             items,
         })

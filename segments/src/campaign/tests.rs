@@ -299,6 +299,14 @@ fn a_crm_that_takes_plain_csv_gets_it_and_refuses_the_rest() {
         "deal.toml:12:10: Iterable imports lists from CSV (or JSON lines through its bulk API), \
          not Parquet: the iterable preset needs format = \"csv\", \"csv_gzip\" or \"jsonl\""
     );
+    // Leaving out users without an email needs an email column.
+    assert_eq!(
+        error(&(DEAL.to_string() + "[export]\nrequire_email = true\n")),
+        "deal.toml:11:17: export.require_email leaves out users without an email, but the generic \
+         preset has no email column (iterable, hubspot and sfmc have one)"
+    );
+    let text = DEAL.to_string() + "[export]\ncolumns = \"iterable\"\nrequire_email = true\n";
+    assert!(parse("deal.toml", &text, &catalog()).unwrap().require_email);
     for format in ["csv", "csv_gzip", "jsonl"] {
         let text = format!("{DEAL}[export]\ncolumns = \"iterable\"\nformat = \"{format}\"\n");
         assert!(parse("deal.toml", &text, &catalog()).is_ok(), "{format}");
