@@ -50,13 +50,11 @@ def spans(path):
         if e.get("message") == "trained" and "qini_auc" in e and "rows_train" not in out:
             out["rows_train"] = e.get("rows_train")  # the conversion uplift model's rows
         if e.get("message") == "close":
-            def secs_of(v):
-                return float(v[:-2]) / 1000 if v.endswith("ms") else float(v[:-2]) / 1e6 if v.endswith("µs") else float(v[:-2]) / 1e9 if v.endswith("ns") else float(v[:-1])
             name = e.get("span", {}).get("name")
-            secs = secs_of(e.get("time.busy", "0s"))
+            secs = e.get("busy_secs", 0.0)
             if name in ("extract", "spill", "publish", "record"):
                 # Async stages wait on the database and the object store: count that too.
-                secs += secs_of(e.get("time.idle", "0s"))
+                secs += e.get("idle_secs", 0.0)
             if name in ("extract", "spill", "train", "score", "publish", "record"):
                 # One train span per model: the stage's time is their sum.
                 out[name] = out.get(name, 0.0) + secs
@@ -131,10 +129,6 @@ TOML
 import json, sys
 side, out = sys.argv[1], sys.argv[2]
 wall, user, sys_, rss = open(f"{out}/time").read().split()[-4:]
-def secs(v):
-    for unit, f in (("ns", 1e-9), ("µs", 1e-6), ("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
-        if v.endswith(unit):
-            return float(v[: -len(unit)]) * f
 stages = {}
 if side == "rust":
     spans = {}
@@ -145,7 +139,7 @@ if side == "rust":
             continue
         if e.get("message") == "close":
             name = e.get("span", {}).get("name")
-            spans[name] = spans.get(name, 0.0) + secs(e["time.busy"]) + secs(e["time.idle"])
+            spans[name] = spans.get(name, 0.0) + e["busy_secs"] + e["idle_secs"]
     # A night in shards reads the source in its spill pass, then loads each shard's files.
     for stage, names in (("extract", ("spill", "extract")), ("load", ("load_shard",)),
                          ("featurize+score", ("score",)), ("select", ("rank", "select")),

@@ -4,8 +4,9 @@
 //! The human format is for a person watching a run: events, and one line when each stage of
 //! the pipeline ends, with its wall time and its figures (`score: done in 2.31 s users=500001`)
 //! — not a line for every span that closes. `-v` brings those back (and debug events); `-q`
-//! keeps warnings and errors only. The JSON format keeps every span close with `time.busy` and
-//! `time.idle`, which `scripts/bench.sh` reads.
+//! keeps warnings and errors only. The JSON format has a line for every span that closes
+//! (`"message": "close"`) with its durations as numbers, `busy_secs` and `idle_secs`, which
+//! `scripts/bench.sh` reads.
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -82,24 +83,22 @@ pub fn init(format: LogFormat, verbosity: Verbosity) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match (format, verbosity) {
         (LogFormat::Json, _) => registry
-            .with(
-                fmt.json()
-                    .flatten_event(true)
-                    .with_span_events(FmtSpan::CLOSE),
-            )
-            .with(StageLines { print: false })
+            .with(fmt.json().flatten_event(true))
+            .with(StageLines { print: Ends::Json })
             .try_init(),
         (LogFormat::Human, Verbosity::Verbose) => registry
             .with(fmt.with_span_events(FmtSpan::CLOSE))
-            .with(StageLines { print: false })
+            .with(StageLines { print: Ends::None })
             .try_init(),
         (LogFormat::Human, Verbosity::Normal) => registry
             .with(fmt.event_format(Brief { ansi }))
-            .with(StageLines { print: true })
+            .with(StageLines {
+                print: Ends::Stages,
+            })
             .try_init(),
         (LogFormat::Human, Verbosity::Quiet) => registry
             .with(fmt.event_format(Brief { ansi }))
-            .with(StageLines { print: false })
+            .with(StageLines { print: Ends::None })
             .try_init(),
     };
 }
@@ -166,10 +165,46 @@ impl Visit for FieldText<'_> {
 static RUNNING: std::sync::Mutex<Vec<(u64, &'static str, Instant)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Keeps [`RUNNING`] and, with `print` (the human format), says when each stage (see
-/// [`STAGES`]) ends: its name, the campaign or shard it ran for, its wall time and its fields.
+/// Keeps [`RUNNING`] and says, as `print` asks, when spans end.
 struct StageLines {
-    print: bool,
+    print: Ends,
+}
+
+/// Which span ends [`StageLines`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    /// None (the verbose human format has the fmt layer's own close lines).
+    None,
+    /// Each stage (see [`STAGES`]), for a person: its name, the campaign or shard it ran for,
+    /// its wall time and its fields.
+    Stages,
+    /// Every span, as a JSON line: its name and fields, its parents', and the time it was
+    /// entered (`busy_secs`) and not (`idle_secs`), as numbers.
+    Json,
+}
+
+/// A span's time entered and not, so far (the JSON format's close lines).
+struct Timing {
+    busy: f64,
+    idle: f64,
+    last: Instant,
+}
+
+/// A span as the JSON format writes it: its name and fields (as the fmt layer recorded them).
+fn json_span<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>) -> serde_json::Value
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let fields = span
+        .extensions()
+        .get::<FormattedFields<tracing_subscriber::fmt::format::JsonFields>>()
+        .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok());
+    let mut out = match fields {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    out.insert("name".into(), span.name().into());
+    serde_json::Value::Object(out)
 }
 
 /// While the process runs, when stderr is not a terminal: every `every`, a line naming the
@@ -202,6 +237,15 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let name = attrs.metadata().name();
+        if self.print == Ends::Json {
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(Timing {
+                    busy: 0.0,
+                    idle: 0.0,
+                    last: Instant::now(),
+                });
+            }
+        }
         if !STAGES.contains(&name) && name != "campaign" && name != "shard" {
             return;
         }
@@ -228,6 +272,24 @@ where
         }
     }
 
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(t) = span.extensions_mut().get_mut::<Timing>() {
+                t.idle += t.last.elapsed().as_secs_f64();
+                t.last = Instant::now();
+            }
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(t) = span.extensions_mut().get_mut::<Timing>() {
+                t.busy += t.last.elapsed().as_secs_f64();
+                t.last = Instant::now();
+            }
+        }
+    }
+
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         if let Ok(mut running) = RUNNING.lock() {
             running.retain(|(open, _, _)| *open != id.into_u64());
@@ -235,7 +297,24 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        if !self.print || !STAGES.contains(&span.name()) {
+        if self.print == Ends::Json {
+            let timing = span.extensions_mut().remove::<Timing>();
+            if let Some(t) = timing {
+                let idle = t.idle + t.last.elapsed().as_secs_f64();
+                let line = serde_json::json!({
+                    "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                    "level": "INFO",
+                    "message": "close",
+                    "busy_secs": t.busy,
+                    "idle_secs": idle,
+                    "span": json_span(&span),
+                    "spans": span.scope().skip(1).collect::<Vec<_>>().iter().rev().map(json_span).collect::<Vec<_>>(),
+                });
+                eprintln!("{line}");
+            }
+            return;
+        }
+        if self.print != Ends::Stages || !STAGES.contains(&span.name()) {
             return;
         }
         let Some(opened) = span.extensions_mut().remove::<Opened>() else {

@@ -670,3 +670,51 @@ async fn demo_on_sqlite() {
 async fn demo_on_postgres() {
     check_demo(&TestEnv::postgres("demo-postgres").await).await;
 }
+
+/// For a log collector: with `--log-format json` every line on stderr is one JSON object, and
+/// every span's end says, as numbers, how long it ran and waited, with its parents.
+#[test]
+fn json_logs_give_each_span_end_with_numeric_durations() {
+    let env = TestEnv::sqlite("demo-json-logs");
+    let mut args = env.demo_args("2000");
+    args.extend(["--log-format".to_string(), "json".to_string()]);
+    let out = targeting(&args);
+    assert_ok(&out);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let ends: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "close").collect();
+    for stage in [
+        "train", "score", "rank", "select", "publish", "record", "run",
+    ] {
+        let of: Vec<_> = ends.iter().filter(|l| l["span"]["name"] == stage).collect();
+        assert!(!of.is_empty(), "no end of {stage}");
+        for l in of {
+            let (busy, idle) = (l["busy_secs"].as_f64(), l["idle_secs"].as_f64());
+            assert!(
+                busy.is_some_and(|b| b >= 0.0) && idle.is_some_and(|i| i >= 0.0),
+                "{l}"
+            );
+        }
+    }
+    // A campaign's publish names its campaign among its parents, and its own fields.
+    let publish = ends
+        .iter()
+        .find(|l| l["span"]["name"] == "publish")
+        .unwrap();
+    assert!(
+        publish["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "campaign" && s["campaign"].is_string()),
+        "{publish}"
+    );
+    // The training of the conversion model takes a measurable time.
+    let train = ends
+        .iter()
+        .find(|l| l["span"]["name"] == "train" && l["span"]["model"] == "conversion_uplift")
+        .unwrap();
+    assert!(train["busy_secs"].as_f64().unwrap() > 0.001, "{train}");
+}
