@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::exit::{self, CampaignResult, CampaignStatus, CampaignsFailed, RunResult};
 use super::summary::{runs_table, Summary};
+use super::telemetry::print_out;
 use super::{
     DemoArgs, ModelsCommand, ReportArgs, RunArgs, RunsListArgs, ScoreShardArgs, TrainArgs,
     ValidateArgs,
@@ -244,7 +245,7 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         .with_gifts(night.gifts);
     std::fs::create_dir_all(&a.dir)?;
     summary.write_json(&a.dir.join("summary.json"))?;
-    print!("{}", summary.table());
+    print_out(summary.table());
     if a.outcome_days > 0 {
         // The lift report on the simulated days: what `targeting report` would say then.
         let request = crate::report::ReportRequest {
@@ -260,12 +261,12 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
         let html = a.dir.join("report.html");
         std::fs::write(&html, report.html()?)
             .with_context(|| format!("cannot write {}", html.display()))?;
-        println!(
-            "\nafter {} simulated days (true incremental conversions in summary.json; charts in {}):",
+        print_out(format!(
+            "\nafter {} simulated days (true incremental conversions in summary.json; charts in {}):\n{}",
             a.outcome_days,
-            html.display()
-        );
-        print!("{}", report.table());
+            html.display(),
+            report.table()
+        ));
     }
     fail_on_campaign_errors(&night.report)
 }
@@ -473,7 +474,9 @@ async fn publish_night(
                         .with_context(|| format!("campaign {id} is not in the night"))?;
                     let adopted = recover::settle(settings, &state, campaign, date).await?;
                     if let Some(uri) = &adopted {
-                        println!("{id}: adopted the complete export {uri} of a stopped run");
+                        print_out(format!(
+                            "{id}: adopted the complete export {uri} of a stopped run\n"
+                        ));
                         if !a.force {
                             results.push(CampaignResult::without_run(
                                 &id,
@@ -491,7 +494,9 @@ async fn publish_night(
                     only.push(id);
                 }
                 Claim::Done => {
-                    println!("{id}: already published for {date} (--force publishes it again)");
+                    print_out(format!(
+                        "{id}: already published for {date} (--force publishes it again)\n"
+                    ));
                     results.push(CampaignResult::without_run(
                         &id,
                         CampaignStatus::AlreadyPublished,
@@ -547,11 +552,11 @@ async fn publish_night(
         *run_id = Some(report.run_id.clone());
         results.extend(CampaignResult::of_report(&report, a.dry_run));
         let summary = Summary::new(&report, None);
-        if a.dry_run {
-            print!("{}", summary.preview());
+        print_out(if a.dry_run {
+            summary.preview()
         } else {
-            print!("{}", summary.table());
-        }
+            summary.table()
+        });
         fail_on_campaign_errors(&report)
     }
     .await;

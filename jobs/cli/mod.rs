@@ -385,7 +385,7 @@ pub fn main(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         telemetry::heartbeat(settings.heartbeat);
         match cli.command {
             Command::Demo(a) => run_demo(&settings, &a).await,
@@ -435,7 +435,9 @@ pub fn main(cli: Cli) -> Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    telemetry::finish();
+    result
 }
 
 fn job_overrides(j: &TargetFlags) -> Overrides {

@@ -3,8 +3,11 @@
 //!
 //! The human format is for a person watching a run: events, and one line when each stage of
 //! the pipeline ends, with its wall time and its figures (`score: done in 2.31 s users=500001`)
-//! — not a line for every span that closes. `-v` brings those back (and debug events); `-q`
-//! keeps warnings and errors only. The JSON format has a line for every span that closes
+//! — not a line for every span that closes. On a terminal a progress line under the log names
+//! the stages running now, innermost last (`run › shard shard=1 of 2 › score users=500001`,
+//! `train model=conversion_uplift › cv setting=2/4 › learner learner=t k=3/7`), with how long the
+//! run has taken; log lines print above it. `-v` brings the span ends back (and debug events);
+//! `-q` keeps warnings and errors only. The JSON format has a line for every span that closes
 //! (`"message": "close"`) with its durations as numbers, `busy_secs` and `idle_secs`, which
 //! `scripts/bench.sh` reads.
 
@@ -60,6 +63,9 @@ const STAGES: &[&str] = &[
     "report",
 ];
 
+/// Spans that are not stages but say where a long stage is: the progress line shows them.
+const PROGRESS_ONLY: &[&str] = &["cv", "learner"];
+
 /// Installs the global subscriber. `RUST_LOG` overrides the level `verbosity` gives. The AWS
 /// configuration loader warns whenever a source of the standard chain is absent (no instance
 /// metadata outside EC2): errors only, by default.
@@ -76,8 +82,11 @@ pub fn init(format: LogFormat, verbosity: Verbosity) {
         ))
     });
     let ansi = std::io::stderr().is_terminal();
+    if ansi && format == LogFormat::Human && verbosity == Verbosity::Normal {
+        progress_line();
+    }
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| AboveProgress)
         .with_ansi(ansi)
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
@@ -161,9 +170,113 @@ impl Visit for FieldText<'_> {
     }
 }
 
-/// The stages running now, innermost last: what the heartbeat names.
-static RUNNING: std::sync::Mutex<Vec<(u64, &'static str, Instant)>> =
-    std::sync::Mutex::new(Vec::new());
+/// A span running now: its id, name, start, and name with its fields.
+struct Running {
+    id: u64,
+    name: &'static str,
+    since: Instant,
+    label: String,
+}
+
+/// The stages (and [`PROGRESS_ONLY`] spans) running now, innermost last: what the heartbeat
+/// and the progress line name.
+static RUNNING: std::sync::Mutex<Vec<Running>> = std::sync::Mutex::new(Vec::new());
+
+/// The progress line, while a stage runs (see [`progress_line`]).
+static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Keeps the progress line on a terminal: a spinner with the stages running now, created when
+/// the first starts and cleared when none runs (before a command prints its output).
+fn progress_line() {
+    std::thread::spawn(|| loop {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let (labels, since) = match RUNNING.lock() {
+            Ok(r) => (
+                r.iter().map(|s| s.label.clone()).collect::<Vec<_>>(),
+                r.first().map(|s| s.since),
+            ),
+            Err(_) => return,
+        };
+        let Ok(mut line) = PROGRESS.lock() else {
+            return;
+        };
+        if FINISHED.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let Some(since) = since else {
+            if let Some(bar) = line.take() {
+                bar.finish_and_clear();
+            }
+            continue;
+        };
+        let bar = line.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new_spinner().with_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let secs = since.elapsed().as_secs();
+        bar.set_message(format!(
+            "{:>2}:{:02}  {}",
+            secs / 60,
+            secs % 60,
+            labels.join(" › ")
+        ));
+    });
+}
+
+/// Whether the command has finished: the progress line is gone for good.
+static FINISHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Clears the progress line for good, before the process ends (else its last state stays on
+/// the screen).
+pub fn finish() {
+    FINISHED.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Ok(mut line) = PROGRESS.lock() {
+        if let Some(bar) = line.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Writes to stderr above the progress line, if there is one.
+fn above_progress(write: impl FnOnce()) {
+    match PROGRESS.lock() {
+        Ok(line) => match line.as_ref() {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        },
+        Err(_) => write(),
+    }
+}
+
+/// Prints a command's output on stdout, above the progress line when one is showing (on a
+/// terminal both end up on the same screen).
+pub fn print_out(text: impl std::fmt::Display) {
+    use std::io::Write as _;
+    above_progress(|| {
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+    });
+}
+
+/// The log's writer: stderr, above the progress line.
+struct AboveProgress;
+
+impl std::io::Write for AboveProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut done = Ok(());
+        above_progress(|| done = std::io::stderr().write_all(buf));
+        done.map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Keeps [`RUNNING`] and says, as `print` asks, when spans end.
 struct StageLines {
@@ -219,8 +332,13 @@ pub fn heartbeat(every: std::time::Duration) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let innermost = RUNNING.lock().ok().and_then(|r| r.last().copied());
-            if let Some((_, stage, since)) = innermost {
+            let innermost = RUNNING.lock().ok().and_then(|r| {
+                r.iter()
+                    .rev()
+                    .find(|s| STAGES.contains(&s.name))
+                    .map(|s| (s.name, s.since))
+            });
+            if let Some((stage, since)) = innermost {
                 tracing::info!(
                     stage,
                     running_secs = since.elapsed().as_secs(),
@@ -246,16 +364,22 @@ where
                 });
             }
         }
-        if !STAGES.contains(&name) && name != "campaign" && name != "shard" {
+        let progress = STAGES.contains(&name) || PROGRESS_ONLY.contains(&name);
+        if !progress && name != "campaign" && name != "shard" {
             return;
-        }
-        if STAGES.contains(&name) {
-            if let Ok(mut running) = RUNNING.lock() {
-                running.push((id.into_u64(), name, Instant::now()));
-            }
         }
         let mut fields = String::new();
         attrs.record(&mut FieldText(&mut fields));
+        if progress {
+            if let Ok(mut running) = RUNNING.lock() {
+                running.push(Running {
+                    id: id.into_u64(),
+                    name,
+                    since: Instant::now(),
+                    label: format!("{name}{fields}"),
+                });
+            }
+        }
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(Opened {
                 at: Instant::now(),
@@ -292,7 +416,7 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         if let Ok(mut running) = RUNNING.lock() {
-            running.retain(|(open, _, _)| *open != id.into_u64());
+            running.retain(|s| s.id != id.into_u64());
         }
         let Some(span) = ctx.span(&id) else {
             return;
@@ -334,10 +458,12 @@ where
             format!("{secs:.0} s")
         };
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
-        eprintln!(
-            "{now}  INFO {}: done in {took}{within}{}",
-            span.name(),
-            opened.fields
-        );
+        above_progress(|| {
+            eprintln!(
+                "{now}  INFO {}: done in {took}{within}{}",
+                span.name(),
+                opened.fields
+            );
+        });
     }
 }

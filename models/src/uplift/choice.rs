@@ -107,7 +107,14 @@ impl Choice<'_> {
             })
             .collect();
         let mut tried = Tried::default();
-        'learner: for &learner in &self.candidates {
+        let n = self.candidates.len();
+        'learner: for (k, &learner) in self.candidates.iter().enumerate() {
+            let _span = tracing::info_span!(
+                "learner",
+                learner = learner.name(),
+                k = %format_args!("{}/{n}", k + 1)
+            )
+            .entered();
             let mut qini = Vec::with_capacity(FOLDS);
             let mut rounds = Vec::with_capacity(FOLDS);
             let mut p_control = vec![0.0; all.len()];
@@ -161,7 +168,12 @@ impl Choice<'_> {
         // two fits side by side are not safe.
         let mut tried = Tried::default();
         let mut nuisances: Vec<Nuisance> = Vec::with_capacity(GRID.len());
-        for setting in &GRID {
+        for (k, setting) in GRID.iter().enumerate() {
+            let _span = tracing::info_span!(
+                "cv",
+                setting = %format_args!("{}/{}", k + 1, GRID.len())
+            )
+            .entered();
             let setting = self.cv_setting(all, folds, split, setting)?;
             tried.scores.extend(setting.scores);
             for (learner, why) in setting.failed {
