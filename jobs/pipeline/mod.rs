@@ -371,42 +371,25 @@ async fn scored_night(
     let alone = SharedNeeds::default();
     // The LightGBM models are loaded once, after the last wait on the databases (they cannot
     // be held across one).
-    match trained_on {
-        // Trained on every row just now: one shard scores those tables as they are.
-        Some(tables) if count == 1 => {
-            let scorers = set.load(s)?;
-            users += part(Shard::WHOLE, &alone).rank(
-                s,
-                tables,
-                &scorers,
-                &mut rankings,
-                &mut tallies,
-            )?;
-        }
-        trained_on if count == 1 => {
-            drop(trained_on);
-            let tables = part(Shard::WHOLE, &alone).extract(s, source, state).await?;
-            let scorers = set.load(s)?;
-            users += part(Shard::WHOLE, &alone).rank(
-                s,
-                tables,
-                &scorers,
-                &mut rankings,
-                &mut tallies,
-            )?;
-        }
-        trained_on => {
-            drop(trained_on);
-            // One pass over the source, each shard's rows to its own files (the first shard's
-            // stay in memory).
-            let needs = extract::shared_needs(source, s, &req.campaigns, date).await?;
-            let mut spilled = spill::spill(source, state, s, date, count, &needs).await?;
-            let scorers = set.load(s)?;
-            for shard in Shard::all(count) {
-                let tables = spilled.tables(s, date, shard)?;
-                users +=
-                    part(shard, &needs).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
-            }
+    if count == 1 {
+        let tables = match trained_on {
+            // Trained on every row just now: one shard scores those tables as they are.
+            Some(tables) => tables,
+            None => part(Shard::WHOLE, &alone).extract(s, source, state).await?,
+        };
+        let scorers = set.load(s)?;
+        users +=
+            part(Shard::WHOLE, &alone).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
+    } else {
+        drop(trained_on);
+        // One pass over the source, each shard's rows to its own files (the first shard's stay
+        // in memory).
+        let needs = extract::shared_needs(source, s, &req.campaigns, date).await?;
+        let mut spilled = spill::spill(source, state, s, date, count, &needs).await?;
+        let scorers = set.load(s)?;
+        for shard in Shard::all(count) {
+            let tables = spilled.tables(s, date, shard)?;
+            users += part(shard, &needs).rank(s, tables, &scorers, &mut rankings, &mut tallies)?;
         }
     }
     if users == 0 {

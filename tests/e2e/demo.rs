@@ -258,71 +258,113 @@ fn campaign_summary<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_j
         .unwrap_or_else(|| panic!("no {id} in {summary}"))
 }
 
+/// What the demo's source says users held before the night, of a list of items.
+struct Held {
+    /// The night's cutoff, UTC Unix seconds.
+    cutoff: i64,
+    /// The items of the list.
+    listed: HashSet<i64>,
+    /// (user, item) bought for themselves or received as a gift, and wishlisted.
+    owned: HashSet<(i64, i64)>,
+    wished: HashSet<(i64, i64)>,
+}
+
+impl Held {
+    /// The holdings before the night, and the items meeting `condition` (SQL on `items`,
+    /// where `{cutoff}` stands for the cutoff).
+    async fn read(db_url: &str, condition: &str) -> Held {
+        let pool = pool(db_url).await;
+        let cutoff = chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        // Numbers written into the SQL: one text for SQLite and PostgreSQL alike.
+        let pairs = |sql: String| {
+            let pool = pool.clone();
+            async move {
+                let rows: Vec<(i64, i64)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+                rows.into_iter().collect::<HashSet<(i64, i64)>>()
+            }
+        };
+        let condition = condition.replace("{cutoff}", &cutoff.to_string());
+        let listed =
+            sqlx::query_as::<_, (i64,)>(&format!("SELECT item_id FROM items WHERE {condition}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(i,)| i)
+                .collect();
+        let owned = pairs(format!(
+            "SELECT CASE WHEN is_gift THEN recipient_user_id ELSE user_id END, item_id \
+             FROM purchases WHERE purchased_at < {cutoff} \
+             AND (NOT is_gift OR recipient_user_id IS NOT NULL)"
+        ))
+        .await;
+        let wished = pairs(format!(
+            "SELECT user_id, item_id FROM wishlist WHERE added_at < {cutoff}"
+        ))
+        .await;
+        Held {
+            cutoff,
+            listed,
+            owned,
+            wished,
+        }
+    }
+
+    /// Checks that each of `holders` (the users shown an item, or the friends given one;
+    /// `who` names them) got an item of the list they do not own, one they wishlisted when
+    /// they wishlisted any they do not own. Returns how many got one of their wishlist, and
+    /// the items given.
+    fn check_wanted(&self, holders: &[i64], items: &[i64], who: &str) -> (usize, HashSet<i64>) {
+        assert_eq!(items.len(), holders.len());
+        let (mut from_wishlist, mut shown) = (0, HashSet::new());
+        for (&user, &item) in holders.iter().zip(items) {
+            assert!(
+                self.listed.contains(&item),
+                "{who} {user} given item {item}"
+            );
+            assert!(
+                !self.owned.contains(&(user, item)),
+                "{who} {user} owns item {item}"
+            );
+            let wants = self
+                .listed
+                .iter()
+                .any(|&i| self.wished.contains(&(user, i)) && !self.owned.contains(&(user, i)));
+            if wants {
+                assert!(
+                    self.wished.contains(&(user, item)),
+                    "{who} {user} wishlisted a listed item and was given {item}"
+                );
+                from_wishlist += 1;
+            }
+            shown.insert(item);
+        }
+        (from_wishlist, shown)
+    }
+}
+
 /// Every user of the gift campaign is suggested a friend of theirs before the night, never
 /// themselves, never a user who has not consented or is suppressed; and several friends are
 /// suggested, not one for everyone. The item suggested is one of the campaign's games and
 /// expansions the friend does not own, one on the friend's wishlist when there is one.
 async fn check_gift_recipients(db_url: &str, gift: &Export, forbidden: &HashSet<i64>) {
-    let pool = pool(db_url).await;
-    let cutoff = chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d")
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp();
+    let held = Held::read(db_url, "category IN ('game', 'dlc')").await;
     let friends: HashSet<(i64, i64)> = sqlx::query_as::<_, (i64, i64)>(&format!(
-        "SELECT user_id, friend_id FROM friendships WHERE since < {cutoff}"
+        "SELECT user_id, friend_id FROM friendships WHERE since < {}",
+        held.cutoff
     ))
-    .fetch_all(&pool)
+    .fetch_all(&pool(db_url).await)
     .await
     .unwrap()
     .into_iter()
     .collect();
-    let pairs = |sql: String| {
-        let pool = pool.clone();
-        async move {
-            let rows: Vec<(i64, i64)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
-            rows.into_iter().collect::<HashSet<(i64, i64)>>()
-        }
-    };
-    let listed: HashSet<i64> =
-        sqlx::query_as::<_, (i64,)>("SELECT item_id FROM items WHERE category IN ('game', 'dlc')")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(i,)| i)
-            .collect();
-    let owned = pairs(format!(
-        "SELECT CASE WHEN is_gift THEN recipient_user_id ELSE user_id END, item_id \
-         FROM purchases WHERE purchased_at < {cutoff} \
-         AND (NOT is_gift OR recipient_user_id IS NOT NULL)"
-    ))
-    .await;
-    let wished = pairs(format!(
-        "SELECT user_id, item_id FROM wishlist WHERE added_at < {cutoff}"
-    ))
-    .await;
     assert_eq!(gift.recipient.len(), gift.ids.len());
-    assert_eq!(gift.item_id.len(), gift.ids.len());
-    let mut from_wishlist = 0;
-    for (&friend, &item) in gift.recipient.iter().zip(&gift.item_id) {
-        assert!(listed.contains(&item), "friend {friend} given item {item}");
-        assert!(
-            !owned.contains(&(friend, item)),
-            "friend {friend} owns item {item}"
-        );
-        let wants = listed
-            .iter()
-            .any(|&i| wished.contains(&(friend, i)) && !owned.contains(&(friend, i)));
-        if wants {
-            assert!(
-                wished.contains(&(friend, item)),
-                "friend {friend} wishlisted a listed item and was given {item}"
-            );
-            from_wishlist += 1;
-        }
-    }
+    let (from_wishlist, _) = held.check_wanted(&gift.recipient, &gift.item_id, "friend");
     assert!(from_wishlist > 0, "no gift from a friend's wishlist");
     let mut suggested = HashSet::new();
     for (&user, &friend) in gift.ids.iter().zip(&gift.recipient) {
@@ -349,62 +391,13 @@ async fn check_gift_recipients(db_url: &str, gift: &Export, forbidden: &HashSet<
 /// days): every exported user is shown one of them, never one they own, and one on their
 /// wishlist when they wishlisted any they do not own. Checked against the source's rows.
 async fn check_deal_items(db_url: &str, summary: &serde_json::Value, deal: &Export) {
-    let pool = pool(db_url).await;
-    let cutoff = chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d")
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp();
-    // Numbers written into the SQL: one text for SQLite and PostgreSQL alike.
-    let pairs = |sql: String| {
-        let pool = pool.clone();
-        async move {
-            let rows: Vec<(i64, i64)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
-            rows.into_iter().collect::<HashSet<(i64, i64)>>()
-        }
-    };
-    let listed: HashSet<i64> = sqlx::query_as::<_, (i64,)>(&format!(
-        "SELECT item_id FROM items WHERE category IN ('game', 'dlc') AND released_at < {}",
-        cutoff - 30 * 86_400
-    ))
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|(i,)| i)
-    .collect();
-    assert_eq!(listed.len(), 24, "the demo's games and expansions");
-    let owned = pairs(format!(
-        "SELECT CASE WHEN is_gift THEN recipient_user_id ELSE user_id END, item_id \
-         FROM purchases WHERE purchased_at < {cutoff} \
-         AND (NOT is_gift OR recipient_user_id IS NOT NULL)"
-    ))
+    let held = Held::read(
+        db_url,
+        "category IN ('game', 'dlc') AND released_at < {cutoff} - 2592000",
+    )
     .await;
-    let wished = pairs(format!(
-        "SELECT user_id, item_id FROM wishlist WHERE added_at < {cutoff}"
-    ))
-    .await;
-    assert_eq!(deal.item_id.len(), deal.ids.len());
-    let (mut from_wishlist, mut shown) = (0, HashSet::new());
-    for (&user, &item) in deal.ids.iter().zip(&deal.item_id) {
-        assert!(listed.contains(&item), "user {user} shown item {item}");
-        assert!(
-            !owned.contains(&(user, item)),
-            "user {user} owns item {item}"
-        );
-        let wants = listed
-            .iter()
-            .any(|&i| wished.contains(&(user, i)) && !owned.contains(&(user, i)));
-        if wants {
-            assert!(
-                wished.contains(&(user, item)),
-                "user {user} wishlisted a deal item and was shown {item}"
-            );
-            from_wishlist += 1;
-        }
-        shown.insert(item);
-    }
+    assert_eq!(held.listed.len(), 24, "the demo's games and expansions");
+    let (from_wishlist, shown) = held.check_wanted(&deal.ids, &deal.item_id, "user");
     assert!(
         from_wishlist > 0 && shown.len() >= 5,
         "{from_wishlist} from wishlists, {} items shown",
