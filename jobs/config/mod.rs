@@ -80,6 +80,9 @@ const BASE_MB: u64 = 100;
 /// demo), twice while a shard's are merged in. The candidates kept are cut to what arbitration
 /// can reach, a number that does not grow with the users.
 const KEPT_BYTES_PER_USER: u64 = 24;
+/// Kept besides on a night with a gift campaign: the sorted ids of the users who may be named
+/// as a recipient, which every shard reads (`models::features::FriendSignals`).
+const GIFT_KEPT_BYTES_PER_USER: u64 = 8;
 /// Most users in a shard, whatever the budget. Smaller shards cost no time down to this size:
 /// at 1M users, `run --dry-run --shards N` took 11.9–12.7 s for N = 1, 2, 4 and 8 alike, while
 /// its peak fell from 1.5 GB to 0.86, 0.55 and 0.42 GB. So memory a run does not need is not
@@ -87,17 +90,18 @@ const KEPT_BYTES_PER_USER: u64 = 24;
 const MAX_SHARD_USERS: u64 = 500_000;
 
 impl ShardPlan {
-    /// The shards for `users` users: with a budget, the memory left beside what selection keeps
-    /// of every user is shared out so that one shard's tables fit in it, and no shard holds
-    /// more than [`MAX_SHARD_USERS`].
-    pub fn shards(self, users: u64) -> u32 {
+    /// The shards for `users` users (on a night with a gift campaign when `gifts`): with a
+    /// budget, the memory left beside what the night keeps of every user is shared out so that
+    /// one shard's tables fit in it, and no shard holds more than [`MAX_SHARD_USERS`].
+    pub fn shards(self, users: u64, gifts: bool) -> u32 {
         match self {
             ShardPlan::Fixed(n) => n,
             ShardPlan::Budget { memory_mb } => {
                 let budget = (memory_mb as u64).saturating_sub(BASE_MB) * MB as u64;
+                let kept = KEPT_BYTES_PER_USER + u64::from(gifts) * GIFT_KEPT_BYTES_PER_USER;
                 // When what is kept fills the budget (past ~85M users on 2 GB), the most shards
                 // keep a shard's share as small as it gets.
-                let room = budget.saturating_sub(users * KEPT_BYTES_PER_USER).max(1);
+                let room = budget.saturating_sub(users * kept).max(1);
                 let need = users * (BYTES_PER_USER - KEPT_BYTES_PER_USER);
                 need.div_ceil(room)
                     .max(users.div_ceil(MAX_SHARD_USERS))
@@ -688,21 +692,29 @@ mod tests {
         let mut f = SettingsFile::default();
         let s = f.clone().validate(&Overrides::default()).unwrap();
         assert_eq!(s.shards, ShardPlan::Budget { memory_mb: 2048 });
-        assert_eq!(s.shards.shards(100_000), 1);
-        assert_eq!(s.shards.shards(500_000), 1);
+        assert_eq!(s.shards.shards(100_000, false), 1);
+        assert_eq!(s.shards.shards(500_000, false), 1);
         // No shard holds more than 500k users, whatever the budget.
-        assert_eq!(s.shards.shards(1_000_000), 2);
+        assert_eq!(s.shards.shards(1_000_000, false), 2);
         assert_eq!(
-            ShardPlan::Budget { memory_mb: 65_536 }.shards(10_000_000),
+            ShardPlan::Budget { memory_mb: 65_536 }.shards(10_000_000, false),
             20
         );
         // A small budget takes more shards: 1M users in 512 MB, of which ~24 MB is what
         // selection keeps, take about four.
-        let n = ShardPlan::Budget { memory_mb: 512 }.shards(1_000_000);
+        let n = ShardPlan::Budget { memory_mb: 512 }.shards(1_000_000, false);
         assert!((4..=6).contains(&n), "{n}");
+        // A night with a gift campaign keeps 8 bytes a user more: at 60M users on 2 GB, what
+        // is kept (1.44 GB, or 1.92 GB) leaves a shard a fifth of the room.
+        let plain = ShardPlan::Budget { memory_mb: 2048 }.shards(60_000_000, false);
+        let gifts = ShardPlan::Budget { memory_mb: 2048 }.shards(60_000_000, true);
+        assert!(
+            gifts > plain,
+            "{plain} shards, {gifts} with a gift campaign"
+        );
         // Past ~85M users on 2 GB, what is kept fills the budget: the most shards there may be.
         let max = models::shard::MAX_SHARDS;
-        assert_eq!(s.shards.shards(100_000_000), max);
+        assert_eq!(s.shards.shards(100_000_000, false), max);
         f.runtime.shards = Some(3);
         assert_eq!(
             f.clone().validate(&Overrides::default()).unwrap().shards,
@@ -712,7 +724,7 @@ mod tests {
             shards: Some(8),
             ..Overrides::default()
         };
-        assert_eq!(f.clone().validate(&o).unwrap().shards.shards(5), 8);
+        assert_eq!(f.clone().validate(&o).unwrap().shards.shards(5, false), 8);
         let o = Overrides {
             shards: Some(0),
             ..Overrides::default()

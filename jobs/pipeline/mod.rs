@@ -32,7 +32,7 @@ use models::features::{Breach, SharedNeeds};
 use models::training::Tallies;
 use models::{RunDate, Scorers, Shard, SourceTables};
 use rand::Rng;
-use segments::{Arm, Audience, Campaign, FunnelStep};
+use segments::{Arm, Audience, Campaign, CampaignKind, FunnelStep};
 use tracing::{info, info_span, instrument, warn, Instrument};
 
 use crate::config::{Settings, ShardPlan};
@@ -357,7 +357,10 @@ async fn scored_night(
     let mut tallies = Tallies::default();
     let count = match s.shards {
         ShardPlan::Fixed(n) => n,
-        plan => plan.shards(extract::count_users(source, s).await?),
+        plan => {
+            let gifts = req.campaigns.iter().any(|c| c.kind == CampaignKind::Gift);
+            plan.shards(extract::count_users(source, s).await?, gifts)
+        }
     };
     tracing::Span::current().record("shards", count);
     let score::Models { set, trained_on } = models;
