@@ -118,9 +118,9 @@ struct SenderHistory {
 
 impl SenderHistory {
     /// The history before `cutoff` of the senders in `senders` (every user with friends when
-    /// `None`).
+    /// `None`), with `gifts` those [`gifts_of`] the purchases gives.
     fn read(
-        purchases: &DataFrame,
+        gifts: &[((i64, i64), i64)],
         friendships: &DataFrame,
         users: &DataFrame,
         cutoff: i64,
@@ -128,7 +128,8 @@ impl SenderHistory {
     ) -> Result<SenderHistory> {
         let keep = |u: i64| senders.is_none_or(|s| s.contains(&u));
         let mut sent: HashMap<(i64, i64), Vec<i64>> = HashMap::new();
-        for ((s, r), t) in gifts_of(purchases, cutoff)? {
+        // Only gifts between a sender and anyone: the features read no other.
+        for &((s, r), t) in gifts.iter().filter(|((s, r), _)| keep(*s) || keep(*r)) {
             sent.entry((s, r)).or_default().push(t);
         }
         for v in sent.values_mut() {
@@ -230,7 +231,8 @@ pub fn gift_pairs(src: &SourceTables, cutoff: i64) -> Result<GiftPairs> {
     let p = &src.purchases;
     let gifts = gifts_of(p, cutoff)?;
     let senders: HashSet<i64> = gifts.iter().map(|&((s, _), _)| s).collect();
-    let history = SenderHistory::read(p, &src.friendships, &src.users, cutoff, Some(&senders))?;
+    let history =
+        SenderHistory::read(&gifts, &src.friendships, &src.users, cutoff, Some(&senders))?;
     // Only the senders' friends are read further: a few bytes per candidate, whatever the
     // size of the tables.
     let candidates: HashSet<i64> = history
@@ -423,7 +425,7 @@ impl Recipients {
         senders: Option<&HashSet<i64>>,
     ) -> Result<HashMap<i64, i64>> {
         let history = SenderHistory::read(
-            &tables.purchases,
+            &gifts_of(&tables.purchases, cutoff)?,
             &tables.friendships,
             &tables.users,
             cutoff,
