@@ -425,6 +425,13 @@ where
             let timing = span.extensions_mut().remove::<Timing>();
             if let Some(t) = timing {
                 let idle = t.idle + t.last.elapsed().as_secs_f64();
+                // Root first, as the fmt layer lists the spans of an event.
+                let parents: Vec<serde_json::Value> = span
+                    .scope()
+                    .from_root()
+                    .filter(|s| s.id() != span.id())
+                    .map(|s| json_span(&s))
+                    .collect();
                 let line = serde_json::json!({
                     "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
                     "level": "INFO",
@@ -432,7 +439,7 @@ where
                     "busy_secs": t.busy,
                     "idle_secs": idle,
                     "span": json_span(&span),
-                    "spans": span.scope().skip(1).collect::<Vec<_>>().iter().rev().map(json_span).collect::<Vec<_>>(),
+                    "spans": parents,
                 });
                 eprintln!("{line}");
             }

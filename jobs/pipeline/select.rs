@@ -43,7 +43,7 @@ impl Night {
 /// Each campaign's ranking of the shards ranked so far, or why it has none. Each shard's
 /// ranking is merged in as it comes and cut to what arbitration can reach ([`Reach`]), so what
 /// is kept between shards is every eligible user's id and a bounded number of candidates.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rankings {
     reach: Reach,
     by_campaign: BTreeMap<String, Result<Ranking, String>>,
@@ -78,15 +78,6 @@ impl Rankings {
     /// Each campaign's ranking of all the shards added, or why it has none.
     pub fn into_merged(self) -> BTreeMap<String, Result<Ranking, String>> {
         self.by_campaign
-    }
-}
-
-impl Clone for Rankings {
-    fn clone(&self) -> Self {
-        Rankings {
-            reach: self.reach.clone(),
-            by_campaign: self.by_campaign.clone(),
-        }
     }
 }
 
