@@ -228,12 +228,6 @@ fn styled(preset: ColumnPreset, names: [&'static str; 4]) -> Option<&'static str
     }
 }
 
-/// Whether a preset's CRM keys its records by email, so that a user without one cannot be
-/// imported and is left out of the list.
-fn keyed_by_email(preset: ColumnPreset) -> bool {
-    preset == ColumnPreset::Hubspot
-}
-
 /// Whether a preset needs the users' email addresses.
 pub fn needs_emails(preset: ColumnPreset) -> bool {
     columns(preset).iter().any(|(_, f)| *f == Datum::Email)
@@ -425,7 +419,7 @@ async fn write_export(
         .filter(|m| m.arm == Arm::Treatment)
         .collect();
     let before = treated.len();
-    if keyed_by_email(c.columns) || c.require_email {
+    if c.require_email {
         treated.retain(|m| req.emails.is_some_and(|e| e.contains_key(&m.user_id)));
     }
     let without_email = before - treated.len();

@@ -247,7 +247,8 @@ pub struct Campaign {
     pub columns: ColumnPreset,
     /// Publish the holdout members in a separate `holdout.csv.gz`.
     pub holdout_file: bool,
-    /// Leave out the messaged users without an email address (see [`ExportFile`]).
+    /// Leave out the messaged users without an email address (see [`ExportFile`]): asked for,
+    /// or always for a CRM keyed by email.
     pub require_email: bool,
     pub destination: Option<String>,
     /// The items the campaign is about (`[items]`): each member gets the one they most likely
@@ -421,6 +422,12 @@ impl ColumnPreset {
             ColumnPreset::Sfmc => Some("Salesforce Marketing Cloud's import"),
             ColumnPreset::Generic | ColumnPreset::Braze | ColumnPreset::Iterable => None,
         }
+    }
+
+    /// Whether the preset's CRM keys its records by email always, so that a user without one
+    /// cannot be imported and is left out of the list whatever `require_email` says.
+    pub fn keyed_by_email(self) -> bool {
+        self == ColumnPreset::Hubspot
     }
 
     /// Whether the preset's files carry each user's email address.
@@ -853,7 +860,7 @@ impl CampaignFile {
             }),
             columns,
             holdout_file: self.export.holdout_file,
-            require_email: self.export.require_email,
+            require_email: self.export.require_email || columns.keyed_by_email(),
             destination: self.export.destination,
             items,
         })
