@@ -308,6 +308,107 @@ impl ObjectStore {
         }
     }
 
+    /// Whether an object is under `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let uri = self.uri(key);
+        match &self.backend {
+            Backend::Local(root) => root
+                .join(key)
+                .try_exists()
+                .map_err(|source| StoreError::Io {
+                    op: "read",
+                    uri,
+                    source,
+                }),
+            Backend::S3(t) => {
+                let full = t.key(key);
+                retry(&t.options, "read", &uri, || async {
+                    match t
+                        .client
+                        .head_object()
+                        .bucket(&t.bucket)
+                        .key(&full)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                            Ok(false)
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Copies the object under `key` to `dest_key` of `dest` (another store, or this one),
+    /// streamed chunk by chunk through [`ObjectWriter`]: it appears whole or not at all, and
+    /// a part of hundreds of megabytes is never held in memory.
+    pub async fn copy_to(
+        &self,
+        key: &str,
+        dest: &ObjectStore,
+        dest_key: &str,
+    ) -> Result<Written, StoreError> {
+        let uri = self.uri(key);
+        let mut writer = dest.writer(dest_key).await?;
+        let copied = async {
+            match &self.backend {
+                Backend::Local(root) => {
+                    use std::io::Read as _;
+                    let io = |source| StoreError::Io {
+                        op: "read",
+                        uri: uri.clone(),
+                        source,
+                    };
+                    let mut file = std::fs::File::open(root.join(key)).map_err(io)?;
+                    let mut chunk = vec![0; 1 << 20];
+                    loop {
+                        let n = file.read(&mut chunk).map_err(io)?;
+                        if n == 0 {
+                            break;
+                        }
+                        writer.write(&chunk[..n]).await?;
+                    }
+                }
+                Backend::S3(t) => {
+                    let full = t.key(key);
+                    let out = retry(&t.options, "read", &uri, || {
+                        t.client.get_object().bucket(&t.bucket).key(&full).send()
+                    })
+                    .await?;
+                    let mut body = out.body;
+                    loop {
+                        match body.try_next().await {
+                            Ok(Some(bytes)) => writer.write(&bytes).await?,
+                            Ok(None) => break,
+                            Err(e) => {
+                                return Err(StoreError::Remote {
+                                    op: "read",
+                                    uri: uri.clone(),
+                                    message: format!("the download was cut off: {e}"),
+                                    transient: true,
+                                    attempts: 1,
+                                })
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match copied {
+            Ok(()) => writer.finish().await,
+            Err(e) => {
+                writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+
     /// The keys under `prefix` (relative to the destination), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let uri = self.uri(prefix);
