@@ -165,21 +165,31 @@ pub struct ExportSettings {
 }
 
 impl ExportSettings {
-    /// Refuses a campaign's own destination outside the allowed roots: the operator, not a
-    /// campaign file, decides where the job may write.
-    pub fn check_destination(&self, campaign_id: &str, destination: &str) -> Result<()> {
+    /// Refuses a location a campaign file names (its `field`: `export.destination` or
+    /// `export.deliver_to`) outside the allowed roots: the operator, not a campaign file,
+    /// decides where the job may write.
+    pub fn check_destination(
+        &self,
+        campaign_id: &str,
+        field: &str,
+        destination: &str,
+    ) -> Result<()> {
         let location = Location::parse(destination)
-            .with_context(|| format!("campaign {campaign_id}: export.destination"))?;
+            .with_context(|| format!("campaign {campaign_id}: {field}"))?;
         let permitted = self
             .allowed
             .iter()
             .any(|root| Location::parse(root).is_ok_and(|root| location.within(&root)));
         if !permitted {
             bail!(
-                "campaign {campaign_id}: export.destination {} is not under an allowed destination \
+                "campaign {campaign_id}: {field} {} is not under an allowed destination \
                  (export.allowed_destinations: {})",
                 redact(destination),
-                self.allowed.iter().map(|d| redact(d)).collect::<Vec<_>>().join(", ")
+                self.allowed
+                    .iter()
+                    .map(|d| redact(d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         Ok(())
@@ -649,11 +659,41 @@ impl Settings {
         Ok((all, broken))
     }
 
-    /// Checks every campaign's own destination against `export.allowed_destinations`.
+    /// Checks every campaign's own destination, and the prefix it delivers to, against
+    /// `export.allowed_destinations`; and that no delivery prefix overlaps a campaign's run
+    /// folders, whose manifests and markers the CRM watching it would ingest as data.
     pub fn check_destinations(&self, campaigns: &[Campaign]) -> Result<()> {
         for c in campaigns {
             if let Some(d) = &c.destination {
-                self.export.check_destination(&c.id, d)?;
+                self.export
+                    .check_destination(&c.id, "export.destination", d)?;
+            }
+        }
+        for c in campaigns {
+            let Some(to) = &c.deliver_to else { continue };
+            self.export
+                .check_destination(&c.id, "export.deliver_to", to)?;
+            let watched = Location::parse(to)
+                .with_context(|| format!("campaign {}: export.deliver_to", c.id))?;
+            for other in campaigns {
+                let destination = other
+                    .destination
+                    .as_deref()
+                    .unwrap_or(&self.export.destination);
+                let folders = format!("{}/{}", destination.trim_end_matches('/'), other.id);
+                let Ok(folders_at) = Location::parse(&folders) else {
+                    continue;
+                };
+                if watched.within(&folders_at) || folders_at.within(&watched) {
+                    bail!(
+                        "campaign {}: export.deliver_to {} overlaps the run folders of campaign \
+                         {} ({folders}): the CRM watching it would ingest their manifests and \
+                         markers; deliver to a prefix of its own",
+                        c.id,
+                        redact(to),
+                        other.id,
+                    );
+                }
             }
         }
         Ok(())
@@ -747,6 +787,57 @@ mod tests {
             e.to_string(),
             "runtime.threads (or --threads) must be between 0 and 512, got 100000"
         );
+    }
+
+    /// A prefix a CRM watches must be somewhere the job may write, and apart from every
+    /// campaign's run folders (their manifests and markers would be ingested as data).
+    #[test]
+    fn a_delivery_prefix_stays_apart_from_run_folders() {
+        let s = SettingsFile::default()
+            .validate(&Overrides::default())
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("deliver-to-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let campaign = |id: &str, export: &str| {
+            let path = dir.join(format!("{id}.toml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "format_version = 1\nid = \"{id}\"\nkind = \"new_buyer\"\nholdout = 0.1\n\
+                     max_audience = 100\n[export]\n{export}\n"
+                ),
+            )
+            .unwrap();
+            campaigns::load(&[path]).unwrap().remove(0)
+        };
+        let check = |to: &str| {
+            let cdi = campaign(
+                "cdi",
+                &format!("columns = \"braze_cdi\"\ndeliver_to = \"{to}\""),
+            );
+            s.check_destinations(&[campaign("other", ""), cdi])
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert!(check("file://demo/exports/braze-cdi").is_ok());
+        let err = check("file://demo/exports").unwrap_err();
+        assert_eq!(
+            err,
+            "campaign cdi: export.deliver_to file://demo/exports overlaps the run folders of \
+             campaign other (file://demo/exports/other): the CRM watching it would ingest their \
+             manifests and markers; deliver to a prefix of its own"
+        );
+        let err = check("file://demo/exports/cdi/watched").unwrap_err();
+        assert!(
+            err.contains("overlaps the run folders of campaign cdi"),
+            "{err}"
+        );
+        let err = check("file://elsewhere").unwrap_err();
+        assert!(
+            err.starts_with("campaign cdi: export.deliver_to file://elsewhere")
+                && err.contains("is not under an allowed destination"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

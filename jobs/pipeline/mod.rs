@@ -586,11 +586,13 @@ async fn publish_night(
     let mut stores: BTreeMap<String, Result<ObjectStore, String>> = BTreeMap::new();
     for c in req.published() {
         let destination = c.destination.as_deref().unwrap_or(&s.export.destination);
-        if !stores.contains_key(destination) {
-            let store = ObjectStore::open(destination, &s.store)
-                .await
-                .map_err(|e| e.to_string());
-            stores.insert(destination.to_string(), store);
+        for uri in std::iter::once(destination).chain(c.deliver_to.as_deref()) {
+            if !stores.contains_key(uri) {
+                let store = ObjectStore::open(uri, &s.store)
+                    .await
+                    .map_err(|e| e.to_string());
+                stores.insert(uri.to_string(), store);
+            }
         }
     }
 
@@ -600,12 +602,12 @@ async fn publish_night(
         let span = info_span!("campaign", campaign = %c.id, kind = c.kind.name());
         let outcome = async {
             let audience = audience.map_err(|e| anyhow::anyhow!(e))?;
-            let destination = c.destination.as_deref().unwrap_or(&s.export.destination);
-            let store = match stores.get(destination) {
-                Some(Ok(store)) => store,
-                Some(Err(e)) => anyhow::bail!("{e}"),
-                None => anyhow::bail!("no object store for {destination}"),
+            let opened = |uri: &str| match stores.get(uri) {
+                Some(Ok(store)) => Ok(store),
+                Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+                None => Err(anyhow::anyhow!("no object store for {uri}")),
             };
+            let store = opened(c.destination.as_deref().unwrap_or(&s.export.destination))?;
             let created_at = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
             let request = ExportRequest {
                 campaign: c,
@@ -619,6 +621,17 @@ async fn publish_night(
             };
             let staged = publish::stage(store, &request).await?;
             record::record(state, store, &staged, run_id, &audience, req.date).await?;
+            if let Some(to) = &c.deliver_to {
+                publish::deliver(store, opened(to)?, &staged.prefix, &staged.manifest)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "the export {} is complete but not delivered: the next run for {} \
+                             delivers it",
+                            staged.uri, req.date
+                        )
+                    })?;
+            }
             info!(uri = %staged.uri, rows = staged.manifest.row_count, "published");
             Ok((audience, staged.uri))
         }

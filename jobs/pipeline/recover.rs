@@ -1,9 +1,11 @@
 //! Recovery of a claimed campaign-day whose earlier run stopped. A run writes `_SUCCESS`, then
-//! its ledger row; a process that dies between the two (or loses the state database there)
-//! leaves a complete export whose row still says `running`. Publishing the campaign-day again
-//! would give a CRM two lists, so the complete export is the truth: its row is marked
-//! `succeeded` from its manifest. Unfinished runs without a complete export are marked
-//! `aborted`.
+//! (for a CRM that watches a prefix) delivers the parts there, then writes its ledger row. A
+//! process that dies in between (or loses the state database there) leaves a complete export
+//! whose row still says `running`; a delivery that fails leaves one whose row says `failed`.
+//! Publishing the campaign-day again would give a CRM two lists, so the complete export is the
+//! truth: its delivery is finished (the parts not yet in the watched prefix are copied there),
+//! and its row is marked `succeeded` from its manifest. Unfinished runs without a complete
+//! export are marked `aborted`.
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -25,8 +27,8 @@ pub async fn settle(
     campaign: &Campaign,
     date: RunDate,
 ) -> Result<Option<String>> {
-    let running = ledger::running(state, &campaign.id, date).await?;
-    if running.is_empty() {
+    let unsettled = ledger::unsettled(state, &campaign.id, date).await?;
+    if unsettled.is_empty() {
         return Ok(None);
     }
     let destination = campaign
@@ -36,20 +38,21 @@ pub async fn settle(
     let store = ObjectStore::open(destination, &s.store).await?;
     let day = date.to_string();
     let mut adopted = None;
-    for run_id in &running {
+    for run_id in &unsettled {
         let folder = run_folder(&campaign.id, &day, run_id);
-        if adopted.is_some()
-            || store
-                .get_opt(&format!("{folder}/{SUCCESS}"))
-                .await?
-                .is_none()
-        {
+        if adopted.is_some() || !store.exists(&format!("{folder}/{SUCCESS}")).await? {
             continue;
         }
         let key = format!("{folder}/{MANIFEST}");
         let manifest: Manifest = serde_json::from_slice(&store.get(&key).await?)
             .with_context(|| format!("invalid manifest {}", store.uri(&key)))?;
         let uri = store.uri(&folder);
+        if let Some(to) = &campaign.deliver_to {
+            let watched = ObjectStore::open(to, &s.store).await?;
+            publish::deliver(&store, &watched, &folder, &manifest)
+                .await
+                .with_context(|| format!("cannot finish delivering the complete export {uri}"))?;
+        }
         let finish = Finish {
             status: Status::Succeeded,
             finished_at: Utc::now().timestamp(),

@@ -324,7 +324,7 @@ pub async fn history(db: &Db, run_date: RunDate, days: i64) -> Result<History> {
 }
 
 const SUCCEEDED_RUN: &str = include_str!("../../sql/queries/succeeded_run.sql");
-const RUNNING_RUNS: &str = include_str!("../../sql/queries/running_runs.sql");
+const UNSETTLED_RUNS: &str = include_str!("../../sql/queries/unsettled_runs.sql");
 const ABORT_RUNNING: &str = include_str!("../../sql/statements/abort_running.sql");
 
 /// Whether a campaign already has a succeeded run for a date.
@@ -338,9 +338,10 @@ pub async fn has_succeeded(db: &Db, campaign_id: &str, run_date: RunDate) -> Res
     Ok(n > 0)
 }
 
-/// The run ids of a campaign and date still marked `running`, oldest first.
-pub async fn running(db: &Db, campaign_id: &str, run_date: RunDate) -> Result<Vec<String>> {
-    sqlx::query_scalar(RUNNING_RUNS)
+/// The run ids of a campaign and date that did not succeed (`running`, `failed` or
+/// `aborted`), oldest first: those a complete export may still be left of.
+pub async fn unsettled(db: &Db, campaign_id: &str, run_date: RunDate) -> Result<Vec<String>> {
+    sqlx::query_scalar(UNSETTLED_RUNS)
         .bind(campaign_id)
         .bind(run_date.to_string())
         .fetch_all(&db.pool)

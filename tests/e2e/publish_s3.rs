@@ -1,11 +1,13 @@
 //! Publishing to S3 — a moto server on loopback, started by `scripts/test.sh` — end to end:
 //! the layout, manifests checked against the objects read back, `_SUCCESS` last, a large part
 //! as a multipart upload, every format and column preset, the ledger and assignments matching
-//! the files, byte-identical parts on a re-run, `runs list`, wrong credentials, and a server
-//! that stops in the middle of a run.
+//! the files, byte-identical parts on a re-run, `runs list`, wrong credentials, a server
+//! that stops in the middle of a run, and a delivery to a prefix Braze CDI watches.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+
+use sha2::Digest;
 
 use crate::common::s3::{self, run_prefixes, Relay};
 use crate::common::*;
@@ -444,6 +446,149 @@ async fn a_server_that_stops_mid_run_leaves_no_success_and_the_next_run_publishe
         );
         s3::read_s3_export(&client, bucket, newest).await;
     }
+}
+
+/// `braze_cdi` on S3: the parts, and nothing else, reach the prefix Braze Cloud Data Ingestion
+/// watches, once complete. When the server goes away during the delivery, the run fails and
+/// leaves the complete export; the next run adopts it and delivers what is missing, without
+/// writing a part twice (each new object there is an import).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn braze_cdi_parts_reach_the_watched_prefix_once_even_when_delivery_fails() {
+    let world = demo_source("s3-cdi").await;
+    let (dir, db) = (world.dir.clone(), world.db.clone());
+    let client = s3::default_client();
+    let bucket = &format!("targeting-cdi-{}", std::process::id());
+    s3::create_bucket(&client, bucket).await;
+    let campaigns_dir = dir.join("cdi-campaigns");
+    std::fs::create_dir_all(&campaigns_dir).unwrap();
+    std::fs::write(
+        campaigns_dir.join("cdi-list.toml"),
+        format!(
+            r#"format_version = 1
+id = "cdi-list"
+kind = "seasonal"
+priority = 10
+holdout = 0.1
+max_audience = 5000
+[offer]
+discount_pct = 10
+[seasonal]
+min_uplift = -1.0
+[export]
+columns = "braze_cdi"
+deliver_to = "s3://{bucket}/braze-cdi"
+"#
+        ),
+    )
+    .unwrap();
+    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    // The server goes away at the first request for the watched prefix.
+    let relay = Relay::start(upstream.trim_start_matches("http://"), Some(b"/braze-cdi/")).await;
+    let mut env = env_for(&dir);
+    env.retain(|(k, _)| k != "TARGETING__TARGETING__CAMPAIGNS_DIR");
+    env.push((
+        "TARGETING__TARGETING__CAMPAIGNS_DIR".into(),
+        campaigns_dir.display().to_string(),
+    ));
+    env.push((
+        "TARGETING__EXPORT__ALLOWED_DESTINATIONS".into(),
+        format!("[\"s3://{bucket}\"]"),
+    ));
+    env.push(("AWS_ENDPOINT_URL".into(), relay.endpoint()));
+    let exports = format!("s3://{bucket}/exports");
+    let args = job_args("run", DATE, &db, &exports, "2");
+
+    let out = run(args.clone(), env.clone()).await;
+    assert!(relay.tripped.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let rows = ledger(&db).await;
+    let failed = rows.iter().rfind(|r| r.campaign_id == "cdi-list").unwrap();
+    assert_eq!(failed.status, "failed", "{failed:?}");
+    let error = failed.error.as_deref().unwrap();
+    assert!(
+        error.contains("is complete but not delivered: the next run for 2026-11-20 delivers it"),
+        "{error}"
+    );
+    assert!(s3::list(&client, bucket, "braze-cdi/").await.is_empty());
+    let runs = run_prefixes(&client, bucket, "exports", "cdi-list", DATE).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let export = s3::read_s3_export(&client, bucket, &runs[0]).await;
+    assert_eq!(
+        export.manifest["columns"],
+        serde_json::json!(["EXTERNAL_ID", "PAYLOAD"])
+    );
+    assert!(export.ids.len() > 100, "{}", export.ids.len());
+    assert!(!export.objects.iter().any(|o| o.key.ends_with("_DELIVERED")));
+
+    // The server is back: the next run adopts the complete export and delivers it.
+    relay.restart().await;
+    let out = run(args.clone(), env.clone()).await;
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cdi-list: adopted the complete export"),
+        "{text}"
+    );
+    let rows = ledger(&db).await;
+    let adopted = rows.iter().find(|r| r.run_id == failed.run_id).unwrap();
+    assert_eq!(adopted.status, "succeeded", "{adopted:?}");
+    let run_id = runs[0]
+        .trim_end_matches('/')
+        .rsplit_once("run=")
+        .unwrap()
+        .1
+        .to_string();
+    let delivered = s3::list(&client, bucket, "braze-cdi/").await;
+    let parts = export.manifest["parts"].as_array().unwrap();
+    let names: Vec<String> = delivered.iter().map(|o| o.key.clone()).collect();
+    let expected: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            format!(
+                "braze-cdi/cdi-list-{DATE}-{run_id}-{}",
+                p["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(names, expected);
+    for (object, part) in delivered.iter().zip(parts) {
+        let bytes = s3::get(&client, bucket, &object.key).await;
+        assert_eq!(
+            hex(&sha2::Sha256::digest(&bytes)),
+            part["sha256"].as_str().unwrap()
+        );
+        // Every row is an external id and a JSON object of the attributes.
+        let mut rows = csv::Reader::from_reader(bytes.as_slice());
+        for row in rows.records().take(3) {
+            let row = row.unwrap();
+            let payload: serde_json::Value = serde_json::from_str(&row[1]).unwrap();
+            assert_eq!(payload["targeting_campaign"], "cdi-list");
+            assert_eq!(payload["targeting_date"], DATE);
+            assert!(export.ids.contains(&row[0].parse().unwrap()));
+        }
+    }
+    s3::read_s3_export(&client, bucket, &runs[0]).await;
+    assert_eq!(
+        s3::list(&client, bucket, &format!("{}_DELIVERED", runs[0]))
+            .await
+            .len(),
+        1
+    );
+
+    // Published: the next run does nothing, and the watched prefix is as it was.
+    let out = run(args, env).await;
+    assert_ok(&out);
+    let after = s3::list(&client, bucket, "braze-cdi/").await;
+    assert_eq!(
+        after
+            .iter()
+            .map(|o| (&o.key, o.modified_ms))
+            .collect::<Vec<_>>(),
+        delivered
+            .iter()
+            .map(|o| (&o.key, o.modified_ms))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,10 @@
 //! when even that fails (the store is gone) the folder without `_SUCCESS` is superseded by the
 //! next run's. Holdout members are never in a list.
 //!
+//! A CRM that ingests every new object under a prefix it watches (Braze Cloud Data Ingestion)
+//! must see neither the manifest nor the markers: the run folder stays where it is, and after
+//! `_SUCCESS` [`deliver`] copies the parts alone into that prefix (`deliver_to`).
+//!
 //! Parts are cut at a row and a byte limit (CRM imports cap both). The same audience, run date
 //! and model versions give byte-identical parts: scores are printed at fixed precision, gzip
 //! carries no timestamp, and nothing else varies.
@@ -64,6 +68,13 @@ pub struct Manifest {
     #[serde(default)]
     pub left_out_without_email: usize,
     pub columns: Vec<String>,
+    /// The fields of the `PAYLOAD` column's JSON objects (`braze_cdi`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payload_fields: Vec<String>,
+    /// The prefix a CRM watches, where the parts are copied once complete (`deliver_to`); see
+    /// [`deliver`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<String>,
     pub model_versions: BTreeMap<String, String>,
     pub parts: Vec<PartInfo>,
     /// Rows of the parts: the treatment arm, explored users included.
@@ -120,6 +131,8 @@ enum Datum {
     ItemId,
     /// The friend suggested as the gift's recipient (gift campaigns).
     RecipientId,
+    /// A JSON object of the `braze` preset's attributes, as one string (`braze_cdi`).
+    Payload,
 }
 
 /// The columns of a preset, in file order, with their names.
@@ -167,6 +180,7 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
             ("Score", Score),
             ("Rank", Rank),
         ],
+        ColumnPreset::BrazeCdi => &[("EXTERNAL_ID", ExternalId), ("PAYLOAD", Payload)],
     }
 }
 
@@ -174,11 +188,24 @@ fn columns(preset: ColumnPreset) -> &'static [(&'static str, Datum)] {
 /// user got, for a gift campaign, the friend suggested, and for a campaign with `[items]`, the
 /// item each user is shown, named in the preset's style.
 fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
-    let mut cols = columns(c.columns).to_vec();
+    preset_columns(c, c.columns)
+}
+
+/// The fields of a `braze_cdi` payload: the columns the campaign would have under `braze`,
+/// the user's id aside (it is the row's `EXTERNAL_ID`).
+fn payload_fields(c: &Campaign) -> Vec<(&'static str, Datum)> {
+    let mut fields = preset_columns(c, ColumnPreset::Braze);
+    fields.retain(|(_, d)| *d != Datum::ExternalId);
+    fields
+}
+
+/// [`campaign_columns`] under `preset`.
+fn preset_columns(c: &Campaign, preset: ColumnPreset) -> Vec<(&'static str, Datum)> {
+    let mut cols = columns(preset).to_vec();
     if !c.offer.discount_levels.is_empty() {
         cols.extend(
             styled(
-                c.columns,
+                preset,
                 [
                     "discount_pct",
                     "targeting_discount_pct",
@@ -192,7 +219,7 @@ fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
     if c.kind == CampaignKind::Gift {
         cols.extend(
             styled(
-                c.columns,
+                preset,
                 [
                     "recipient_user_id",
                     "targeting_recipient_user_id",
@@ -205,11 +232,8 @@ fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
     }
     if c.items.is_some() {
         cols.extend(
-            styled(
-                c.columns,
-                ["item_id", "targeting_item_id", "itemId", "ItemId"],
-            )
-            .map(|n| (n, Datum::ItemId)),
+            styled(preset, ["item_id", "targeting_item_id", "itemId", "ItemId"])
+                .map(|n| (n, Datum::ItemId)),
         );
     }
     cols
@@ -217,14 +241,15 @@ fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
 
 /// A column's name in a preset's style, from its spellings `[generic, braze and hubspot
 /// (attributes named targeting_…), iterable (camelCase), sfmc (PascalCase)]`; none for
-/// `braze_ids`, which stays ids alone (an attribute would cost a data point per user).
+/// `braze_ids`, which stays ids alone (an attribute would cost a data point per user), and for
+/// `braze_cdi`, whose attributes are in its payload (see [`payload_fields`]).
 fn styled(preset: ColumnPreset, names: [&'static str; 4]) -> Option<&'static str> {
     match preset {
         ColumnPreset::Generic => Some(names[0]),
         ColumnPreset::Braze | ColumnPreset::Hubspot => Some(names[1]),
         ColumnPreset::Iterable => Some(names[2]),
         ColumnPreset::Sfmc => Some(names[3]),
-        ColumnPreset::BrazeIds => None,
+        ColumnPreset::BrazeIds | ColumnPreset::BrazeCdi => None,
     }
 }
 
@@ -236,6 +261,8 @@ pub fn needs_emails(preset: ColumnPreset) -> bool {
 /// One cell, before encoding.
 enum Cell<'a> {
     Text(&'a str),
+    /// Text made for the row (a payload).
+    Owned(String),
     Id(i64),
     Int(i64),
     Float(f64),
@@ -254,6 +281,17 @@ fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
         Datum::DiscountPct => Cell::Int(m.discount_pct.round() as i64),
         Datum::ItemId => m.item_id.map_or(Cell::Null, Cell::Id),
         Datum::RecipientId => m.recipient_user_id.map_or(Cell::Null, Cell::Id),
+        Datum::Payload => {
+            let cells: Vec<(&str, Cell)> = payload_fields(req.campaign)
+                .into_iter()
+                .map(|(n, f)| (n, cell(req, m, f)))
+                .collect();
+            let mut object = Vec::new();
+            // A JSON object of plain values cannot fail to encode.
+            let _ = encode_row(ExportFormat::Jsonl, &cells, &mut object);
+            object.pop(); // the line's end
+            Cell::Owned(String::from_utf8(object).unwrap_or_default())
+        }
         Datum::Email => req
             .emails
             .and_then(|e| e.get(&m.user_id))
@@ -284,6 +322,7 @@ fn encode_row(format: ExportFormat, cells: &[(&str, Cell)], out: &mut Vec<u8>) -
             out.push(b':');
             match c {
                 Cell::Text(s) => serde_json::to_writer(&mut *out, s)?,
+                Cell::Owned(s) => serde_json::to_writer(&mut *out, s)?,
                 // Identifiers are strings to a CRM, whatever they look like.
                 Cell::Id(v) => write!(out, "\"{v}\"")?,
                 Cell::Int(v) => write!(out, "{v}")?,
@@ -303,6 +342,10 @@ fn encode_row(format: ExportFormat, cells: &[(&str, Cell)], out: &mut Vec<u8>) -
         number.clear();
         match c {
             Cell::Text(s) => {
+                w.write_field(s)?;
+                continue;
+            }
+            Cell::Owned(s) => {
                 w.write_field(s)?;
                 continue;
             }
@@ -516,6 +559,15 @@ async fn write_export(
         score_meaning: segments::select::score_meaning(c).into(),
         left_out_without_email: without_email,
         columns: cols.iter().map(|(n, _)| n.to_string()).collect(),
+        payload_fields: if cols.iter().any(|(_, d)| *d == Datum::Payload) {
+            payload_fields(c)
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        delivered_to: c.deliver_to.clone(),
         model_versions: req.model_versions.clone(),
         row_count: treated.len(),
         holdout_count: holdout.len(),
@@ -590,6 +642,7 @@ fn parquet_part(req: &ExportRequest, members: &[&Member]) -> Result<Vec<u8>> {
                     .iter()
                     .map(|m| match cell(req, m, f) {
                         Cell::Text(s) => Some(s.to_string()),
+                        Cell::Owned(s) => Some(s),
                         Cell::Id(v) | Cell::Int(v) => Some(v.to_string()),
                         Cell::Float(v) => Some(format!("{v:.6}")),
                         Cell::Null => None,
@@ -634,6 +687,69 @@ pub async fn point_latest(store: &ObjectStore, prefix: &str) {
             "cannot point the day's latest at this run: it may still name an earlier run"
         );
     }
+}
+
+/// The marker, in a run folder, that its parts are in the prefix its CRM watches: written by
+/// [`deliver`] once the last of them is.
+pub const DELIVERED: &str = "_DELIVERED";
+
+/// A part's name in the prefix a CRM watches: flat (a watched prefix may not look into
+/// folders) and unique to the run, since the CRM ingests every new object there.
+pub fn delivered_name(m: &Manifest, part: &str) -> String {
+    format!("{}-{}-{}-{part}", m.campaign_id, m.run_date, m.run_id)
+}
+
+/// Copies the parts of a complete export (run folder `prefix`) into the prefix a CRM watches,
+/// then writes `_DELIVERED` in the run folder. Called after `_SUCCESS`, so the CRM only ever
+/// sees whole lists, and never the manifest, markers or holdout file, which it would ingest as
+/// data. A part already there (an earlier attempt's) is not written again: each new object is
+/// an import, so one written twice would be imported twice. Safe to call again after a
+/// failure; returns how many parts it copied.
+#[tracing::instrument(name = "deliver", skip_all, fields(parts = manifest.parts.len()))]
+pub async fn deliver(
+    store: &ObjectStore,
+    watched: &ObjectStore,
+    prefix: &str,
+    manifest: &Manifest,
+) -> Result<usize> {
+    let marker = format!("{prefix}/{DELIVERED}");
+    if store.exists(&marker).await? {
+        return Ok(0);
+    }
+    let mut copied = 0;
+    let mut names = Vec::with_capacity(manifest.parts.len());
+    for (i, part) in manifest.parts.iter().enumerate() {
+        let name = delivered_name(manifest, &part.path);
+        let done = async {
+            if !watched.exists(&name).await? {
+                store
+                    .copy_to(&format!("{prefix}/{}", part.path), watched, &name)
+                    .await?;
+                copied += 1;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        done.with_context(|| {
+            format!(
+                "cannot deliver {} to {} ({i} of {} parts are there)",
+                part.path,
+                watched.uri(&name),
+                manifest.parts.len()
+            )
+        })?;
+        names.push(watched.uri(&name));
+    }
+    store
+        .put(&marker, serde_json::to_string_pretty(&names)?.as_bytes())
+        .await?;
+    info!(
+        parts = manifest.parts.len(),
+        copied,
+        to = %watched.uri(""),
+        "delivered to the watched prefix"
+    );
+    Ok(copied)
 }
 
 /// Removes a staged export that must not be published.
@@ -865,9 +981,115 @@ mod tests {
             ColumnPreset::Iterable,
             ColumnPreset::Hubspot,
             ColumnPreset::Sfmc,
+            ColumnPreset::BrazeCdi,
         ] {
             assert_eq!(needs_emails(p), p.has_email(), "{p:?}");
         }
+    }
+
+    /// `braze_cdi`: each row is the user's id and a JSON object of the `braze` attributes; the
+    /// parts reach the watched prefix once complete, each once, and nothing else does.
+    #[tokio::test]
+    async fn braze_cdi_payloads_reach_the_watched_prefix_once() {
+        let dir = std::env::temp_dir().join(format!("publish-cdi-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = audience(10); // 8 treated
+        let watched_uri = format!("file://{}", dir.join("watched").display());
+        let c = campaign(
+            &dir,
+            &format!("columns = \"braze_cdi\"\ndeliver_to = \"{watched_uri}\""),
+        );
+        let limits = PartLimits {
+            max_rows: 3,
+            max_bytes: 1 << 20,
+        };
+        let (store, s) = staged(&dir.join("out"), &c, &a, limits).await;
+        assert_eq!(s.manifest.columns, ["EXTERNAL_ID", "PAYLOAD"]);
+        assert_eq!(
+            s.manifest.payload_fields,
+            [
+                "targeting_campaign",
+                "targeting_variant",
+                "targeting_offer",
+                "targeting_score",
+                "targeting_rank",
+                "targeting_date"
+            ]
+        );
+        let first = store
+            .get(&format!("{}/part-00000.csv", s.prefix))
+            .await
+            .unwrap();
+        let mut rows = csv::Reader::from_reader(first.as_slice());
+        assert_eq!(
+            rows.headers().unwrap().iter().collect::<Vec<_>>(),
+            ["EXTERNAL_ID", "PAYLOAD"]
+        );
+        let row = rows.records().next().unwrap().unwrap();
+        assert_eq!(&row[0], "1000");
+        let payload: serde_json::Value = serde_json::from_str(&row[1]).unwrap();
+        assert_eq!(
+            payload,
+            serde_json::json!({
+                "targeting_campaign": "c",
+                "targeting_variant": "treatment",
+                "targeting_offer": "hi, there",
+                "targeting_score": 0.333333,
+                "targeting_rank": 1,
+                "targeting_date": "2026-11-20",
+            })
+        );
+
+        // Nothing reaches the watched prefix before `_SUCCESS`; then the parts alone, each
+        // under a name of its run.
+        let watched = ObjectStore::open(&watched_uri, &crate::store::StoreOptions::default())
+            .await
+            .unwrap();
+        assert!(watched.list("").await.unwrap().is_empty());
+        commit(&store, &s).await.unwrap();
+        assert_eq!(
+            deliver(&store, &watched, &s.prefix, &s.manifest)
+                .await
+                .unwrap(),
+            3
+        );
+        let names: Vec<String> = (0..3)
+            .map(|i| format!("c-2026-11-20-r1-part-{i:05}.csv"))
+            .collect();
+        assert_eq!(watched.list("").await.unwrap(), names);
+        for (i, name) in names.iter().enumerate() {
+            let part = format!("{}/part-{i:05}.csv", s.prefix);
+            assert_eq!(
+                watched.get(name).await.unwrap(),
+                store.get(&part).await.unwrap()
+            );
+        }
+        assert!(store
+            .exists(&format!("{}/{DELIVERED}", s.prefix))
+            .await
+            .unwrap());
+        // Delivered: a second call copies nothing.
+        assert_eq!(
+            deliver(&store, &watched, &s.prefix, &s.manifest)
+                .await
+                .unwrap(),
+            0
+        );
+        // A delivery cut off after its first part: the rest is copied, the first is not
+        // written again (it would be imported twice).
+        std::fs::remove_file(dir.join("out").join(&s.prefix).join(DELIVERED)).unwrap();
+        for name in &names[1..] {
+            std::fs::remove_file(dir.join("watched").join(name)).unwrap();
+        }
+        assert_eq!(
+            deliver(&store, &watched, &s.prefix, &s.manifest)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(watched.list("").await.unwrap(), names);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// HubSpot keys contacts by email: a messaged user without one is left out, and counted;

@@ -203,10 +203,10 @@ pub struct SeasonalFile {
 pub struct ExportFile {
     /// File format of the parts: `csv_gzip`, `csv`, `parquet` or `jsonl`. Default `csv_gzip`,
     /// or `csv` for a preset whose CRM takes plain CSV only (`braze_ids`, `hubspot`, `sfmc`,
-    /// which refuse the others).
+    /// which refuse the others) or does not read gzip (`braze_cdi`, which refuses it).
     pub format: Option<ExportFormat>,
     /// Column preset, for the CRM that ingests the list: `generic`, `braze`, `braze_ids`,
-    /// `iterable`, `hubspot` or `sfmc`. Default `generic`.
+    /// `braze_cdi`, `iterable`, `hubspot` or `sfmc`. Default `generic`.
     pub columns: Option<ColumnPreset>,
     /// Also publish `holdout.csv.gz` (`external_id, campaign_id, variant`) with the holdout
     /// members, for a CRM's own suppression logs. They are never in the list itself.
@@ -223,6 +223,13 @@ pub struct ExportFile {
     /// Destination URI overriding the settings' `export.destination`: `file:///data/out`,
     /// `file://relative/out` or `s3://bucket/prefix`.
     pub destination: Option<String>,
+    /// The prefix a CRM watches for new files (`s3://bucket/prefix`, or a `file://` folder):
+    /// once the export is complete (`_SUCCESS`), its parts are copied there, named
+    /// `<campaign>-<date>-<run_id>-part-00000.<ext>`, and nothing else is (no manifest, marker
+    /// or holdout file, which the CRM would ingest as data). It must not overlap any
+    /// campaign's run folders, and must lie under `export.allowed_destinations`. Required by
+    /// `braze_cdi`; any preset may use it.
+    pub deliver_to: Option<String>,
 }
 
 /// A validated campaign.
@@ -251,6 +258,9 @@ pub struct Campaign {
     /// or always for a CRM keyed by email.
     pub require_email: bool,
     pub destination: Option<String>,
+    /// Where the parts are copied once complete, for a CRM that watches a prefix (see
+    /// [`ExportFile::deliver_to`]).
+    pub deliver_to: Option<String>,
     /// The items the campaign is about (`[items]`): each member gets the one they most likely
     /// want (see `segments::items::wanted`).
     pub items: Option<CampaignItems>,
@@ -400,6 +410,11 @@ pub enum ColumnPreset {
     /// A Salesforce Marketing Cloud data extension import: `SubscriberKey` (the user id),
     /// `EmailAddress`, `CampaignId`, `Offer`, `Score`, `Rank`. Plain CSV only.
     Sfmc,
+    /// Braze Cloud Data Ingestion from S3: `EXTERNAL_ID` and `PAYLOAD`, a JSON object of the
+    /// `braze` preset's custom attributes. CDI ingests every new file under the prefix it
+    /// watches, so the parts are copied there (`deliver_to`, required) once the export is
+    /// complete, and nothing else is. CSV, JSON lines or Parquet.
+    BrazeCdi,
 }
 
 impl ColumnPreset {
@@ -411,7 +426,24 @@ impl ColumnPreset {
             ColumnPreset::BrazeIds => "braze_ids",
             ColumnPreset::Hubspot => "hubspot",
             ColumnPreset::Sfmc => "sfmc",
+            ColumnPreset::BrazeCdi => "braze_cdi",
         }
+    }
+
+    /// The format of a campaign with this preset that names none: plain CSV for a CRM that
+    /// reads nothing else or does not read gzip, else `csv_gzip`.
+    pub fn default_format(self) -> ExportFormat {
+        if self.plain_csv_only().is_some() || self == ColumnPreset::BrazeCdi {
+            ExportFormat::Csv
+        } else {
+            ExportFormat::CsvGzip
+        }
+    }
+
+    /// Whether the CRM ingests every new file under a prefix it watches, so that the parts
+    /// must be delivered there apart from the run folder (`deliver_to`).
+    pub fn watches_a_prefix(self) -> bool {
+        self == ColumnPreset::BrazeCdi
     }
 
     /// The CRM behind a preset whose import takes plain CSV files only, if it is one.
@@ -420,7 +452,10 @@ impl ColumnPreset {
             ColumnPreset::BrazeIds => Some("Braze's CSV import"),
             ColumnPreset::Hubspot => Some("HubSpot's import"),
             ColumnPreset::Sfmc => Some("Salesforce Marketing Cloud's import"),
-            ColumnPreset::Generic | ColumnPreset::Braze | ColumnPreset::Iterable => None,
+            ColumnPreset::Generic
+            | ColumnPreset::Braze
+            | ColumnPreset::Iterable
+            | ColumnPreset::BrazeCdi => None,
         }
     }
 
@@ -446,6 +481,11 @@ impl ColumnPreset {
                 self.name(),
                 format.name()
             )),
+            (_, ColumnPreset::BrazeCdi, ExportFormat::CsvGzip) => Some(
+                "Braze Cloud Data Ingestion reads CSV, JSON and Parquet files, not gzip: the \
+                 braze_cdi preset needs format = \"csv\", \"jsonl\" or \"parquet\""
+                    .into(),
+            ),
             (_, ColumnPreset::Iterable, ExportFormat::Parquet) => Some(
                 "Iterable imports lists from CSV (or JSON lines through its bulk API), not \
                  Parquet: the iterable preset needs format = \"csv\", \"csv_gzip\" or \"jsonl\""
@@ -723,7 +763,6 @@ impl CampaignFile {
         }
 
         let columns = self.export.columns.unwrap_or(ColumnPreset::Generic);
-        let crm_csv = columns.plain_csv_only();
         if let Some(why) = self.export.format.and_then(|f| columns.refuses(f)) {
             problems.push(("export.format", why));
         }
@@ -744,6 +783,22 @@ impl CampaignFile {
                     format!("export.destination {dest:?} must be a file:// or s3:// URI"),
                 ));
             }
+        }
+        match &self.export.deliver_to {
+            Some(to) if !(to.starts_with("file://") || to.starts_with("s3://")) => problems.push((
+                "export.deliver_to",
+                format!("export.deliver_to {to:?} must be a file:// or s3:// URI"),
+            )),
+            None if columns.watches_a_prefix() => problems.push((
+                "export.columns",
+                format!(
+                    "the {} preset needs export.deliver_to: Braze Cloud Data Ingestion ingests \
+                     every new file under the prefix it watches, so the parts are copied there \
+                     once complete, apart from the manifest and markers",
+                    columns.name()
+                ),
+            )),
+            _ => {}
         }
         let schedule = match &self.schedule {
             None => None,
@@ -852,16 +907,12 @@ impl CampaignFile {
                 budget: self.offer.budget,
                 average_price,
             },
-            // A CRM that takes plain CSV only gets it by default.
-            format: self.export.format.unwrap_or(if crm_csv.is_some() {
-                ExportFormat::Csv
-            } else {
-                ExportFormat::CsvGzip
-            }),
+            format: self.export.format.unwrap_or(columns.default_format()),
             columns,
             holdout_file: self.export.holdout_file,
             require_email: self.export.require_email || columns.keyed_by_email(),
             destination: self.export.destination,
+            deliver_to: self.export.deliver_to,
             items,
         })
     }

@@ -316,6 +316,36 @@ fn a_crm_that_takes_plain_csv_gets_it_and_refuses_the_rest() {
     assert_eq!(c.format, ExportFormat::CsvGzip);
 }
 
+/// Braze Cloud Data Ingestion watches a prefix: the preset needs somewhere to deliver the
+/// parts, reads plain CSV by default, and refuses gzip.
+#[test]
+fn braze_cdi_needs_a_prefix_to_deliver_to_and_refuses_gzip() {
+    assert_eq!(
+        error(&(DEAL.to_string() + "[export]\ncolumns = \"braze_cdi\"\n")),
+        "deal.toml:11:11: the braze_cdi preset needs export.deliver_to: Braze Cloud Data \
+         Ingestion ingests every new file under the prefix it watches, so the parts are copied \
+         there once complete, apart from the manifest and markers"
+    );
+    let cdi = DEAL.to_string()
+        + "[export]\ncolumns = \"braze_cdi\"\ndeliver_to = \"s3://crm-bucket/braze-cdi\"\n";
+    let c = parse("deal.toml", &cdi, &catalog()).unwrap();
+    assert_eq!(c.format, ExportFormat::Csv);
+    assert_eq!(c.deliver_to.as_deref(), Some("s3://crm-bucket/braze-cdi"));
+    assert_eq!(
+        error(&(cdi.clone() + "format = \"csv_gzip\"\n")),
+        "deal.toml:13:10: Braze Cloud Data Ingestion reads CSV, JSON and Parquet files, not gzip: \
+         the braze_cdi preset needs format = \"csv\", \"jsonl\" or \"parquet\""
+    );
+    for format in ["csv", "jsonl", "parquet"] {
+        let text = format!("{cdi}format = \"{format}\"\n");
+        assert!(parse("deal.toml", &text, &catalog()).is_ok(), "{format}");
+    }
+    assert_eq!(
+        error(&(DEAL.to_string() + "[export]\ndeliver_to = \"/srv/watched\"\n")),
+        "deal.toml:11:14: export.deliver_to \"/srv/watched\" must be a file:// or s3:// URI"
+    );
+}
+
 #[test]
 fn exploration_is_a_small_share() {
     let c = parse(

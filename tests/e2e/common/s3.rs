@@ -192,6 +192,14 @@ pub async fn read_s3_export(c: &aws_sdk_s3::Client, bucket: &str, prefix: &str) 
         }
         None => None,
     };
+    // An export delivered to a watched prefix also has its marker (`publish::deliver`).
+    if manifest.get("delivered_to").is_some()
+        && objects
+            .iter()
+            .any(|o| o.key == format!("{prefix}_DELIVERED"))
+    {
+        listed.push("_DELIVERED".into());
+    }
     listed.sort();
     let mut present: Vec<String> = objects
         .iter()
