@@ -931,7 +931,7 @@ mod tests {
 
         // Every format repeats byte for byte.
         for format in ["csv_gzip", "parquet", "jsonl"] {
-            let c = campaign(&dir, &format!("format = \"{format}\"\ncolumns = \"braze\""));
+            let c = campaign(&dir, &format!("format = \"{format}\""));
             let (_, x) = staged(&dir.join(format!("{format}-1")), &c, &a, limits).await;
             let (_, y) = staged(&dir.join(format!("{format}-2")), &c, &a, limits).await;
             let hashes = |s: &Staged| {

@@ -203,7 +203,8 @@ pub struct SeasonalFile {
 pub struct ExportFile {
     /// File format of the parts: `csv_gzip`, `csv`, `parquet` or `jsonl`. Default `csv_gzip`,
     /// or `csv` for a preset whose CRM takes plain CSV only (`braze_ids`, `hubspot`, `sfmc`,
-    /// which refuse the others) or does not read gzip (`braze_cdi`, which refuses it).
+    /// which refuse the others) or does not read gzip (`braze`, which takes `csv` or `jsonl`,
+    /// and `braze_cdi`, which takes `csv`, `jsonl` or `parquet`).
     pub format: Option<ExportFormat>,
     /// Column preset, for the CRM that ingests the list: `generic`, `braze`, `braze_ids`,
     /// `braze_cdi`, `iterable`, `hubspot` or `sfmc`. Default `generic`.
@@ -394,7 +395,7 @@ pub enum ColumnPreset {
     Generic,
     /// Braze's user CSV import: `external_id` and custom attributes `targeting_campaign`,
     /// `targeting_variant`, `targeting_offer`, `targeting_score`, `targeting_rank`,
-    /// `targeting_date`.
+    /// `targeting_date`. Plain CSV, or JSON lines for an uploader through Braze's API.
     Braze,
     /// Iterable's user import: `userId`, `email` (only of users who consented to marketing),
     /// and data fields `campaignId`, `offer`, `score`, `rank`.
@@ -431,9 +432,11 @@ impl ColumnPreset {
     }
 
     /// The format of a campaign with this preset that names none: plain CSV for a CRM that
-    /// reads nothing else or does not read gzip, else `csv_gzip`.
+    /// does not read gzip, else `csv_gzip`.
     pub fn default_format(self) -> ExportFormat {
-        if self.plain_csv_only().is_some() || self == ColumnPreset::BrazeCdi {
+        if self.plain_csv_only().is_some()
+            || matches!(self, ColumnPreset::Braze | ColumnPreset::BrazeCdi)
+        {
             ExportFormat::Csv
         } else {
             ExportFormat::CsvGzip
@@ -481,6 +484,14 @@ impl ColumnPreset {
                 self.name(),
                 format.name()
             )),
+            (_, ColumnPreset::Braze, ExportFormat::CsvGzip | ExportFormat::Parquet) => {
+                Some(format!(
+                    "Braze's CSV import takes plain CSV files: the braze preset needs format = \
+                     \"csv\" (or \"jsonl\" for an uploader through Braze's /users/track API), \
+                     not {:?}",
+                    format.name()
+                ))
+            }
             (_, ColumnPreset::BrazeCdi, ExportFormat::CsvGzip) => Some(
                 "Braze Cloud Data Ingestion reads CSV, JSON and Parquet files, not gzip: the \
                  braze_cdi preset needs format = \"csv\", \"jsonl\" or \"parquet\""

@@ -311,6 +311,20 @@ fn a_crm_that_takes_plain_csv_gets_it_and_refuses_the_rest() {
         let text = format!("{DEAL}[export]\ncolumns = \"iterable\"\nformat = \"{format}\"\n");
         assert!(parse("deal.toml", &text, &catalog()).is_ok(), "{format}");
     }
+    // Braze's CSV import reads plain CSV: the braze preset gets it, or JSON lines for an
+    // uploader through its API.
+    let braze = DEAL.to_string() + "[export]\ncolumns = \"braze\"\n";
+    assert_eq!(
+        parse("deal.toml", &braze, &catalog()).unwrap().format,
+        ExportFormat::Csv
+    );
+    assert_eq!(
+        error(&(braze.clone() + "format = \"csv_gzip\"\n")),
+        "deal.toml:12:10: Braze's CSV import takes plain CSV files: the braze preset needs \
+         format = \"csv\" (or \"jsonl\" for an uploader through Braze's /users/track API), not \
+         \"csv_gzip\""
+    );
+    assert!(parse("deal.toml", &(braze + "format = \"jsonl\"\n"), &catalog()).is_ok());
     // The others keep their default and every format.
     let c = parse("deal.toml", DEAL, &catalog()).unwrap();
     assert_eq!(c.format, ExportFormat::CsvGzip);
@@ -448,7 +462,7 @@ max_sensitivity = 0.5
 [items]
 where = 'category == "rpg" and list_price >= 20'
 [export]
-format = "csv_gzip"
+format = "csv"
 columns = "braze"
 holdout_file = true
 destination = "s3://bucket/prefix"
