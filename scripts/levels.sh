@@ -4,8 +4,9 @@
 # several data seeds: true expected incremental profit, the gain over the best single level,
 # the share of the eligible users' purchases without a message left undiscounted, and the same
 # gain for the truth's own choices among the same eligible users (what per-user levels can earn
-# in this world at all, for a model that knew every user's response). Fixed
-# date; one demo run per seed.
+# in this world at all, for a model that knew every user's response); then the same gains under
+# tighter budgets, binding at 75, 50 and 25% of what the per-user levels spend under the
+# campaign's own. Fixed date; one demo run per seed.
 #   bash scripts/levels.sh [USERS] [SEED ...]      (default: 100000 7 11 23 37 41)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,22 @@ for seed in seeds:
           + f" {100 * t['per_user']['buy_anyway_undiscounted']:7.0f}% {100 * best['buy_anyway_undiscounted']:5.0f}%"
           + f" {'/'.join(str(mix.get(l, 0)) for l in (10, 20, 30)):>18}"
           + f" {oracle:9.0f} {100 * oracle_gains[-1]:+6.1f}%")
+tight = {}
+for seed in seeds:
+    s = json.load(open(f"{work}/seed-{seed}/summary.json"))
+    c = next(c for c in s["campaigns"] if c["campaign_id"] == "weekly-deal")
+    t = c["levels_against_truth"]
+    for i, b in enumerate(t["tighter"]):
+        tight.setdefault(i, []).append((b["budget"], b["gain_over_best_single"],
+                                        b["oracle_gain_over_best_single"], b["best_single_level"]))
+print("under tighter budgets (share of what the per-user levels spend under the campaign's own):")
+for i, share in zip(sorted(tight), ("75%", "50%", "25%")):
+    rows = tight[i]
+    print(f"  {share}: budgets {'/'.join(f'{b:.0f}' for b, _, _, _ in rows)}; "
+          f"gain {' '.join(f'{100 * g:+.1f}%' for _, g, _, _ in rows)} "
+          f"(mean {100 * statistics.mean(g for _, g, _, _ in rows):+.1f}%, min {100 * min(g for _, g, _, _ in rows):+.1f}%); "
+          f"best single level {'/'.join(str(l) for _, _, _, l in rows)}; "
+          f"the truth's {100 * statistics.mean(o for _, _, o, _ in rows):+.1f}%")
 print(f"mean gain over the best single level {100 * statistics.mean(gains):+.1f}% "
       f"(min {100 * min(gains):+.1f}%); purchases without a message left undiscounted "
       f"{100 * statistics.mean(undiscounted):.0f}% (min {100 * min(undiscounted):.0f}%); "

@@ -174,7 +174,7 @@ impl Summary {
                 c.campaign_id,
                 mix_text(&c.discount_mix)
             ));
-            if let Some(l) = &c.levels_against_truth {
+            if let Some(l) = c.levels_against_truth.as_ref().map(|l| &l.written) {
                 let best = l.single.iter().find(|v| v.levels == [l.best_single_level]);
                 let undiscounted = best.map_or(f64::NAN, |b| b.buy_anyway_undiscounted);
                 out.push_str(&format!(
@@ -184,7 +184,7 @@ impl Summary {
                      knowing every user's true response, per-user levels would earn {:+.1}% over \
                      one level\n",
                     l.per_user.true_profit,
-                    best.map_or(f64::NAN, |b| b.true_profit),
+                    l.best_single_profit(),
                     l.best_single_level,
                     100.0 * l.gain_over_best_single,
                     100.0 * l.per_user.buy_anyway_undiscounted,

@@ -84,8 +84,9 @@ const BISECTION_STEPS: usize = 60;
 /// Chooses each candidate's level of `campaign`'s offer (which has levels) at the budget's
 /// price, sets its value, cost, discount and key (the score at that price), drops those no
 /// level is worth messaging, and puts the rest in the campaign's order. Returns the price λ (0
-/// without a budget, or when the budget does not bind).
-pub(super) fn choose_levels(campaign: &Campaign, candidates: &mut Vec<Candidate>) -> f64 {
+/// without a budget, or when the budget does not bind). Public for what can judge the choice
+/// against a truth (the demo), with the true effects in place of the models'.
+pub fn choose_levels(campaign: &Campaign, candidates: &mut Vec<Candidate>) -> f64 {
     let offer = &campaign.offer;
     let price = offer.average_price;
     let treated: Vec<bool> = candidates

@@ -38,8 +38,8 @@ use crate::holdout::{arm, in_global_control, Arm};
 use crate::items::WANTED_ITEM_COLUMN;
 use crate::rules::Catalog;
 use crate::{Result, SegmentError};
-use levels::{best_level, choose_levels};
-pub use levels::{discount_uplift_column, offer_value, OfferOption};
+use levels::best_level;
+pub use levels::{choose_levels, discount_uplift_column, offer_value, OfferOption};
 
 /// Settings that hold for every campaign.
 #[derive(Debug, Clone)]
