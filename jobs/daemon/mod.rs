@@ -324,9 +324,7 @@ impl Worker<'_> {
                 Some(Ok(())) => {}
                 Some(Err(e)) => error!(error = %format!("{e:#}"), "scheduled run failed"),
                 None => {
-                    // Dropped mid-run: say so in the ledger. An export it completed before
-                    // that (`_SUCCESS`, its delivery perhaps cut off) is adopted at the next
-                    // firing: settling looks at aborted rows too.
+                    // Dropped mid-run: nothing it staged has `_SUCCESS`; say so in the ledger.
                     if let Task::Campaign(id) = &f.task {
                         let reason = "aborted at shutdown: the grace period ran out";
                         match ledger::abort_running(&self.state, id, f.date, reason).await {

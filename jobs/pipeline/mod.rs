@@ -624,12 +624,9 @@ async fn publish_night(
             if let Some(to) = &c.deliver_to {
                 publish::deliver(store, opened(to)?, &staged.prefix, &staged.manifest)
                     .await
-                    .with_context(|| {
-                        format!(
-                            "the export {} is complete but not delivered: the next run for {} \
-                             delivers it",
-                            staged.uri, req.date
-                        )
+                    .with_context(|| publish::Undelivered {
+                        uri: staged.uri.clone(),
+                        run_date: run_date.clone(),
                     })?;
             }
             info!(uri = %staged.uri, rows = staged.manifest.row_count, "published");
@@ -650,7 +647,13 @@ async fn publish_night(
                 let error = format!("{e:#}");
                 let transient = is_transient(&e);
                 warn!(campaign = %c.id, error = %error, transient, "campaign failed");
-                let ending = Ending::Failed { error: &error };
+                let ending = match e.downcast_ref::<publish::Undelivered>() {
+                    Some(u) => Ending::Undelivered {
+                        error: &error,
+                        uri: &u.uri,
+                    },
+                    None => Ending::Failed { error: &error },
+                };
                 record::finish(state, run_id, &c.id, ending, &versions_json).await?;
                 CampaignReport::failed(c, error, transient)
             }

@@ -52,6 +52,13 @@ pub enum Ending<'a> {
     Failed {
         error: &'a str,
     },
+    /// Failed after the export at `uri` was complete (its delivery to a watched prefix did not
+    /// finish): the row keeps the URI, so the next run adopts the export (see
+    /// `publish::Undelivered`).
+    Undelivered {
+        error: &'a str,
+        uri: &'a str,
+    },
 }
 
 /// Writes the end of a campaign's run to the ledger.
@@ -80,6 +87,15 @@ pub async fn finish(
             holdout_size: None,
             model_versions,
             export_uri: None,
+            error: Some(error),
+        },
+        Ending::Undelivered { error, uri } => Finish {
+            status: Status::Failed,
+            finished_at,
+            audience_size: None,
+            holdout_size: None,
+            model_versions,
+            export_uri: Some(uri),
             error: Some(error),
         },
     };

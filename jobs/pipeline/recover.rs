@@ -1,7 +1,8 @@
 //! Recovery of a claimed campaign-day whose earlier run stopped. A run writes `_SUCCESS`, then
 //! (for a CRM that watches a prefix) delivers the parts there, then writes its ledger row. A
 //! process that dies in between (or loses the state database there) leaves a complete export
-//! whose row still says `running`; a delivery that fails leaves one whose row says `failed`.
+//! whose row still says `running`; a delivery that fails leaves one whose row says `failed`
+//! and keeps the export's URI.
 //! Publishing the campaign-day again would give a CRM two lists, so the complete export is the
 //! truth: its delivery is finished (the parts not yet in the watched prefix are copied there),
 //! and its row is marked `succeeded` from its manifest. Unfinished runs without a complete

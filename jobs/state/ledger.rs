@@ -338,8 +338,8 @@ pub async fn has_succeeded(db: &Db, campaign_id: &str, run_date: RunDate) -> Res
     Ok(n > 0)
 }
 
-/// The run ids of a campaign and date that did not succeed (`running`, `failed` or
-/// `aborted`), oldest first: those a complete export may still be left of.
+/// The run ids of a campaign and date a complete export may be left of, oldest first: those
+/// still `running`, and those `failed` after their export was complete (with its URI).
 pub async fn unsettled(db: &Db, campaign_id: &str, run_date: RunDate) -> Result<Vec<String>> {
     sqlx::query_scalar(UNSETTLED_RUNS)
         .bind(campaign_id)

@@ -519,6 +519,11 @@ deliver_to = "s3://{bucket}/braze-cdi"
     );
     assert!(export.ids.len() > 100, "{}", export.ids.len());
     assert!(!export.objects.iter().any(|o| o.key.ends_with("_DELIVERED")));
+    // The failed row keeps the complete export's URI: that is what the next run adopts.
+    assert_eq!(
+        failed.export_uri.as_deref(),
+        Some(format!("s3://{bucket}/{}", runs[0].trim_end_matches('/')).as_str())
+    );
 
     // The server is back: the next run adopts the complete export and delivers it.
     relay.restart().await;

@@ -693,6 +693,26 @@ pub async fn point_latest(store: &ObjectStore, prefix: &str) {
 /// [`deliver`] once the last of them is.
 pub const DELIVERED: &str = "_DELIVERED";
 
+/// Why a campaign failed after its export was complete: the delivery of its parts to the
+/// prefix its CRM watches did not finish. Its ledger row keeps the export's URI, which tells
+/// the next run for the date to adopt the export and deliver the rest (`pipeline::recover`).
+#[derive(Debug)]
+pub struct Undelivered {
+    /// The complete export's run folder.
+    pub uri: String,
+    pub run_date: String,
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the export {} is complete but not delivered: the next run for {} delivers it",
+            self.uri, self.run_date
+        )
+    }
+}
+
 /// A part's name in the prefix a CRM watches: flat (a watched prefix may not look into
 /// folders) and unique to the run, since the CRM ingests every new object there.
 pub fn delivered_name(m: &Manifest, part: &str) -> String {
