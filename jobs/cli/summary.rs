@@ -282,7 +282,8 @@ impl Summary {
     pub fn preview(&self) -> String {
         let mut out = format!(
             "dry run for {} over {} users: nothing published; the forecast is recorded, marked as a dry run\n",
-            self.run_date, self.users
+            self.run_date,
+            count(self.users as f64)
         );
         for c in &self.campaigns {
             out.push_str(&format!("\n{} ({})\n", c.campaign_id, c.kind));
@@ -387,7 +388,7 @@ impl Summary {
             "run {} for {} over {} users\n\n{:<26} {:<12} {:>9} {:>9} {:>8}  export\n",
             self.run_id,
             self.run_date,
-            self.users,
+            count(self.users as f64),
             "campaign",
             "kind",
             "eligible",
@@ -402,7 +403,12 @@ impl Summary {
             };
             out.push_str(&format!(
                 "{:<26} {:<12} {:>9} {:>9} {:>8}  {}\n",
-                c.campaign_id, c.kind, c.eligible, c.audience, c.holdout, export
+                c.campaign_id,
+                c.kind,
+                count(c.eligible as f64),
+                count(c.audience as f64),
+                count(c.holdout as f64),
+                export
             ));
         }
         let offers = self.offer_lines();

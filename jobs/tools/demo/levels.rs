@@ -20,7 +20,7 @@ use segments::holdout::arm;
 use segments::select::{choose_levels, discount_mix, offer_value, Candidate, OfferOption};
 use segments::{Arm, Audience, Campaign, Offer};
 use serde::Serialize;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::generate::Response;
 use crate::config::Settings;
@@ -205,7 +205,7 @@ pub fn against_truth(
             "discount levels against the truth"
         );
         for t in &tighter {
-            info!(
+            debug!(
                 campaign = %c.id,
                 budget = t.budget.unwrap_or_default(),
                 gain = t.gain_over_best_single,
