@@ -35,7 +35,9 @@ pub(super) async fn validate(settings: &Settings, a: &ValidateArgs) -> Result<()
         a.paths.clone()
     };
     let campaigns = campaigns::load(&paths)?;
-    settings.check_destinations(&campaigns)?;
+    settings
+        .check_destinations(&campaigns)
+        .map_err(exit::invalid)?;
     // Every item id a campaign names: a drop's item, and the ids of an `[items]` list.
     let named: Vec<(&str, &str, Vec<i64>)> = campaigns
         .iter()
@@ -209,7 +211,7 @@ pub(super) async fn run_demo(settings: &Settings, a: &DemoArgs) -> Result<()> {
             a.outcome_days
         );
     }
-    let all = settings.campaigns()?;
+    let all = settings.campaigns().map_err(exit::invalid)?;
     campaigns::check_ids(&all, &a.job.campaigns)?;
     let date = a.job.date.unwrap_or_else(RunDate::today);
     let source = settings.source.connect(true).await?;
@@ -293,7 +295,7 @@ async fn night(
 /// store, for `targeting run --from-shards N`.
 pub(super) async fn score_shard(settings: &Settings, a: &ScoreShardArgs) -> Result<()> {
     let j = &a.job;
-    let all = settings.campaigns()?;
+    let all = settings.campaigns().map_err(exit::invalid)?;
     campaigns::check_ids(&all, &j.campaigns)?;
     let date = j.date.unwrap_or_else(RunDate::today);
     let index = shard_index(a.shard)?;

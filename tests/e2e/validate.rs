@@ -135,7 +135,8 @@ fn a_campaign_destination_must_lie_under_an_allowed_root() {
 
     campaign("outside", "file://../elsewhere");
     let out = targeting(&["validate", &dir]);
-    assert!(!out.status.success());
+    // An invalid configuration: no retry fixes it.
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
         err.contains(
@@ -157,6 +158,23 @@ fn a_campaign_destination_must_lie_under_an_allowed_root() {
     assert_ok(&out);
     let out = targeting(&["validate", &dir]);
     assert!(!out.status.success(), "{}", stderr(&out));
+
+    // A prefix a CRM watches may not hold any campaign's run folders.
+    std::fs::write(
+        world.dir.join("watched.toml"),
+        "format_version = 1\nid = \"watched\"\nkind = \"seasonal\"\npriority = 1\n\
+         holdout = 0.1\nmax_audience = 100\n[export]\ncolumns = \"braze_cdi\"\n\
+         deliver_to = \"file://demo/exports\"\n",
+    )
+    .unwrap();
+    std::fs::remove_file(world.dir.join("outside.toml")).unwrap();
+    let out = targeting(&["validate", &dir]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("export.deliver_to file://demo/exports overlaps the run folders"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A source with a catalogue of `items` and one friendship (the example gift campaign's), and
