@@ -324,7 +324,9 @@ impl Worker<'_> {
                 Some(Ok(())) => {}
                 Some(Err(e)) => error!(error = %format!("{e:#}"), "scheduled run failed"),
                 None => {
-                    // Dropped mid-run: nothing it staged has `_SUCCESS`; say so in the ledger.
+                    // Dropped mid-run: say so in the ledger. If its export was complete by
+                    // then (dropped while delivering it), the next firing adopts it: settling
+                    // looks at aborted rows too.
                     if let Task::Campaign(id) = &f.task {
                         let reason = "aborted at shutdown: the grace period ran out";
                         match ledger::abort_running(&self.state, id, f.date, reason).await {

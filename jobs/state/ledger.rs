@@ -339,7 +339,8 @@ pub async fn has_succeeded(db: &Db, campaign_id: &str, run_date: RunDate) -> Res
 }
 
 /// The run ids of a campaign and date a complete export may be left of, oldest first: those
-/// still `running`, and those `failed` after their export was complete (with its URI).
+/// still `running`, those `aborted` (at shutdown, perhaps mid-delivery), and those `failed`
+/// after their export was complete (with its URI).
 pub async fn unsettled(db: &Db, campaign_id: &str, run_date: RunDate) -> Result<Vec<String>> {
     sqlx::query_scalar(UNSETTLED_RUNS)
         .bind(campaign_id)

@@ -581,19 +581,62 @@ deliver_to = "s3://{bucket}/braze-cdi"
     );
 
     // Published: the next run does nothing, and the watched prefix is as it was.
+    let out = run(args.clone(), env.clone()).await;
+    assert_ok(&out);
+    let keys_and_times = |objects: &[s3::Object]| -> Vec<(String, i64)> {
+        objects
+            .iter()
+            .map(|o| (o.key.clone(), o.modified_ms))
+            .collect()
+    };
+    let after = s3::list(&client, bucket, "braze-cdi/").await;
+    assert_eq!(keys_and_times(&after), keys_and_times(&delivered));
+
+    // A daemon stopped at shutdown while delivering leaves its row `aborted` (the daemon's
+    // shutdown path), the export complete and the delivery cut short: the next run adopts the
+    // export and delivers only what is missing.
+    execute(
+        &db,
+        &format!(
+            "UPDATE targeting_runs SET status = 'aborted', export_uri = NULL \
+             WHERE run_id = '{}' AND campaign_id = 'cdi-list'",
+            failed.run_id
+        ),
+    )
+    .await;
+    let last = delivered.last().unwrap();
+    for key in [last.key.clone(), format!("{}_DELIVERED", runs[0])] {
+        client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
     let out = run(args, env).await;
     assert_ok(&out);
-    let after = s3::list(&client, bucket, "braze-cdi/").await;
-    assert_eq!(
-        after
-            .iter()
-            .map(|o| (&o.key, o.modified_ms))
-            .collect::<Vec<_>>(),
-        delivered
-            .iter()
-            .map(|o| (&o.key, o.modified_ms))
-            .collect::<Vec<_>>()
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cdi-list: adopted the complete export"),
+        "{text}"
     );
+    let again = keys_and_times(&s3::list(&client, bucket, "braze-cdi/").await);
+    let before = keys_and_times(&delivered);
+    assert_eq!(
+        again.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        before.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    // Only the missing part was written again.
+    assert_eq!(again[..again.len() - 1], before[..before.len() - 1]);
+    assert_eq!(
+        run_prefixes(&client, bucket, "exports", "cdi-list", DATE).await,
+        runs,
+        "nothing published again"
+    );
+    let rows = ledger(&db).await;
+    let row = rows.iter().find(|r| r.run_id == failed.run_id).unwrap();
+    assert_eq!(row.status, "succeeded", "{row:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
