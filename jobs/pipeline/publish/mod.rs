@@ -192,8 +192,11 @@ fn campaign_columns(c: &Campaign) -> Vec<(&'static str, Datum)> {
 }
 
 /// The fields of a `braze_cdi` payload: the columns the campaign would have under `braze`,
-/// the user's id aside (it is the row's `EXTERNAL_ID`).
+/// the user's id aside (it is the row's `EXTERNAL_ID`). None for a preset without a payload.
 fn payload_fields(c: &Campaign) -> Vec<(&'static str, Datum)> {
+    if !columns(c.columns).iter().any(|(_, d)| *d == Datum::Payload) {
+        return Vec::new();
+    }
     let mut fields = preset_columns(c, ColumnPreset::Braze);
     fields.retain(|(_, d)| *d != Datum::ExternalId);
     fields
@@ -269,7 +272,14 @@ enum Cell<'a> {
     Null,
 }
 
-fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
+/// A member's cell of `field`; `payload` is the campaign's [`payload_fields`] (computed once per
+/// export, not per row), for the `PAYLOAD` column.
+fn cell<'a>(
+    req: &'a ExportRequest,
+    m: &Member,
+    field: Datum,
+    payload: &[(&'static str, Datum)],
+) -> Cell<'a> {
     match field {
         Datum::ExternalId => Cell::Id(m.user_id),
         Datum::CampaignId => Cell::Text(&req.campaign.id),
@@ -282,9 +292,9 @@ fn cell<'a>(req: &'a ExportRequest, m: &Member, field: Datum) -> Cell<'a> {
         Datum::ItemId => m.item_id.map_or(Cell::Null, Cell::Id),
         Datum::RecipientId => m.recipient_user_id.map_or(Cell::Null, Cell::Id),
         Datum::Payload => {
-            let cells: Vec<(&str, Cell)> = payload_fields(req.campaign)
-                .into_iter()
-                .map(|(n, f)| (n, cell(req, m, f)))
+            let cells: Vec<(&str, Cell)> = payload
+                .iter()
+                .map(|(n, f)| (*n, cell(req, m, *f, &[])))
                 .collect();
             let mut object = Vec::new();
             // A JSON object of plain values cannot fail to encode.
@@ -454,6 +464,7 @@ async fn write_export(
 ) -> Result<Manifest> {
     let c = req.campaign;
     let cols = campaign_columns(c);
+    let payload = payload_fields(c);
     let header = header(c.format, &cols)?;
     let mut treated: Vec<&Member> = req
         .audience
@@ -479,7 +490,7 @@ async fn write_export(
     for m in &treated {
         line.clear();
         cells.clear();
-        cells.extend(cols.iter().map(|(n, f)| (*n, cell(req, m, *f))));
+        cells.extend(cols.iter().map(|(n, f)| (*n, cell(req, m, *f, &payload))));
         encode_row(plain, &cells, &mut line)?;
         let full = current.as_ref().is_some_and(|p| {
             p.rows >= req.limits.max_rows || p.plain_bytes + line.len() > req.limits.max_bytes
@@ -559,14 +570,7 @@ async fn write_export(
         score_meaning: segments::select::score_meaning(c).into(),
         left_out_without_email: without_email,
         columns: cols.iter().map(|(n, _)| n.to_string()).collect(),
-        payload_fields: if cols.iter().any(|(_, d)| *d == Datum::Payload) {
-            payload_fields(c)
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .collect()
-        } else {
-            Vec::new()
-        },
+        payload_fields: payload.iter().map(|(n, _)| n.to_string()).collect(),
         delivered_to: c.deliver_to.clone(),
         model_versions: req.model_versions.clone(),
         row_count: treated.len(),
@@ -620,6 +624,7 @@ async fn finish_part(mut p: Part<'_>, req: &ExportRequest<'_>) -> Result<PartInf
 /// A Parquet file of the members: text columns as strings, `score` as a double, `rank` as a
 /// 64-bit integer; Snappy, which every Parquet reader supports.
 fn parquet_part(req: &ExportRequest, members: &[&Member]) -> Result<Vec<u8>> {
+    let payload = payload_fields(req.campaign);
     let mut cols = Vec::new();
     for (name, field) in campaign_columns(req.campaign) {
         let name = PlSmallStr::from_str(name);
@@ -640,7 +645,7 @@ fn parquet_part(req: &ExportRequest, members: &[&Member]) -> Result<Vec<u8>> {
                 name,
                 members
                     .iter()
-                    .map(|m| match cell(req, m, f) {
+                    .map(|m| match cell(req, m, f, &payload) {
                         Cell::Text(s) => Some(s.to_string()),
                         Cell::Owned(s) => Some(s),
                         Cell::Id(v) | Cell::Int(v) => Some(v.to_string()),
