@@ -221,11 +221,7 @@ async fn a_gift_campaign_on_a_source_without_friendships_is_reported() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    let pool = pool(&env.db).await;
-    sqlx::query("DELETE FROM friendships")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(&env.db, "DELETE FROM friendships").await;
     let out = targeting(&["validate", "config/campaigns", "--database-url", &env.db]);
     assert!(!out.status.success());
     assert_eq!(out.status.code(), Some(78), "invalid configuration");

@@ -274,6 +274,16 @@ fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
         .collect())
 }
 
+/// An id column, `None` where a user has no id.
+fn ids(frame: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
+    Ok(frame
+        .column(name)?
+        .cast(&DataType::Int64)?
+        .i64()?
+        .iter()
+        .collect())
+}
+
 /// A user a campaign wants, before arbitration.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -683,16 +693,10 @@ pub fn rank(
     let wanted: Vec<Option<i64>> = match campaign.items {
         None => Vec::new(),
         Some(_) => {
-            let wanted: Vec<Option<i64>> = frame
-                .column(WANTED_ITEM_COLUMN)
-                .map_err(|_| SegmentError::Selection {
-                    campaign: campaign.id.clone(),
-                    why: "a campaign with [items] needs the item each user wants".into(),
-                })?
-                .cast(&DataType::Int64)?
-                .i64()?
-                .iter()
-                .collect();
+            let wanted = ids(frame, WANTED_ITEM_COLUMN).map_err(|_| SegmentError::Selection {
+                campaign: campaign.id.clone(),
+                why: "a campaign with [items] needs the item each user wants".into(),
+            })?;
             // A gift's item is its recipient's (the column is null without one).
             let step_name = match campaign.kind {
                 CampaignKind::Gift => "has a friend who does not own every item of the campaign",
@@ -747,16 +751,10 @@ pub fn rank(
             &uplift
         }
         CampaignKind::Gift => {
-            recipient = frame
-                .column(RECIPIENT_COLUMN)
-                .map_err(|_| SegmentError::Selection {
-                    campaign: campaign.id.clone(),
-                    why: "a gift campaign needs the friend each user would send a gift to".into(),
-                })?
-                .cast(&DataType::Int64)?
-                .i64()?
-                .iter()
-                .collect();
+            recipient = ids(frame, RECIPIENT_COLUMN).map_err(|_| SegmentError::Selection {
+                campaign: campaign.id.clone(),
+                why: "a gift campaign needs the friend each user would send a gift to".into(),
+            })?;
             step(&mut keep, "has a friend who may receive a gift", &|i| {
                 recipient[i].is_some()
             });
